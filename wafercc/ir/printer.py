@@ -1,0 +1,107 @@
+"""WIR printer. Deterministic: the same module always prints to the same bytes.
+
+Top-level op attributes are printed sorted by key; nested dicts keep their order (they are built
+deterministically by whoever makes them). Floats print with ``repr`` so they read back bit-exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from .core import Attr, Func, Module, Op, SymbolRef
+from .types import DType, TensorType
+
+_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_RESERVED = frozenset({"true", "false", "none", "inf", "nan", "loc", "attributes"} | {d.value for d in DType})
+
+
+def format_attr(a: Attr) -> str:
+    if a is True:
+        return "true"
+    if a is False:
+        return "false"
+    if a is None:
+        return "none"
+    if isinstance(a, int):
+        return str(a)
+    if isinstance(a, float):
+        if math.isnan(a):
+            return "nan"
+        if math.isinf(a):
+            return "inf" if a > 0 else "-inf"
+        return repr(a)
+    if isinstance(a, str):
+        return json.dumps(a, ensure_ascii=False)
+    if isinstance(a, DType):
+        return a.value
+    if isinstance(a, (SymbolRef, TensorType)):
+        return str(a)
+    if isinstance(a, (list, tuple)):
+        return "[" + ", ".join(format_attr(v) for v in a) + "]"
+    if isinstance(a, dict):
+        return "{" + ", ".join(f"{format_key(k)} = {format_attr(v)}" for k, v in a.items()) + "}"
+    raise TypeError(f"cannot print attribute of type {type(a).__name__}: {a!r}")
+
+
+def format_key(k: str) -> str:
+    return k if _BARE_KEY.match(k) and k not in _RESERVED else json.dumps(k)
+
+
+def format_attr_dict(attrs: dict[str, Attr], sort: bool = True) -> str:
+    items = sorted(attrs.items()) if sort else attrs.items()
+    return "{" + ", ".join(f"{format_key(k)} = {format_attr(v)}" for k, v in items) + "}"
+
+
+def format_op(op: Op) -> str:
+    parts = []
+    if op.results:
+        parts.append(", ".join(f"%{r.name}" for r in op.results) + " = ")
+    parts.append(op.name)
+    attrs = op.attrs
+    sym = attrs.get("symbol")
+    if isinstance(sym, SymbolRef):
+        parts.append(f" {sym}")
+        attrs = {k: v for k, v in attrs.items() if k != "symbol"}
+    if op.operands:
+        parts.append(" " + ", ".join(f"%{v.name}" for v in op.operands))
+    if attrs:
+        parts.append(" " + format_attr_dict(attrs))
+    if op.results:
+        parts.append(" : " + ", ".join(str(r.type) for r in op.results))
+    if op.loc is not None:
+        parts.append(f" loc({json.dumps(op.loc.file)}:{op.loc.line})")
+    return "".join(parts)
+
+
+def format_func(f: Func, indent: str = "  ") -> list[str]:
+    args = ", ".join(f"%{a.name}: {a.type}" for a in f.args)
+    results = ", ".join(str(t) for t in f.declared_result_types())
+    head = f"{indent}func @{f.name}({args}) -> ({results})"
+    if f.attrs:
+        head += " attributes " + format_attr_dict(f.attrs)
+    lines = [head + " {"]
+    body = indent * 2
+    lines.extend(body + format_op(op) for op in f.ops)
+    ret = "return" + ("" if not f.returns else " " + ", ".join(f"%{v.name}" for v in f.returns))
+    lines.append(body + ret)
+    lines.append(indent + "}")
+    return lines
+
+
+def print_module(m: Module) -> str:
+    """The WIR text of ``m``, ending in a newline."""
+    head = f"module @{m.name}"
+    if m.attrs:
+        head += " attributes " + format_attr_dict(m.attrs)
+    lines = [head + " {"]
+    for w in m.weights.values():
+        line = f"  weight @{w.name} : {w.type}"
+        if w.attrs:
+            line += " " + format_attr_dict(w.attrs)
+        lines.append(line)
+    for f in m.funcs:
+        lines.extend(format_func(f))
+    lines.append("}")
+    return "\n".join(lines) + "\n"

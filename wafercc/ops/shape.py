@@ -1,0 +1,277 @@
+"""Data movement: views, permutations, slicing, concatenation, gathers, padding, sorting.
+
+Attributes are normalized by whoever builds the op (the frontend does it from ATen's arguments):
+dims are non-negative, slice bounds are clamped into range, ``view`` has no -1. The verifier insists,
+so every consumer of WIR (passes, runtime, mapping) sees one form.
+"""
+
+from __future__ import annotations
+
+import math
+
+from wafercc.ir import DType, TensorType, result_dtype
+
+from .registry import AttrSpec, ShapeError, defop, out_numel
+from .rules import broadcast
+
+F = "shape"
+
+
+def _nonneg_dim(d: int, rank: int, what: str = "dim") -> int:
+    if not 0 <= d < max(rank, 1):
+        raise ShapeError(f"{what} {d} must be in [0, {max(rank, 1)}) for rank {rank}")
+    return d
+
+
+def _view(ts, a):
+    t = ts[0]
+    shape = tuple(a["shape"])
+    if any(s < 0 for s in shape):
+        raise ShapeError(f"view shape {list(shape)} must be fully specified (no -1)")
+    if math.prod(shape) != t.numel:
+        raise ShapeError(f"cannot view {t} ({t.numel} elements) as {list(shape)}")
+    return [t.with_shape(shape)]
+
+
+defop("view", "x", _view, attrs={"shape": "ints"}, family=F, doc="the same elements, row-major, in a new shape",
+      torch=("aten.view", "aten._unsafe_view", "aten.reshape"))
+
+
+def _permute(ts, a):
+    t, dims = ts[0], a["dims"]
+    if sorted(dims) != list(range(t.rank)):
+        raise ShapeError(f"dims {dims} are not a permutation of the {t.rank} dims of {t}")
+    return [t.with_shape(tuple(t.shape[d] for d in dims))]
+
+
+defop("permute", "x", _permute, attrs={"dims": "ints"}, family=F, doc="result dim i is input dim dims[i]",
+      torch=("aten.permute",))
+
+
+def _expand(ts, a):
+    t, shape = ts[0], list(a["shape"])
+    lead = len(shape) - t.rank
+    if lead < 0:
+        raise ShapeError(f"cannot expand {t} to fewer dims {shape}")
+    for i, s in enumerate(t.shape):
+        want = shape[lead + i]
+        if want != s and s != 1:
+            raise ShapeError(f"cannot expand dim {i} of size {s} to {want}")
+    if any(s < 0 for s in shape):
+        raise ShapeError(f"expand shape {shape} must be fully specified (no -1)")
+    return [t.with_shape(tuple(shape))]
+
+
+defop("expand", "x", _expand, attrs={"shape": "ints"}, family=F,
+      doc="broadcast size-1 dims (and new leading dims) to shape", torch=("aten.expand",))
+
+
+def _slice(ts, a):
+    t = ts[0]
+    d = _nonneg_dim(a["dim"], t.rank)
+    start, end, step = a["start"], a["end"], a["step"]
+    if not (0 <= start <= end <= t.shape[d]) or step < 1:
+        raise ShapeError(f"slice [{start}:{end}:{step}] must satisfy 0 <= start <= end <= {t.shape[d]}, step >= 1")
+    shape = list(t.shape)
+    shape[d] = -(-(end - start) // step)
+    return [t.with_shape(tuple(shape))]
+
+
+defop("slice", "x", _slice, attrs={"dim": "int", "start": "int", "end": "int", "step": AttrSpec("int", 1)},
+      family=F, doc="x[..., start:end:step, ...] along dim (bounds normalized into range)", torch=("aten.slice",))
+
+
+def _select(ts, a):
+    t = ts[0]
+    d = _nonneg_dim(a["dim"], t.rank)
+    if not 0 <= a["index"] < t.shape[d]:
+        raise ShapeError(f"index {a['index']} is out of range for dim {d} of size {t.shape[d]}")
+    return [t.with_shape(t.shape[:d] + t.shape[d + 1:])]
+
+
+defop("select", "x", _select, attrs={"dim": "int", "index": "int"}, family=F, doc="x[..., index, ...] along dim",
+      torch=("aten.select",))
+
+
+def _unsqueeze(ts, a):
+    t = ts[0]
+    d = a["dim"]
+    if not 0 <= d <= t.rank:
+        raise ShapeError(f"dim {d} must be in [0, {t.rank}]")
+    return [t.with_shape(t.shape[:d] + (1,) + t.shape[d:])]
+
+
+defop("unsqueeze", "x", _unsqueeze, attrs={"dim": "int"}, family=F, doc="insert a size-1 dim at dim",
+      torch=("aten.unsqueeze",))
+
+
+def _squeeze(ts, a):
+    t = ts[0]
+    dims = {_nonneg_dim(d, t.rank) for d in a["dims"]} if a["dims"] else set(range(t.rank))
+    return [t.with_shape(tuple(s for i, s in enumerate(t.shape) if not (i in dims and s == 1)))]
+
+
+defop("squeeze", "x", _squeeze, attrs={"dims": AttrSpec("ints", [])}, family=F,
+      doc="drop the size-1 dims among dims (all size-1 dims if dims is empty)", torch=("aten.squeeze",))
+
+
+def _cat(ts, a):
+    first = ts[0]
+    d = _nonneg_dim(a["dim"], first.rank)
+    total = 0
+    for t in ts:
+        if t.rank != first.rank or any(t.shape[i] != first.shape[i] for i in range(t.rank) if i != d):
+            raise ShapeError(f"cannot concatenate {first} and {t} along dim {d}")
+        total += t.shape[d]
+    shape = list(first.shape)
+    shape[d] = total
+    return [TensorType(tuple(shape), result_dtype(ts))]
+
+
+defop("cat", "xs*", _cat, attrs={"dim": "int"}, family=F, doc="concatenation along dim", torch=("aten.cat",))
+
+
+def _split(ts, a):
+    t = ts[0]
+    d = _nonneg_dim(a["dim"], t.rank)
+    if sum(a["sizes"]) != t.shape[d] or any(s < 0 for s in a["sizes"]):
+        raise ShapeError(f"split sizes {a['sizes']} do not add up to dim {d} of {t}")
+    return [t.with_shape(t.shape[:d] + (s,) + t.shape[d + 1:]) for s in a["sizes"]]
+
+
+defop("split", "x", _split, attrs={"dim": "int", "sizes": "ints"}, family=F, num_results=None,
+      doc="consecutive pieces of the given sizes along dim", torch=("aten.split_with_sizes", "aten.split"))
+
+
+def _gather(ts, a):
+    t, idx = ts
+    d = _nonneg_dim(a["dim"], t.rank)
+    if idx.rank != t.rank or not idx.dtype.is_int:
+        raise ShapeError(f"gather needs an integer index of rank {t.rank}, got {idx}")
+    if any(idx.shape[i] > t.shape[i] for i in range(t.rank) if i != d):
+        raise ShapeError(f"index {idx} is larger than {t} outside dim {d}")
+    return [t.with_shape(idx.shape)]
+
+
+defop("gather", "x index", _gather, attrs={"dim": "int"}, flops=out_numel, family=F,
+      doc="result[i][j][k] = x[index[i][j][k]][j][k] (for dim 0; likewise for other dims)",
+      torch=("aten.gather",))
+
+
+def _index_select(ts, a):
+    t, idx = ts
+    d = _nonneg_dim(a["dim"], t.rank)
+    if idx.rank > 1 or not idx.dtype.is_int:
+        raise ShapeError(f"index_select needs a 1-d integer index, got {idx}")
+    return [t.with_shape(t.shape[:d] + (idx.numel,) + t.shape[d + 1:])]
+
+
+defop("index_select", "x index", _index_select, attrs={"dim": "int"}, family=F,
+      doc="the slices of x at the given indices along dim", torch=("aten.index_select",))
+
+
+def _index(ts, a):
+    t, idxs = ts[0], ts[1:]
+    dims = a["dims"]
+    if len(dims) != len(idxs) or not idxs:
+        raise ShapeError(f"index has {len(idxs)} index operand(s) for dims {dims}")
+    if dims != sorted(set(dims)) or any(not 0 <= d < t.rank for d in dims):
+        raise ShapeError(f"dims {dims} must be increasing dims of {t}")
+    for i in idxs:
+        if not (i.dtype.is_int or i.dtype.is_bool):
+            raise ShapeError(f"index operands must be integer tensors, got {i}")
+        if i.dtype.is_bool:
+            raise ShapeError("boolean mask indexing has a data-dependent shape and is not supported")
+    bshape = broadcast(*(i.shape for i in idxs))
+    rest = [s for i, s in enumerate(t.shape) if i not in dims]
+    adjacent = dims == list(range(dims[0], dims[0] + len(dims)))
+    if adjacent:
+        before = [t.shape[i] for i in range(dims[0])]
+        after = [t.shape[i] for i in range(dims[-1] + 1, t.rank)]
+        shape = before + list(bshape) + after
+    else:
+        shape = list(bshape) + rest
+    return [t.with_shape(tuple(shape))]
+
+
+defop("index", "x indices*", _index, attrs={"dims": "ints"}, family=F,
+      doc="advanced indexing x[..., i0, ..., i1, ...] with integer index tensors at dims (numpy rules)",
+      torch=("aten.index.Tensor",))
+
+
+def _flip(ts, a):
+    for d in a["dims"]:
+        _nonneg_dim(d, ts[0].rank)
+    return [ts[0]]
+
+
+defop("flip", "x", _flip, attrs={"dims": "ints"}, family=F, doc="reverse the order of elements along dims",
+      torch=("aten.flip",))
+
+
+def _pad(ts, a):
+    t, pad = ts[0], a["pad"]
+    if len(pad) % 2 or len(pad) // 2 > t.rank:
+        raise ShapeError(f"pad {pad} must have an even length of at most {2 * t.rank}")
+    shape = list(t.shape)
+    for i in range(len(pad) // 2):
+        d = t.rank - 1 - i
+        shape[d] += pad[2 * i] + pad[2 * i + 1]
+        if shape[d] < 0:
+            raise ShapeError(f"pad {pad} removes more than dim {d} holds")
+    return [t.with_shape(tuple(shape))]
+
+
+defop("pad", "x", _pad, attrs={"pad": "ints", "value": AttrSpec("scalar", 0)}, family=F,
+      doc="constant padding; pad = [last-dim before, last-dim after, next-dim before, ...]; negative crops",
+      torch=("aten.constant_pad_nd",))
+
+
+def _topk(ts, a):
+    t = ts[0]
+    d = _nonneg_dim(a["dim"], t.rank)
+    if not 0 <= a["k"] <= (t.shape[d] if t.rank else 1):
+        raise ShapeError(f"k = {a['k']} is out of range for dim {d} of {t}")
+    shape = t.shape[:d] + (a["k"],) + t.shape[d + 1:] if t.rank else ()
+    return [t.with_shape(shape), t.with_shape(shape).with_dtype(DType.i64)]
+
+
+defop("topk", "x", _topk, attrs={"k": "int", "dim": "int", "largest": AttrSpec("bool", True),
+                                 "sorted": AttrSpec("bool", True)},
+      flops=lambda op: op.operands[0].type.numel, family=F, num_results=2,
+      doc="the k largest (or smallest) values along dim and their indices", torch=("aten.topk",))
+
+
+def _sort(ts, a):
+    t = ts[0]
+    _nonneg_dim(a["dim"], t.rank)
+    return [t, t.with_dtype(DType.i64)]
+
+
+defop("sort", "x", _sort, attrs={"dim": "int", "descending": AttrSpec("bool", False), "stable": AttrSpec("bool", False)},
+      flops=lambda op: op.operands[0].type.numel, family=F, num_results=2,
+      doc="values sorted along dim and the permutation that sorts them (stable)", torch=("aten.sort",))
+
+
+def _tri(ts, a):
+    if ts[0].rank < 2:
+        raise ShapeError(f"needs rank >= 2, got {ts[0]}")
+    return [ts[0]]
+
+
+defop("triu", "x", _tri, attrs={"diagonal": AttrSpec("int", 0)}, family=F,
+      doc="zero the elements below the diagonal-th diagonal", torch=("aten.triu",))
+defop("tril", "x", _tri, attrs={"diagonal": AttrSpec("int", 0)}, family=F,
+      doc="zero the elements above the diagonal-th diagonal", torch=("aten.tril",))
+
+
+def _repeat(ts, a):
+    t, reps = ts[0], a["repeats"]
+    if len(reps) < t.rank:
+        raise ShapeError(f"repeats {reps} has fewer entries than the rank of {t}")
+    shape = (1,) * (len(reps) - t.rank) + t.shape
+    return [t.with_shape(tuple(s * r for s, r in zip(shape, reps)))]
+
+
+defop("repeat", "x", _repeat, attrs={"repeats": "ints"}, family=F, doc="tile x repeats[i] times along dim i",
+      torch=("aten.repeat",))

@@ -1,0 +1,153 @@
+"""The subcommands of ``wafercc``: one ``add_*`` (arguments) and one ``cmd_*`` (action) each."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from wafercc.errors import UsageError
+
+
+def _model_args(p) -> None:
+    p.add_argument("model", help="a model file: defines `model` (or get_model()) and `example_inputs`")
+    p.add_argument("--entry", metavar="MODEL[:INPUTS]", help="names of the model and example-input attributes")
+    p.add_argument("--capture", choices=("export", "fx"), default="export",
+                   help="torch.export + core-ATen decompositions (default), or torch.fx symbolic tracing")
+
+
+def _load(args):
+    from wafercc.frontend import load_model_file
+
+    return load_model_file(args.model, args.entry)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- compile ----------------------------------------------------------------------------------
+
+
+def add_compile(sub) -> None:
+    p = sub.add_parser("compile", help="compile a model file to WIR and a MemoryX weight store")
+    _model_args(p)
+    p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: build/<model name>)")
+    p.add_argument("--passes", metavar="PIPELINE", help="cleanup pipeline (default: canonicalize,fold,cse,dce)")
+    p.add_argument("--emit", choices=("graph", "optimized"), default="optimized",
+                   help="stop after a stage: graph = WIR as imported, optimized = after the cleanup pipeline")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_compile)
+
+
+def cmd_compile(args) -> int:
+    from wafercc.cli import Reporter
+    from wafercc.driver import compile
+
+    out = Path(args.output) if args.output else Path("build") / Path(args.model).stem
+    progress = Reporter(args.quiet)
+    try:
+        progress(f"loading {args.model}")
+        model, inputs = _load(args)
+        result = compile(
+            model, inputs, name=Path(args.model).stem, source=args.model, capture=args.capture,
+            pipeline=args.passes, emit=args.emit, out_dir=out, progress=progress,
+        )
+    finally:
+        progress.close()
+    if not args.quiet:
+        nbytes = sum(w.nbytes for w in result.weights.values())
+        nops = sum(len(f.ops) for f in result.module.funcs)
+        total = sum(result.timings.values())
+        print(f"compiled {args.model} -> {out}/  ({nops} ops, {len(result.weights)} weights, "
+              f"{_bytes(nbytes)}; {total:.2f} s)")
+        print(f"  {out}/model.wir  {out}/weights.safetensors  {out}/manifest.json")
+    return 0
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# -- opt --------------------------------------------------------------------------------------
+
+
+def add_opt(sub) -> None:
+    p = sub.add_parser("opt", help="run passes on a WIR file")
+    p.add_argument("input", help="a .wir file ('-' for stdin)")
+    p.add_argument("--passes", metavar="PIPELINE",
+                   help="e.g. canonicalize,cse,dce or fold{max-elements=16}; default: the reproducer's pipeline "
+                        "if the file is one, else none (parse, verify, print)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the result here (default: stdout)")
+    p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
+    p.add_argument("--print-ir-after", metavar="NAME", action="append", default=[],
+                   help="print the IR after the named pass (repeatable, or comma-separated)")
+    p.add_argument("--print-ir-after-change", action="store_true", help="print the IR after passes that changed it")
+    p.add_argument("--time-passes", action="store_true", help="print a table of pass times and statistics")
+    p.add_argument("--no-verify", action="store_true", help="do not run the verifier after each pass")
+    p.add_argument("--reproducer-dir", metavar="DIR", default=".",
+                   help="where a failing pass writes repro.wir (default: the current directory)")
+    p.set_defaults(func=cmd_opt)
+
+
+def cmd_opt(args) -> int:
+    from wafercc.ir import parse, parse_file, print_module
+    from wafercc.passes import PassManager, read_reproducer_pipeline
+
+    if args.input == "-":
+        text = sys.stdin.read()
+        module = parse(text, "<stdin>")
+    else:
+        path = Path(args.input)
+        if not path.is_file():
+            raise UsageError(f"error: input file '{path}' does not exist")
+        text = path.read_text(errors="replace")
+        module = parse_file(path)
+    pipeline = args.passes if args.passes is not None else (read_reproducer_pipeline(text) or "")
+    after = {n.strip() for item in args.print_ir_after for n in item.split(",") if n.strip()}
+    pm = PassManager(
+        pipeline,
+        verify_each=not args.no_verify,
+        print_ir_after_all=args.print_ir_after_all,
+        print_ir_after=after,
+        print_ir_after_change=args.print_ir_after_change,
+        time_passes=args.time_passes,
+        reproducer_dir=Path(args.reproducer_dir),
+    )
+    out = print_module(pm.run(module))
+    if args.output:
+        write_text_atomic(Path(args.output), out)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+def add_check(sub) -> None:
+    p = sub.add_parser("check", help="validate only: capture a model and report op coverage")
+    _model_args(p)
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args) -> int:
+    from wafercc.coverage import coverage_report
+
+    model, inputs = _load(args)
+    report = coverage_report(model, inputs, capture=args.capture, source=args.model)
+    print(report.text())
+    return 0 if report.ok else 2

@@ -1,0 +1,146 @@
+"""The compile driver: a flat list of named stages from an nn.Module to an output directory.
+
+    capture   torch.export (or torch.fx) → core-ATen FX graph
+    import    FX graph → graph-level WIR + the weights it names
+    optimize  the cleanup pipeline (canonicalize, fold, cse, dce by default)
+    write     model.wir + weights.safetensors + manifest.json, atomically
+
+``emit="graph"`` stops after import (the WIR exactly as captured); every stage's WIR reads back into
+``wafercc opt``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from wafercc.ir import Module, print_module
+
+STAGES = ("capture", "import", "optimize", "write")
+EMIT_STAGES = ("graph", "optimized")
+
+
+@dataclass
+class CompileResult:
+    module: Module
+    weights: dict[str, np.ndarray]  # WIR symbol → data (absent when compiled without weights)
+    kinds: dict[str, str]
+    op_counts: dict[str, int]
+    timings: dict[str, float] = field(default_factory=dict)
+    out_dir: Path | None = None
+
+    @property
+    def text(self) -> str:
+        return print_module(self.module)
+
+
+Progress = Callable[[str], None]
+
+
+def compile(
+    model,
+    example_inputs,
+    *,
+    name: str = "model",
+    source: str | None = None,
+    capture: str = "export",
+    pipeline: str | None = None,
+    emit: str = "optimized",
+    out_dir: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+    pass_options: dict | None = None,
+) -> CompileResult:
+    """Compile ``model`` for ``example_inputs``; with ``out_dir``, write the MemoryX store and WIR there."""
+    from wafercc import frontend
+    from wafercc.passes import DEFAULT_PIPELINE, PassManager
+
+    if emit not in EMIT_STAGES:
+        from wafercc.errors import UsageError
+
+        raise UsageError(f"error: unknown --emit stage '{emit}' (choose from {', '.join(EMIT_STAGES)})")
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    say("capturing the model with " + ("torch.export" if capture == "export" else "torch.fx"))
+    captured = frontend.capture(model, example_inputs, capture)
+    timings["capture"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("importing into WIR")
+    imported = frontend.import_graph(captured, name=name, source=source)
+    module = imported.module
+    from wafercc.ops import verify
+
+    verify(module)
+    timings["import"] = time.perf_counter() - t
+
+    if emit != "graph":
+        t = time.perf_counter()
+        say("optimizing")
+        module = PassManager(pipeline if pipeline is not None else DEFAULT_PIPELINE, **(pass_options or {})).run(module)
+        timings["optimize"] = time.perf_counter() - t
+
+    # Keep only the weights the final module still declares and uses, in declaration order.
+    used = {op.attrs["symbol"].name for f in module.funcs for op in f.ops if op.name == "weight.get"}
+    for sym in [s for s in module.weights if s not in used]:
+        del module.weights[sym]
+    weights = {s: to_numpy(imported.weights[s].tensor) for s in module.weights}
+    kinds = {s: imported.weights[s].kind for s in module.weights}
+    result = CompileResult(module, weights, kinds, imported.op_counts, timings)
+    if out_dir is not None:
+        t = time.perf_counter()
+        say(f"writing {out_dir}")
+        result.out_dir = write_output(Path(out_dir), module, weights, kinds)
+        timings["write"] = time.perf_counter() - t
+    return result
+
+
+def to_numpy(t) -> np.ndarray:
+    """A torch tensor as a numpy array of the same dtype (bf16 through ml_dtypes)."""
+    import torch
+
+    t = t.detach().contiguous().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray], kinds: dict[str, str],
+                 extra_files: dict[str, str] | None = None) -> Path:
+    """Write the compiled model into ``out_dir`` all at once: a sibling temp directory renamed into place,
+    so a failure leaves no partial output and a reader never sees a half-written model."""
+    from runtime.store import write_store
+
+    out_dir = out_dir.resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / "model.wir").write_text(print_module(module))
+        write_store(tmp, weights, kinds)
+        for fname, text in (extra_files or {}).items():
+            (tmp / fname).write_text(text)
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

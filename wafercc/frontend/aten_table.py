@@ -1,0 +1,491 @@
+"""The ATen → WIR table: one converter per core-ATen overload.
+
+A converter takes the import context and the node's arguments (tensors already mapped to WIR values,
+everything else as torch gave it) and returns the WIR value(s) for the node. Converters normalize
+arguments into the op table's one form: non-negative dims, clamped slices, no -1 in shapes, scalars as
+typed 0-d constants, ATen's ``alpha`` folded into a ``mul``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from wafercc.ir import DType, Value
+
+from .importer import TORCH_DTYPES, Ctx, ImportBug, scalar_dtype
+
+aten = torch.ops.aten
+
+CONVERTERS: dict = {}
+# Nodes that carry no computation in an inference graph.
+IGNORED = {aten._assert_tensor_metadata.default, aten._assert_scalar.default, aten.sym_constrain_range_for_size.default}
+
+
+def conv(*targets):
+    def register(fn):
+        for t in targets:
+            CONVERTERS[t] = fn
+        return fn
+
+    return register
+
+
+def _dim(d: int, rank: int) -> int:
+    return d % rank if rank else 0
+
+
+def _dims(dims, rank: int) -> list[int]:
+    if dims is None:
+        return []
+    if isinstance(dims, int):
+        dims = [dims]
+    return sorted(_dim(d, rank) for d in dims)
+
+
+def _dtype(dt) -> DType | None:
+    return None if dt is None else TORCH_DTYPES[dt]
+
+
+# -- elementwise ------------------------------------------------------------------------------
+
+_UNARY = [
+    "neg", "abs", "sign", "floor", "ceil", "trunc", "relu", "bitwise_not", "exp", "exp2", "expm1", "log", "log2",
+    "log10", "log1p", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
+    "tanh", "erf", "sigmoid", "silu", "hardsigmoid", "hardswish", "mish", "isnan", "isinf", "logical_not",
+]
+
+
+def _unary(name):
+    return lambda ctx, x: ctx.emit1(name, [x])
+
+
+for _n in _UNARY:
+    CONVERTERS[getattr(aten, _n).default] = _unary(_n)
+
+
+@conv(aten.round.default)
+def _round(ctx, x):
+    return ctx.emit1("round", [x])
+
+
+@conv(aten.clone.default, aten.alias.default, aten.lift_fresh_copy.default, aten.detach.default)
+def _identity(ctx, x, **_):
+    # A functional graph never mutates, so a copy or alias is the value itself.
+    return x
+
+
+@conv(aten._to_copy.default)
+def _to_copy(ctx, x, dtype=None, **_):
+    if dtype is None or TORCH_DTYPES[dtype] == x.type.dtype:
+        return x
+    return ctx.emit1("convert", [x], {"dtype": TORCH_DTYPES[dtype]})
+
+
+@conv(aten.gelu.default)
+def _gelu(ctx, x, approximate="none"):
+    return ctx.emit1("gelu", [x], {"approximate": approximate} if approximate != "none" else {})
+
+
+@conv(aten.leaky_relu.default)
+def _leaky_relu(ctx, x, negative_slope=0.01):
+    return ctx.emit1("leaky_relu", [x], {"negative_slope": float(negative_slope)})
+
+
+@conv(aten.elu.default)
+def _elu(ctx, x, alpha=1.0, scale=1.0, input_scale=1.0):
+    return ctx.emit1("elu", [x], {"alpha": float(alpha), "scale": float(scale), "input_scale": float(input_scale)})
+
+
+@conv(aten.softplus.default)
+def _softplus(ctx, x, beta=1.0, threshold=20.0):
+    return ctx.emit1("softplus", [x], {"beta": float(beta), "threshold": float(threshold)})
+
+
+@conv(aten.hardtanh.default)
+def _hardtanh(ctx, x, min_val=-1.0, max_val=1.0):
+    return ctx.emit1("clamp", [x], {"min": min_val, "max": max_val})
+
+
+@conv(aten.clamp.default)
+def _clamp(ctx, x, min=None, max=None):
+    return ctx.emit1("clamp", [x], {"min": min, "max": max})
+
+
+def _binary(name):
+    def convert(ctx: Ctx, a, b, alpha=1):
+        if not isinstance(a, Value):  # scalar first (pow.Scalar): type it by the tensor operand
+            a = ctx.constant(a, scalar_dtype(a, b.type.dtype))
+        b = ctx.scalar_operand(b, a)
+        if alpha != 1:  # add/sub: a + alpha * b
+            b = ctx.emit1("mul", [b, ctx.scalar_operand(alpha, b)])
+        return ctx.emit1(name, [a, b])
+
+    return convert
+
+
+for _n, _wir in [
+    ("add", "add"), ("sub", "sub"), ("mul", "mul"), ("remainder", "remainder"), ("fmod", "fmod"),
+    ("maximum", "maximum"), ("minimum", "minimum"), ("atan2", "atan2"), ("eq", "eq"), ("ne", "ne"), ("lt", "lt"),
+    ("le", "le"), ("gt", "gt"), ("ge", "ge"), ("bitwise_and", "bitwise_and"), ("bitwise_or", "bitwise_or"),
+    ("bitwise_xor", "bitwise_xor"), ("logical_and", "logical_and"), ("logical_or", "logical_or"),
+    ("logical_xor", "logical_xor"),
+]:
+    packet = getattr(aten, _n)
+    for _ov in ("Tensor", "Scalar", "default"):
+        if _ov in packet.overloads():
+            CONVERTERS[getattr(packet, _ov)] = _binary(_wir)
+for _ov in ("Tensor_Tensor", "Tensor_Scalar", "Scalar"):
+    CONVERTERS[getattr(aten.pow, _ov)] = _binary("pow")
+
+
+@conv(aten.div.Tensor, aten.div.Scalar, aten.div.Tensor_mode, aten.div.Scalar_mode)
+def _div(ctx, a, b, rounding_mode=None):
+    b = ctx.scalar_operand(b, a)
+    return ctx.emit1("div", [a, b], {"rounding_mode": rounding_mode} if rounding_mode else {})
+
+
+@conv(aten.where.self)
+def _where(ctx, cond, a, b):
+    if not isinstance(a, Value):
+        a = ctx.scalar_operand(a, b)
+    b = ctx.scalar_operand(b, a)
+    return ctx.emit1("where", [cond, a, b])
+
+
+# -- reductions -------------------------------------------------------------------------------
+
+
+def _reduction(name, has_dtype=True):
+    def convert(ctx, x, dim=None, keepdim=False, dtype=None):
+        attrs = {"dims": _dims(dim, x.type.rank), "keepdim": keepdim}
+        if has_dtype and dtype is not None:
+            attrs["dtype"] = TORCH_DTYPES[dtype]
+        return ctx.emit1(name, [x], attrs)
+
+    return convert
+
+
+CONVERTERS[aten.sum.dim_IntList] = _reduction("sum")
+CONVERTERS[aten.mean.dim] = _reduction("mean")
+CONVERTERS[aten.amax.default] = _reduction("amax", False)
+CONVERTERS[aten.amin.default] = _reduction("amin", False)
+for _n in ("any", "all"):
+    for _ov in ("dim", "dims", "default"):
+        if _ov in getattr(aten, _n).overloads():
+            CONVERTERS[getattr(getattr(aten, _n), _ov)] = _reduction(_n, False)
+
+
+@conv(aten.sum.default, aten.mean.default)
+def _reduce_all(ctx, x, dtype=None):
+    name = "sum" if ctx.node.target is aten.sum.default else "mean"
+    return ctx.emit1(name, [x], {"dims": [], **({"dtype": TORCH_DTYPES[dtype]} if dtype else {})})
+
+
+@conv(aten.prod.dim_int, aten.prod.default)
+def _prod(ctx, x, dim=None, keepdim=False, dtype=None):
+    attrs = {"dims": _dims(dim, x.type.rank), "keepdim": keepdim}
+    if dtype is not None:
+        attrs["dtype"] = TORCH_DTYPES[dtype]
+    return ctx.emit1("prod", [x], attrs)
+
+
+@conv(aten.var.correction)
+def _var(ctx, x, dim=None, correction=None, keepdim=False):
+    c = 1 if correction is None else correction
+    return ctx.emit1("var", [x], {"dims": _dims(dim, x.type.rank), "keepdim": keepdim, "correction": c})
+
+
+@conv(aten.argmax.default, aten.argmin.default)
+def _arg(ctx, x, dim=None, keepdim=False):
+    name = "argmax" if ctx.node.target is aten.argmax.default else "argmin"
+    return ctx.emit1(name, [x], {"dim": None if dim is None else _dim(dim, x.type.rank), "keepdim": keepdim})
+
+
+@conv(aten.max.dim, aten.min.dim)
+def _minmax_dim(ctx, x, dim, keepdim=False):
+    name = "max_dim" if ctx.node.target is aten.max.dim else "min_dim"
+    return ctx.emit(name, [x], {"dim": _dim(dim, x.type.rank), "keepdim": keepdim})
+
+
+@conv(aten.cumsum.default, aten.cumprod.default)
+def _scan(ctx, x, dim, dtype=None):
+    name = "cumsum" if ctx.node.target is aten.cumsum.default else "cumprod"
+    attrs = {"dim": _dim(dim, x.type.rank)}
+    if dtype is not None:
+        attrs["dtype"] = TORCH_DTYPES[dtype]
+    return ctx.emit1(name, [x], attrs)
+
+
+@conv(aten._softmax.default, aten._log_softmax.default)
+def _softmax(ctx, x, dim, half_to_float=False):
+    name = "softmax" if ctx.node.target is aten._softmax.default else "log_softmax"
+    y = ctx.emit1(name, [x], {"dim": _dim(dim, x.type.rank)})
+    if half_to_float and y.type.dtype != DType.f32:
+        y = ctx.emit1("convert", [y], {"dtype": DType.f32})
+    return y
+
+
+# -- nn ---------------------------------------------------------------------------------------
+
+
+@conv(aten.mm.default)
+def _mm(ctx, a, b):
+    return ctx.emit1("mm", [a, b])
+
+
+@conv(aten.bmm.default)
+def _bmm(ctx, a, b):
+    return ctx.emit1("bmm", [a, b])
+
+
+@conv(aten.addmm.default)
+def _addmm(ctx, bias, a, b, beta=1, alpha=1):
+    attrs = {}
+    if beta != 1:
+        attrs["beta"] = beta
+    if alpha != 1:
+        attrs["alpha"] = alpha
+    return ctx.emit1("addmm", [bias, a, b], attrs)
+
+
+@conv(aten.convolution.default)
+def _convolution(ctx, x, w, bias, stride, padding, dilation, transposed, output_padding, groups):
+    attrs = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation), "groups": groups}
+    if transposed:
+        attrs["transposed"] = True
+        attrs["output_padding"] = list(output_padding)
+    return ctx.emit1("convolution", [x, w] + ([bias] if bias is not None else []), attrs)
+
+
+def _optional_trailing(*vals):
+    """Optional trailing operands are given by count; a missing one before a present one is materialized."""
+    vals = list(vals)
+    while vals and vals[-1] is None:
+        vals.pop()
+    return vals
+
+
+@conv(aten.native_layer_norm.default)
+def _layer_norm(ctx, x, normalized_shape, weight, bias, eps):
+    if weight is None and bias is not None:
+        weight = ctx.emit1("full", [], {"shape": list(normalized_shape), "value": 1.0, "dtype": x.type.dtype})
+    ops = [x] + _optional_trailing(weight, bias)
+    return ctx.emit("layer_norm", ops, {"normalized_shape": list(normalized_shape), "eps": float(eps)})
+
+
+@conv(aten._native_batch_norm_legit_no_training.default)
+def _batch_norm(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
+    if weight is None and bias is not None:
+        weight = ctx.emit1("full", [], {"shape": [x.type.shape[1]], "value": 1.0, "dtype": x.type.dtype})
+    ops = [x, running_mean, running_var] + _optional_trailing(weight, bias)
+    out = ctx.emit1("batch_norm", ops, {"eps": float(eps)})
+    return [out, None, None]  # ATen's saved statistics are empty in inference
+
+
+@conv(aten.native_batch_norm.default)
+def _native_batch_norm(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    # torch.fx capture of batch norm in eval mode: the same computation as the export path's op.
+    if training or running_mean is None:
+        raise ImportBug("batch norm in training mode reached the importer; capture calls model.eval()")
+    return _batch_norm(ctx, x, weight, bias, running_mean, running_var, momentum, eps)
+
+
+@conv(aten.native_group_norm.default)
+def _group_norm(ctx, x, weight, bias, n, c, hw, group, eps):
+    if weight is None and bias is not None:
+        weight = ctx.emit1("full", [], {"shape": [c], "value": 1.0, "dtype": x.type.dtype})
+    ops = [x] + _optional_trailing(weight, bias)
+    return ctx.emit("group_norm", ops, {"groups": group, "eps": float(eps)})
+
+
+@conv(aten.max_pool2d_with_indices.default)
+def _max_pool2d(ctx, x, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
+    attrs = {"kernel_size": list(kernel_size), "stride": list(stride) or list(kernel_size), "padding": list(padding),
+             "dilation": list(dilation), "ceil_mode": ceil_mode}
+    return ctx.emit("max_pool2d", [x], attrs)
+
+
+@conv(aten.avg_pool2d.default)
+def _avg_pool2d(ctx, x, kernel_size, stride=(), padding=(0,), ceil_mode=False, count_include_pad=True,
+                divisor_override=None):
+    attrs = {"kernel_size": list(kernel_size), "stride": list(stride) or list(kernel_size), "padding": list(padding),
+             "ceil_mode": ceil_mode, "count_include_pad": count_include_pad, "divisor_override": divisor_override}
+    return ctx.emit1("avg_pool2d", [x], attrs)
+
+
+@conv(aten._adaptive_avg_pool2d.default)
+def _adaptive_avg_pool2d(ctx, x, output_size):
+    return ctx.emit1("adaptive_avg_pool2d", [x], {"output_size": list(output_size)})
+
+
+@conv(aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default)
+def _upsample_nearest2d(ctx, x, output_size=None, scale_factors=None, *rest):
+    size = list(ctx.meta_type().shape[2:])  # torch resolved scale factors to a size; use it
+    return ctx.emit1("upsample_nearest2d", [x], {"output_size": size})
+
+
+@conv(aten.embedding.default)
+def _embedding(ctx, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False):
+    return ctx.emit1("embedding", [weight, indices], {"padding_idx": padding_idx} if padding_idx != -1 else {})
+
+
+# -- shape ------------------------------------------------------------------------------------
+
+
+@conv(aten.view.default, aten._unsafe_view.default, aten.reshape.default)
+def _view(ctx, x, size):
+    shape = list(ctx.meta_type().shape)  # torch resolved any -1
+    if tuple(shape) == x.type.shape:
+        return x
+    return ctx.emit1("view", [x], {"shape": shape})
+
+
+@conv(aten.permute.default)
+def _permute(ctx, x, dims):
+    return ctx.emit1("permute", [x], {"dims": [_dim(d, x.type.rank) for d in dims]})
+
+
+@conv(aten.expand.default)
+def _expand(ctx, x, size, implicit=False):
+    return ctx.emit1("expand", [x], {"shape": list(ctx.meta_type().shape)})
+
+
+@conv(aten.slice.Tensor)
+def _slice(ctx, x, dim=0, start=None, end=None, step=1):
+    d = _dim(dim, x.type.rank)
+    n = x.type.shape[d]
+    start, end, _ = slice(start, end).indices(n)
+    end = max(start, end)
+    return ctx.emit1("slice", [x], {"dim": d, "start": start, "end": end, "step": step})
+
+
+@conv(aten.select.int)
+def _select(ctx, x, dim, index):
+    d = _dim(dim, x.type.rank)
+    return ctx.emit1("select", [x], {"dim": d, "index": index % x.type.shape[d]})
+
+
+@conv(aten.unsqueeze.default)
+def _unsqueeze(ctx, x, dim):
+    return ctx.emit1("unsqueeze", [x], {"dim": dim % (x.type.rank + 1)})
+
+
+@conv(aten.squeeze.dims, aten.squeeze.dim, aten.squeeze.default)
+def _squeeze(ctx, x, dim=None):
+    return ctx.emit1("squeeze", [x], {"dims": _dims(dim, x.type.rank)})
+
+
+@conv(aten.cat.default)
+def _cat(ctx, xs, dim=0):
+    xs = [v for v in xs if not (v.type.rank == 1 and v.type.shape[0] == 0 and xs[0].type.rank != 1)]  # legacy empties
+    return ctx.emit1("cat", list(xs), {"dim": _dim(dim, xs[0].type.rank)})
+
+
+@conv(aten.split_with_sizes.default)
+def _split_with_sizes(ctx, x, sizes, dim=0):
+    return ctx.emit("split", [x], {"dim": _dim(dim, x.type.rank), "sizes": list(sizes)})
+
+
+@conv(aten.split.Tensor)
+def _split(ctx, x, split_size, dim=0):
+    d = _dim(dim, x.type.rank)
+    n = x.type.shape[d]
+    sizes = [min(split_size, n - i) for i in range(0, n, split_size)] or [0]
+    return ctx.emit("split", [x], {"dim": d, "sizes": sizes})
+
+
+@conv(aten.gather.default)
+def _gather(ctx, x, dim, index, sparse_grad=False):
+    return ctx.emit1("gather", [x, index], {"dim": _dim(dim, x.type.rank)})
+
+
+@conv(aten.index_select.default)
+def _index_select(ctx, x, dim, index):
+    return ctx.emit1("index_select", [x, index], {"dim": _dim(dim, x.type.rank)})
+
+
+@conv(aten.index.Tensor)
+def _index(ctx, x, indices):
+    dims = [i for i, v in enumerate(indices) if v is not None]
+    return ctx.emit1("index", [x] + [indices[i] for i in dims], {"dims": dims})
+
+
+@conv(aten.flip.default)
+def _flip(ctx, x, dims):
+    return ctx.emit1("flip", [x], {"dims": _dims(dims, x.type.rank)})
+
+
+@conv(aten.constant_pad_nd.default)
+def _pad(ctx, x, pad, value=0):
+    return ctx.emit1("pad", [x], {"pad": list(pad), "value": value})
+
+
+@conv(aten.topk.default)
+def _topk(ctx, x, k, dim=-1, largest=True, sorted=True):
+    return ctx.emit("topk", [x], {"k": k, "dim": _dim(dim, x.type.rank), "largest": largest, "sorted": sorted})
+
+
+@conv(aten.sort.default, aten.sort.stable)
+def _sort(ctx, x, dim=-1, descending=False, stable=False):
+    if isinstance(dim, bool):  # sort.stable(self, *, stable, dim, descending) arrives by keyword; guard positional
+        dim = -1
+    return ctx.emit("sort", [x], {"dim": _dim(dim, x.type.rank), "descending": descending, "stable": bool(stable)})
+
+
+@conv(aten.triu.default, aten.tril.default)
+def _tri(ctx, x, diagonal=0):
+    name = "triu" if ctx.node.target is aten.triu.default else "tril"
+    return ctx.emit1(name, [x], {"diagonal": diagonal})
+
+
+@conv(aten.repeat.default)
+def _repeat(ctx, x, repeats):
+    return ctx.emit1("repeat", [x], {"repeats": list(repeats)})
+
+
+# -- creation ---------------------------------------------------------------------------------
+
+
+def _fill(ctx, value):
+    t = ctx.meta_type()
+    if t.dtype.is_float:
+        value = float(value)
+    elif t.dtype.is_bool:
+        value = bool(value)
+    else:
+        value = int(value)
+    return ctx.emit1("full", [], {"shape": list(t.shape), "value": value, "dtype": t.dtype})
+
+
+@conv(aten.full.default, aten.full_like.default, aten.zeros.default, aten.ones.default, aten.zeros_like.default,
+      aten.ones_like.default, aten.empty.memory_format, aten.empty_like.default, aten.new_zeros.default,
+      aten.new_ones.default, aten.new_full.default, aten.new_empty.default, aten.empty_strided.default)
+def _full(ctx, *args, **kwargs):
+    t = ctx.node.target
+    if t in (aten.full.default, aten.full_like.default):
+        value = args[1]
+    elif t is aten.new_full.default:
+        value = args[2]
+    elif t in (aten.ones.default, aten.ones_like.default, aten.new_ones.default):
+        value = 1
+    else:  # zeros, and empty (whose contents torch leaves undefined: zeros is one valid choice)
+        value = 0
+    return _fill(ctx, value)
+
+
+@conv(aten.scalar_tensor.default)
+def _scalar_tensor(ctx, s, **_):
+    return ctx.constant(s, ctx.meta_type().dtype)
+
+
+@conv(aten.arange.default, aten.arange.start, aten.arange.start_step)
+def _arange(ctx, *args, **kwargs):
+    nums = [a for a in args if isinstance(a, (int, float))]
+    if len(nums) == 1:
+        start, end, step = 0, nums[0], 1
+    elif len(nums) == 2:
+        (start, end), step = nums, 1
+    else:
+        start, end, step = nums[:3]
+    dtype = ctx.meta_type().dtype
+    return ctx.emit1("arange", [], {"start": start, "end": end, "step": step, "dtype": dtype})

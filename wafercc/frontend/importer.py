@@ -1,0 +1,326 @@
+"""Import a captured core-ATen graph into graph-level WIR.
+
+One pass over the FX nodes. Each ``call_function`` node goes through the ATen table
+(``aten_table.CONVERTERS``) which emits WIR ops through ``Ctx``. Every emitted op's result type comes
+from the op table's own rule and is checked against the type torch recorded for the node, so a
+disagreement between wafercc's op semantics and torch's is found at import, not at run time.
+
+Weights become ``weight.get`` ops placed just before their first use, in program order: the order in
+which the wafer would stream them.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.fx
+
+from wafercc.errors import UnsupportedOpError
+from wafercc.ir import DType, Func, Loc, Module, Op, SymbolRef, TensorType, Value
+from wafercc.ops import OPS, ShapeError, infer_types
+
+from .capture import Captured, WeightSource
+
+TORCH_DTYPES = {
+    torch.float64: DType.f64, torch.float32: DType.f32, torch.float16: DType.f16, torch.bfloat16: DType.bf16,
+    torch.int64: DType.i64, torch.int32: DType.i32, torch.int16: DType.i16, torch.int8: DType.i8,
+    torch.uint8: DType.u8, torch.bool: DType.bool,
+}
+
+
+class ImportBug(AssertionError):
+    """wafercc's op table disagrees with torch about a result type: a bug in wafercc, not the user's."""
+
+
+def wir_dtype(dt: torch.dtype) -> DType | None:
+    return TORCH_DTYPES.get(dt)
+
+
+def tensor_type(t) -> TensorType:
+    return TensorType(tuple(int(s) for s in t.shape), TORCH_DTYPES[t.dtype])
+
+
+@dataclass
+class ImportResult:
+    module: Module
+    weights: dict[str, WeightSource]  # WIR symbol name -> source tensor, in declaration order
+    op_counts: dict[str, int]  # ATen overload -> count, for coverage reports
+
+
+class Ctx:
+    """What a converter sees: emit ops, make constants, look at the node being converted."""
+
+    def __init__(self, func: Func, used_names: set[str]):
+        self.func = func
+        self.used = used_names
+        self.node: torch.fx.Node | None = None
+        self.loc: Loc | None = None
+        self._const_cache: dict[tuple, Value] = {}
+
+    # -- naming ----------------------------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        base = _sanitize(base) or "v"
+        name, i = base, 0
+        while name in self.used:
+            i += 1
+            name = f"{base}_{i}"
+        self.used.add(name)
+        return name
+
+    # -- emission --------------------------------------------------------------------------------
+    def emit(self, name: str, operands: list[Value], attrs: dict | None = None, *, hint: str | None = None) -> list[Value]:
+        attrs = {k: v for k, v in (attrs or {}).items()}
+        try:
+            types = infer_types(name, [v.type for v in operands], attrs)
+        except ShapeError as e:
+            raise ImportBug(f"'{name}' rejected operands from {self._where()}: {e}") from None
+        base = hint or (self.node.name if self.node is not None else name)
+        names = [self.fresh(base if len(types) == 1 else f"{base}.{i}") for i in range(len(types))]
+        op = Op(name, operands, types, attrs, self.loc, names)
+        self.func.ops.append(op)
+        return op.results
+
+    def emit1(self, name: str, operands: list[Value], attrs: dict | None = None, **kw) -> Value:
+        return self.emit(name, operands, attrs, **kw)[0]
+
+    def constant(self, value, dtype: DType) -> Value:
+        """A 0-d constant, shared by every use of the same value and dtype in the function."""
+        if isinstance(value, float) and math.isnan(value):
+            key = ("nan", dtype)
+        else:
+            key = (type(value).__name__, value, dtype)
+        v = self._const_cache.get(key)
+        if v is None:
+            if dtype.is_float:
+                value = float(value)
+            elif dtype.is_bool:
+                value = bool(value)
+            else:
+                value = int(value)
+            saved = self.loc
+            self.loc = None  # a shared constant belongs to no single line
+            v = self.emit1("constant", [], {"value": value, "dtype": dtype}, hint="cst")
+            self.loc = saved
+            self._const_cache[key] = v
+        return v
+
+    def scalar_operand(self, x, like: Value) -> Value:
+        """A Python number as an operand beside tensor ``like``, with torch's wrapped-number dtype rule."""
+        if isinstance(x, Value):
+            return x
+        return self.constant(x, scalar_dtype(x, like.type.dtype))
+
+    def meta_type(self, index: int | None = None) -> TensorType:
+        val = self.node.meta["val"]
+        if index is not None:
+            val = val[index]
+        return tensor_type(val)
+
+    def _where(self) -> str:
+        n = self.node
+        return f"node '{n.name}' ({n.target})" + (f" at {self.loc}" if self.loc else "") if n is not None else "?"
+
+
+def scalar_dtype(x, tensor_dtype: DType) -> DType:
+    """The dtype torch gives a Python scalar combined with a tensor of ``tensor_dtype``."""
+    cat = 0 if isinstance(x, bool) else 1 if isinstance(x, int) else 2
+    tcat = 0 if tensor_dtype.is_bool else 1 if tensor_dtype.is_int else 2
+    if cat <= tcat:
+        return tensor_dtype
+    return DType.f32 if cat == 2 else DType.i64
+
+
+_NAME_RE = re.compile(r"[^A-Za-z0-9_.$]")
+
+
+def _sanitize(name: str) -> str:
+    return _NAME_RE.sub("_", name)
+
+
+def symbol_name(fqn: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.$\-]", "_", fqn) or "_"
+
+
+# -- locations ------------------------------------------------------------------------------------
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def location(node: torch.fx.Node, cwd: str) -> Loc | None:
+    """The innermost frame of the node's stack trace outside torch: the model line that made the op."""
+    trace = node.meta.get("stack_trace")
+    if not trace:
+        return None
+    best = None
+    for path, line in _FRAME.findall(trace):
+        p = path.replace("\\", "/")
+        if "/torch/" in p or p.startswith("<"):
+            continue
+        best = (path, int(line))
+    if best is None:
+        return None
+    return Loc(_display_path(best[0], cwd), best[1])
+
+
+def _display_path(path: str, cwd: str) -> str:
+    p = path.replace("\\", "/")
+    marker = "/site-packages/"
+    if marker in p:  # library code (transformers...): the path inside the package reads the same everywhere
+        return p.split(marker, 1)[1]
+    try:
+        rel = os.path.relpath(path, cwd)
+    except ValueError:
+        return p
+    return p if rel.startswith("..") else rel.replace("\\", "/")
+
+
+# -- the import -----------------------------------------------------------------------------------
+
+
+def unsupported_ops(captured: Captured, cwd: str) -> list[tuple[str, str]]:
+    """Every node wafercc cannot import, as (op, location) pairs in graph order."""
+    from .aten_table import CONVERTERS, IGNORED
+
+    out = []
+    for n in captured.graph.nodes:
+        if n.op != "call_function":
+            continue
+        if n.target in CONVERTERS or n.target in IGNORED or n.target is operator.getitem:
+            problem = _dtype_problem(n)
+            if problem:
+                out.append((f"{_target_name(n.target)} on {problem}", _loc_text(n, cwd)))
+            continue
+        out.append((_target_name(n.target), _loc_text(n, cwd)))
+    return out
+
+
+def _dtype_problem(n: torch.fx.Node) -> str | None:
+    vals = n.meta.get("val")
+    for v in vals if isinstance(vals, (list, tuple)) else [vals]:
+        if isinstance(v, torch.Tensor) and v.dtype not in TORCH_DTYPES:
+            return f"dtype {v.dtype}"
+    return None
+
+
+def _loc_text(n: torch.fx.Node, cwd: str) -> str:
+    loc = location(n, cwd)
+    return str(loc) if loc else "(no source location)"
+
+
+def _target_name(t) -> str:
+    if isinstance(t, torch._ops.OpOverload):
+        name = t._schema.name.replace("aten::", "aten.")
+        return name + ("" if t._overloadname == "default" else f".{t._overloadname}")
+    return getattr(t, "__name__", str(t))
+
+
+def import_graph(captured: Captured, name: str = "model", source: str | None = None, cwd: str | None = None) -> ImportResult:
+    from .aten_table import CONVERTERS, IGNORED
+
+    cwd = cwd or os.getcwd()
+    bad = unsupported_ops(captured, cwd)
+    if bad:
+        raise UnsupportedOpError(_unsupported_message(bad), bad)
+
+    module = Module(name=_sanitize(name) or "model", attrs={"source": source} if source else {})
+    used: set[str] = set()
+    args = []
+    for i, n in enumerate(captured.inputs):
+        val = n.meta.get("val")
+        if not isinstance(val, torch.Tensor) or val.dtype not in TORCH_DTYPES:
+            raise UnsupportedOpError(f"error: input '{n.name}' is not a tensor of a supported dtype ({val!r})")
+        arg_name = captured.input_names[i] if i < len(captured.input_names) else n.name
+        arg_name = _sanitize(arg_name)
+        used.add(arg_name)
+        args.append(Value(arg_name, tensor_type(val)))
+    func = Func(name="forward", args=args)
+    module.funcs.append(func)
+    ctx = Ctx(func, used)
+    env: dict[torch.fx.Node, object] = dict(zip(captured.inputs, args))
+    weights: dict[str, WeightSource] = {}
+    pending_weights = dict(captured.weights)
+    counts: dict[str, int] = {}
+
+    def value_of(a):
+        if isinstance(a, torch.fx.Node):
+            if a in pending_weights:  # first use: stream the weight in here
+                env[a] = _emit_weight(ctx, module, weights, a, pending_weights.pop(a))
+            return env[a]
+        if isinstance(a, (list, tuple)):
+            return type(a)(value_of(x) for x in a)
+        return a
+
+    for n in captured.graph.nodes:
+        if n.op != "call_function":
+            continue
+        ctx.node, ctx.loc = n, location(n, cwd)
+        if n.target is operator.getitem:
+            src, idx = n.args
+            env[n] = value_of(src)[idx]
+            continue
+        counts[_target_name(n.target)] = counts.get(_target_name(n.target), 0) + 1
+        if n.target in IGNORED:
+            continue
+        a = value_of(n.args)
+        kw = {k: value_of(v) for k, v in n.kwargs.items()}
+        result = CONVERTERS[n.target](ctx, *a, **kw)
+        _check_against_torch(ctx, n, result)
+        env[n] = result
+    ctx.node, ctx.loc = None, None
+    rets = []
+    for o in captured.outputs:
+        v = value_of(o) if isinstance(o, torch.fx.Node) else None
+        if not isinstance(v, Value):
+            raise UnsupportedOpError(f"error: the model returns {o!r}, which is not a tensor; wafercc needs tensor outputs")
+        rets.append(v)
+    func.returns = rets
+    return ImportResult(module, weights, counts)
+
+
+def _emit_weight(ctx: Ctx, module: Module, weights: dict, node: torch.fx.Node, src: WeightSource) -> Value:
+    if src.tensor.dtype not in TORCH_DTYPES:
+        raise UnsupportedOpError(f"error: weight '{src.name}' has dtype {src.tensor.dtype}, which wafercc does not support")
+    sym = symbol_name(src.name)
+    while sym in module.weights:
+        sym += "_"
+    module.add_weight(sym, tensor_type(src.tensor), kind=src.kind)
+    weights[sym] = src
+    # The result type is the weight's own type (the op table resolves symbols only against a module).
+    op = Op("weight.get", [], [module.weights[sym].type], {"symbol": SymbolRef(sym)}, None, [ctx.fresh("p_" + sym.replace(".", "_"))])
+    ctx.func.ops.append(op)
+    return op.result
+
+
+def _check_against_torch(ctx: Ctx, n: torch.fx.Node, result) -> None:
+    val = n.meta.get("val")
+    if val is None:
+        return
+    vals = list(val) if isinstance(val, (list, tuple)) else [val]
+    res = list(result) if isinstance(result, (list, tuple)) else [result]
+    for v, r in zip(vals, res):
+        if r is None or not isinstance(v, torch.Tensor):
+            continue
+        want = tensor_type(v)
+        if r.type != want:
+            raise ImportBug(f"wafercc bug: {ctx._where()} imports as {r.type}, torch says {want}")
+
+
+def _unsupported_message(bad: list[tuple[str, str]]) -> str:
+    groups: dict[str, list[str]] = {}
+    for op, loc in bad:
+        groups.setdefault(op, []).append(loc)
+    lines = [f"error: the model uses {len(groups)} op(s) wafercc does not support ({len(bad)} use(s)):"]
+    for op, locs in groups.items():
+        uniq = list(dict.fromkeys(locs))
+        shown = ", ".join(uniq[:5]) + (f", and {len(uniq) - 5} more" if len(uniq) > 5 else "")
+        lines.append(f"  {op}  at {shown}")
+    lines.append("see docs/ops.md for the ops wafercc supports")
+    return "\n".join(lines)
+
+
+__all__ = ["Ctx", "ImportBug", "ImportResult", "import_graph", "location", "unsupported_ops", "OPS"]

@@ -1,0 +1,110 @@
+"""Diagnostics of the frontend: each user mistake gets one clear message (asserted here)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wafercc.errors import CaptureError, ModelFileError, UnsupportedOpError
+from wafercc.frontend import capture, import_graph, load_model_file
+
+
+class Unsupported(torch.nn.Module):
+    def forward(self, x):
+        y = F.interpolate(x, scale_factor=2, mode="bilinear")
+        z = F.normalize(y, dim=1)
+        return F.interpolate(z, scale_factor=2, mode="bilinear")
+
+
+def test_unsupported_ops_are_all_listed_with_locations():
+    with pytest.raises(UnsupportedOpError) as e:
+        import_graph(capture(Unsupported(), (torch.randn(1, 2, 4, 4),)), name="m")
+    msg = str(e.value)
+    assert msg.startswith("error: the model uses 2 op(s) wafercc does not support (3 use(s)):")
+    assert "aten.upsample_bilinear2d.vec" in msg and "aten.linalg_vector_norm" in msg
+    assert "test_errors.py:" in msg
+    assert [op for op, _ in e.value.items] == [
+        "aten.upsample_bilinear2d.vec", "aten.linalg_vector_norm", "aten.upsample_bilinear2d.vec",
+    ]
+
+
+class DataDependent(torch.nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x - 1
+
+
+def test_data_dependent_control_flow_is_a_capture_error():
+    with pytest.raises(CaptureError) as e:
+        capture(DataDependent(), (torch.randn(3),))
+    msg = str(e.value)
+    assert msg.startswith("cannot capture the model with torch.export:")
+    assert "test_errors.py:" in msg and "branches on tensor values" in msg
+
+
+def test_data_dependent_control_flow_fx():
+    with pytest.raises(CaptureError, match="torch.fx.symbolic_trace: TraceError"):
+        capture(DataDependent(), (torch.randn(3),), "fx")
+
+
+def test_non_module_and_non_tensor_inputs():
+    with pytest.raises(CaptureError, match="expected an nn.Module"):
+        capture(lambda x: x, (torch.randn(2),))
+    with pytest.raises(CaptureError, match=r"example input #1 is a int"):
+        capture(torch.nn.ReLU(), (torch.randn(2), 3))
+
+
+def test_training_mode_buffer_update_is_refused():
+    class BNTrain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = torch.nn.BatchNorm1d(4)
+
+        def eval(self):  # a model that refuses to leave training mode
+            return self
+
+        def forward(self, x):
+            return self.bn(x)
+
+    with pytest.raises(CaptureError, match="updates buffer 'bn.running_mean'"):
+        capture(BNTrain(), (torch.randn(3, 4),))
+
+
+@pytest.mark.parametrize(
+    "source, entry, message",
+    [
+        ("x = 1\n", None, "defines no 'model' or 'get_model()' for the model"),
+        ("import torch\nmodel = torch.nn.ReLU()\n", None, "defines no 'example_inputs' or 'get_example_inputs()'"),
+        ("import torch\nmodel = 3\nexample_inputs = (torch.ones(1),)\n", None, "'model' is a int, not an nn.Module"),
+        ("import torch\nmodel = torch.nn.ReLU()\nexample_inputs = [1]\n", None, "must be a tuple of tensors"),
+        ("def f(:\n", None, "syntax error in the model file"),
+        ("raise ValueError('boom')\n", None, "loading the model file raised ValueError: boom"),
+        ("import torch\nm = torch.nn.ReLU()\nx = (torch.ones(1),)\n", "net:inp", "defines no 'net' for the model"),
+        ("import torch\ndef get_model():\n    raise RuntimeError('no')\nexample_inputs = ()\n", None,
+         "get_model() raised RuntimeError: no"),
+    ],
+)
+def test_model_file_errors(tmp_path, source, entry, message):
+    p = tmp_path / "model.py"
+    p.write_text(source)
+    with pytest.raises(ModelFileError) as e:
+        load_model_file(p, entry)
+    assert message in str(e.value)
+    assert str(e.value).startswith("error:")
+
+
+def test_model_file_missing_and_not_python(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model_file(tmp_path / "nope.py")
+    (tmp_path / "m.txt").write_text("x")
+    with pytest.raises(ModelFileError, match=r"is not a Python file \(.py\)"):
+        load_model_file(tmp_path / "m.txt")
+
+
+def test_entry_overrides_names(tmp_path):
+    p = tmp_path / "model.py"
+    p.write_text("import torch\nnet = torch.nn.ReLU()\ndef make():\n    return (torch.ones(2),)\n")
+    model, inputs = load_model_file(p, "net:make")
+    assert isinstance(model, torch.nn.ReLU) and inputs[0].shape == (2,)

@@ -77,7 +77,7 @@ def _resolve(p: Path, ns: dict, names: tuple[str, ...], what: str):
                     frame = _last_frame_in(e, p)
                     raise ModelFileError(f"error: {frame or p}: {n}() raised {type(e).__name__}: {e}") from None
             return obj
-    listed = " or ".join(f"'{n}'" + ("()" if n.startswith("get_") else "") for n in names)
+    listed = " or ".join(f"'{n}()'" if n.startswith("get_") else f"'{n}'" for n in names)
     raise ModelFileError(
         f"error: {p} defines no {listed} for {what}; a model file defines `model` (or `get_model()`) and "
         "`example_inputs` (or `get_example_inputs()`), or pass --entry MODEL:INPUTS"

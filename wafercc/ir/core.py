@@ -183,8 +183,8 @@ def _attr_key(a: Attr) -> object:
         return ("dict", tuple(sorted((k, _attr_key(v)) for k, v in a.items())))
     if isinstance(a, (list, tuple)):
         return ("list", tuple(_attr_key(v) for v in a))
-    if isinstance(a, float) and a != a:
-        return ("float", "nan")
+    if isinstance(a, float):
+        return ("float", repr(a))  # tells -0.0 from 0.0, and nan equals nan, as in the text
     return (type(a).__name__, a)
 
 

@@ -22,7 +22,35 @@ def _nested_shape(v) -> tuple[int, ...]:
     return (len(v),) + inner.pop()
 
 
+def _leaves(v):
+    if isinstance(v, list):
+        for x in v:
+            yield from _leaves(x)
+    else:
+        yield v
+
+
+_INT_RANGE = {DType.i64: 64, DType.i32: 32, DType.i16: 16, DType.i8: 8}
+
+
+def check_scalar(v, dtype: DType) -> None:
+    """A constant's value must be representable in its dtype: no silent wrap-around or truncation."""
+    if dtype.is_bool:
+        ok = isinstance(v, bool)
+    elif dtype.is_float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    elif dtype is DType.u8:
+        ok = isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 256
+    else:
+        bits = _INT_RANGE[dtype]
+        ok = isinstance(v, int) and not isinstance(v, bool) and -(2 ** (bits - 1)) <= v < 2 ** (bits - 1)
+    if not ok:
+        raise ShapeError(f"value {v!r} is not a {dtype.value}")
+
+
 def _constant(ts, a):
+    for v in _leaves(a["value"]):
+        check_scalar(v, a["dtype"])
     return [TensorType(_nested_shape(a["value"]), a["dtype"])]
 
 
@@ -31,6 +59,7 @@ defop("constant", "", _constant, attrs={"value": "any", "dtype": "dtype"}, famil
 
 
 def _full(ts, a):
+    check_scalar(a["value"], a["dtype"])
     if any(s < 0 for s in a["shape"]):
         raise ShapeError(f"shape {a['shape']} has a negative size")
     return [TensorType(tuple(a["shape"]), a["dtype"])]

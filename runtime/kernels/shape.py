@@ -1,0 +1,154 @@
+"""Data-movement kernels: views, permutations, slicing, concatenation, gathers, padding, sorting.
+
+Most results are numpy views of their operand (no copy); that is safe because no kernel writes into
+its arguments. Attributes arrive normalized (non-negative dims, clamped slices, views without -1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import attr, cast, kernel, out_dtype, up
+
+
+@kernel("view")
+def _view(op, x):
+    return x.reshape(attr(op, "shape"))
+
+
+@kernel("permute")
+def _permute(op, x):
+    return x.transpose(attr(op, "dims"))
+
+
+@kernel("expand")
+def _expand(op, x):
+    return np.broadcast_to(x, attr(op, "shape"))
+
+
+@kernel("slice")
+def _slice(op, x):
+    d = attr(op, "dim")
+    key = (slice(None),) * d + (slice(attr(op, "start"), attr(op, "end"), attr(op, "step", 1)),)
+    return x[key]
+
+
+@kernel("select")
+def _select(op, x):
+    return np.asarray(x[(slice(None),) * attr(op, "dim") + (attr(op, "index"),)])
+
+
+@kernel("unsqueeze")
+def _unsqueeze(op, x):
+    return np.expand_dims(x, attr(op, "dim"))
+
+
+@kernel("squeeze")
+def _squeeze(op, x):
+    dims = attr(op, "dims", []) or range(x.ndim)
+    return x.squeeze(tuple(d for d in dims if x.shape[d] == 1))
+
+
+@kernel("cat")
+def _cat(op, *xs):
+    dt = out_dtype(op)
+    return np.concatenate([cast(x, dt) for x in xs], axis=attr(op, "dim"))
+
+
+@kernel("split")
+def _split(op, x):
+    d = attr(op, "dim")
+    return tuple(np.split(x, np.cumsum(attr(op, "sizes"))[:-1], axis=d))
+
+
+@kernel("gather")
+def _gather(op, x, index):
+    d = attr(op, "dim")
+    # torch lets the index be smaller than x outside dim; take_along_axis wants equal sizes there.
+    x = x[tuple(slice(None) if i == d else slice(0, n) for i, n in enumerate(index.shape))]
+    return np.take_along_axis(x, index, axis=d)
+
+
+@kernel("index_select")
+def _index_select(op, x, index):
+    return np.take(x, index.reshape(-1), axis=attr(op, "dim"))
+
+
+@kernel("index")
+def _index(op, x, *indices):
+    # numpy's rule matches torch's: adjacent index dims stay in place, separated ones go first.
+    key = [slice(None)] * x.ndim
+    for d, i in zip(attr(op, "dims"), indices):
+        key[d] = i
+    return np.asarray(x[tuple(key)])
+
+
+@kernel("flip")
+def _flip(op, x):
+    return np.flip(x, axis=tuple(attr(op, "dims")))
+
+
+@kernel("pad")
+def _pad(op, x):
+    pad = attr(op, "pad")
+    crop = [slice(None)] * x.ndim
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        d = x.ndim - 1 - i
+        before, after = pad[2 * i], pad[2 * i + 1]
+        # Negative padding crops; crop first, then pad what is positive.
+        crop[d] = slice(max(0, -before), x.shape[d] - max(0, -after))
+        widths[d] = (max(0, before), max(0, after))
+    y = x[tuple(crop)]
+    if not any(map(any, widths)):
+        return y
+    return np.pad(y, widths, constant_values=cast(np.asarray(attr(op, "value", 0)), x.dtype))
+
+
+def _descending_order(v: np.ndarray, axis: int) -> np.ndarray:
+    """Stable descending argsort: ties keep their original order, NaN first (torch treats NaN as largest)."""
+    flipped = np.flip(v, axis=axis)
+    order = np.argsort(flipped, axis=axis, kind="stable")
+    return v.shape[axis] - 1 - np.flip(order, axis=axis)
+
+
+def _order(x: np.ndarray, axis: int, descending: bool) -> np.ndarray:
+    v = up(x)
+    if descending:
+        return _descending_order(v, axis)
+    return np.argsort(v, axis=axis, kind="stable")  # NaN sorts last, as in torch
+
+
+@kernel("sort")
+def _sort(op, x):
+    if x.ndim == 0:
+        return x, np.zeros((), np.int64)
+    d = attr(op, "dim")
+    idx = _order(x, d, attr(op, "descending", False))
+    return np.take_along_axis(x, idx, axis=d), idx
+
+
+@kernel("topk")
+def _topk(op, x):
+    k = attr(op, "k")
+    if x.ndim == 0:
+        return x, np.zeros((), np.int64)
+    d = attr(op, "dim")
+    idx = _order(x, d, attr(op, "largest", True))
+    idx = idx[(slice(None),) * d + (slice(0, k),)]
+    return np.take_along_axis(x, idx, axis=d), idx
+
+
+@kernel("triu")
+def _triu(op, x):
+    return np.triu(x, attr(op, "diagonal", 0))
+
+
+@kernel("tril")
+def _tril(op, x):
+    return np.tril(x, attr(op, "diagonal", 0))
+
+
+@kernel("repeat")
+def _repeat(op, x):
+    return np.tile(x, attr(op, "repeats"))

@@ -1,0 +1,274 @@
+"""The MemoryX store: ``weights.safetensors`` + ``manifest.json`` in a compiled model's directory.
+
+``weights.safetensors`` is the standard safetensors layout: an 8-byte little-endian header length N,
+N bytes of JSON ``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``
+(offsets relative to the data section), then the data. ``manifest.json`` is
+``{"format": "wafercc-memoryx/1", "tensors": {name: {"dtype", "shape", "sha256", "kind"}}}``.
+
+The reader memory-maps the file and hands out read-only views, so a tensor's bytes are touched only
+when it is asked for (weight streaming: the whole file is never loaded). Each tensor's sha256 is checked
+the first time it is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import struct
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wafercc.ir import DType, TensorType, Weight
+
+from .errors import StoreError
+from .kernels.base import NP_DTYPE
+
+FORMAT = "wafercc-memoryx/1"
+STORE_FILE = "weights.safetensors"
+MANIFEST_FILE = "manifest.json"
+KINDS = ("parameter", "buffer", "constant")
+
+_ST_NAME = {
+    DType.f64: "F64", DType.f32: "F32", DType.f16: "F16", DType.bf16: "BF16", DType.i64: "I64",
+    DType.i32: "I32", DType.i16: "I16", DType.i8: "I8", DType.u8: "U8", DType.bool: "BOOL",
+}
+_DTYPE_OF_ST = {v: k for k, v in _ST_NAME.items()}
+_DTYPE_OF_NP = {v: k for k, v in NP_DTYPE.items()}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives in the file, and what the manifest promises about it."""
+
+    name: str
+    type: TensorType
+    begin: int  # absolute file offsets
+    end: int
+    sha256: str
+    kind: str
+
+
+class Store:
+    """A read-only MemoryX store. ``Store(dir).get("fc1.weight")`` -> a read-only numpy view."""
+
+    def __init__(self, path: str | os.PathLike):
+        p = Path(path)
+        self.dir = p.parent if p.name == STORE_FILE else p
+        self.file = self.dir / STORE_FILE
+        manifest = _read_manifest(self.dir / MANIFEST_FILE, self.file)
+        self.tensors = _read_index(self.file, manifest)
+        self._mm = _map(self.file)
+        self._verified: set[str] = set()
+        self.bytes_read = 0  # bytes handed out by get(): what weight streaming moved
+        self.reads: dict[str, int] = {}  # per tensor: how many times it was read
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def names(self) -> list[str]:
+        return list(self.tensors)
+
+    def info(self, name: str) -> TensorInfo:
+        info = self.tensors.get(name)
+        if info is None:
+            known = ", ".join(sorted(self.tensors)[:8]) + (", ..." if len(self.tensors) > 8 else "")
+            raise StoreError(f"weight '{name}' is not in {self.file} (it holds: {known or 'nothing'})")
+        return info
+
+    def check(self, weights: Iterable[Weight]) -> None:
+        """Every declared weight is in the store with its declared type (reads no tensor data)."""
+        for w in weights:
+            self._check_type(self.info(w.name), w.type)
+
+    def get(self, name: str, expect: TensorType | None = None) -> np.ndarray:
+        """The tensor ``name`` as a read-only array; its checksum is verified on its first read."""
+        info = self.info(name)
+        if expect is not None:
+            self._check_type(info, expect)
+        dt = NP_DTYPE[info.type.dtype]
+        count = info.type.numel
+        if count == 0:
+            arr = np.empty(info.type.shape, dt)
+            arr.flags.writeable = False
+        else:
+            arr = np.frombuffer(self._mm, dtype=dt, count=count, offset=info.begin).reshape(info.type.shape)
+            if sys.byteorder == "big":  # the store is little-endian
+                arr = arr.byteswap()
+        if name not in self._verified:
+            self._verify(info)
+        self.bytes_read += info.end - info.begin
+        self.reads[name] = self.reads.get(name, 0) + 1
+        return arr
+
+    def _verify(self, info: TensorInfo) -> None:
+        digest = hashlib.sha256(memoryview(self._mm)[info.begin:info.end] if self._mm else b"").hexdigest()
+        if digest != info.sha256:
+            raise StoreError(
+                f"weight '{info.name}' in {STORE_FILE} does not match its sha256 in {MANIFEST_FILE}: "
+                f"the store is corrupted ({self.dir})"
+            )
+        self._verified.add(info.name)
+
+    def _check_type(self, info: TensorInfo, expect: TensorType) -> None:
+        if info.type != expect:
+            raise StoreError(
+                f"weight '{info.name}' is declared {expect} in the WIR but is {info.type} in {self.file}: "
+                "the store does not belong to this model"
+            )
+
+    def close(self) -> None:
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:
+                pass  # arrays still view the map; it closes when the last of them is collected
+            self._mm = None
+
+    def __enter__(self):  # -> Self (typing.Self needs Python 3.11)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _read_manifest(path: Path, store_file: Path) -> dict:
+    if not store_file.is_file():
+        raise StoreError(f"no MemoryX store: '{store_file}' does not exist")
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StoreError(f"'{path}' is missing: a MemoryX store needs its manifest beside {STORE_FILE}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise StoreError(f"'{path}' is not a readable JSON manifest: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("tensors"), dict):
+        found = doc.get("format") if isinstance(doc, dict) else doc
+        raise StoreError(f"'{path}' is not a {FORMAT} manifest (format: {found!r})")
+    return doc["tensors"]
+
+
+def _read_index(file: Path, manifest: dict) -> dict[str, TensorInfo]:
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise StoreError(f"'{file}' is truncated: {size} bytes, not even a header length")
+        (n,) = struct.unpack("<Q", head)
+        if 8 + n > size:
+            raise StoreError(f"'{file}' is truncated: its header needs {8 + n} bytes, the file has {size}")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise StoreError(f"'{file}' has a malformed safetensors header: {e}") from None
+    header.pop("__metadata__", None)
+    base = 8 + n
+    out = {}
+    for name, h in header.items():
+        info = _tensor_info(file, name, h, manifest.get(name), base)
+        if info.end > size:
+            raise StoreError(f"'{file}' is truncated: tensor '{name}' ends at byte {info.end}, the file has {size}")
+        out[name] = info
+    for name in manifest:
+        if name not in out:
+            raise StoreError(f"tensor '{name}' is listed in {MANIFEST_FILE} but missing from '{file}'")
+    return out
+
+
+def _tensor_info(file: Path, name: str, h: dict, m: dict | None, base: int) -> TensorInfo:
+    if m is None:
+        raise StoreError(f"tensor '{name}' of '{file}' is not listed in {MANIFEST_FILE}")
+    try:
+        dtype = _DTYPE_OF_ST[h["dtype"]]
+        t = TensorType(tuple(int(s) for s in h["shape"]), dtype)
+        begin, end = (int(o) for o in h["data_offsets"])
+    except (KeyError, TypeError, ValueError):
+        raise StoreError(f"tensor '{name}' has a malformed entry in the header of '{file}': {h!r}") from None
+    if end - begin != t.nbytes:
+        raise StoreError(f"tensor '{name}' in '{file}': offsets [{begin}, {end}) do not hold {t} ({t.nbytes} bytes)")
+    if m.get("dtype") != dtype.value or list(m.get("shape", [])) != list(t.shape):
+        raise StoreError(f"tensor '{name}' is {t} in '{file}' but {m.get('dtype')}{m.get('shape')} in {MANIFEST_FILE}")
+    if m.get("kind") not in KINDS or not isinstance(m.get("sha256"), str):
+        raise StoreError(f"tensor '{name}' needs a sha256 and a kind in {KINDS} in {MANIFEST_FILE}, got {m!r}")
+    return TensorInfo(name, t, base + begin, base + end, m["sha256"], m["kind"])
+
+
+def _map(file: Path) -> mmap.mmap | None:
+    with open(file, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return None
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def write_store(path: str | os.PathLike, tensors: dict[str, np.ndarray], kinds: dict[str, str] | None = None) -> None:
+    """Write ``weights.safetensors`` and ``manifest.json`` into directory ``path``, each atomically.
+
+    Deterministic bytes: sorted JSON keys, no timestamps, tensors in the given order. The data section
+    starts 8-byte aligned (the header is padded with spaces, as the safetensors writer does); tensors
+    are packed back to back because safetensors readers reject gaps between them. Missing ``kinds``
+    entries default to "parameter". bf16 arrays are ml_dtypes.bfloat16.
+    """
+    kinds = kinds or {}
+    d = Path(path)
+    d.mkdir(parents=True, exist_ok=True)
+    arrays = {name: _raw(name, a) for name, a in tensors.items()}
+    header: dict[str, object] = {"__metadata__": {"format": FORMAT}}
+    manifest: dict[str, dict] = {}
+    offset = 0
+    for name, (raw, dtype) in arrays.items():
+        kind = kinds.get(name, "parameter")
+        if kind not in KINDS or name == "__metadata__":
+            raise StoreError(f"tensor '{name}': kind must be one of {KINDS}, got {kind!r}")
+        shape = list(np.shape(tensors[name]))
+        header[name] = {"dtype": _ST_NAME[dtype], "shape": shape, "data_offsets": [offset, offset + raw.nbytes]}
+        manifest[name] = {"dtype": dtype.value, "shape": shape, "kind": kind, "sha256": hashlib.sha256(raw).hexdigest()}
+        offset += raw.nbytes
+    hjson = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    hjson += b" " * (-(8 + len(hjson)) % 8)
+
+    def write_weights(f):
+        f.write(struct.pack("<Q", len(hjson)) + hjson)
+        for raw, _ in arrays.values():
+            f.write(raw)
+
+    _atomic_write(d / STORE_FILE, write_weights)
+    text = json.dumps({"format": FORMAT, "tensors": manifest}, sort_keys=True, indent=1) + "\n"
+    _atomic_write(d / MANIFEST_FILE, lambda f: f.write(text.encode()))
+
+
+def _raw(name: str, a) -> tuple[np.ndarray, DType]:
+    """The tensor's little-endian bytes (a flat uint8 view when possible) and its WIR dtype."""
+    a = np.asarray(a)
+    if a.dtype.byteorder in "<>":  # an explicit byte order: bring the values to native order first
+        a = a.astype(a.dtype.newbyteorder("="))
+    dtype = _DTYPE_OF_NP.get(a.dtype)
+    if dtype is None:
+        raise StoreError(f"tensor '{name}' has dtype {a.dtype}, which a MemoryX store cannot hold")
+    a = np.ascontiguousarray(a)
+    if sys.byteorder == "big":
+        a = a.byteswap()
+    return a.reshape(-1).view(np.uint8), dtype
+
+
+def _atomic_write(target: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

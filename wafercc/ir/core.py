@@ -121,11 +121,21 @@ class Weight:
 
 
 @dataclass(eq=False)
+class Layer:
+    """A module-level plan declaration, printed ``layer @L3_fc1 {...}``: what the mapping passes decided
+    for one layer (its rectangle, tiling, routes, memory map, cost). Ops name it in ``plan.layer``."""
+
+    name: str
+    attrs: dict[str, Attr] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
 class Module:
     name: str
     weights: dict[str, Weight] = field(default_factory=dict)
     funcs: list[Func] = field(default_factory=list)
     attrs: dict[str, Attr] = field(default_factory=dict)
+    layers: dict[str, Layer] = field(default_factory=dict)
 
     def func(self, name: str = "forward") -> Func:
         for f in self.funcs:
@@ -137,6 +147,11 @@ class Module:
         w = Weight(name, type, dict(attrs))
         self.weights[name] = w
         return w
+
+    def add_layer(self, name: str, **attrs: Attr) -> Layer:
+        layer = Layer(name, dict(attrs))
+        self.layers[name] = layer
+        return layer
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Module):
@@ -158,34 +173,40 @@ def structural_key(m: Module) -> tuple:
                     op.name,
                     tuple(v.name for v in op.operands),
                     tuple((r.name, r.type) for r in op.results),
-                    _attr_key(op.attrs),
+                    attr_key(op.attrs),
                     op.loc,
                 )
                 for op in f.ops
             ),
             tuple(v.name for v in f.returns),
             tuple(f.declared_result_types()),
-            _attr_key(f.attrs),
+            attr_key(f.attrs),
         )
 
     return (
         m.name,
-        _attr_key(m.attrs),
-        tuple((w.name, w.type, _attr_key(w.attrs)) for w in m.weights.values()),
+        attr_key(m.attrs),
+        tuple((w.name, w.type, attr_key(w.attrs)) for w in m.weights.values()),
+        tuple((layer.name, attr_key(layer.attrs)) for layer in m.layers.values()),
         tuple(func_key(f) for f in m.funcs),
     )
 
 
-def _attr_key(a: Attr) -> object:
+def attr_key(a: Attr) -> object:
+    """A hashable key of an attribute value that is equal exactly when the printed texts are (dicts
+    compared whatever their order)."""
     # bool is an int subclass and 1 == 1.0: tag the Python type so that 1, 1.0 and True differ,
     # as they do in the text.
     if isinstance(a, dict):
-        return ("dict", tuple(sorted((k, _attr_key(v)) for k, v in a.items())))
+        return ("dict", tuple(sorted((k, attr_key(v)) for k, v in a.items())))
     if isinstance(a, (list, tuple)):
-        return ("list", tuple(_attr_key(v) for v in a))
+        return ("list", tuple(attr_key(v) for v in a))
     if isinstance(a, float):
         return ("float", repr(a))  # tells -0.0 from 0.0, and nan equals nan, as in the text
     return (type(a).__name__, a)
+
+
+_attr_key = attr_key  # the name wafercc.passes.cse imports
 
 
 class NameGen:

@@ -1,50 +1,72 @@
 """WIR parser: the Lark grammar in ``wir.lark`` (LALR) plus a transformer that builds the data model.
 
-The transformer runs inside the LALR parser (no parse tree is built), which keeps large modules fast.
+``wir.lark`` defines the language and the Lark parser produces every syntax error. The transformer runs
+inline in the LALR parser (no parse tree is built) and holds no per-parse state: a rule that the text
+breaks raises ``SemanticError`` with the offending token, and ``parse`` turns it into a ``ParseError``
+with the file name, line, column and caret.
+
+Because Lark's lexer costs ~10 us a token, text goes first through a line-oriented fast path
+(``fastparse.py``) that reads the printer's own layout with regular expressions built from the grammar's
+terminals and the same construction functions (``_build.py``). On anything else, including every error,
+it gives up and the whole text is parsed by Lark, so results and messages are Lark's.
+
 Operand names are resolved when their function is complete, so a use before its definition parses and
 is reported by the verifier as a dominance error; a name defined nowhere is a parse error at its use.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import functools
+import gc
 from pathlib import Path
 
-from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from .core import Func, Loc, Module, Op, SymbolRef, Value, Weight
+from ._build import SemanticError, make_func, make_module, make_op, to_int, to_loc, to_string, to_type, word_attr
+from .core import Layer, Module, SymbolRef, Value, Weight
 from .errors import ParseError
-from .types import DType, parse_type
+from .fastparse import FastParser
 
 # What a user reads in "expected ..." instead of terminal names.
 _READABLE = {
-    "VALUE": "a value (%name)", "SYMBOL": "a symbol (@name)", "OPNAME": "a name",
-    "TENSOR_TYPE": "a type (tensor<...>)", "INT": "an integer", "FLOAT": "a float",
-    "STRING": "a string", "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'",
-    "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "MORETHAN": "'>'",
-    "__ANON_0": "'->'", "RETURN": "'return'", "MODULE": "'module'", "FUNC": "'func'", "WEIGHT": "'weight'",
-    "LOC": "'loc'", "ATTRIBUTES": "'attributes'", "TRUE": "'true'", "FALSE": "'false'", "NONE": "'none'",
+    "VALUE": "a value (%name)",
+    "SYMBOL": "a symbol (@name)",
+    "OPNAME": "a name",
+    "TENSOR_TYPE": "a type (tensor<...>)",
+    "INT": "an integer",
+    "FLOAT": "a float",
+    "STRING": "a string",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "COLON": "':'",
+    "EQUAL": "'='",
+    "MORETHAN": "'>'",
+    "__ANON_0": "'->'",
+    "RETURN": "'return'",
+    "MODULE": "'module'",
+    "FUNC": "'func'",
+    "WEIGHT": "'weight'",
+    "LAYER": "'layer'",
+    "LOC": "'loc'",
+    "ATTRIBUTES": "'attributes'",
+    "TRUE": "'true'",
+    "FALSE": "'false'",
+    "NONE": "'none'",
 }
 
 
-class _PendingOp:
-    """An op whose operand names are not yet resolved to values."""
-
-    __slots__ = ("op", "operand_tokens")
-
-    def __init__(self, op: Op, operand_tokens: list[Token]):
-        self.op = op
-        self.operand_tokens = operand_tokens
-
-
 class _Builder(Transformer):
-    """One method per grammar rule; each builds one piece of the data model."""
+    """One method per grammar rule, each building one piece of the data model (see ``_build.py``).
 
-    def __init__(self, text: str, source: str):
-        super().__init__()
-        self.text = text
-        self.source = source
+    Lark builds a Tree for a rule without a method; ``tests/ir/test_parser.py`` checks there is none.
+    """
 
     # -- module level --------------------------------------------------------------------------
     def start(self, items):
@@ -52,16 +74,7 @@ class _Builder(Transformer):
 
     def module(self, items):
         name, attrs, *body = items
-        m = Module(name=name[1:], attrs=attrs)
-        for item in body:
-            if isinstance(item, Weight):
-                if item.name in m.weights:
-                    raise self.error(f"weight @{item.name} is declared twice", item.attrs.pop("_tok", None))
-                item.attrs.pop("_tok", None)
-                m.weights[item.name] = item
-            else:
-                m.funcs.append(item)
-        return m
+        return make_module(name, attrs, body)
 
     def module_attrs(self, items):
         return items[0] if items else {}
@@ -71,63 +84,34 @@ class _Builder(Transformer):
 
     def weight(self, items):
         sym, ty, *attrs = items
-        w = Weight(sym[1:], self.type(ty), dict(attrs[0]) if attrs else {})
-        w.attrs["_tok"] = sym
-        return w
+        return sym, Weight(sym[1:], to_type(ty), attrs[0] if attrs else {})
+
+    def layer(self, items):
+        sym, attrs = items
+        return sym, Layer(sym[1:], attrs)
 
     def func(self, items):
-        sym, args, result_types, attrs, *rest = items
-        ret_tokens = rest[-1]
-        pending: list[_PendingOp] = rest[:-1]
-        scope: dict[str, Value] = {}
-        for v in args:
-            scope.setdefault(v.name, v)
-        for p in pending:
-            for r in p.op.results:
-                scope.setdefault(r.name, r)
-
-        def lookup(tok: Token) -> Value:
-            v = scope.get(tok[1:])
-            if v is None:
-                raise self.error(f"use of undefined value {tok}", tok)
-            return v
-
-        for p in pending:
-            p.op.operands = [lookup(t) for t in p.operand_tokens]
-        return Func(
-            name=sym[1:],
-            args=args,
-            ops=[p.op for p in pending],
-            returns=[lookup(t) for t in ret_tokens],
-            result_types=result_types,
-            attrs=attrs,
-        )
+        sym, args, result_types, attrs, *body, ret = items
+        ops = [op for op, _ in body]
+        operands = [toks for _, toks in body]
+        return make_func(sym, args, result_types, attrs, ops, operands, ret)
 
     def arg_list(self, items):
         return list(items)
 
     def arg(self, items):
-        return Value(items[0][1:], self.type(items[1]))
+        return Value(items[0][1:], to_type(items[1]))
 
     def type_list(self, items):
-        return [self.type(t) for t in items]
+        return [to_type(t) for t in items]
 
     def ret(self, items):
         return items[0]
 
     # -- ops -----------------------------------------------------------------------------------
     def op(self, items):
-        results, name, symbol, operands, attrs, *rest = items
-        loc = rest[-1]
-        types = [self.type(t) for t in rest[:-1]]
-        if len(types) != len(results):
-            raise self.error(
-                f"'{name}' defines {len(results)} result(s) but lists {len(types)} type(s)", name
-            )
-        if symbol is not None:
-            attrs = {"symbol": symbol, **attrs}
-        op = Op(str(name), [], types, attrs, loc, [r[1:] for r in results])
-        return _PendingOp(op, operands)
+        results, name, symbol, operands, attrs, *types, loc = items
+        return make_op(results, name, symbol, attrs, [to_type(t) for t in types], loc), operands
 
     def result_list(self, items):
         return list(items)
@@ -139,16 +123,11 @@ class _Builder(Transformer):
         return list(items)
 
     def op_loc(self, items):
-        if not items:
-            return None
-        return Loc(json.loads(items[0]), int(items[1]))
+        return to_loc(items[0], items[1]) if items else None
 
     # -- attributes ----------------------------------------------------------------------------
     def attr_dict(self, items):
-        out = {}
-        for k, v in items:
-            out[k] = v
-        return out
+        return dict(items)
 
     def attr_entry(self, items):
         return (items[0], items[1])
@@ -157,16 +136,16 @@ class _Builder(Transformer):
         return str(items[0])
 
     def quoted_key(self, items):
-        return json.loads(items[0])
+        return to_string(items[0])
 
     def int_attr(self, items):
-        return int(items[0])
+        return to_int(items[0])
 
     def float_attr(self, items):
         return float(items[0])
 
     def string_attr(self, items):
-        return json.loads(items[0])
+        return to_string(items[0])
 
     def true_attr(self, _):
         return True
@@ -178,43 +157,35 @@ class _Builder(Transformer):
         return None
 
     def word_attr(self, items):
-        tok = items[0]
-        try:
-            return DType(str(tok))
-        except ValueError:
-            raise self.error(f"unknown attribute value '{tok}' (expected a dtype, number, string, ...)", tok) from None
+        return word_attr(items[0])
 
     def symbol_attr(self, items):
         return SymbolRef(items[0][1:])
 
     def type_attr(self, items):
-        return self.type(items[0])
+        return to_type(items[0])
 
     def list_attr(self, items):
         return list(items)
 
-    # -- helpers -------------------------------------------------------------------------------
-    def type(self, tok: Token):
-        try:
-            return parse_type(str(tok))
-        except ValueError as e:
-            raise self.error(str(e), tok) from None
 
-    def error(self, message: str, tok: Token | None) -> ParseError:
-        line = getattr(tok, "line", 0) or 0
-        col = getattr(tok, "column", 0) or 0
-        return ParseError(_format(message, self.text, self.source, line, col), line, col, self.source)
+_GRAMMAR = Path(__file__).with_name("wir.lark").read_text()
+_OPTIONS = {"parser": "lalr", "propagate_positions": False, "maybe_placeholders": False, "cache": True}
+_LARK = Lark(_GRAMMAR, transformer=_Builder(), **_OPTIONS)
+_FAST = FastParser({t.name: t.pattern.to_regexp() for t in _LARK.terminals})
 
 
-_GRAMMAR = (Path(__file__).with_name("wir.lark")).read_text()
-_LARK = Lark(_GRAMMAR, parser="lalr", propagate_positions=False, maybe_placeholders=False)
+@functools.cache
+def _recognizer() -> Lark:
+    """The same grammar without the transformer: finds syntax errors past a semantic one."""
+    return Lark(_GRAMMAR, **_OPTIONS)
 
 
 def _format(message: str, text: str, source: str, line: int, col: int) -> str:
     if line <= 0:
         return f"{source}: error: {message}"
-    lines = text.splitlines()
-    src = lines[line - 1] if 0 < line <= len(lines) else ""
+    lines = text.split("\n")  # as Lark counts lines: not at \x85, \u2028 and the like
+    src = lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
     caret = " " * (max(col, 1) - 1) + "^"
     return f"{source}:{line}:{col}: error: {message}\n  {src}\n  {caret}"
 
@@ -229,38 +200,70 @@ def _expected(e: UnexpectedInput) -> str:
     return "; expected " + ", ".join(readable)
 
 
+def _syntax_error(e: UnexpectedInput, text: str, source: str) -> ParseError:
+    if isinstance(e, UnexpectedEOF):
+        line = text.count("\n") + 1
+        col = len(text.split("\n")[-1]) + 1
+        return ParseError(_format("unexpected end of input" + _expected(e), text, source, line, col), line, 0, source)
+    if isinstance(e, UnexpectedCharacters):
+        msg = f"unexpected character {text[e.pos_in_stream]!r}" + _expected(e)
+        return ParseError(_format(msg, text, source, e.line, e.column), e.line, e.column, source)
+    assert isinstance(e, UnexpectedToken)
+    tok = e.token
+    if tok.type == "$END":
+        what = "unexpected end of input"
+    else:
+        what = f"unexpected {tok!s}" if len(str(tok)) < 40 else f"unexpected {str(tok)[:37]}..."
+    return ParseError(_format(what + _expected(e), text, source, e.line, e.column), e.line, e.column, source)
+
+
+def parse_lark(text: str, source: str = "<wir>") -> Module:
+    """Parse with Lark alone: the definition of the language that ``parse`` follows."""
+    try:
+        return _LARK.parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, text, source) from None
+    except SemanticError as e:
+        semantic = e
+    # A syntax error anywhere in the text is reported before a semantic one, wherever they stand.
+    try:
+        _recognizer().parse(text)
+    except UnexpectedInput as syntax:
+        raise _syntax_error(syntax, text, source) from None
+    line = getattr(semantic.token, "line", 0) or 0
+    col = getattr(semantic.token, "column", 0) or 0
+    raise ParseError(_format(semantic.message, text, source, line, col), line, col, source) from None
+
+
+def parse_fast(text: str) -> Module | None:
+    """The fast path alone: the module, or None where ``parse`` would hand the text to Lark."""
+    return _FAST.parse(text)
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Pause the cyclic garbage collector while parsing: parsing leaves no cyclic garbage, yet the many
+    objects of a large module trigger full collections that walk all of them (2-3x the parse time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def parse(text: str, source: str = "<wir>") -> Module:
     """Parse WIR text into a Module. Raises ParseError with line, column and the offending line."""
-    builder = _Builder(text, source)
-    try:
-        tree = _LARK.parse(text)
-        return builder.transform(tree)
-    except VisitError as e:  # an error raised by a transformer method
-        if isinstance(e.orig_exc, ParseError):
-            raise e.orig_exc from None
-        raise
-    except UnexpectedEOF as e:
-        line = text.count("\n") + 1
-        raise ParseError(
-            _format("unexpected end of input" + _expected(e), text, source, line, len(text.splitlines()[-1:] or [""]) + 1),
-            line, 0, source,
-        ) from None
-    except UnexpectedCharacters as e:
-        msg = f"unexpected character {text[e.pos_in_stream]!r}" + _expected(e)
-        raise ParseError(_format(msg, text, source, e.line, e.column), e.line, e.column, source) from None
-    except UnexpectedToken as e:
-        tok = e.token
-        if tok.type == "$END":
-            what = "unexpected end of input"
-        else:
-            what = f"unexpected {tok!s}" if len(str(tok)) < 40 else f"unexpected {str(tok)[:37]}..."
-        raise ParseError(_format(what + _expected(e), text, source, e.line, e.column), e.line, e.column, source) from None
+    with _no_gc():
+        m = _FAST.parse(text)
+        return m if m is not None else parse_lark(text, source)
 
 
 def parse_file(path: str | Path) -> Module:
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ParseError(f"cannot read WIR file '{p}': {e.strerror}") from None
     except UnicodeDecodeError:

@@ -10,7 +10,7 @@ import json
 import math
 import re
 
-from .core import Attr, Func, Module, Op, SymbolRef
+from .core import Attr, Func, Layer, Module, Op, SymbolRef
 from .types import DType, TensorType
 
 _BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
@@ -46,7 +46,7 @@ def format_attr(a: Attr) -> str:
 
 
 def format_key(k: str) -> str:
-    return k if _BARE_KEY.match(k) and k not in _RESERVED else json.dumps(k)
+    return k if _BARE_KEY.match(k) and k not in _RESERVED else json.dumps(k, ensure_ascii=False)
 
 
 def format_attr_dict(attrs: dict[str, Attr], sort: bool = True) -> str:
@@ -71,7 +71,7 @@ def format_op(op: Op) -> str:
     if op.results:
         parts.append(" : " + ", ".join(str(r.type) for r in op.results))
     if op.loc is not None:
-        parts.append(f" loc({json.dumps(op.loc.file)}:{op.loc.line})")
+        parts.append(f" loc({json.dumps(op.loc.file, ensure_ascii=False)}:{op.loc.line})")
     return "".join(parts)
 
 
@@ -90,6 +90,24 @@ def format_func(f: Func, indent: str = "  ") -> list[str]:
     return lines
 
 
+def format_layer(layer: Layer, indent: str = "  ") -> list[str]:
+    """A layer declaration, one attribute a line (sorted); a list of dicts (routes, memory maps) puts each
+    dict on its own line, so a plan reads and diffs line by line."""
+    inner = indent * 2
+    items = sorted(layer.attrs.items())
+    lines = [f"{indent}layer @{layer.name} {{"]
+    for i, (k, v) in enumerate(items):
+        comma = "," if i < len(items) - 1 else ""
+        if isinstance(v, list) and v and all(isinstance(e, dict) for e in v):
+            lines.append(f"{inner}{format_key(k)} = [")
+            lines.extend(f"{inner}  {format_attr(e)}{',' if j < len(v) - 1 else ''}" for j, e in enumerate(v))
+            lines.append(f"{inner}]{comma}")
+        else:
+            lines.append(f"{inner}{format_key(k)} = {format_attr(v)}{comma}")
+    lines.append(indent + "}")
+    return lines
+
+
 def print_module(m: Module) -> str:
     """The WIR text of ``m``, ending in a newline."""
     head = f"module @{m.name}"
@@ -101,6 +119,8 @@ def print_module(m: Module) -> str:
         if w.attrs:
             line += " " + format_attr_dict(w.attrs)
         lines.append(line)
+    for layer in m.layers.values():
+        lines.extend(format_layer(layer))
     for f in m.funcs:
         lines.extend(format_func(f))
     lines.append("}")

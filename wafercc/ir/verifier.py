@@ -77,6 +77,8 @@ def _check_symbols(m: Module, op: Op) -> None:
         if isinstance(a, SymbolRef):
             w = m.weights.get(a.name)
             if w is None:
+                if key != "symbol" and a.name in m.layers:
+                    continue  # a plan attribute naming a layer declaration
                 raise fail(op, "symbol-defined", f"attribute '{key}' references unknown weight {a}")
             if key == "symbol" and op.results and op.results[0].type != w.type:
                 raise fail(

@@ -71,6 +71,10 @@ defop("full", "", _full, attrs={"shape": "ints", "value": "scalar", "dtype": "dt
 
 def _arange(ts, a):
     start, end, step = a["start"], a["end"], a["step"]
+    if not all(math.isfinite(v) for v in (start, end, step)):
+        raise ShapeError(f"arange({start}, {end}, {step}) needs finite bounds")
+    if a["dtype"].is_int:  # torch truncates the bounds of an integer range before counting
+        start, end, step = (math.trunc(v) for v in (start, end, step))
     if step == 0 or (end - start) * step < 0:
         raise ShapeError(f"arange({start}, {end}, {step}) is empty or runs the wrong way")
     n = math.ceil((end - start) / step)

@@ -21,7 +21,7 @@ def _flops(per_element: int):
 _UNARY = [
     ("neg", same, 1, "neg", "-x"),
     ("abs", same, 1, "abs", "|x|"),
-    ("sign", same, 1, "sign", "-1, 0 or 1 by the sign of x (0 for 0; NaN stays NaN)"),
+    ("sign", same, 1, "sign", "-1, 0 or 1 by the sign of x (0 for 0 and for NaN, as torch)"),
     ("floor", same, 1, "floor", "round toward -inf"),
     ("ceil", same, 1, "ceil", "round toward +inf"),
     ("trunc", same, 1, "trunc", "round toward 0"),

@@ -254,8 +254,9 @@ def _upsample(ts, a):
     return [x.with_shape(x.shape[:2] + tuple(a["output_size"]))]
 
 
-defop("upsample_nearest2d", "x", _upsample, attrs={"output_size": "ints"}, family=F,
-      doc="nearest-neighbour resize: source index floor(i * in / out)", torch=("aten.upsample_nearest2d",))
+defop("upsample_nearest2d", "x", _upsample, attrs={"output_size": "ints", "scales": AttrSpec("any", None)}, family=F,
+      doc="nearest-neighbour resize: source index floor(i / scale), scale = scales[d] if given (torch uses the "
+          "user's scale factor), else out / in", torch=("aten.upsample_nearest2d",))
 
 
 def _embedding(ts, a):

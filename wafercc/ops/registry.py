@@ -64,6 +64,10 @@ class OpDef:
 
 OPS: dict[str, OpDef] = {}
 
+# Attributes any op may carry whatever its kind, because a pass outside the op's own semantics put them
+# there (MLIR's discardable attributes): ``plan.layer = @L3_fc1`` from the mapping passes.
+DISCARDABLE = "plan."
+
 
 def defop(
     name: str,
@@ -148,7 +152,7 @@ def check_op(op: Op, module: Module | None = None) -> None:
         if not _KIND_CHECK[kind](v):
             raise fail(op, "attr-kind", f"attribute '{key}' must be {spec.kind}, got {v!r}")
     for key in op.attrs:
-        if key not in d.attrs:
+        if key not in d.attrs and not key.startswith(DISCARDABLE):
             raise fail(op, "attr-known", f"unknown attribute '{key}' (known: {', '.join(d.attrs) or 'none'})")
     attrs = {k: d.attr(op, k) for k in d.attrs}
     for k, spec in d.attrs.items():

@@ -24,8 +24,8 @@ def compile(model, example_inputs, **kwargs):
 
 
 def verify(module: Module) -> Module:
-    """Full verification: SSA, symbols, and every op's own rules. Raises VerifyError."""
-    from wafercc.ops import verify as _verify
+    """Full verification: SSA, symbols, every op's own rules, and a mapped module's plan. Raises VerifyError."""
+    from wafercc.verification import verify as _verify
 
     return _verify(module)
 

@@ -43,8 +43,12 @@ def add_compile(sub) -> None:
     _model_args(p)
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: build/<model name>)")
     p.add_argument("--passes", metavar="PIPELINE", help="cleanup pipeline (default: canonicalize,fold,cse,dce)")
-    p.add_argument("--emit", choices=("graph", "optimized"), default="optimized",
-                   help="stop after a stage: graph = WIR as imported, optimized = after the cleanup pipeline")
+    p.add_argument("--target", default="wse2", metavar="TARGET",
+                   help="wse2 (default), wse3, mesh4/8/16/32, or mesh:WxH[,sram-kib=N,colors=N,clock-ghz=F,io-gbps=F]")
+    p.add_argument("--mode", choices=("stream", "pipeline"), default="stream",
+                   help="weight streaming (default) or layer pipelined (all weights resident)")
+    p.add_argument("--emit", choices=("imported", "graph", "layers", "tiled", "placed", "routed"), default="routed",
+                   help="stop after a stage (default: routed, the full plan)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_compile)
 
@@ -60,7 +64,8 @@ def cmd_compile(args) -> int:
         model, inputs = _load(args)
         result = compile(
             model, inputs, name=Path(args.model).stem, source=args.model, capture=args.capture,
-            pipeline=args.passes, emit=args.emit, out_dir=out, progress=progress,
+            pipeline=args.passes, emit=args.emit, target=args.target, mode=args.mode, out_dir=out,
+            progress=progress,
         )
     finally:
         progress.close()
@@ -70,7 +75,14 @@ def cmd_compile(args) -> int:
         total = sum(result.timings.values())
         print(f"compiled {args.model} -> {out}/  ({nops} ops, {len(result.weights)} weights, "
               f"{_bytes(nbytes)}; {total:.2f} s)")
-        print(f"  {out}/model.wir  {out}/weights.safetensors  {out}/manifest.json")
+        files = ["model.wir", "weights.safetensors", "manifest.json"]
+        if args.emit == "routed":
+            files += ["plan.json", "report.txt"]
+            totals = result.module.attrs["plan.totals"]
+            print(f"  plan on {args.target} ({args.mode}): {totals['layers']} layers, {totals['cycles']:,.0f} cycles "
+                  f"({totals['seconds'] * 1e3:.4g} ms), utilization {totals['utilization']:.1%}, peak "
+                  f"{totals['peak_bytes_per_pe']:,} bytes/PE, {totals['max_colors']} colors")
+        print("  " + "  ".join(f"{out}/{f}" for f in files))
     return 0
 
 

@@ -1,12 +1,15 @@
 """The compile driver: a flat list of named stages from an nn.Module to an output directory.
 
-    capture   torch.export (or torch.fx) → core-ATen FX graph
-    import    FX graph → graph-level WIR + the weights it names
-    optimize  the cleanup pipeline (canonicalize, fold, cse, dce by default)
-    write     model.wir + weights.safetensors + manifest.json, atomically
+    capture    torch.export (or torch.fx) → core-ATen FX graph            --emit imported stops after import
+    import     FX graph → graph-level WIR + the weights it names
+    optimize   the cleanup pipeline (canonicalize, fold, cse, dce)          --emit graph
+    partition  streamed layers                                              --emit layers
+    tile       each layer's rectangle size and tiling                       --emit tiled
+    place      each layer's rectangle on the mesh                           --emit placed
+    route      routes and colors; memplan; cost                             --emit routed (the default)
+    write      model.wir + weights.safetensors + manifest.json (+ plan.json, report.txt), atomically
 
-``emit="graph"`` stops after import (the WIR exactly as captured); every stage's WIR reads back into
-``wafercc opt``.
+Every stage's WIR reads back into ``wafercc opt``, which can run the rest by pass names.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ import numpy as np
 
 from wafercc.ir import Module, print_module
 
-STAGES = ("capture", "import", "optimize", "write")
-EMIT_STAGES = ("graph", "optimized")
+EMIT_STAGES = ("imported", "graph", "layers", "tiled", "placed", "routed")
+# The mapping passes each --emit stage runs after the cleanup pipeline.
+MAPPING = {"layers": ["partition"], "tiled": ["partition", "tile"], "placed": ["partition", "tile", "place"],
+           "routed": ["partition", "tile", "place", "route", "memplan", "cost"]}
+DEFAULT_TARGET = "wse2"
 
 
 @dataclass
@@ -52,7 +58,9 @@ def compile(
     source: str | None = None,
     capture: str = "export",
     pipeline: str | None = None,
-    emit: str = "optimized",
+    emit: str = "routed",
+    target: str = DEFAULT_TARGET,
+    mode: str = "stream",
     out_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     pass_options: dict | None = None,
@@ -60,6 +68,7 @@ def compile(
     """Compile ``model`` for ``example_inputs``; with ``out_dir``, write the MemoryX store and WIR there."""
     from wafercc import frontend
     from wafercc.passes import DEFAULT_PIPELINE, PassManager
+    from wafercc.verification import verify
 
     if emit not in EMIT_STAGES:
         from wafercc.errors import UsageError
@@ -77,16 +86,24 @@ def compile(
     say("importing into WIR")
     imported = frontend.import_graph(captured, name=name, source=source)
     module = imported.module
-    from wafercc.ops import verify
-
     verify(module)
     timings["import"] = time.perf_counter() - t
 
-    if emit != "graph":
+    if emit != "imported":
         t = time.perf_counter()
         say("optimizing")
         module = PassManager(pipeline if pipeline is not None else DEFAULT_PIPELINE, **(pass_options or {})).run(module)
         timings["optimize"] = time.perf_counter() - t
+    if emit in MAPPING:
+        from wafercc.target import parse_target
+
+        parse_target(target)  # a bad target is a usage error before any work
+        t = time.perf_counter()
+        say(f"mapping onto {target} ({mode})")
+        module.attrs["target"] = target
+        module.attrs["mode"] = mode
+        module = PassManager(",".join(MAPPING[emit]), **(pass_options or {})).run(module)
+        timings["map"] = time.perf_counter() - t
 
     # Keep only the weights the final module still declares and uses, in declaration order.
     used = {op.attrs["symbol"].name for f in module.funcs for op in f.ops if op.name == "weight.get"}
@@ -98,7 +115,12 @@ def compile(
     if out_dir is not None:
         t = time.perf_counter()
         say(f"writing {out_dir}")
-        result.out_dir = write_output(Path(out_dir), module, weights, kinds)
+        extra = {}
+        if emit == "routed":
+            from wafercc.mapping.report import format_report, plan_dict, plan_json
+
+            extra = {"plan.json": plan_json(module), "report.txt": format_report(plan_dict(module))}
+        result.out_dir = write_output(Path(out_dir), module, weights, kinds, extra)
         timings["write"] = time.perf_counter() - t
     return result
 

@@ -29,7 +29,8 @@ def mlp_out(tmp_path_factory):
 
 def test_compile_writes_wir_store_and_manifest(mlp_out):
     out, r = mlp_out
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.wir", "weights.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json", "model.wir", "plan.json", "report.txt", "weights.safetensors"]
     assert "compiled examples/mlp.py" in r.stdout
     from wafercc.ir import parse_file
     from wafercc.ops import verify
@@ -45,7 +46,7 @@ def test_compile_is_byte_for_byte_deterministic(mlp_out, tmp_path):
     out, _ = mlp_out
     r = wafercc("compile", "examples/mlp.py", "-o", tmp_path / "again", "-q")
     assert r.returncode == 0 and r.stdout == ""
-    for f in ("model.wir", "weights.safetensors", "manifest.json"):
+    for f in ("model.wir", "weights.safetensors", "manifest.json", "plan.json", "report.txt"):
         assert (out / f).read_bytes() == (tmp_path / "again" / f).read_bytes(), f
 
 

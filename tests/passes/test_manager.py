@@ -110,7 +110,7 @@ def test_list_pipeline_mixes_strings_and_instances() -> None:
     [
         (
             "canonicalize,cannonicalize",
-            "unknown pass 'cannonicalize' (did you mean 'canonicalize'?); available passes: canonicalize, cse, dce, fold",
+            "unknown pass 'cannonicalize' (did you mean 'canonicalize'?); available passes: canonicalize, cost, cse, dce, fold, memplan, partition, place, route, tile",
         ),
         ("fold{max-elems=3}", "pass 'fold' has no option 'max-elems'; valid options: max-elements, canonicalize"),
         ("dce{verbose=true}", "pass 'dce' has no option 'verbose'; valid options: none"),

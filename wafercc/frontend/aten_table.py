@@ -320,8 +320,11 @@ def _adaptive_avg_pool2d(ctx, x, output_size):
 
 @conv(aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default)
 def _upsample_nearest2d(ctx, x, output_size=None, scale_factors=None, *rest):
-    size = list(ctx.meta_type().shape[2:])  # torch resolved scale factors to a size; use it
-    return ctx.emit1("upsample_nearest2d", [x], {"output_size": size})
+    size = list(ctx.meta_type().shape[2:])  # torch resolved scale factors to a size
+    attrs = {"output_size": size}
+    if scale_factors:  # torch picks source pixels by the user's factor, which can differ from out / in
+        attrs["scales"] = [float(f) for f in scale_factors]
+    return ctx.emit1("upsample_nearest2d", [x], attrs)
 
 
 @conv(aten.embedding.default)

@@ -39,6 +39,13 @@ _REGISTRY: dict[str, str | type] = {
     "cse": "wafercc.passes.cse:CSE",
     "dce": "wafercc.passes.dce:DCE",
     "fold": "wafercc.passes.fold:Fold",
+    # mapping onto the mesh (wafercc.mapping), in pipeline order
+    "partition": "wafercc.mapping.partition:Partition",
+    "tile": "wafercc.mapping.tile:Tile",
+    "place": "wafercc.mapping.place:Place",
+    "route": "wafercc.mapping.route:Route",
+    "memplan": "wafercc.mapping.memplan:MemPlan",
+    "cost": "wafercc.mapping.cost:Cost",
 }
 
 REPRO_FILE = "repro.wir"
@@ -339,7 +346,7 @@ def _build(pipeline: str | list) -> list[Pass]:
 
 
 def _verify(module: Module) -> None:
-    from wafercc.ops import verify  # the op table is only needed once something runs
+    from wafercc.verification import verify  # the op table is only needed once something runs
 
     verify(module)
 

@@ -1,0 +1,79 @@
+"""cost: per-layer cycles with the routes known, the weight-streaming schedule, and module totals.
+
+    layer @L0_fc1 {estimate = {...}, links = {bytes = 401408, ...}, ...}
+  gains
+    cost = {bound = "ingress", broadcast = ..., compute = ..., fabric = ..., ingress = ..., roofline = ...,
+            seconds = ..., total = ..., utilization = ...}
+    stream = {bytes = 803840, chunk_bytes = 50240, chunks = 16, order = 0, prefetch = true}
+
+The tile pass estimated each layer from its tiling alone; here the fabric term also takes the busiest link
+the routes produced (a link carries one 32-bit wavelet per cycle), so congestion that routing could not
+avoid shows up in the time. Compute, weight ingress and fabric overlap (weights for the next chunk stream
+while this one computes [hardware.md §3.1.5]); latency and the elementwise tail add. The bound says which
+term limits the layer; utilization is FLOPs over (cycles x PEs x peak FLOPs per PE per cycle).
+
+In streaming mode the schedule streams layers in order and prefetches each layer's weights during the
+previous layer. In pipeline mode the layers run at once, so the module's time per batch is the slowest
+layer (the pipeline's bottleneck) plus the fill through all of them.
+
+Requires: route. Guarantees: every layer has cost and stream; the module has ``plan.totals``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from wafercc.ir import Module
+
+from .plan import layers, mode_of, shape_of, target_of
+
+
+@dataclass(frozen=True)
+class Cost:
+    name = "cost"
+
+    def run(self, module: Module, stats: Counter | None = None) -> Module:
+        t = target_of(module)
+        mode = mode_of(module)
+        todo = layers(module, "route", by="cost")
+        for order, layer in enumerate(todo):
+            a = layer.attrs
+            est = a["estimate"]
+            fabric = max(est["broadcast"], est["reduce"], a["links"]["cycles"])
+            parts = {"compute": est["compute"], "ingress": est["ingress"], "fabric": fabric}
+            total = max(parts.values()) + est["latency"] + est["tail"]
+            bound = max(parts, key=parts.get)
+            fpc = t.flops(shape_of(layer).dtype)
+            a["cost"] = {
+                **{k: round(v, 1) for k, v in parts.items()}, "latency": est["latency"], "tail": est["tail"],
+                "total": round(total, 1), "bound": bound, "roofline": est["roofline"],
+                "seconds": total / t.clock_hz,
+                "utilization": round(a["flops"] / (total * t.pes * fpc), 4) if total else 0.0,
+            }
+            chunks = a["tiling"]["N"]["steps"] * a["tiling"]["passes"]
+            streamed = a["weight_bytes"] * a["tiling"]["passes"] if mode == "stream" else 0
+            a["stream"] = {"order": order, "bytes": streamed, "chunks": chunks,
+                           "chunk_bytes": -(-streamed // max(chunks, 1)), "prefetch": mode == "stream" and order > 0}
+        module.attrs["plan.totals"] = _totals(todo, t, mode)
+        if stats is not None:
+            stats["layers costed"] += len(todo)
+        return module
+
+
+def _totals(todo, t, mode: str) -> dict:
+    costs = [layer.attrs["cost"] for layer in todo]
+    if mode == "stream":
+        cycles = sum(c["total"] for c in costs)
+    else:
+        cycles = max(c["total"] for c in costs) + sum(c["latency"] for c in costs)
+    flops = sum(layer.attrs["flops"] for layer in todo)
+    streamed = sum(layer.attrs["stream"]["bytes"] for layer in todo)
+    peak = max(layer.attrs["memory"]["total"] for layer in todo)
+    fpc = t.flops(shape_of(todo[0]).dtype)
+    return {
+        "layers": len(todo), "cycles": round(cycles, 1), "seconds": cycles / t.clock_hz, "flops": flops,
+        "weight_bytes_streamed": streamed, "peak_bytes_per_pe": peak,
+        "utilization": round(flops / (cycles * t.pes * fpc), 4) if cycles else 0.0,
+        "max_colors": max(layer.attrs["colors"] for layer in todo),
+    }

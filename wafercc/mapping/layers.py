@@ -1,0 +1,153 @@
+"""What a layer is, and how the graph is cut into layers.
+
+A layer is what the wafer runs at one time in weight-streaming mode: an *anchor* (a matrix product,
+convolution or embedding: the ops whose weights stream in from MemoryX and which do nearly all the FLOPs)
+together with the elementwise and normalization ops that follow it up to the next anchor. Ops that only
+prepare a weight (``weight.get`` and the views of it) belong to the layer that consumes the weight, so a
+layer's weights stream in with it. Ops before the first anchor form a prologue layer.
+
+Each op carries its layer as the discardable attribute ``plan.layer = @L3_fc1``; the layer itself is a
+module-level ``layer @L3_fc1 {...}`` declaration whose attributes grow as the mapping passes run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from wafercc.ir import DType, Func, Module, Op, SymbolRef
+from wafercc.ops import flops as op_flops
+
+ANCHORS = frozenset({"mm", "addmm", "bmm", "convolution", "embedding"})
+LAYER_ATTR = "plan.layer"
+
+
+def matmul_dims(op: Op) -> dict[str, int]:
+    """M, K, N (and batch B) of an anchor viewed as a matrix product Y[M, N] = X[M, K] W[K, N].
+
+    A convolution is its implicit GEMM: M = batch * output pixels, K = input channels per group * kernel
+    taps, N = output channels, B = groups. An embedding is a product with one-hot rows: K = the vocabulary
+    (split over columns like any K), N = the embedding width; it selects instead of multiplying.
+    """
+    t = [v.type for v in op.operands]
+    out = op.results[0].type
+    if op.name in ("mm", "addmm"):
+        a, b = t[-2], t[-1]
+        return {"B": 1, "M": a.shape[0], "K": a.shape[1], "N": b.shape[1]}
+    if op.name == "bmm":
+        a, b = t
+        return {"B": a.shape[0], "M": a.shape[1], "K": a.shape[2], "N": b.shape[2]}
+    if op.name == "convolution":
+        x, w = t[0], t[1]
+        g = op.attrs.get("groups", 1)
+        taps = math.prod(w.shape[2:])
+        if op.attrs.get("transposed"):
+            return {"B": g, "M": math.prod(x.shape[2:]) * x.shape[0], "K": w.shape[0] // g * taps, "N": w.shape[1]}
+        return {"B": g, "M": out.numel // out.shape[1], "K": w.shape[1] * taps, "N": w.shape[0] // g}
+    if op.name == "embedding":
+        w, idx = t
+        return {"B": 1, "M": idx.numel, "K": w.shape[0], "N": w.shape[1]}
+    raise ValueError(f"'{op.name}' is not an anchor")
+
+
+def kind_of(op: Op, weight_derived: dict) -> str:
+    if op.name == "embedding":
+        return "gather"
+    if op.name == "convolution":
+        return "conv"
+    if any(id(v) in weight_derived for v in op.operands):
+        return "matmul"
+    return "attention"  # both operands are activations: Q @ K^T, P @ V
+
+
+def weight_derived_values(func: Func) -> dict[int, frozenset[str]]:
+    """Values computed from weights and constants only (they can be streamed in): id -> the weight
+    symbols each one is made from."""
+    derived: dict[int, frozenset[str]] = {}
+    for op in func.ops:
+        if op.name == "weight.get":
+            srcs = frozenset({op.attrs["symbol"].name})
+        elif all(id(v) in derived for v in op.operands):  # includes constant, full, arange (no operands)
+            srcs = frozenset().union(*(derived[id(v)] for v in op.operands))
+        else:
+            continue
+        for r in op.results:
+            derived[id(r)] = srcs
+    return derived
+
+
+def partition(module: Module) -> list[dict]:
+    """Assign every op of ``forward`` to a layer; return the layers' descriptions in execution order."""
+    func = module.func()
+    derived = weight_derived_values(func)
+    is_weight_side = [all(id(r) in derived for r in op.results) for op in func.ops]
+    # Forward walk: activation ops belong to the latest anchor (-1: the prologue before the first one).
+    layer_of = [0] * len(func.ops)
+    current = -1
+    for i, op in enumerate(func.ops):
+        if op.name in ANCHORS:
+            current += 1
+        layer_of[i] = current
+    # Backward walk: weight-side ops join the earliest layer that uses them, so they stream in with it.
+    first_use: dict[int, int] = {}
+    for i in range(len(func.ops) - 1, -1, -1):
+        op = func.ops[i]
+        if is_weight_side[i]:
+            uses = [first_use[id(r)] for r in op.results if id(r) in first_use]
+            layer_of[i] = min(uses) if uses else current
+        for v in op.operands:
+            first_use[id(v)] = min(first_use.get(id(v), layer_of[i]), layer_of[i])
+    for v in func.returns:
+        first_use.setdefault(id(v), current)
+    groups: dict[int, list[Op]] = {}
+    for i, op in enumerate(func.ops):
+        groups.setdefault(layer_of[i], []).append(op)
+    layers = []
+    for key in sorted(groups):
+        ops = groups[key]
+        anchor = next((op for op in ops if op.name in ANCHORS), None)
+        layers.append(_layer_info(module, len(layers), ops, anchor, derived))
+    return layers
+
+
+def _layer_info(module: Module, index: int, ops: list[Op], anchor: Op | None, derived: dict) -> dict:
+    # The weights a layer streams: every weight its activation ops read, through any views of it.
+    used = set().union(*(derived[id(v)] for op in ops if id(op.results[0]) not in derived
+                         for v in op.operands if id(v) in derived), set())
+    order = {w: i for i, w in enumerate(module.weights)}
+    weights = sorted(used, key=order.__getitem__)
+    weight_bytes = sum(module.weights[w].type.nbytes for w in weights)
+    name = _layer_name(index, anchor, weights)
+    info = {
+        "index": index,
+        "kind": kind_of(anchor, derived) if anchor is not None else "elementwise",
+        "ops": len(ops),
+        "flops": sum(op_flops(op) for op in ops),
+        "weights": [SymbolRef(w) for w in weights],
+        "weight_bytes": weight_bytes,
+        "dtype": (anchor or ops[-1]).results[0].type.dtype,
+    }
+    if anchor is not None:
+        info["dims"] = matmul_dims(anchor)
+        info["anchor"] = "%" + anchor.results[0].name
+    # Activation elements the layer's elementwise tail touches (for its compute and memory).
+    info["tail_elements"] = max((op.results[0].type.numel for op in ops if op is not anchor and op.name not in
+                                 ("weight.get",) and not all(id(r) in derived for r in op.results)), default=0)
+    for op in ops:
+        op.attrs[LAYER_ATTR] = SymbolRef(name)
+    info["name"] = name
+    return info
+
+
+def _layer_name(index: int, anchor: Op | None, weights: list[str]) -> str:
+    if weights:
+        stem = weights[0].rsplit(".", 1)[0] if "." in weights[0] else weights[0]
+    elif anchor is not None:
+        stem = anchor.results[0].name
+    else:
+        stem = "prologue" if index == 0 else "tail"
+    return f"L{index}_" + re.sub(r"[^A-Za-z0-9_]", "_", stem)
+
+
+def dtype_of(info: dict) -> DType:
+    return info["dtype"]

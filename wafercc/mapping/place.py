@@ -1,0 +1,61 @@
+"""place: put each layer's rectangle on the mesh.
+
+    layer @L0_fc1 {tiling = {size = [392, 32], ...}, ...}
+  gains
+    rect = [0, 0, 392, 32], step = 0
+
+Weight streaming: layers run one after another, each alone on the fabric, so every layer is placed at the
+mesh origin (the west edge, where the I/O ports feed it) and gets its own time step; rectangles of
+different steps may overlap. Layer pipelined: every layer runs at once (step 0), so the rectangles are a
+floorplan: shelves filled in execution order, alternating direction from shelf to shelf (a boustrophedon),
+so each layer sits next to the one that feeds it.
+
+Requires: tile. Guarantees: every rect lies inside the mesh; rects of one step do not overlap.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from wafercc.errors import PlanError
+from wafercc.ir import Module
+
+from .plan import layers, mode_of, target_of
+
+
+@dataclass(frozen=True)
+class Place:
+    name = "place"
+
+    def run(self, module: Module, stats: Counter | None = None) -> Module:
+        t = target_of(module)
+        mode = mode_of(module)
+        todo = layers(module, "tile", by="place")
+        if mode == "stream":
+            for step, layer in enumerate(todo):
+                w, h = layer.attrs["tiling"]["size"]
+                layer.attrs["rect"] = [0, 0, w, h]
+                layer.attrs["step"] = step
+        else:
+            _floorplan(todo, t.width, t.height)
+        if stats is not None:
+            stats["layers placed"] += len(todo)
+        return module
+
+
+def _floorplan(todo, width: int, height: int) -> None:
+    shelf_h = max(layer.attrs["tiling"]["region"][1] for layer in todo)
+    x, y, direction = 0, 0, 1
+    for layer in todo:
+        w = layer.attrs["tiling"]["region"][0]
+        if (direction > 0 and x + w > width) or (direction < 0 and x - w < 0):
+            y += shelf_h
+            direction = -direction
+            x = width if direction < 0 else 0
+        if y + shelf_h > height:
+            raise PlanError(f"error: the pipeline floorplan runs off the mesh at layer @{layer.name}")
+        left = x if direction > 0 else x - w
+        layer.attrs["rect"] = [left, y, w, shelf_h]
+        layer.attrs["step"] = 0
+        x += direction * w

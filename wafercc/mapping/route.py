@@ -1,0 +1,326 @@
+"""route: turn every data movement of every layer into paths on the mesh with router colors.
+
+    layer @L0_fc1 {rect = [0, 0, 392, 32], tiling = {...}, ...}
+  gains
+    routes = [{flow = "ingress", color = 0, box = [0, 16, 195, 16], axis = "x", src = 0, feeds = [0, 195], bytes = 2048},
+              {flow = "broadcast", color = 1, box = [0, 0, 195, 31], axis = "y", src = 16, bytes = 2048},
+              {flow = "reduce", color = 2, box = [0, 0, 391, 31], axis = "x", src = 0, bytes = 3072}, ...]
+    colors = 4, links = {busiest = [195, 16, "E"], bytes = 401408, cycles = 100352}
+
+Weight streaming, per layer [hardware.md §5.1]: the weights enter at the I/O ports on the west and east
+edges; each port's data runs along the port's row (``ingress``) and turns down the columns it feeds, where it
+is multicast to every row of the layer (``broadcast``). Partial sums are reduced along each row by a ring
+folded onto the row: one color eastward, one westward (``reduce``). When a layer's rectangle differs from
+the previous one's, its input activations are redistributed (``relayout``).
+
+Layer pipelined: weights stay resident; activations are multicast down each layer's columns and reduced
+along its rows as above, and every producer-to-consumer transfer between layers (skip connections too) is
+routed on the mesh by negotiated congestion (PathFinder) as parallel lanes: paths are found on a coarsened
+mesh with costs that grow with the present overuse of a link and its history of overuse, and rerouted until
+no link carries more than it can in one pipeline step (or the rounds run out: the remaining overuse then
+lengthens the step, and the cost pass charges it).
+
+Colors: flows whose paths share a router need different colors; a greedy coloring of that conflict graph
+(networkx) assigns them. Colors are the hard limit: a router that would need more than the target's usable
+colors is an error naming the router and every flow through it.
+
+Requires: place. Guarantees: every flow lies inside the mesh, every router within the color budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from wafercc.errors import PlanError
+from wafercc.ir import Layer, Module
+from wafercc.target import Target
+
+from .flows import Flow, LinkLoad, color_usage
+from .layers import LAYER_ATTR
+from .plan import layers, mode_of, target_of
+
+ACC_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Route:
+    name = "route"
+    max_iterations: int = 40
+
+    def run(self, module: Module, stats: Counter | None = None) -> Module:
+        t = target_of(module)
+        mode = mode_of(module)
+        todo = layers(module, "place", by="route")
+        per_layer: dict[str, list[Flow]] = {}
+        prev = None
+        for layer in todo:
+            flows = _stream_flows(layer, t, prev) if mode == "stream" else _resident_flows(layer, t)
+            per_layer[layer.name] = flows
+            prev = layer
+        if mode == "pipeline":
+            transfers = _pathfinder(_transfers(module, todo), todo, t, self.max_iterations, stats)
+            for f in transfers:
+                per_layer[f.layer].append(f)
+        groups = [list(per_layer[layer.name]) for layer in todo] if mode == "stream" else [
+            [f for layer in todo for f in per_layer[layer.name]]]
+        for flows in groups:
+            _assign_colors(flows, t)
+        for layer in todo:
+            _record(layer, per_layer[layer.name], t)
+        if stats is not None:
+            stats["flows"] += sum(len(v) for v in per_layer.values())
+        return module
+
+
+# -- weight streaming -------------------------------------------------------------------------
+
+
+def port_rows(t: Target) -> list[int]:
+    n = max(1, min(t.io_ports_per_edge, t.height))
+    return sorted({min(t.height - 1, int((i + 0.5) * t.height / n)) for i in range(n)})
+
+
+def _stream_flows(layer: Layer, t: Target, prev: Layer | None) -> list[Flow]:
+    a = layer.attrs
+    x0, y0, w, h = a["rect"]
+    x1, y1 = x0 + w - 1, y0 + h - 1
+    tl = a["tiling"]
+    flows: list[Flow] = []
+    stream_bytes = a["weight_bytes"] * tl["passes"]
+    replicate = _replication_bytes(a)
+    if stream_bytes or replicate:
+        per_column = (stream_bytes + replicate) / w
+        flows += _ingress_and_broadcast(layer.name, t, x0, x1, y0, y1, per_column, stream_bytes > 0)
+    if w > 1 and a["kind"] != "elementwise":
+        dims = a.get("dims", {})
+        rows = tl["size"][1]
+        partial = tl["passes"] * dims.get("B", 1) * tl["M"]["tile"] * -(-dims.get("N", 1) // tl["N"]["groups"])
+        ring = partial * ACC_BYTES * (w - 1) / w / 2  # half of the reduce-scatter runs each way
+        flows.append(Flow("reduce", layer.name, (x0, y0, x1, y0 + rows - 1), "x", x0, ring))
+        flows.append(Flow("reduce", layer.name, (x0, y0, x1, y0 + rows - 1), "x", x1, ring))
+    if prev is not None and prev.attrs["tiling"]["size"] != tl["size"]:
+        px0, py0, pw, ph = prev.attrs["rect"]
+        bx0, by0 = min(x0, px0), min(y0, py0)
+        bx1, by1 = max(x1, px0 + pw - 1), max(y1, py0 + ph - 1)
+        moved = _input_bytes(layer) / max(by1 - by0 + 1, 1) / 2
+        flows.append(Flow("relayout", layer.name, (bx0, by0, bx1, by1), "x", (bx0 + bx1) // 2, moved))
+    return flows
+
+
+def _replication_bytes(a: dict) -> float:
+    """Activation copies for row groups (N split over rows): multicast down the columns with the weights."""
+    tl = a["tiling"]
+    groups = tl["N"]["groups"]
+    if groups <= 1 or a["kind"] == "elementwise":
+        return 0.0
+    dims = a.get("dims", {})
+    return (groups - 1) * dims.get("B", 1) * dims.get("M", 1) * dims.get("K", 1) * a["dtype"].itemsize
+
+
+def _input_bytes(layer: Layer) -> float:
+    dims = layer.attrs.get("dims", {})
+    return dims.get("B", 1) * dims.get("M", 1) * dims.get("K", 1) * layer.attrs["dtype"].itemsize
+
+
+def _ingress_and_broadcast(name, t, x0, x1, y0, y1, per_column, from_memoryx) -> list[Flow]:
+    """Each edge's ports feed one half of the columns, each port a contiguous run of them."""
+    cols = np.arange(x0, x1 + 1)
+    halves = [(0, cols[: -(-len(cols) // 2)]), (t.width - 1, cols[-(-len(cols) // 2):])]
+    rows = port_rows(t)
+    flows = []
+    for edge_x, half in halves:
+        if len(half) == 0:
+            continue
+        runs = [r for r in np.array_split(half, min(len(rows), len(half))) if len(r)]
+        order = runs if edge_x == 0 else runs[::-1]
+        for port_y, run in zip(rows, order):
+            xs, xe = int(run[0]), int(run[-1])
+            py = port_y if y0 <= port_y <= y1 else min(max(port_y, y0), y1)
+            if from_memoryx:
+                flows.append(Flow("ingress", name, (min(edge_x, xs), port_y, max(edge_x, xe), port_y), "x", edge_x,
+                                  per_column, feeds=(xs, xe)))
+            by0, by1 = min(y0, port_y), max(y1, port_y)
+            flows.append(Flow("broadcast", name, (xs, by0, xe, by1), "y", port_y if from_memoryx else py, per_column))
+    return flows
+
+
+# -- layer pipelined --------------------------------------------------------------------------
+
+
+def _resident_flows(layer: Layer, t: Target) -> list[Flow]:
+    a = layer.attrs
+    x0, y0, w, h = a["rect"]
+    x1, y1 = x0 + w - 1, y0 + h - 1
+    flows = [Flow("broadcast", layer.name, (x0, y0, x1, y1), "y", y0, _input_bytes(layer) / w)]
+    if w > 1 and a["kind"] != "elementwise":
+        dims = a.get("dims", {})
+        ring = dims.get("B", 1) * dims.get("M", 1) * dims.get("N", 1) / max(h, 1) * ACC_BYTES * (w - 1) / w / 2
+        flows += [Flow("reduce", layer.name, (x0, y0, x1, y1), "x", x0, ring),
+                  Flow("reduce", layer.name, (x0, y0, x1, y1), "x", x1, ring)]
+    return flows
+
+
+def _transfers(module: Module, todo: list[Layer]) -> list[tuple[str, str, int]]:
+    """(producer, consumer, bytes) for every activation that crosses from one layer to another."""
+    layer_of: dict[int, str] = {}
+    out: dict[tuple[str, str], int] = {}
+    for op in module.func().ops:
+        here = op.attrs[LAYER_ATTR].name
+        for v in op.operands:
+            src = layer_of.get(id(v))
+            if src is not None and src != here and v.owner.name != "weight.get":
+                out[(src, here)] = out.get((src, here), 0) + v.type.nbytes
+        for r in op.results:
+            layer_of[id(r)] = here
+    return [(a, b, n) for (a, b), n in out.items()]
+
+
+def _pathfinder(wanted, todo, t: Target, iterations: int, stats) -> list[Flow]:
+    """Route every transfer as parallel lanes across the producer's and consumer's facing edges, on a
+    coarsened mesh (a coarse edge stands for ``block`` parallel links), by negotiated congestion. Overuse
+    that remains after ``iterations`` rounds is not an error: it slows the pipeline step, and the cost pass
+    charges it from the link loads. The lowest-overuse round is kept."""
+    rect = {layer.name: layer.attrs["rect"] for layer in todo}
+    step = max(layer.attrs["estimate"]["total"] for layer in todo)
+    block = max(1, math.ceil(max(t.width, t.height) / 48))
+    gw, gh = -(-t.width // block), -(-t.height // block)
+    g = nx.grid_2d_graph(gw, gh).to_directed()
+    capacity = block * t.link_bytes_per_cycle * max(step, 1.0)
+    history = dict.fromkeys(g.edges, 0.0)
+    lanes = []
+    for a, b, n in wanted:
+        k = max(1, min(rect[a][3], rect[b][3]) // block)
+        for i in range(k):
+            src, dst = _out_port(rect[a], i, k), _in_port(rect[b], i, k)
+            lanes.append((_block_of(src, block), _block_of(dst, block), n / k, a, b, src, dst))
+    best, best_over = None, math.inf
+    for it in range(iterations):
+        present = dict.fromkeys(g.edges, 0.0)
+        pres_fac = 0.5 * (1.6 ** it)
+        paths = []
+        for s, d, n, *_ in lanes:
+            def cost(u, v, _attrs, n=n):
+                over = max(0.0, present[(u, v)] + n - capacity) / capacity
+                return (1.0 + history[(u, v)]) * (1.0 + pres_fac * over)
+
+            p = nx.dijkstra_path(g, s, d, weight=cost) if s != d else [s]
+            for e in zip(p, p[1:]):
+                present[e] += n
+            paths.append(p)
+        overuse = sum(max(0.0, load - capacity) for load in present.values())
+        if stats is not None:
+            stats["pathfinder rounds"] += 1
+        if overuse < best_over:
+            best, best_over = paths, overuse
+        if overuse == 0:
+            break
+        for e, load in present.items():
+            if load > capacity:
+                history[e] += (load - capacity) / capacity
+    if stats is not None and best_over > 0:
+        stats["links over capacity"] += 1
+    flows = []
+    for (s, d, n, a, b, src, dst), p in zip(lanes, best):
+        pts = [src] + [_centre(c, block, t) for c in p[1:-1]] + [dst]
+        flows.append(Flow("transfer", b, path=_rectilinear(pts), nbytes=n, peer=a))
+    return flows
+
+
+def _out_port(r, lane: int, lanes: int) -> tuple[int, int]:
+    x, y, w, h = r
+    return (x + w - 1, y + int((lane + 0.5) * h / lanes))
+
+
+def _in_port(r, lane: int, lanes: int) -> tuple[int, int]:
+    x, y, w, h = r
+    return (x, y + int((lane + 0.5) * h / lanes))
+
+
+def _block_of(p, block):
+    return (p[0] // block, p[1] // block)
+
+
+def _centre(c, block, t: Target):
+    return (min(c[0] * block + block // 2, t.width - 1), min(c[1] * block + block // 2, t.height - 1))
+
+
+def _rectilinear(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Corner points of an XY path through ``points``, with collinear points merged."""
+    out = [points[0]]
+    for p in points[1:]:
+        last = out[-1]
+        if p[0] != last[0] and p[1] != last[1]:
+            out.append((p[0], last[1]))
+        if p != out[-1]:
+            out.append(p)
+    merged = [out[0]]
+    for i in range(1, len(out) - 1):
+        a, b, c = merged[-1], out[i], out[i + 1]
+        if not ((a[0] == b[0] == c[0]) or (a[1] == b[1] == c[1])):
+            merged.append(b)
+    if len(out) > 1:
+        merged.append(out[-1])
+    return merged
+
+
+# -- colors -----------------------------------------------------------------------------------
+
+
+def _assign_colors(flows: list[Flow], t: Target) -> None:
+    if not flows:
+        return
+    boxes = np.array([_bbox(f) for f in flows])
+    x0, y0, x1, y1 = (boxes[:, i] for i in range(4))
+    meet = (x0[:, None] <= x1[None, :]) & (x0[None, :] <= x1[:, None]) & (y0[:, None] <= y1[None, :]) & (
+        y0[None, :] <= y1[:, None])
+    g = nx.Graph()
+    g.add_nodes_from(range(len(flows)))
+    for i, j in zip(*np.nonzero(np.triu(meet, 1))):
+        if _share_router(flows[int(i)], flows[int(j)]):
+            g.add_edge(int(i), int(j))
+    coloring = nx.greedy_color(g, strategy="largest_first")
+    for i, f in enumerate(flows):
+        f.color = coloring[i]
+    most = max(coloring.values()) + 1
+    if most > t.usable_colors:
+        usage = color_usage([f for f in flows if f.color < t.colors], t.width, t.height, max(t.colors, most))
+        y, x = np.unravel_index(int(np.argmax(usage)), usage.shape)
+        here = [f"{f.kind} of @{f.layer}" for f in flows if _passes(f, int(x), int(y))]
+        raise PlanError(f"error: router ({x},{y}) needs {int(usage[y, x])} colors but {t.name} has "
+                        f"{t.usable_colors} usable; flows through it: {', '.join(here)}")
+
+
+def _bbox(f: Flow) -> tuple[int, int, int, int]:
+    if f.box is not None:
+        return tuple(f.box)
+    xs = [p[0] for p in f.path]
+    ys = [p[1] for p in f.path]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def _share_router(a: Flow, b: Flow) -> bool:
+    for ra, ca in a.routers():
+        for rb, cb in b.routers():
+            if ra.start < rb.stop and rb.start < ra.stop and ca.start < cb.stop and cb.start < ca.stop:
+                return True
+    return False
+
+
+def _passes(f: Flow, x: int, y: int) -> bool:
+    return any(r.start <= y < r.stop and c.start <= x < c.stop for r, c in f.routers())
+
+
+def _record(layer: Layer, flows: list[Flow], t: Target) -> None:
+    load = LinkLoad(t.width, t.height)
+    for f in flows:
+        load.add(f)
+    busiest, (x, y, d) = load.busiest()
+    layer.attrs["routes"] = [f.attrs() for f in flows]
+    layer.attrs["colors"] = len({f.color for f in flows})
+    layer.attrs["links"] = {"busiest": [x, y, d], "bytes": int(round(busiest)),
+                            "cycles": round(busiest / t.link_bytes_per_cycle, 1)}

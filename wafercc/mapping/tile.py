@@ -1,0 +1,154 @@
+"""tile: choose each layer's rectangle size and the tiling of its dimensions onto the mesh axes.
+
+    layer @L0_fc1 {dims = {B = 1, K = 784, M = 8, N = 256}, kind = "matmul", ...}
+  gains
+    tiling = {K = {axis = "x", parts = 392, tile = 2}, M = {axis = "y", parts = 8, tile = 1},
+              N = {axis = "time", chunk = 16, groups = 4, steps = 4}, passes = 1, pes = 12544, size = [392, 32]}
+    memory = {accumulator = 128, activation = 8, budget = 47104, output = 4, tail = 4, total = 208, weight = 128}
+    estimate = {bound = "ingress", compute = ..., total = ..., utilization = ...}
+
+Weight streaming (the default): M on rows, K on columns (reduced along rows), N streamed in chunks down the
+columns (``wafercc.target.cost`` explains the model); the search tries every candidate under the per-PE
+budget and keeps the cheapest by the cost model. A layer whose activations do not fit even on the whole
+mesh is split into passes over M (re-streaming its weights each pass); one that cannot fit at all is an
+error naming the layer and how far over the budget its smallest tiling is.
+
+Layer pipelined: every layer stays resident, so the mesh is shared out: each layer gets an area in
+proportion to its FLOPs (a balanced pipeline), at least what its resident weights need, on shelves of one
+height; the tiling is then searched inside that rectangle.
+
+Options: ``max-sram-kib`` caps the per-PE budget below the target's; ``target`` / ``mode`` override the
+module's. Requires: partition. Guarantees: every layer has tiling, memory and estimate within the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from wafercc.errors import PlanError
+from wafercc.ir import Layer, Module
+from wafercc.target import DoesNotFit, Target, Tiling, search
+
+from .plan import layers, mode_of, shape_of, target_of
+
+
+@dataclass(frozen=True)
+class Tile:
+    name = "tile"
+    max_sram_kib: float = 0.0
+    target: str = ""
+    mode: str = ""
+
+    def run(self, module: Module, stats: Counter | None = None) -> Module:
+        t = target_of(module, self.target)
+        mode = mode_of(module, self.mode)
+        budget = t.usable_sram
+        if self.max_sram_kib:
+            budget = min(budget, int(self.max_sram_kib * 1024) - t.runtime_reserved_bytes)
+        todo = layers(module, "partition", by="tile")
+        sizes = _pipeline_sizes(todo, t, budget) if mode == "pipeline" else {}
+        for layer in todo:
+            w, h = sizes.get(layer.name, (t.width, t.height))
+            try:
+                tiling = search(shape_of(layer), t, mode, budget, w, h)
+            except DoesNotFit as e:
+                raise PlanError(_too_big(layer, t, mode, e, w, h)) from None
+            _record(layer, tiling, budget, mode, w, h)
+            if stats is not None:
+                stats["layers tiled"] += 1
+                stats["passes over M"] += tiling.passes - 1
+        return module
+
+
+def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int) -> None:
+    dims = layer.attrs.get("dims", {})
+    rows = tl.ry * tl.rn
+    layer.attrs["tiling"] = {
+        "M": {"axis": "y", "parts": tl.ry, "tile": tl.mt},
+        "K": {"axis": "x", "parts": tl.cx, "tile": tl.kt},
+        "N": {"axis": "y" if mode == "pipeline" else "time", "groups": tl.rn, "chunk": tl.nc,
+              "steps": -(-max(dims.get("N", 1) // tl.rn, 1) // tl.nc)},
+        "passes": tl.passes,
+        "pes": rows * tl.cx,
+        "size": [tl.cx, rows],
+        "region": [w, h],
+    }
+    mem = dict(tl.memory)
+    layer.attrs["memory"] = {**mem, "total": sum(mem.values()), "budget": budget}
+    layer.attrs["estimate"] = tl.cost_dict()
+
+
+def _too_big(layer: Layer, t: Target, mode: str, e: DoesNotFit, w: int, h: int) -> str:
+    over = e.need - e.have
+    where = f"a {w}x{h} region" if (w, h) != (t.width, t.height) else f"the whole {t.width}x{t.height} mesh"
+    msg = (f"error: layer @{layer.name} ({layer.attrs['kind']}, dims {_dims(layer)}) does not fit on {where} of "
+           f"{t.name}: its smallest tiling needs {e.need:,} bytes per PE, {over:,} bytes ({over / e.have:.0%}) "
+           f"over the {e.have:,}-byte budget")
+    if mode == "pipeline":
+        msg += "; in pipeline mode every layer's weights stay resident: try --mode stream"
+    return msg
+
+
+def _dims(layer: Layer) -> str:
+    return " ".join(f"{k}={v}" for k, v in layer.attrs.get("dims", {}).items())
+
+
+def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tuple[int, int]]:
+    """Rectangle sizes for layer-pipelined mode: each layer gets at least the area its resident tiling
+    needs, and the rest of the mesh in proportion to its FLOPs (a balanced pipeline), on shelves of one
+    height."""
+    total_weights = sum(layer.attrs["weight_bytes"] for layer in todo)
+    capacity = t.pes * budget
+    if total_weights > capacity:
+        raise PlanError(
+            f"error: pipeline mode keeps every weight on the wafer, but the model's weights are "
+            f"{total_weights / 2**20:,.1f} MiB and {t.name}'s SRAM holds {capacity / 2**20:,.1f} MiB after the "
+            f"runtime's share; use --mode stream"
+        )
+    floor = [_min_area(layer, t, budget) for layer in todo]
+    if sum(floor) > t.pes:
+        raise PlanError(f"error: pipeline mode needs {sum(floor):,} PEs to keep every layer resident, {t.name} has "
+                        f"{t.pes:,}; use --mode stream")
+    work = [max(layer.attrs["flops"], 1) for layer in todo]
+    for shelves in range(1, t.height + 1):
+        h = t.height // shelves
+        spare = max(shelves * h * t.width - sum(floor), 0) // 2  # half for balance, half for shelf slack
+        areas = [f + spare * w // sum(work) for f, w in zip(floor, work)]
+        widths = [max(1, min(t.width, -(-a // h))) for a in areas]
+        if all(w * h >= f for w, f in zip(widths, floor)) and _fits_on_shelves(widths, t.width, shelves):
+            return {layer.name: (wd, h) for layer, wd in zip(todo, widths)}
+    raise PlanError(f"error: pipeline mode cannot give {len(todo)} layers a region each on {t.name} "
+                    f"({t.width}x{t.height}); use --mode stream")
+
+
+def _min_area(layer: Layer, t: Target, budget: int) -> int:
+    """The fewest PEs on which the layer's resident tiling fits (a roughly square region), by bisection."""
+    shape = shape_of(layer)
+
+    def fits(area: int) -> bool:
+        w = min(t.width, max(1, math.isqrt(area)))
+        h = min(t.height, -(-area // w))
+        try:
+            search(shape, t, "pipeline", budget, w, h)
+            return True
+        except DoesNotFit:
+            return False
+
+    if not fits(t.pes):
+        return t.pes + 1
+    lo, hi = 1, t.pes
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
+    return lo
+
+
+def _fits_on_shelves(widths: list[int], width: int, shelves: int) -> bool:
+    used, shelf = 0, 1
+    for w in widths:
+        if used + w > width:
+            shelf, used = shelf + 1, 0
+        used += w
+    return shelf <= shelves

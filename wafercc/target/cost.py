@@ -1,0 +1,209 @@
+"""The cost model and the tiling search, in cycles.
+
+A layer is a (batched) matrix product Y[M, N] = X[M, K] W[K, N] plus an elementwise tail. In weight
+streaming it runs the way the hardware is built to run it [hardware.md §5.1]:
+
+    M (tokens)      split over mesh rows:     each row holds mt = M / ry tokens
+    K (reduction)   split over mesh columns:  each column holds kt = K / cx of the activations (resident)
+    N (outputs)     streamed in time, nc columns of W per step, optionally split over rn row groups
+    weights         enter at the I/O ports, run along a port row, and are broadcast down each column
+    partial sums    reduced along each row in a ring (reduce-scatter), leaving Y in the layout the next
+                    layer reads: M on rows, Y's N (the next K) on columns
+
+Per PE a layer holds: its activation tile (mt*kt), the output tile (mt*N/(rn*cx)), double-buffered fp32
+accumulators for one chunk (2*mt*nc) and a double-buffered weight chunk (2*kt*nc). The search evaluates
+every candidate (kt, mt, rn, nc, passes) at once with numpy and keeps the cheapest that fits.
+
+Every term is in cycles; every factor is a field of ``Target``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from wafercc.ir import DType
+
+from .target import Target
+
+ACC_BYTES = 4  # accumulators are fp32 whatever the storage dtype (the FMAC with fp32 accumulate) [§1.4]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the tiling search needs to know about a layer."""
+
+    kind: str  # matmul | conv | attention | gather | elementwise
+    B: int
+    M: int
+    K: int
+    N: int
+    dtype: DType
+    weight_bytes: int
+    flops: int  # the whole layer's, tail included
+    tail_elements: int
+
+
+@dataclass(frozen=True)
+class Tiling:
+    kt: int
+    mt: int
+    cx: int
+    ry: int
+    rn: int
+    nc: int
+    passes: int
+    memory: tuple[tuple[str, int], ...]  # per-PE buffers, bytes
+    cost: tuple[tuple[str, float], ...]  # cycles by term, plus totals
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(b for _, b in self.memory)
+
+    def cost_dict(self) -> dict:
+        return dict(self.cost)
+
+
+class DoesNotFit(Exception):
+    def __init__(self, need: int, have: int):
+        super().__init__(f"needs {need} bytes per PE, has {have}")
+        self.need = need
+        self.have = have
+
+
+def _candidates(total: int, most_parts: int) -> np.ndarray:
+    """Tile sizes t (parts = ceil(total / t) <= most_parts) worth trying: every size whose part count is
+    distinct, thinned geometrically once there are many."""
+    lo = max(1, -(-total // most_parts))
+    sizes = {lo, total}
+    t = lo
+    while t < total:
+        sizes.add(t)
+        parts = -(-total // t)
+        sizes.add(-(-total // parts))  # the smallest tile with this part count: no ragged padding
+        t = max(t + 1, int(t * 1.08))
+    return np.array(sorted(s for s in sizes if 1 <= s <= total), dtype=np.int64)
+
+
+_NC = np.array([1, 2, 4, 8, 16, 32, 64, 128], dtype=np.int64)
+
+
+def search(shape: Shape, target: Target, mode: str = "stream", max_sram: int | None = None,
+           width: int | None = None, height: int | None = None) -> Tiling:
+    """The cheapest tiling of ``shape`` on a width x height rectangle; raises DoesNotFit."""
+    return _search(shape, target, mode, max_sram or target.usable_sram, width or target.width,
+                   height or target.height)
+
+
+@lru_cache(maxsize=4096)
+def _search(shape: Shape, t: Target, mode: str, budget: int, width: int, height: int) -> Tiling:
+    e = shape.dtype.itemsize
+    fpc = t.flops(shape.dtype)
+    if shape.kind == "elementwise":
+        return _elementwise(shape, t, budget, width, height)
+    K, M, N, B = shape.K, shape.M, shape.N, shape.B
+    kt = _candidates(K, width)[:, None, None, None, None]
+    mt_all = _candidates(M, height)
+    mt = mt_all[None, :, None, None, None]
+    rn = np.array([1, 2, 4, 8, 16, 32, 64], dtype=np.int64)[None, None, :, None, None]
+    nc = _NC[None, None, None, :, None]
+    passes = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256], dtype=np.int64)[None, None, None, None, :]
+
+    cx = -(-K // kt)
+    ry = -(-M // (mt * passes))  # rows that hold one pass's tokens
+    rows = ry * rn
+    nt = -(-N // rn)  # output columns per row group
+    nc = np.minimum(nc, nt)
+    steps = -(-nt // nc)
+    ok = np.broadcast_to((cx <= width) & (rows <= height) & (rn <= N), np.broadcast_shapes(
+        cx.shape, rows.shape, nc.shape)).copy()
+
+    if mode == "pipeline":  # weights resident: each PE keeps its K x N tile for good
+        wtile = kt * -(-nt // cx) * e * 2 * B
+    else:
+        wtile = 2 * kt * nc * e
+    mem_act = mt * kt * e * B
+    mem_out = mt * -(-nt // cx) * e * B
+    mem_acc = 2 * mt * nc * ACC_BYTES
+    mem_tail = -(-shape.tail_elements // np.maximum(rows * cx * passes, 1)) * e
+    mem = mem_act + mem_out + mem_acc + wtile + mem_tail
+    ok &= mem <= budget
+    if not ok.any():
+        need = int(np.where((cx <= width) & (rows <= height), mem, np.iinfo(np.int64).max).min())
+        # (the smallest tiling that fits the mesh at all: how far over budget the layer is)
+        raise DoesNotFit(need, budget)
+
+    if shape.kind == "gather":  # each PE copies the streamed rows its tokens select: mt rows of a chunk
+        compute = passes * B * steps * (mt * nc / fpc + t.fmac_pipeline_fill_cycles)
+    else:
+        compute = passes * B * steps * (mt * kt * nc * 2 / fpc + t.fmac_pipeline_fill_cycles)
+    weight_stream = shape.weight_bytes * (passes if mode == "stream" else 0)
+    ingress = weight_stream / t.io_bytes_per_cycle if shape.kind != "attention" else 0 * compute
+    # Each column's link carries its K-slice of every streamed weight column (all row groups share it);
+    # attention streams its second operand from the wafer instead of MemoryX, over the same columns.
+    col_bytes = kt * N * e * B * (passes if mode == "stream" else 1)
+    # With rn row groups, each group needs its own copy of the activation tile: multicast down the columns.
+    replicate = passes * B * (rn - 1) * mt * kt * e
+    broadcast = (col_bytes + replicate) / t.link_bytes_per_cycle
+    # Ring reduce-scatter along each row: every PE forwards (cx - 1) / cx of its partial sums.
+    reduce = passes * B * mt * nt * ACC_BYTES * (cx - 1) / np.maximum(cx, 1) / t.link_bytes_per_cycle
+    latency = rows * t.hop_cycles + cx * (t.hop_cycles + t.relay_cycles)
+    active = rows * cx
+    tail_flops = shape.flops if shape.kind == "gather" else max(shape.flops - 2 * B * M * K * N, 0)
+    tail = tail_flops / (active * t.flops(DType.f32))
+    overlapped = np.maximum(np.maximum(compute, broadcast), np.maximum(reduce, ingress if t.overlap_ingress else 0))
+    total = overlapped + latency + tail + (0 if t.overlap_ingress else ingress)
+    total = np.where(ok, total, np.inf)
+    i = np.unravel_index(int(np.argmin(total)), total.shape)
+    pick = lambda a: float(np.broadcast_to(a, total.shape)[i])  # noqa: E731
+
+    bound, ideal, io = _bound(shape, t, fpc)
+    tot = pick(total)
+    terms = {"compute": pick(compute), "ingress": pick(ingress), "broadcast": pick(broadcast),
+             "reduce": pick(reduce), "latency": pick(latency), "tail": pick(tail)}
+    limiting = max(("compute", "ingress", "broadcast", "reduce"), key=lambda k: terms[k])
+    cost = {**{k: round(v, 1) for k, v in terms.items()}, "total": round(tot, 1), "bound": limiting,
+            "roofline": round(bound, 1), "roofline_by": "compute" if ideal >= io else "ingress",
+            "utilization": round(shape.flops / (tot * t.pes * fpc), 4) if tot > 0 else 0.0}
+    memory = {"activation": pick(mem_act), "output": pick(mem_out), "accumulator": pick(mem_acc),
+              "weight": pick(wtile), "tail": pick(mem_tail)}
+    return Tiling(
+        kt=int(pick(kt)), mt=int(pick(mt)), cx=int(pick(cx)), ry=int(pick(ry)), rn=int(pick(rn)),
+        nc=int(pick(nc)), passes=int(pick(passes)),
+        memory=tuple((k, int(v)) for k, v in memory.items()), cost=tuple(cost.items()),
+    )
+
+
+def _bound(shape: Shape, t: Target, fpc: int) -> tuple[float, float, float]:
+    """The roofline: max(all FLOPs at the whole mesh's peak, the weights at the I/O bandwidth)."""
+    ideal = shape.flops / (t.pes * fpc)
+    io = shape.weight_bytes / t.io_bytes_per_cycle if shape.kind != "attention" else 0.0
+    return max(ideal, io), ideal, io
+
+
+def _elementwise(shape: Shape, t: Target, budget: int, width: int, height: int) -> Tiling:
+    n = max(shape.tail_elements, 1)
+    pes = min(width * height, n)
+    per_pe = -(-n // pes) * shape.dtype.itemsize * 2  # input and output tile
+    if per_pe > budget:
+        raise DoesNotFit(per_pe, budget)
+    compute = shape.flops / (pes * t.flops(DType.f32))
+    cx = min(width, pes)
+    ry = -(-pes // cx)
+    total = compute + (cx + ry) * t.hop_cycles
+    bound = shape.flops / (t.pes * t.flops(DType.f32))
+    cost = {"compute": round(compute, 1), "ingress": 0.0, "broadcast": 0.0, "reduce": 0.0,
+            "latency": float((cx + ry) * t.hop_cycles), "tail": 0.0, "total": round(total, 1), "bound": "compute",
+            "roofline": round(bound, 1), "roofline_by": "compute",
+            "utilization": round(shape.flops / (total * t.pes * t.flops(DType.f32)), 4) if total else 0.0}
+    return Tiling(kt=1, mt=-(-n // pes), cx=cx, ry=ry, rn=1, nc=1, passes=1,
+                  memory=(("activation", per_pe // 2), ("output", per_pe // 2)), cost=tuple(cost.items()))
+
+
+def seconds(cycles: float, t: Target) -> float:
+    return cycles / t.clock_hz
+
+
+__all__ = ["DoesNotFit", "Shape", "Tiling", "search", "seconds"]

@@ -1,0 +1,139 @@
+"""The hardware description: mesh size, per-PE SRAM, router colors, arithmetic rates, clock, link and I/O
+bandwidth. Every number of a preset cites ``shared/hardware.md`` (section in brackets); every efficiency
+factor the cost model uses is a named field here, not a constant buried in a formula.
+
+A target is given on the command line as a preset name (``wse2``, ``wse3``, ``mesh8``) or as
+``mesh:WxH`` with overrides: ``mesh:32x32,sram-kib=48,colors=24,clock-ghz=0.85,io-gbps=150``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from wafercc.errors import UsageError
+from wafercc.ir import DType
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    width: int  # PEs along x (columns)
+    height: int  # PEs along y (rows)
+    sram_bytes: int  # per PE
+    colors: int  # routable colors per router
+    reserved_colors: int  # taken by the runtime's I/O (memcpy) [hardware.md §4]
+    clock_hz: float
+    # FLOPs per PE per cycle by dtype (an FMAC is 2 FLOPs) [hardware.md §1.4]
+    flops_per_cycle: tuple[tuple[str, int], ...] = ()
+    link_bytes_per_cycle: int = 4  # one 32-bit wavelet per cycle per direction [§1.5]
+    hop_cycles: int = 1  # router-to-router latency on a configured route [§1.5]
+    relay_cycles: int = 5  # a wavelet relayed through a PE's core: 2*T_R + 1 with T_R = 2 [§1.5, Reduce]
+    io_bytes_per_s: float = 150e9  # MemoryX -> wafer, 1.2 Tb/s [§2]
+    io_ports_per_edge: int = 60  # fixed I/O entry points on each of the east and west edges [§1.2]
+    runtime_reserved_bytes: int = 2048  # per-PE memory the runtime and its buffers take [§4]
+    # Efficiency factors of the cost model (documented in docs/hardware.md):
+    fmac_pipeline_fill_cycles: int = 8  # start-up of a DSD vector op; paid once per streamed chunk
+    overlap_ingress: bool = True  # next layer's weights stream while this layer computes [§3.1.5]
+
+    @property
+    def pes(self) -> int:
+        return self.width * self.height
+
+    @property
+    def usable_colors(self) -> int:
+        return self.colors - self.reserved_colors
+
+    @property
+    def usable_sram(self) -> int:
+        return self.sram_bytes - self.runtime_reserved_bytes
+
+    @property
+    def io_bytes_per_cycle(self) -> float:
+        return self.io_bytes_per_s / self.clock_hz
+
+    def flops(self, dtype: DType) -> int:
+        table = dict(self.flops_per_cycle)
+        return table.get(dtype.value, table["f32"])
+
+    def peak_flops_per_s(self, dtype: DType = DType.f32) -> float:
+        return self.pes * self.flops(dtype) * self.clock_hz
+
+    def describe(self) -> dict:
+        """The target as plain data, for plan.json and the WIR module attributes."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = dict(v) if f.name == "flops_per_cycle" else v
+        return out
+
+
+# WSE-2: SDK program rectangle 750 x 994 (757 x 996 fabric less the memcpy frame) [§1.2]; 48 KB SRAM [§1.3];
+# 24 colors, memcpy reserves 3 of the routable ones (21-23) [§4]; 0.85 GHz as the SDK examples convert [§1.3];
+# fp16 FMACH 4-wide = 8 FLOP/cycle, fp16 with fp32 accumulate 2-wide = 4, fp32 scalar FMAC = 2 [§1.4].
+WSE2 = Target(
+    name="wse2", width=750, height=994, sram_bytes=48 * 1024, colors=24, reserved_colors=3, clock_hz=0.85e9,
+    flops_per_cycle=(("bf16", 8), ("f16", 8), ("f16acc32", 4), ("f32", 2)),
+)
+# WSE-3: 762 x 1172 fabric, program rectangle 755 x 1170 with the same memcpy frame [§1.2]; SIMD widths doubled
+# [§1.4]; 1.1 GHz as WaferLLM's WSE-3 scripts use [§1.3]; 62 I/O ports per edge [§1.2].
+WSE3 = Target(
+    name="wse3", width=755, height=1170, sram_bytes=48 * 1024, colors=24, reserved_colors=3, clock_hz=1.1e9,
+    flops_per_cycle=(("bf16", 16), ("f16", 16), ("f16acc32", 8), ("f32", 2)), io_ports_per_edge=62,
+)
+
+
+def small_mesh(w: int, h: int) -> Target:
+    """A small mesh with WSE-2's per-PE numbers: plans a person can check by hand."""
+    return replace(WSE2, name=f"mesh{w}x{h}" if w != h else f"mesh{w}", width=w, height=h,
+                   io_ports_per_edge=max(1, h // 16))
+
+
+PRESETS = {"wse2": WSE2, "wse3": WSE3, "mesh4": small_mesh(4, 4), "mesh8": small_mesh(8, 8),
+           "mesh16": small_mesh(16, 16), "mesh32": small_mesh(32, 32)}
+
+# option name -> (field, converter)
+_OVERRIDES = {
+    "sram-kib": ("sram_bytes", lambda v: int(float(v) * 1024)),
+    "sram-bytes": ("sram_bytes", int),
+    "colors": ("colors", int),
+    "reserved-colors": ("reserved_colors", int),
+    "clock-ghz": ("clock_hz", lambda v: float(v) * 1e9),
+    "io-gbps": ("io_bytes_per_s", lambda v: float(v) * 1e9),
+    "io-ports": ("io_ports_per_edge", int),
+    "link-bytes": ("link_bytes_per_cycle", int),
+}
+
+
+def parse_target(spec: str) -> Target:
+    """``wse2`` | ``wse3`` | ``mesh8`` | ``mesh:WxH[,key=value...]`` | ``wse2,clock-ghz=1.1``."""
+    head, *opts = [s.strip() for s in spec.split(",")]
+    if head.startswith("mesh:"):
+        dims = head[5:].lower().split("x")
+        try:
+            w, h = (int(d) for d in dims)
+        except ValueError:
+            raise UsageError(f"error: bad mesh '{head}': write mesh:WxH, e.g. mesh:16x16") from None
+        if w < 1 or h < 1 or w * h > 4_000_000:
+            raise UsageError(f"error: mesh {w}x{h} is out of range (1 to 4,000,000 PEs)")
+        t = replace(small_mesh(w, h), name=f"mesh:{w}x{h}")
+    elif head in PRESETS:
+        t = PRESETS[head]
+    else:
+        raise UsageError(f"error: unknown target '{head}' (presets: {', '.join(PRESETS)}; or mesh:WxH)")
+    changed = {}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if key not in _OVERRIDES or not eq:
+            raise UsageError(f"error: unknown target option '{opt}' (known: {', '.join(k + '=' for k in _OVERRIDES)})")
+        fname, conv = _OVERRIDES[key]
+        try:
+            changed[fname] = conv(value)
+        except ValueError:
+            raise UsageError(f"error: target option '{key}' needs a number, got '{value}'") from None
+    if changed:
+        t = replace(t, **changed, name=spec)
+    if t.usable_colors < 3:
+        raise UsageError(f"error: target '{spec}' leaves {t.usable_colors} routable colors; a layer needs at least 3")
+    if t.usable_sram <= 0:
+        raise UsageError(f"error: target '{spec}' has no SRAM left after the runtime's {t.runtime_reserved_bytes} bytes")
+    return t

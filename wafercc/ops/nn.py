@@ -69,6 +69,9 @@ def _conv(ts, a):
     _same_dtype(x, w)
     g = a["groups"]
     stride, pad, dil, opad = (_spatial(a[k], nsp, k) for k in ("stride", "padding", "dilation", "output_padding"))
+    if g < 1 or min(stride) < 1 or min(dil) < 1 or min(pad) < 0 or min(opad) < 0:
+        raise ShapeError(f"groups, stride and dilation must be >= 1 and padding >= 0, got groups = {g}, "
+                         f"stride = {stride}, dilation = {dil}, padding = {pad}")
     if a["transposed"]:
         cin, cout = w.shape[0], w.shape[1] * g
     else:
@@ -167,7 +170,7 @@ def _group_norm(ts, a):
     x = ts[0]
     require_float(x, "group_norm")
     g = a["groups"]
-    if x.rank < 2 or x.shape[1] % g:
+    if g < 1 or x.rank < 2 or x.shape[1] % g:
         raise ShapeError(f"group_norm needs [N, C, ...] with C divisible by groups = {g}, got {x}")
     for t in ts[1:]:
         if t.shape != (x.shape[1],):
@@ -203,6 +206,8 @@ def _pool2d(ts, a, dilation=True):
     s = _spatial(a["stride"] or k, 2, "stride")
     p = _spatial(a["padding"], 2, "padding")
     d = _spatial(a["dilation"], 2, "dilation") if dilation else [1, 1]
+    if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
+        raise ShapeError(f"kernel, stride and dilation must be >= 1 and padding >= 0, got {k}, {s}, {d}, {p}")
     for i in range(2):
         if p[i] * 2 > k[i]:
             raise ShapeError(f"padding {p[i]} is more than half the kernel {k[i]}")
@@ -237,6 +242,8 @@ defop("avg_pool2d", "x", lambda ts, a: [_pool2d(ts, a, dilation=False)],
 def _adaptive(ts, a):
     x = ts[0]
     size = a["output_size"]
+    if not size:
+        raise ShapeError("output_size must name at least one spatial size")
     if x.rank not in (len(size) + 1, len(size) + 2) or min(size) <= 0:
         raise ShapeError(f"adaptive pooling to {size} needs a [N, C, spatial] input, got {x}")
     return [x.with_shape(x.shape[: x.rank - len(size)] + tuple(size))]

@@ -164,6 +164,9 @@ def check_op(op: Op, module: Module | None = None) -> None:
         expected = d.infer([v.type for v in op.operands], attrs)
     except ShapeError as e:
         raise fail(op, "operand-types", str(e)) from None
+    except (ArithmeticError, IndexError, ValueError, TypeError) as e:
+        # A rule that crashes on strange operands must still give the user a verifier error, not a traceback.
+        raise fail(op, "operand-types", f"operands and attributes do not fit the op ({type(e).__name__}: {e})") from None
     actual = [r.type for r in op.results]
     if len(expected) != len(actual):
         raise fail(op, "result-count", f"has {len(actual)} result(s), the op defines {len(expected)}")

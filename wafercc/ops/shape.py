@@ -18,8 +18,10 @@ F = "shape"
 
 
 def _nonneg_dim(d: int, rank: int, what: str = "dim") -> int:
-    if not 0 <= d < max(rank, 1):
-        raise ShapeError(f"{what} {d} must be in [0, {max(rank, 1)}) for rank {rank}")
+    if rank == 0:
+        raise ShapeError("needs a tensor of rank >= 1, got a 0-d tensor")
+    if not 0 <= d < rank:
+        raise ShapeError(f"{what} {d} must be in [0, {rank}) for rank {rank}")
     return d
 
 
@@ -116,6 +118,8 @@ defop("squeeze", "x", _squeeze, attrs={"dims": AttrSpec("ints", [])}, family=F,
 
 
 def _cat(ts, a):
+    if not ts:
+        raise ShapeError("cat needs at least one operand")
     first = ts[0]
     d = _nonneg_dim(a["dim"], first.rank)
     total = 0

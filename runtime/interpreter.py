@@ -21,6 +21,8 @@ from wafercc.ir import Func, Module, Op, WaferError, verify
 from .errors import RuntimeExecutionError
 from .io import bind_inputs
 from .kernels import KERNELS, np_dtype
+from .plan import PRECISIONS, round_to
+from .planned import PlannedLayers
 from .schedule import WEIGHT, classify, inferred_layers, last_uses, planned_layers, sink_static, weight_releases
 from .store import Store
 
@@ -31,6 +33,8 @@ class LayerStat:
     seconds: float
     ops: int
     weight_bytes: int  # streamed from MemoryX while this layer ran
+    per_pe: dict | None = None  # plan mode: bytes each PE held for the anchor's tiles, by buffer
+    peak_chunk_bytes: int = 0  # plan mode: most weight bytes on the wafer at once
 
 
 @dataclass
@@ -92,14 +96,26 @@ class Interpreter:
     """``Interpreter(module, store).run(inputs) -> RunResult`` for one function of ``module``."""
 
     def __init__(self, module: Module, store: Store | None = None, func: str | None = None,
-                 lazy_weights: bool = True):
+                 lazy_weights: bool = True, plan: bool | None = None, precision: str = "fp32",
+                 order: str = "grouped"):
         verify(module)  # the generic rules (SSA, symbols); op semantics are the kernels' business
+        if precision not in PRECISIONS:
+            raise RuntimeExecutionError(f"error: unknown precision '{precision}' (use {', '.join(PRECISIONS)})")
+        if order not in ("grouped", "ring"):
+            raise RuntimeExecutionError(f"error: unknown reduction order '{order}' (use grouped or ring)")
         self.module = module
         self.func = _pick_func(module, func)
         self.store = store
+        self.precision = precision
+        planned = any("tiling" in layer.attrs for layer in module.layers.values())
+        if plan and not planned:
+            raise RuntimeExecutionError(f"error: module @{module.name} has no tiled layers to follow: compile it "
+                                        "with --emit tiled or later, or run without --plan")
+        self.plan = planned if plan is None else plan
         self._check_kernels_and_store()
-        order = sink_static(self.func) if lazy_weights else list(self.func.ops)
-        self._build(order)
+        order_ops = sink_static(self.func) if lazy_weights else list(self.func.ops)
+        self._build(order_ops)
+        self.planned = PlannedLayers(self, order) if self.plan else None
 
     # -- schedule --------------------------------------------------------------------------------
     def _check_kernels_and_store(self) -> None:
@@ -147,6 +163,10 @@ class Interpreter:
     def run(self, inputs) -> RunResult:
         """Run the function on ``inputs`` (a list by position, or a dict by argument name)."""
         args = bind_inputs(self.func, inputs)
+        if self.precision != "fp32":
+            args = [round_to(a, self.precision) for a in args]
+        if self.planned is not None:
+            self.planned.reset()
         env: list = [None] * self.num_slots
         env[: len(args)] = args
         stats = RunStats()
@@ -181,16 +201,23 @@ class Interpreter:
             raise RuntimeExecutionError(f"error: {step.op.where()}: {type(e).__name__}: {e}", step.op) from e
         clock.switch(-1)
         stats.seconds = clock.total()
+        if self.planned is not None:
+            self.planned.report(stats)
         stats.weight_bytes_streamed = sum(layer.weight_bytes for layer in stats.layers)
         stats.peak_activation_bytes, stats.peak_resident_weight_bytes = peak_act, peak_res
+        if self.planned is not None:  # the wafer holds streamed chunks, not whole weights
+            stats.peak_resident_weight_bytes = max((layer.peak_chunk_bytes for layer in stats.layers), default=0)
 
     def _execute(self, step: _Step, env: list) -> tuple:
         """Run one op; its results, checked against the declared types (a cheap guard against kernel bugs)."""
         if step.kernel is None:  # weight.get: stream the tensor in from MemoryX
-            return (self.store.get(step.symbol, step.op.results[0].type),)
+            w = self.store.get(step.symbol, step.op.results[0].type)
+            return (w,) if self.precision == "fp32" else (round_to(w, self.precision),)
         out = step.kernel(step.op, *[env[j] for j in step.args])
         if type(out) is not tuple:
             out = (out,)
+        if self.precision != "fp32":  # every value the wafer stores is 16-bit
+            out = tuple(round_to(r, self.precision) for r in out)
         if len(out) != len(step.expect):
             raise RuntimeExecutionError(
                 f"error: {step.op.where()}: the kernel returned {len(out)} result(s) for {len(step.expect)}", step.op)

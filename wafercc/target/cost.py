@@ -104,12 +104,12 @@ def _search(shape: Shape, t: Target, mode: str, budget: int, width: int, height:
     if shape.kind == "elementwise":
         return _elementwise(shape, t, budget, width, height)
     K, M, N, B = shape.K, shape.M, shape.N, shape.B
+    pass_counts = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256], dtype=np.int64)
     kt = _candidates(K, width)[:, None, None, None, None]
-    mt_all = _candidates(M, height)
-    mt = mt_all[None, :, None, None, None]
+    mt = _candidates(M, height * int(pass_counts[-1]))[None, :, None, None, None]  # passes let tiles shrink
     rn = np.array([1, 2, 4, 8, 16, 32, 64], dtype=np.int64)[None, None, :, None, None]
     nc = _NC[None, None, None, :, None]
-    passes = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256], dtype=np.int64)[None, None, None, None, :]
+    passes = pass_counts[None, None, None, None, :]
 
     cx = -(-K // kt)
     ry = -(-M // (mt * passes))  # rows that hold one pass's tokens

@@ -1,0 +1,224 @@
+"""Plan-faithful execution of a layer's anchor (mm, addmm, bmm, convolution, embedding) as its plan says.
+
+The plan is read from the module's ``layer @L {...}`` declaration, nothing else:
+
+- tiling: M over ``ry`` rows in tiles of ``mt`` (and ``passes`` sequential passes over M), K over ``cx``
+  columns in tiles of ``kt``, N streamed in chunks of ``nc`` per row group (``groups``). A dimension that
+  does not divide is zero-padded up to parts x tile; a tiling that covers less than a dimension drops what
+  it does not cover (so a wrong plan computes wrong numbers, and ``wafercc verify`` sees it);
+- the reduction: a column's partial sums reach the result only if a ``reduce`` route of the layer covers
+  that column; ``order="ring"`` adds them in the order the routes define (the eastward flow runs column 0
+  to cx-1, the westward one back; the two halves of each chunk go one each way), ``order="grouped"`` (the
+  default) adds exactly the same partials with one BLAS product, whose fp32 summation order differs from
+  the ring's by rounding only (a few ulps; see docs/runtime.md);
+- streaming: weights enter chunk by chunk, in step order, once per pass; the runtime holds at most the
+  plan's on-wafer weight buffer (per-PE weight buffer x PEs) at a time, grouping consecutive chunks up to
+  that budget for speed, and counts every byte it streams;
+- precision: with 16-bit storage, operands are rounded to bf16/f16 where the wafer stores them, products
+  accumulate in fp32 (the FMAC with fp32 accumulate), and the result is rounded when stored.
+
+Everything is vectorized over tiles and chunks; the only loops run over passes, chunk groups, and (for
+``order="ring"``) the columns of a row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def storage_dtype(precision: str):
+    if precision == "bf16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    if precision == "fp16":
+        return np.dtype(np.float16)
+    return None
+
+
+def round_to(x: np.ndarray, precision: str) -> np.ndarray:
+    """Values as the wafer stores them: fp32 arrays holding 16-bit-representable values."""
+    dt = storage_dtype(precision)
+    if dt is None or x.dtype != np.float32:
+        return x
+    return x.astype(dt).astype(np.float32)
+
+
+@dataclass
+class Counters:
+    """What one layer's anchor streamed and held, for comparison with the plan's predictions."""
+
+    streamed_bytes: int = 0
+    peak_chunk_bytes: int = 0
+    per_pe: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    mt: int
+    ry: int
+    kt: int
+    cx: int
+    groups: int
+    nc: int
+    steps: int
+    passes: int
+    columns: tuple  # per mesh column of the layer: does a reduce route gather its partial sums?
+    budget: int  # bytes of weights the wafer holds at once: per-PE weight buffer x PEs
+
+    @classmethod
+    def from_layer(cls, attrs: dict) -> TilePlan:
+        t = attrs["tiling"]
+        cx = t["K"]["parts"]
+        rows = t["size"][1]
+        return cls(
+            mt=t["M"]["tile"], ry=t["M"]["parts"], kt=t["K"]["tile"], cx=cx, groups=t["N"]["groups"],
+            nc=t["N"]["chunk"], steps=t["N"]["steps"], passes=t["passes"], columns=_gathered(attrs, cx),
+            budget=max(attrs["memory"].get("weight", 0), 1) * cx * rows,
+        )
+
+
+def _gathered(attrs: dict, cx: int) -> tuple:
+    """The columns whose partial sums the layer's reduce routes collect."""
+    reduces = [r for r in attrs.get("routes", []) if r["flow"] == "reduce"]
+    if cx == 1 or not reduces:
+        return (True,) * cx
+    x0 = attrs["rect"][0]
+    covered = [False] * cx
+    for r in reduces:
+        bx0, _, bx1, _ = r["box"]
+        for c in range(max(bx0 - x0, 0), min(bx1 - x0 + 1, cx)):
+            covered[c] = True
+    return tuple(covered)
+
+
+class PlanMatmul:
+    """Y[B, M, N] = X[B, M, K] @ W[B, K, N] on the plan's tiles; ``streamed`` says whether W comes from
+    MemoryX (a weight) or from the wafer (an activation, as in attention)."""
+
+    def __init__(self, plan: TilePlan, precision: str = "fp32", order: str = "grouped"):
+        self.p, self.precision, self.order = plan, precision, order
+
+    def __call__(self, x: np.ndarray, w: np.ndarray, streamed: bool, counters: Counters) -> np.ndarray:
+        p = self.p
+        B, M, K = x.shape
+        N = w.shape[2]
+        x = round_to(np.asarray(x, dtype=np.float32), self.precision)
+        kmask = self._k_mask(K)
+        rows = np.zeros(M, dtype=bool)
+        rows[: min(M, p.passes * p.ry * p.mt)] = True  # tokens the tiling covers
+        y = np.zeros((B, M, N), dtype=np.float32)
+        nt = -(-N // p.groups)  # output columns per row group
+        itemsize = w.dtype.itemsize
+        per_step = K * p.nc * p.groups * itemsize  # one streamed step: a chunk for every row group
+        span = max(1, p.budget // max(per_step, 1))  # consecutive steps the wafer can hold at once
+        m_pass = -(-M // p.passes)
+        for ps in range(p.passes):
+            lo, hi = ps * m_pass, min(M, (ps + 1) * m_pass)
+            xm = x[:, lo:hi] * (kmask[None, :] & rows[lo:hi, None]).astype(np.float32)[None]
+            for s0 in range(0, p.steps, span):
+                cols = _chunk_columns(s0, min(p.steps, s0 + span), p.nc, nt, p.groups, N)
+                if cols.size == 0:
+                    continue
+                wc = w[:, :, cols]
+                if streamed:
+                    counters.streamed_bytes += wc.shape[1] * wc.shape[2] * itemsize
+                    counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, wc.nbytes // B)
+                wc = round_to(np.asarray(wc, dtype=np.float32), self.precision)
+                y[:, lo:hi, cols] = self._reduce(xm, wc, kmask)
+        counters.per_pe = self._per_pe(B, N, itemsize, x.dtype.itemsize)
+        return round_to(y, self.precision)
+
+    def _k_mask(self, K: int) -> np.ndarray:
+        p = self.p
+        col_of_k = np.arange(K) // p.kt
+        return (col_of_k < p.cx) & np.array(p.columns + (False,), dtype=bool)[np.minimum(col_of_k, p.cx)]
+
+    def _reduce(self, xm: np.ndarray, wc: np.ndarray, kmask: np.ndarray) -> np.ndarray:
+        if self.order == "grouped":
+            return np.matmul(xm, wc)
+        # The ring, in route order: each column's partial (an fp32 dot product over its K tile) is added
+        # in turn; the first half of the chunk flows east (column 0 first), the second half west.
+        p = self.p
+        K = xm.shape[2]
+        out = np.zeros(xm.shape[:2] + (wc.shape[2],), dtype=np.float32)
+        half = wc.shape[2] // 2 + wc.shape[2] % 2
+        for sl, cols in ((slice(0, half), range(p.cx)), (slice(half, None), range(p.cx - 1, -1, -1))):
+            for c in cols:
+                k0, k1 = c * p.kt, min(K, (c + 1) * p.kt)
+                if k0 >= k1 or not p.columns[c]:
+                    continue
+                out[..., sl] += np.matmul(xm[..., k0:k1], wc[:, k0:k1, sl])
+        return out
+
+    def _per_pe(self, B: int, N: int, w_item: int, x_item: int) -> dict:
+        """Bytes each PE holds for this layer, from the tile shapes the runtime used (a batch of B
+        products keeps B activation and output tiles)."""
+        p = self.p
+        e = x_item if self.precision == "fp32" else 2
+        we = w_item if self.precision == "fp32" else 2
+        nt = -(-N // p.groups)
+        return {"activation": B * p.mt * p.kt * e, "output": B * p.mt * -(-nt // p.cx) * e,
+                "accumulator": 2 * p.mt * min(p.nc, nt) * 4, "weight": 2 * p.kt * min(p.nc, nt) * we}
+
+
+def _chunk_columns(s0: int, s1: int, nc: int, nt: int, groups: int, N: int) -> np.ndarray:
+    """Output columns streamed in steps [s0, s1): chunk s of every row group g covers g*nt + s*nc ..."""
+    base = np.arange(s0 * nc, s1 * nc)
+    base = base[base < nt]
+    cols = (np.arange(groups)[:, None] * nt + base[None, :]).ravel()
+    return cols[cols < N]
+
+
+def plan_embedding(plan: TilePlan, table: np.ndarray, ids: np.ndarray, precision: str, counters: Counters):
+    """An embedding as its plan runs it: the table streams in chunks of its columns; the PE holding a token
+    and the vocabulary slice of its id copies the row; columns outside the reduction contribute nothing."""
+    V, D = table.shape
+    flat = ids.reshape(-1)
+    owner = flat // plan.kt
+    ok = (owner < plan.cx) & np.array(plan.columns + (False,), dtype=bool)[np.minimum(owner, plan.cx)]
+    ok &= np.arange(flat.size) < plan.passes * plan.ry * plan.mt
+    out = np.zeros((flat.size, D), dtype=np.float32)
+    nt = -(-D // plan.groups)
+    per_step = V * plan.nc * plan.groups * table.dtype.itemsize
+    span = max(1, plan.budget // max(per_step, 1))
+    for ps in range(plan.passes):
+        for s0 in range(0, plan.steps, span):
+            cols = _chunk_columns(s0, min(plan.steps, s0 + span), plan.nc, nt, plan.groups, D)
+            chunk = table[:, cols]
+            counters.streamed_bytes += chunk.nbytes
+            counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, chunk.nbytes)
+            if ps == 0:  # every pass streams the table; the rows a token selects are the same each time
+                out[np.ix_(ok, cols)] = round_to(np.asarray(chunk, dtype=np.float32), precision)[flat[ok]]
+    return out.reshape(ids.shape + (D,))
+
+
+def conv_as_matmul(x: np.ndarray, w: np.ndarray, stride, pad, dil, groups):
+    """The implicit GEMM of a forward convolution: im2col [G, N*O, cg*k] and weights [G, cg*k, og], and a
+    function that folds the product [G, N*O, og] back to [N, Cout, O...]."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    n, c = x.shape[:2]
+    nsp, cout, ks = x.ndim - 2, w.shape[0], w.shape[2:]
+    if any(pad):
+        x = np.pad(x, [(0, 0), (0, 0)] + [(q, q) for q in pad])
+    eff = [d * (k - 1) + 1 for d, k in zip(dil, ks)]
+    win = sliding_window_view(x, eff, axis=tuple(range(2, 2 + nsp)))
+    win = win[(slice(None),) * 2 + tuple(slice(None, None, s) for s in stride) + tuple(slice(None, None, d) for d in dil)]
+    out_sp = win.shape[2:2 + nsp]
+    cg, og, kk = c // groups, cout // groups, math.prod(ks)
+    win = win.reshape((n, groups, cg) + out_sp + tuple(ks))
+    order = (1, 0) + tuple(range(3, 3 + nsp)) + (2,) + tuple(range(3 + nsp, 3 + 2 * nsp))
+    cols = win.transpose(order).reshape(groups, n * math.prod(out_sp), cg * kk)
+    wm = w.reshape(groups, og, cg * kk).transpose(0, 2, 1)
+
+    def fold(y: np.ndarray) -> np.ndarray:
+        y = y.reshape((groups, n) + out_sp + (og,)).transpose((1, 0, 2 + nsp) + tuple(range(2, 2 + nsp)))
+        return np.ascontiguousarray(y).reshape((n, cout) + out_sp)
+
+    return cols, wm, fold

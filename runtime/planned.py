@@ -1,0 +1,135 @@
+"""The interpreter's plan mode: each layer's anchor runs on its plan's tiles (``plan.py``), and each
+layer's streamed bytes and per-PE buffers are counted, to be compared with the plan's predictions.
+
+What a layer streams: its anchor's weight operand, chunk by chunk, once per pass over M (counted as the
+chunks arrive), and every other weight its ops read (biases, norm scales) once per pass. That is the same
+quantity the plan's ``stream.bytes`` predicts; a test holds them equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels import KERNELS
+from .kernels.base import finish
+from .plan import Counters, PlanMatmul, TilePlan, conv_as_matmul, plan_embedding, round_to
+from .schedule import WEIGHT, classify
+
+# Which operand of each anchor is the streamed matrix W.
+_W_OPERAND = {"mm": 1, "addmm": 2, "bmm": 1, "convolution": 1, "embedding": 0}
+
+
+class PlannedLayers:
+    def __init__(self, interp, order: str):
+        self.interp = interp
+        module, func = interp.module, interp.func
+        kind = classify(func, list(func.ops))
+        syms = _symbols(func)
+        by_result = {op.results[0].name: op for op in func.ops if op.results}
+        self.layers: dict[str, dict] = {}
+        self.counters: dict[str, Counters] = {}
+        anchors = {}
+        for layer in module.layers.values():
+            a = layer.attrs
+            if "tiling" not in a:
+                continue
+            op = by_result.get(str(a.get("anchor", ""))[1:])
+            passes = a["tiling"]["passes"]
+            w_syms = set()
+            if op is not None and op.name in _W_OPERAND:
+                anchors[id(op)] = (layer.name, TilePlan.from_layer(a), kind)
+                w_syms = syms.get(id(op.operands[_W_OPERAND[op.name]]), set())
+            other = set()
+            for o in func.ops:
+                ref = o.attrs.get("plan.layer")
+                if ref is None or ref.name != layer.name or o.name == "weight.get" or _static(o, kind):
+                    continue
+                for i, v in enumerate(o.operands):
+                    if o is op and i == _W_OPERAND.get(op.name):
+                        continue
+                    other |= syms.get(id(v), set())
+            other -= w_syms
+            extra = passes * sum(module.weights[s].type.nbytes for s in other)
+            self.layers[layer.name] = {"extra": extra}
+        for step in interp.steps:
+            hit = anchors.get(id(step.op))
+            if hit is not None:
+                name, plan, kind_of = hit
+                step.kernel = self._kernel(step.op, name, plan, kind_of, order)
+
+    def reset(self) -> None:
+        self.counters = {name: Counters() for name in self.layers}
+
+    def report(self, stats) -> None:
+        for ls in stats.layers:
+            info = self.layers.get(ls.name)
+            if info is None:
+                continue
+            c = self.counters[ls.name]
+            ls.weight_bytes = c.streamed_bytes + info["extra"]
+            ls.per_pe = dict(c.per_pe) or None
+            ls.peak_chunk_bytes = c.peak_chunk_bytes
+
+    def _kernel(self, op, name: str, plan: TilePlan, kind: dict, order: str):
+        precision = self.interp.precision
+        mm = PlanMatmul(plan, precision, order)
+        w_index = _W_OPERAND[op.name]
+        streamed = kind.get(id(op.operands[w_index])) == WEIGHT
+        fallback = KERNELS[op.name]
+
+        def counters() -> Counters:
+            return self.counters[name]
+
+        if op.name == "mm":
+            return lambda op, a, b: finish(op, mm(a[None], b[None], streamed, counters())[0])
+        if op.name == "bmm":
+            return lambda op, a, b: finish(op, mm(a, b, streamed, counters()))
+        if op.name == "addmm":
+            def addmm(op, bias, a, b):
+                y = mm(a[None], b[None], streamed, counters())[0]
+                beta, alpha = op.attrs.get("beta", 1), op.attrs.get("alpha", 1)
+                return finish(op, round_to(np.float32(beta) * bias.astype(np.float32) + np.float32(alpha) * y,
+                                           precision))
+            return addmm
+        if op.name == "embedding":
+            return lambda op, table, ids: finish(op, plan_embedding(plan, table, ids, precision, counters()))
+
+        def convolution(op, x, w, bias=None):
+            if op.attrs.get("transposed", False):
+                return fallback(op, x, w, *([] if bias is None else [bias]))  # see docs/runtime.md
+            nsp = x.ndim - 2
+            stride, pad, dil = (_spatial(op.attrs.get(k, [d]), nsp) for k, d in
+                                (("stride", 1), ("padding", 0), ("dilation", 1)))
+            cols, wm, fold = conv_as_matmul(x.astype(np.float32), w.astype(np.float32), stride, pad, dil,
+                                            op.attrs.get("groups", 1))
+            y = fold(mm(cols, wm, streamed, counters()))
+            if bias is not None:
+                y = round_to(y + bias.astype(np.float32).reshape((1, -1) + (1,) * nsp), precision)
+            return finish(op, y)
+
+        return convolution
+
+
+def _spatial(v, n: int) -> list[int]:
+    return list(v) * n if len(v) == 1 else list(v)
+
+
+def _static(op, kind: dict) -> bool:
+    return all(kind.get(id(r)) != 0 for r in op.results) and op.name != "weight.get" and all(
+        kind.get(id(v)) != 0 for v in op.operands)
+
+
+def _symbols(func) -> dict[int, set]:
+    """The weight symbols each value is computed from (for values computed from weights and constants alone,
+    as the partition pass counts them)."""
+    out: dict[int, set] = {}
+    for op in func.ops:
+        if op.name == "weight.get":
+            srcs = {op.attrs["symbol"].name}
+        elif all(id(v) in out for v in op.operands):  # constants (no operands) carry no symbol
+            srcs = set().union(*(out[id(v)] for v in op.operands))
+        else:
+            continue
+        for r in op.results:
+            out[id(r)] = srcs
+    return out

@@ -1,0 +1,147 @@
+"""The runtime executes the lowered plan: per-PE tiles, the routed reduction, chunked streaming and 16-bit
+storage; its numbers match eager PyTorch on every plan, its counters equal the plan's predictions, and a
+deliberately wrong plan gives wrong numbers (so the check can fail)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import wafercc
+from runtime import Interpreter, Store
+
+CASES = [("mlp", "mesh4"), ("mlp", "mesh8"), ("cnn", "mesh8"), ("cnn", "wse2"), ("gpt", "mesh16"),
+         ("gpt", "wse2"), ("gpt", "wse3"), ("transformer_block", "mesh:12x20"), ("cnn", "mesh:8x8,sram-kib=8")]
+
+
+@pytest.fixture(scope="module")
+def plans(example_models, tmp_path_factory):
+    """(model, target, mode) -> (CompileResult, Store, eager output, inputs)."""
+    out = {}
+
+    def get(name, target, mode="stream"):
+        key = (name, target, mode)
+        if key not in out:
+            model, inputs = example_models[name]
+            d = tmp_path_factory.mktemp(name)
+            r = wafercc.compile(model, inputs, name=name, target=target, mode=mode, out_dir=d)
+            with torch.no_grad():
+                ref = model(*inputs).numpy()
+            out[key] = (r, Store(d), ref, [x.numpy() for x in inputs])
+        return out[key]
+
+    return get
+
+
+def rel_err(a, b):
+    return float(np.abs(a - b).max() / max(1.0, float(np.abs(b).max())))
+
+
+@pytest.mark.parametrize("name, target", CASES)
+def test_plan_runtime_matches_eager(plans, name, target):
+    r, store, ref, inputs = plans(name, target)
+    res = Interpreter(r.module, store).run(inputs)
+    assert rel_err(res.outputs[0], ref) < 1e-5  # fp32: only the summation order differs from eager
+
+
+@pytest.mark.parametrize("name, target", [("mlp", "mesh8"), ("gpt", "mesh16"), ("cnn", "wse2")])
+def test_ring_order_matches_eager(plans, name, target):
+    r, store, ref, inputs = plans(name, target)
+    res = Interpreter(r.module, store, order="ring").run(inputs)
+    assert rel_err(res.outputs[0], ref) < 1e-5
+
+
+@pytest.mark.parametrize("name, target", [("mlp", "mesh8"), ("cnn", "mesh8"), ("gpt", "mesh16")])
+@pytest.mark.parametrize("precision, tol", [("bf16", 2e-2), ("fp16", 4e-3)])
+def test_reduced_precision_within_its_policy(plans, name, target, precision, tol):
+    # 16-bit storage with fp32 accumulation: a few ulps of the storage type per layer (bf16 has 8 mantissa
+    # bits, 2^-8 = 3.9e-3; fp16 has 11, 2^-11 = 4.9e-4), compounded over the model's layers.
+    r, store, ref, inputs = plans(name, target)
+    out = Interpreter(r.module, store, precision=precision).run(inputs).outputs[0]
+    assert rel_err(out, ref) < tol
+    pcc = np.corrcoef(out.ravel(), ref.ravel())[0, 1]
+    assert pcc > 0.999
+
+
+@pytest.mark.parametrize("name, target", CASES)
+def test_counters_equal_the_plan(plans, name, target):
+    r, store, _, inputs = plans(name, target)
+    res = Interpreter(r.module, store).run(inputs)
+    seen = 0
+    for ls in res.stats.layers:
+        layer = r.module.layers[ls.name]
+        assert ls.weight_bytes == layer.attrs["stream"]["bytes"], ls.name
+        if ls.per_pe:
+            seen += 1
+            for buf, nbytes in ls.per_pe.items():
+                assert layer.attrs["memory"][buf] == nbytes, (ls.name, buf)
+        tl = layer.attrs["tiling"]
+        budget = layer.attrs["memory"].get("weight", 0) * tl["pes"]
+        assert ls.peak_chunk_bytes <= max(budget, 1), ls.name  # never more weights than the wafer holds
+    assert seen > 0
+    assert res.stats.weight_bytes_streamed == r.module.attrs["plan.totals"]["weight_bytes_streamed"]
+
+
+def test_placement_invariance(plans):
+    outs = [Interpreter(plans("gpt", t)[0].module, plans("gpt", t)[1]).run(plans("gpt", t)[3]).outputs[0]
+            for t in ("mesh4", "mesh8", "mesh16", "wse2")]
+    ref = plans("gpt", "wse2")[2]
+    for o in outs:
+        assert rel_err(o, ref) < 1e-5
+
+
+def test_forced_tilings_agree(plans):
+    # The same model under different forced tilings (a tight SRAM cap forces smaller tiles and more steps).
+    r, store, ref, inputs = plans("mlp", "mesh8")
+    from wafercc.passes import run_pipeline
+
+    for cap in (48, 12, 6):
+        m = wafercc.parse(wafercc.print(r.module))
+        m = run_pipeline(m, f"tile{{max-sram-kib={cap}}},place,route,memplan,cost")
+        out = Interpreter(m, store).run(inputs).outputs[0]
+        assert rel_err(out, ref) < 1e-5, cap
+
+
+def _anchor_layer(module):
+    return next(layer for layer in module.layers.values() if layer.attrs["kind"] == "matmul"
+                and layer.attrs["tiling"]["K"]["parts"] > 2)
+
+
+def test_a_missing_partial_sum_is_detected(plans):
+    r, store, ref, inputs = plans("mlp", "mesh8")
+    m = copy.deepcopy(r.module)
+    layer = _anchor_layer(m)
+    for route in layer.attrs["routes"]:
+        if route["flow"] == "reduce":
+            route["box"][0] += 1  # the reduction no longer reaches the first column
+    out = Interpreter(m, store).run(inputs).outputs[0]
+    assert rel_err(out, ref) > 1e-3
+
+
+def test_a_dropped_tile_is_detected(plans):
+    r, store, ref, inputs = plans("mlp", "mesh8")
+    m = copy.deepcopy(r.module)
+    layer = _anchor_layer(m)
+    layer.attrs["tiling"]["K"]["parts"] -= 1  # one column's K tile is not computed anywhere
+    out = Interpreter(m, store).run(inputs).outputs[0]
+    assert rel_err(out, ref) > 1e-3
+
+
+def test_plan_needs_tiled_layers(example_models):
+    model, inputs = example_models["mlp"]
+    r = wafercc.compile(model, inputs, emit="graph")
+    from runtime import RuntimeExecutionError
+
+    with pytest.raises(RuntimeExecutionError, match="has no tiled layers to follow"):
+        Interpreter(r.module, None, plan=True)
+
+
+def test_unknown_precision():
+    from runtime import RuntimeExecutionError
+
+    m = wafercc.parse("module @m {\n  func @forward(%x: tensor<2xf32>) -> (tensor<2xf32>) {\n    return %x\n  }\n}\n")
+    with pytest.raises(RuntimeExecutionError, match="unknown precision 'fp8'"):
+        Interpreter(m, None, precision="fp8")

@@ -123,6 +123,30 @@ class LinkLoad:
         return sum(self.load.values())
 
 
+def busiest_router(flows: list[Flow]) -> tuple[int, int, int]:
+    """(most distinct colors at any router, x, y), in time independent of the mesh size: the flows' router
+    rectangles cut the mesh into a compressed grid of cells, and every router of a cell sees the same flows."""
+    rects = [(r, c, f.color) for f in flows for r, c in f.routers()]
+    if not rects:
+        return 0, 0, 0
+    xs = np.unique([v for r, c, _ in rects for v in (c.start, c.stop)])
+    ys = np.unique([v for r, c, _ in rects for v in (r.start, r.stop)])
+    colors = sorted({k for _, _, k in rects})
+    cover = np.zeros((len(colors), len(ys), len(xs)), dtype=np.int32)
+    index = {k: i for i, k in enumerate(colors)}
+    for r, c, k in rects:  # a 2-D difference array per color, on the compressed grid
+        y0, y1 = np.searchsorted(ys, [r.start, r.stop])
+        x0, x1 = np.searchsorted(xs, [c.start, c.stop])
+        i = index[k]
+        cover[i, y0, x0] += 1
+        cover[i, y0, x1] -= 1
+        cover[i, y1, x0] -= 1
+        cover[i, y1, x1] += 1
+    count = (cover.cumsum(axis=1).cumsum(axis=2) > 0).sum(axis=0)
+    y, x = np.unravel_index(int(np.argmax(count)), count.shape)
+    return int(count[y, x]), int(xs[x]), int(ys[y])
+
+
 def color_usage(flows: list[Flow], width: int, height: int, colors: int) -> np.ndarray:
     """Per router, how many distinct colors the flows use: an (height, width) array."""
     used = np.zeros((colors, height, width), dtype=bool)

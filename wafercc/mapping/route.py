@@ -40,7 +40,7 @@ from wafercc.errors import PlanError
 from wafercc.ir import Layer, Module
 from wafercc.target import Target
 
-from .flows import Flow, LinkLoad, color_usage
+from .flows import Flow, LinkLoad, busiest_router
 from .layers import LAYER_ATTR
 from .plan import layers, mode_of, target_of
 
@@ -288,10 +288,9 @@ def _assign_colors(flows: list[Flow], t: Target) -> None:
         f.color = coloring[i]
     most = max(coloring.values()) + 1
     if most > t.usable_colors:
-        usage = color_usage([f for f in flows if f.color < t.colors], t.width, t.height, max(t.colors, most))
-        y, x = np.unravel_index(int(np.argmax(usage)), usage.shape)
-        here = [f"{f.kind} of @{f.layer}" for f in flows if _passes(f, int(x), int(y))]
-        raise PlanError(f"error: router ({x},{y}) needs {int(usage[y, x])} colors but {t.name} has "
+        count, x, y = busiest_router(flows)
+        here = [f"{f.kind} of @{f.layer}" for f in flows if _passes(f, x, y)]
+        raise PlanError(f"error: router ({x},{y}) needs {count} colors but {t.name} has "
                         f"{t.usable_colors} usable; flows through it: {', '.join(here)}")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from wafercc.ir import Module, SymbolRef, VerifyError
 
-from .flows import Flow, color_usage
+from .flows import Flow, busiest_router
 from .layers import LAYER_ATTR
 
 
@@ -60,9 +60,10 @@ def verify_plan(m: Module) -> None:
                 bad = next(f for f in flows if f.color >= t.usable_colors)
                 raise _fail(bad.layer, "plan-colors", f"{bad.kind} uses color {bad.color}; {t.name} has "
                             f"{t.usable_colors} usable colors")
-            usage = color_usage(flows, t.width, t.height, t.usable_colors)
-            if usage.max() > t.usable_colors:
-                raise _fail(group[0].name, "plan-colors", f"a router needs {usage.max()} colors at step {step}")
+            most, x, y = busiest_router(flows)
+            if most > t.usable_colors:
+                raise _fail(group[0].name, "plan-colors", f"router ({x},{y}) needs {most} colors at step {step}; "
+                            f"{t.name} has {t.usable_colors} usable")
 
 
 def _check_overlap(group) -> None:

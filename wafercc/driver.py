@@ -160,6 +160,9 @@ def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray] |
             write_store(tmp, weights, kinds)
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
+        for f in tmp.iterdir():  # mkdtemp makes everything private; the output is an ordinary directory
+            f.chmod(0o644)
+        tmp.chmod(0o755)
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

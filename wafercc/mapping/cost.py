@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from wafercc.ir import Module
 
+from wafercc.target.cost import fmac_rate
+
 from .plan import layers, mode_of, shape_of, target_of
 
 
@@ -42,9 +44,12 @@ class Cost:
             est = a["estimate"]
             fabric = max(est["broadcast"], est["reduce"], a["links"]["cycles"])
             parts = {"compute": est["compute"], "ingress": est["ingress"], "fabric": fabric}
-            total = max(parts.values()) + est["latency"] + est["tail"]
+            overlapped = parts if t.overlap_ingress else {"compute": parts["compute"], "fabric": parts["fabric"]}
+            total = max(overlapped.values()) + est["latency"] + est["tail"]
+            if not t.overlap_ingress:  # weights must arrive before the layer starts
+                total += parts["ingress"]
             bound = max(parts, key=parts.get)
-            fpc = t.flops(shape_of(layer).dtype)
+            fpc = fmac_rate(t, shape_of(layer).dtype)
             a["cost"] = {
                 **{k: round(v, 1) for k, v in parts.items()}, "latency": est["latency"], "tail": est["tail"],
                 "total": round(total, 1), "bound": bound, "roofline": est["roofline"],
@@ -70,7 +75,7 @@ def _totals(todo, t, mode: str) -> dict:
     flops = sum(layer.attrs["flops"] for layer in todo)
     streamed = sum(layer.attrs["stream"]["bytes"] for layer in todo)
     peak = max(layer.attrs["memory"]["total"] for layer in todo)
-    fpc = t.flops(shape_of(todo[0]).dtype)
+    fpc = fmac_rate(t, shape_of(todo[0]).dtype)
     return {
         "layers": len(todo), "cycles": round(cycles, 1), "seconds": cycles / t.clock_hz, "flops": flops,
         "weight_bytes_streamed": streamed, "peak_bytes_per_pe": peak,

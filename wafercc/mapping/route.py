@@ -116,10 +116,11 @@ def _stream_flows(layer: Layer, t: Target, prev: Layer | None) -> list[Flow]:
     tl = a["tiling"]
     flows: list[Flow] = []
     stream_bytes = a["weight_bytes"] * tl["passes"]
+    if stream_bytes:
+        flows += _ingress_and_broadcast(layer.name, t, x0, x1, y0, y1, stream_bytes / w)
     replicate = _replication_bytes(a)
-    if stream_bytes or replicate:
-        per_column = (stream_bytes + replicate) / w
-        flows += _ingress_and_broadcast(layer.name, t, x0, x1, y0, y1, per_column, stream_bytes > 0)
+    if replicate:  # the first row group's activations, multicast down each column to the other groups
+        flows.append(Flow("replicate", layer.name, (x0, y0, x1, y0 + tl["size"][1] - 1), "y", y0, replicate / w))
     if w > 1 and a["kind"] != "elementwise":
         dims = a.get("dims", {})
         rows = tl["size"][1]
@@ -137,13 +138,14 @@ def _stream_flows(layer: Layer, t: Target, prev: Layer | None) -> list[Flow]:
 
 
 def _replication_bytes(a: dict) -> float:
-    """Activation copies for row groups (N split over rows): multicast down the columns with the weights."""
+    """Activation bytes copied to the row groups (N split over rows) beyond the first, over all columns."""
     tl = a["tiling"]
     groups = tl["N"]["groups"]
     if groups <= 1 or a["kind"] == "elementwise":
         return 0.0
     dims = a.get("dims", {})
-    return (groups - 1) * dims.get("B", 1) * dims.get("M", 1) * dims.get("K", 1) * a["dtype"].itemsize
+    rows_of_group = tl["M"]["parts"] * tl["M"]["tile"]
+    return tl["passes"] * (groups - 1) * dims.get("B", 1) * rows_of_group * dims.get("K", 1) * a["dtype"].itemsize
 
 
 def _input_bytes(layer: Layer) -> float:
@@ -151,10 +153,12 @@ def _input_bytes(layer: Layer) -> float:
     return dims.get("B", 1) * dims.get("M", 1) * dims.get("K", 1) * layer.attrs["dtype"].itemsize
 
 
-def _ingress_and_broadcast(name, t, x0, x1, y0, y1, per_column, from_memoryx) -> list[Flow]:
-    """Each edge's ports feed one half of the columns, each port a contiguous run of them."""
+def _ingress_and_broadcast(name, t, x0, x1, y0, y1, per_column) -> list[Flow]:
+    """Each column is fed from the nearer edge's ports (the west ports feed the west half of the mesh), each
+    port a contiguous run of columns; from the port row the data turns down (and up) the column."""
     cols = np.arange(x0, x1 + 1)
-    halves = [(0, cols[: -(-len(cols) // 2)]), (t.width - 1, cols[-(-len(cols) // 2):])]
+    mid = t.width // 2
+    halves = [(0, cols[cols < mid]), (t.width - 1, cols[cols >= mid])]
     rows = port_rows(t)
     flows = []
     for edge_x, half in halves:
@@ -164,12 +168,9 @@ def _ingress_and_broadcast(name, t, x0, x1, y0, y1, per_column, from_memoryx) ->
         order = runs if edge_x == 0 else runs[::-1]
         for port_y, run in zip(rows, order):
             xs, xe = int(run[0]), int(run[-1])
-            py = port_y if y0 <= port_y <= y1 else min(max(port_y, y0), y1)
-            if from_memoryx:
-                flows.append(Flow("ingress", name, (min(edge_x, xs), port_y, max(edge_x, xe), port_y), "x", edge_x,
-                                  per_column, feeds=(xs, xe)))
-            by0, by1 = min(y0, port_y), max(y1, port_y)
-            flows.append(Flow("broadcast", name, (xs, by0, xe, by1), "y", port_y if from_memoryx else py, per_column))
+            flows.append(Flow("ingress", name, (min(edge_x, xs), port_y, max(edge_x, xe), port_y), "x", edge_x,
+                              per_column, feeds=(xs, xe)))
+            flows.append(Flow("broadcast", name, (xs, min(y0, port_y), xe, max(y1, port_y)), "y", port_y, per_column))
     return flows
 
 
@@ -218,9 +219,11 @@ def _pathfinder(wanted, todo, t: Target, iterations: int, stats) -> list[Flow]:
     history = dict.fromkeys(g.edges, 0.0)
     lanes = []
     for a, b, n in wanted:
-        k = max(1, min(rect[a][3], rect[b][3]) // block)
+        side = _facing_side(rect[a], rect[b])
+        span = rect[a][3] if side in "EW" else rect[a][2]
+        k = max(1, min(span, rect[b][3] if side in "EW" else rect[b][2]) // block)
         for i in range(k):
-            src, dst = _out_port(rect[a], i, k), _in_port(rect[b], i, k)
+            src, dst = _port(rect[a], side, i, k), _port(rect[b], _OPPOSITE[side], i, k)
             lanes.append((_block_of(src, block), _block_of(dst, block), n / k, a, b, src, dst))
     best, best_over = None, math.inf
     for it in range(iterations):
@@ -255,14 +258,26 @@ def _pathfinder(wanted, todo, t: Target, iterations: int, stats) -> list[Flow]:
     return flows
 
 
-def _out_port(r, lane: int, lanes: int) -> tuple[int, int]:
-    x, y, w, h = r
-    return (x + w - 1, y + int((lane + 0.5) * h / lanes))
+_OPPOSITE = {"E": "W", "W": "E", "S": "N", "N": "S"}
 
 
-def _in_port(r, lane: int, lanes: int) -> tuple[int, int]:
+def _facing_side(a, b) -> str:
+    """The side of rectangle ``a`` that faces rectangle ``b`` (the floorplan's shelves run both ways)."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    if bx >= ax + aw:
+        return "E"
+    if bx + bw <= ax:
+        return "W"
+    return "S" if by >= ay + ah else "N"
+
+
+def _port(r, side: str, lane: int, lanes: int) -> tuple[int, int]:
+    """Lane ``lane`` of ``lanes`` spread along side ``side`` of rectangle ``r``."""
     x, y, w, h = r
-    return (x, y + int((lane + 0.5) * h / lanes))
+    if side in "EW":
+        return (x + w - 1 if side == "E" else x, y + int((lane + 0.5) * h / lanes))
+    return (x + int((lane + 0.5) * w / lanes), y + h - 1 if side == "S" else y)
 
 
 def _block_of(p, block):

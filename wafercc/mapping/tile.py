@@ -104,8 +104,8 @@ def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tupl
     if total_weights > capacity:
         raise PlanError(
             f"error: pipeline mode keeps every weight on the wafer, but the model's weights are "
-            f"{total_weights / 2**20:,.1f} MiB and {t.name}'s SRAM holds {capacity / 2**20:,.1f} MiB after the "
-            f"runtime's share; use --mode stream"
+            f"{total_weights:,} bytes and {t.name}'s SRAM holds {capacity:,} bytes after the runtime's share "
+            f"({total_weights / capacity:.2f}x over); use --mode stream"
         )
     floor = [_min_area(layer, t, budget) for layer in todo]
     if sum(floor) > t.pes:

@@ -1,0 +1,302 @@
+"""``wafercc report`` and ``wafercc viz``: read a compiled output directory's plan.json and show it.
+
+    wafercc report build/gpt                      # the per-layer table (report.txt; a rich table on a terminal)
+    wafercc report build/gpt --layer L6           # one layer: tiling, memory map, routes and colors, cost terms
+    wafercc report build/gpt --json               # the plan (or with --layer, the layer) as JSON
+    wafercc viz build/gpt -o mesh.png --layer all --show all
+
+Both read only plan.json (the schema is docs/plan.md), never the model: they run in a second on any plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from wafercc.errors import UsageError
+
+PLAN_FILE = "plan.json"
+
+
+def add_commands(sub) -> None:
+    add_report(sub)
+    add_viz(sub)
+
+
+def load_plan(out_dir: str | os.PathLike) -> dict:
+    """The plan dict of a compiled output directory; a UsageError when there is none."""
+    from wafercc.mapping.report import PLAN_FORMAT
+
+    path = Path(out_dir) / PLAN_FILE
+    advice = "compile with the default --emit routed"
+    if not path.is_file():
+        raise UsageError(f"error: {out_dir} has no {PLAN_FILE}: {advice}")
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"error: {path} is not a plan ({e}): {advice}") from None
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT or not plan.get("layers"):
+        found = plan.get("format") if isinstance(plan, dict) else type(plan).__name__
+        raise UsageError(f"error: {path} is not a plan (format {found!r}, expected {PLAN_FORMAT!r}): {advice}")
+    return plan
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a sibling temp file renamed into place: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="print the per-layer plan of a compiled output directory")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="a directory written by `wafercc compile`")
+    p.add_argument("--layer", metavar="NAME", help="one layer in detail (its name, or its L<index> prefix)")
+    p.add_argument("--json", action="store_true", help="print the plan (or the layer) as JSON")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from wafercc.mapping.report import format_report
+    from wafercc.mapping.viz import find_layer
+
+    plan = load_plan(args.out_dir)
+    layer = find_layer(plan, args.layer) if args.layer else None
+    if args.json:
+        sys.stdout.write(json.dumps(layer if layer is not None else plan, indent=1, sort_keys=True) + "\n")
+    elif layer is not None:
+        sys.stdout.write(layer_detail(plan, layer))
+    elif sys.stdout.isatty():
+        from rich.console import Console
+
+        Console().print(rich_report(plan))
+    else:
+        sys.stdout.write(format_report(plan))
+    return 0
+
+
+def report_rows(plan: dict) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
+    """The table's cells: one row per layer and the totals row, as strings (``format_report``'s columns,
+    plus latency + tail, so that a row's terms add up: total = max(compute, ingress, fabric) + lat+tail)."""
+    t = plan["target"]
+    budget = t["sram_bytes"] - t["runtime_reserved_bytes"]
+    colors = t["colors"] - t["reserved_colors"]
+    rows = []
+    for layer in plan["layers"]:
+        tl, c, mem = layer["tiling"], layer["cost"], layer["memory"]
+        x, y, w, h = layer["rect"]
+        rows.append((
+            layer["name"], layer["kind"], f"{w}x{h}@{x},{y}", _tiling(tl), f"{tl['pes']:,}",
+            f"{mem['total']:,}/{budget:,}", f"{layer['colors']}/{colors}", _bytes(layer["stream"]["bytes"]),
+            _cycles(c["compute"]), _cycles(c["ingress"]), _cycles(c["fabric"]), _cycles(c["latency"] + c["tail"]),
+            _cycles(c["total"]), c["bound"], f"{c['utilization']:.1%}",
+        ))
+    tot = plan["totals"]
+    total = ("total", f"{tot['layers']} layers", "", "", "", f"{tot['peak_bytes_per_pe']:,}/{budget:,}",
+             f"{tot['max_colors']}/{colors}", _bytes(tot["weight_bytes_streamed"]), "", "", "", "",
+             _cycles(tot["cycles"]), "", f"{tot['utilization']:.1%}")
+    return rows, total
+
+
+REPORT_COLUMNS = ("layer", "kind", "rect WxH@x,y", "tiling M/y K/x N", "PEs", "SRAM/PE (B)", "colors", "streamed",
+                  "compute", "ingress", "fabric", "lat+tail", "total", "bound", "util")
+_BOUND_STYLE = {"compute": "green", "ingress": "yellow", "fabric": "red"}
+
+
+def rich_report(plan: dict):
+    """The per-layer table as a rich Table, for a terminal."""
+    from rich.table import Table
+
+    t, tot = plan["target"], plan["totals"]
+    table = Table(
+        title=f"wafercc plan for @{plan['model']} on {t['name']} ({t['width']}x{t['height']} PEs, "
+              f"{t['clock_hz'] / 1e9:.2f} GHz), {plan['mode']} mode",
+        caption=f"{tot['layers']} layers, {tot['cycles']:,.0f} cycles = {tot['seconds'] * 1e3:.4g} ms, utilization "
+                f"{tot['utilization']:.1%}. Tiling: tile/parts of M on rows and K on columns; N chunk x steps "
+                f"(g: row groups, p: passes over M). Cycles: compute, ingress and fabric overlap.",
+        show_footer=True, header_style="bold", footer_style="bold", pad_edge=False,
+    )
+    rows, total = report_rows(plan)
+    for i, (col, foot) in enumerate(zip(REPORT_COLUMNS, total)):
+        table.add_column(col, footer=foot, justify="left" if i in (0, 1, 2, 3, 13) else "right",
+                         no_wrap=i in (0, 2, 3))
+    for row in rows:
+        cells = list(row)
+        cells[13] = f"[{_BOUND_STYLE.get(row[13], 'default')}]{row[13]}[/]"
+        table.add_row(*cells)
+    return table
+
+
+def layer_detail(plan: dict, layer: dict, most_routes: int = 64) -> str:
+    """One layer in full: what it computes, its tiling, memory map, routes with colors, stream and cost."""
+    t = plan["target"]
+    a, tl = layer, layer["tiling"]
+    x, y, w, h = a["rect"]
+    dims = a.get("dims", {})
+    out = [f"layer @{a['name']}: {a['kind']}, index {a['index']}, step {a['step']}, {a['ops']} ops"
+           + (f", anchor {a['anchor']}" if "anchor" in a else "")]
+    out.append(f"  dims      {' '.join(f'{k}={v:,}' for k, v in dims.items()) or '-'}   dtype {a['dtype']}   "
+               f"{a['flops']:,} FLOPs")
+    out.append(f"  weights   {', '.join(a['weights']) or '-'} ({a['weight_bytes']:,} B)")
+    out.append(f"  rect      x={x} y={y} w={w} h={h}: {tl['pes']:,} PEs hold tiles ({tl['size'][0]}x{tl['size'][1]}) "
+               f"of the {t['width']}x{t['height']} mesh ({tl['pes'] / (t['width'] * t['height']):.1%})")
+    out += ["", "tiling"]
+    n = tl["N"]
+    out.append(f"  M  on y     {tl['M']['parts']:,} parts, {tl['M']['tile']:,} per PE")
+    out.append(f"  K  on x     {tl['K']['parts']:,} parts, {tl['K']['tile']:,} per PE (partial sums reduced along rows)")
+    where = "streamed in time" if n["axis"] == "time" else f"on {n['axis']} (resident)"
+    out.append(f"  N  {where}: chunks of {_n(n['chunk'], 'column')} x {_n(n['steps'], 'step')}"
+               + (f", {n['groups']} row groups" if n["groups"] > 1 else ""))
+    out.append(f"  passes over M: {tl['passes']}")
+    out += ["", _memory(layer, t), "", *_routes(layer, t, most_routes), "", _stream(layer), "", *_cost(layer, t)]
+    return "\n".join(out) + "\n"
+
+
+def _memory(layer: dict, t: dict) -> str:
+    mem = layer["memory"]
+    head = (f"memory per PE: {mem['total']:,} of the {mem['budget']:,}-byte budget "
+            f"({mem['total'] / max(mem['budget'], 1):.1%}); SRAM {t['sram_bytes']:,} B, runtime "
+            f"{t['runtime_reserved_bytes']:,} B")
+    lines = [head, f"  {'offset':>7}  {'bytes':>7}  buffer"]
+    for e in layer.get("memmap", []):
+        lines.append(f"  {e['offset']:>7,}  {e['bytes']:>7,}  {e['buffer']}")
+    return "\n".join(lines)
+
+
+def _routes(layer: dict, t: dict, most: int) -> list[str]:
+    routes = layer["routes"]
+    links = layer["links"]
+    bx, by, bd = links["busiest"]
+    usable = t["colors"] - t["reserved_colors"]
+    head = (f"routes: {len(routes)} flows on {layer['colors']} colors of {usable} usable; busiest link "
+            f"({bx},{by}) {bd}: {links['bytes']:,} B = {links['cycles']:,.0f} cycles")
+    lines = [head]
+    by_color: dict[int, list] = {}
+    for r in routes:
+        by_color.setdefault(r["color"], []).append(r)
+    for color in sorted(by_color):
+        rs = by_color[color]
+        kinds = sorted({r["flow"] for r in rs})
+        lines.append(f"  color {color:>2}: {len(rs)} x {', '.join(kinds)}")
+    lines.append(f"  {'color':>5}  {'flow':<10} {'bytes':>10}  where")
+    for r in routes[:most]:
+        lines.append(f"  {r['color']:>5}  {r['flow']:<10} {r['bytes']:>10,}  {_where(r)}")
+    if len(routes) > most:
+        lines.append(f"  ... {len(routes) - most} more (wafercc report DIR --layer NAME --json lists every route)")
+    return lines
+
+
+def _where(r: dict) -> str:
+    if "box" in r:
+        x0, y0, x1, y1 = r["box"]
+        axis = r.get("axis", "x")
+        n = (y1 - y0 + 1) if axis == "x" else (x1 - x0 + 1)
+        src = r.get("src", x0 if axis == "x" else y0)
+        text = f"box ({x0},{y0})-({x1},{y1}): {n} path{'s' * (n != 1)} along {axis} from {axis}={src}"
+        if "feeds" in r:
+            text += f", feeding columns {r['feeds'][0]}-{r['feeds'][1]}"
+        return text
+    pts = " -> ".join(f"({p[0]},{p[1]})" for p in r.get("path", []))
+    return f"path {pts}" + (f" (from @{r['peer']})" if r.get("peer") else "")
+
+
+def _stream(layer: dict) -> str:
+    s = layer["stream"]
+    if not s["bytes"]:
+        return f"stream: nothing streamed (order {s['order']}; weights resident or none)"
+    return (f"stream: order {s['order']}, {s['bytes']:,} B in {_n(s['chunks'], 'chunk')} of {s['chunk_bytes']:,} B"
+            + ("; prefetched while the previous layer runs" if s["prefetch"] else ""))
+
+
+def _cost(layer: dict, t: dict) -> list[str]:
+    c, est = layer["cost"], layer["estimate"]
+    clock = t["clock_hz"]
+    rows = [
+        ("compute", c["compute"], "FMACs over the PEs, plus a pipeline fill per chunk"),
+        ("ingress", c["ingress"], f"weights at {t['io_bytes_per_s'] / 1e9:g} GB/s from MemoryX"),
+        ("fabric", c["fabric"], (f"max of broadcast {est['broadcast']:,.0f}, reduce {est['reduce']:,.0f}, "
+                                 f"busiest link {layer['links']['cycles']:,.0f}")),
+        ("latency", c["latency"], "hops across the rectangle and relays of the reduction"),
+        ("tail", c["tail"], "the elementwise ops after the anchor"),
+    ]
+    lines = [f"cost (cycles at {clock / 1e9:.2f} GHz)"]
+    lines += [f"  {k:<11} {v:>12,.1f}  {why}" for k, v, why in rows]
+    lines.append(f"  {'total':<11} {c['total']:>12,.1f}  = max(compute, ingress, fabric) + latency + tail = "
+                 f"{c['total'] / clock * 1e6:.4g} us")
+    lines.append(f"  {'bound':<11} {c['bound']:>12}")
+    ratio = f", estimate / roofline = {c['total'] / c['roofline']:.3f}" if c["roofline"] else ""
+    lines.append(f"  {'roofline':<11} {c['roofline']:>12,.1f}  by {est.get('roofline_by', '?')}{ratio}")
+    lines.append(f"  {'utilization':<11} {c['utilization']:>12.2%}")
+    return lines
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+def _tiling(tl: dict) -> str:
+    n = tl["N"]
+    return (f"{tl['M']['tile']}/{tl['M']['parts']} {tl['K']['tile']}/{tl['K']['parts']} {n['chunk']}x{n['steps']}"
+            + (f" g{n['groups']}" if n["groups"] > 1 else "") + (f" p{tl['passes']}" if tl["passes"] > 1 else ""))
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _cycles(c: float) -> str:
+    if c >= 1e9:
+        return f"{c / 1e9:.2f}G"
+    if c >= 1e6:
+        return f"{c / 1e6:.2f}M"
+    if c >= 1e4:
+        return f"{c / 1e3:.1f}k"
+    return f"{c:.0f}"
+
+
+# -- viz --------------------------------------------------------------------------------------
+
+
+SHOWS = ("regions", "routes", "load", "sram", "all")  # = wafercc.mapping.viz.SHOWS (not imported: fast startup)
+
+
+def add_viz(sub) -> None:
+    p = sub.add_parser("viz", help="draw a compiled plan on the mesh (PNG or SVG)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="a directory written by `wafercc compile`")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="the picture: a .png or .svg file")
+    p.add_argument("--layer", default="all", metavar="NAME",
+                   help="one layer (its name or L<index>), or all (default): small multiples in stream mode, "
+                        "the floorplan in pipeline mode")
+    p.add_argument("--show", default="all", choices=SHOWS,
+                   help="regions, routes (by router color), load (link load), sram (per PE), or all (default)")
+    p.set_defaults(func=cmd_viz)
+
+
+def cmd_viz(args) -> int:
+    from wafercc.mapping.viz import FORMATS, render
+
+    out = Path(args.output)
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise UsageError(f"error: cannot draw '{out}': the file name must end in .png or .svg")
+    plan = load_plan(args.out_dir)
+    write_bytes_atomic(out, render(plan, fmt, layer=args.layer, show=args.show))
+    print(f"wrote {out}")
+    return 0

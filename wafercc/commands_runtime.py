@@ -1,0 +1,196 @@
+"""The runtime's subcommands of ``wafercc``: ``run`` (execute a compiled model in the numpy reference runtime)
+and ``verify`` (compile, run, and compare with eager PyTorch; bisect a mismatch). Same shape as commands.py:
+one ``add_*`` (arguments) and one ``cmd_*`` (action) each; every user mistake is a WaferError (exit 2)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from wafercc.commands import _bytes, _load, _model_args
+from wafercc.errors import UsageError
+
+WIR_FILE = "model.wir"
+TOP_LAYERS = 10
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a compiled model in the numpy reference runtime")
+    p.add_argument("path", metavar="PATH", help="a compiled model directory, or a .wir file with its store beside it")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--inputs", metavar="NPZ", help="inputs keyed by argument name (x) or position (arg0, arg1, ...)")
+    src.add_argument("--seed", type=int, default=None, metavar="N",
+                     help="seed of the random inputs made from the signature when no --inputs is given (default 0)")
+    p.add_argument("-o", "--output", metavar="NPZ", help="write the outputs here (out0, out1, ...)")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    import runtime
+    import wafercc
+
+    module, where = _read_module(Path(args.path))
+    wafercc.verify(module)  # the compiler's full verifier: op rules and the plan, not only the generic rules
+    func = module.func() if len(module.funcs) != 1 else module.funcs[0]
+    store = runtime.Store(where) if any(op.name == "weight.get" for op in func.ops) else None
+    try:
+        interp = runtime.Interpreter(module, store)
+        if args.inputs:
+            inputs = runtime.load_inputs(args.inputs, interp.func)
+        else:
+            seed = args.seed if args.seed is not None else 0
+            inputs = runtime.random_inputs(interp.func, seed)
+            print(f"wafercc: no --inputs: running on seeded random inputs (seed {seed}) made from "
+                  f"{runtime.io.signature(interp.func)}", file=sys.stderr)
+        result = interp.run(inputs)
+    finally:
+        if store is not None:
+            store.close()
+    if args.output:
+        out = _output_path(args.output)
+        runtime.save_outputs(out, result.outputs, interp.func)
+    print(f"ran {args.path} (@{module.name}.{interp.func.name})")
+    print("outputs:")
+    for i, (v, a) in enumerate(zip(interp.func.returns, result.outputs)):
+        print(f"  out{i}  %{v.name}  {list(a.shape)}  {v.type.dtype.value}")
+    print(format_stats(result.stats))
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _read_module(p: Path):
+    """The module at ``p`` (a compiled directory or a .wir file) and the directory of its store."""
+    from wafercc.ir import parse_file
+
+    if p.is_dir():
+        if not (p / WIR_FILE).is_file():
+            raise UsageError(f"error: '{p}' is not a compiled model directory: it has no {WIR_FILE}")
+        return parse_file(p / WIR_FILE), p
+    if not p.is_file():
+        raise UsageError(f"error: '{p}' does not exist (give a compiled model directory or a .wir file)")
+    return parse_file(p), p.parent
+
+
+def _output_path(s: str) -> Path:
+    out = Path(s)
+    if out.is_dir():
+        raise UsageError(f"error: -o '{out}' is a directory; give the name of the .npz file to write")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def format_stats(stats) -> str:
+    """The stats block of ``wafercc run``: totals, then the slowest layers and a total line."""
+    lines = [
+        "stats:",
+        f"  weights streamed from MemoryX  {_bytes(stats.weight_bytes_streamed):>10}",
+        f"  peak resident weights          {_bytes(stats.peak_resident_weight_bytes):>10}",
+        f"  peak live activations          {_bytes(stats.peak_activation_bytes):>10}",
+        f"  wall time                      {_ms(stats.seconds):>10}",
+    ]
+    layers = stats.layers
+    if not layers:
+        return "\n".join(lines)
+    top = sorted(layers, key=lambda s: -s.seconds)[:TOP_LAYERS]
+    total = sum(s.seconds for s in layers) or 1e-12
+    total_label = f"total ({len(layers)} layers)"
+    width = max(len(total_label), *(len(s.name) for s in top))
+    lines.append(f"layers (top {len(top)} of {len(layers)} by time):")
+    lines.append(f"  {'layer':<{width}}  {'ops':>5}  {'streamed':>10}  {'time':>10}  {'share':>6}")
+    for s in top:
+        lines.append(f"  {s.name:<{width}}  {s.ops:>5}  {_bytes(s.weight_bytes):>10}  {_ms(s.seconds):>10}  "
+                     f"{s.seconds / total:>6.1%}")
+    ops = sum(s.ops for s in layers)
+    lines.append(f"  {total_label:<{width}}  {ops:>5}  {_bytes(stats.weight_bytes_streamed):>10}  "
+                 f"{_ms(total):>10}  {1:>6.1%}")
+    return "\n".join(lines)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.3f} s"
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+
+def add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="compile a model, run it in the runtime and compare with eager PyTorch")
+    _model_args(p)
+    p.add_argument("--target", default="wse2", metavar="TARGET", help="as for compile (default: wse2)")
+    p.add_argument("--mode", choices=("stream", "pipeline"), default="stream", help="as for compile")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--inputs", metavar="NPZ", help="inputs keyed by argument name or position (default: the "
+                                                     "model's example inputs)")
+    src.add_argument("--seed", type=int, metavar="N", help="seeded random inputs of the example inputs' shapes/dtypes")
+    p.add_argument("--bisect", action="store_true",
+                   help="also bisect when the outputs match (it runs by itself when they do not)")
+    p.add_argument("--rtol", type=float, metavar="R", help="relative tolerance for every float output "
+                                                           "(default: by dtype, see docs/runtime.md)")
+    p.add_argument("--atol", type=float, metavar="A", help="absolute tolerance, not scaled (default: by dtype)")
+    p.add_argument("-o", "--output", metavar="DIR", help="also write the compiled model here (default: nothing written)")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args) -> int:
+    from wafercc.cli import Reporter
+    from wafercc.numerics import verify_model
+
+    for flag in ("rtol", "atol"):
+        if getattr(args, flag) is not None and not getattr(args, flag) >= 0:
+            raise UsageError(f"error: --{flag} must be a number >= 0, got {getattr(args, flag)}")
+    progress = Reporter()
+    try:
+        progress(f"loading {args.model}")
+        model, inputs = _load(args)
+        v = verify_model(model, inputs, inputs=args.inputs, seed=args.seed, name=Path(args.model).stem,
+                         source=args.model, capture=args.capture, target=args.target, mode=args.mode,
+                         out_dir=args.output, rtol=args.rtol, atol=args.atol, bisect=True if args.bisect else None,
+                         progress=progress)
+    finally:
+        progress.close()
+    print(format_verification(v, args))
+    return 0 if v.passed else 1
+
+
+def format_verification(v, args) -> str:
+    s = v.seconds
+    head = (f"verify {args.model}: compiled for {args.target} ({args.mode}) in {s.get('compile', 0):.2f} s; "
+            f"runtime {_ms(s.get('runtime', 0))}, eager PyTorch {_ms(s.get('eager', 0))}, on {v.inputs_from}")
+    lines = [head]
+    rows = [("output", "shape", "dtype", "max abs", "max rel", "pcc", "result")]
+    for o in v.outputs:
+        c = o.comparison
+        rows.append((o.name, str(list(c.shape)), _wir_dtype(c.dtype), f"{c.max_abs:.3g}", f"{c.max_rel:.3g}",
+                     "-" if c.pcc is None else f"{c.pcc:.6f}", "ok" if c.passed else "FAIL"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    for o in v.outputs:
+        c = o.comparison
+        if not c.passed:
+            lines.append(f"  {o.name}: {c.reason}" + (f"; {c.worst_text()}" if c.worst else ""))
+    tols = {_wir_dtype(o.comparison.dtype): o.comparison.tolerance.describe() for o in v.outputs}
+    lines.append("tolerance: " + "; ".join(f"{d} {t}" for d, t in tols.items()))
+    if v.reason:
+        lines.append(f"mismatch: {v.reason}")
+    n_ok = sum(o.comparison.passed for o in v.outputs)
+    lines.append(f"{'match' if v.passed else 'MISMATCH'}: {n_ok} of {len(v.outputs)} output(s) within tolerance")
+    if v.bisect is not None:
+        lines.append(v.bisect.text())
+    if v.diagnosis:
+        lines.append(v.diagnosis)
+    return "\n".join(lines)
+
+
+def _wir_dtype(numpy_name: str) -> str:
+    from wafercc.ir import DType
+
+    return next((d.value for d in DType if d.numpy_name == numpy_name), numpy_name)
+
+
+def add_commands(sub) -> None:
+    add_run(sub)
+    add_verify(sub)

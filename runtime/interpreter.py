@@ -77,6 +77,7 @@ class _Step:
         "symbol",
         "w_alloc",
         "w_free",
+        "release",
     )
 
     def __init__(self, op: Op, kernel, slot: dict[int, int]):
@@ -89,6 +90,7 @@ class _Step:
         self.symbol = sym.name if sym is not None else None
         self.free: tuple[int, ...] = ()
         self.act_alloc = self.w_alloc = self.act_free = self.w_free = 0
+        self.release: tuple[str, ...] = ()  # weights whose pages the store may drop after this step
         self.layer = 0
 
 
@@ -152,16 +154,18 @@ class Interpreter:
             step.act_free = sum(v.type.nbytes for v in gone if kind[id(v)] != WEIGHT)
             if op.name == "weight.get":
                 step.w_alloc = op.results[0].type.nbytes
-        for i, nbytes in weight_releases(order, kind, last):
+        for i, nbytes, sym in weight_releases(order, kind, last):
             self.steps[i].w_free += nbytes
+            self.steps[i].release += (sym,)
         decl = {name: i for i, name in enumerate(self.module.weights)}
         index, self.layer_names = planned_layers(order) or inferred_layers(order, kind, decl)
         for step, layer in zip(self.steps, index):
             step.layer = layer
 
     # -- running ---------------------------------------------------------------------------------
-    def run(self, inputs) -> RunResult:
-        """Run the function on ``inputs`` (a list by position, or a dict by argument name)."""
+    def run(self, inputs, on_result=None) -> RunResult:
+        """Run the function on ``inputs`` (a list by position, or a dict by argument name). ``on_result``, if
+        given, is called as ``on_result(op, results)`` after every op (bisection compares values there)."""
         args = bind_inputs(self.func, inputs)
         if self.precision != "fp32":
             args = [round_to(a, self.precision) for a in args]
@@ -171,10 +175,10 @@ class Interpreter:
         env[: len(args)] = args
         stats = RunStats()
         with np.errstate(all="ignore"):  # inf/NaN follow IEEE rules silently, as in torch
-            self._loop(env, stats)
+            self._loop(env, stats, on_result)
         return RunResult(outputs=_fresh([env[s] for s in self.returns], args), stats=stats, inputs=list(args))
 
-    def _loop(self, env: list, stats: RunStats) -> None:
+    def _loop(self, env: list, stats: RunStats, on_result=None) -> None:
         act = peak_act = self.arg_bytes  # live activation bytes
         res = peak_res = 0  # resident weight bytes
         clock = _LayerClock(stats, self.layer_names)
@@ -183,8 +187,11 @@ class Interpreter:
             for step in self.steps:
                 if step.layer != clock.layer:
                     clock.switch(step.layer)
-                for j, r in zip(step.results, self._execute(step, env)):
+                out = self._execute(step, env)
+                for j, r in zip(step.results, out):
                     env[j] = r
+                if on_result is not None:
+                    on_result(step.op, out)
                 clock.ops += 1
                 clock.weight_bytes += step.w_alloc
                 act += step.act_alloc
@@ -193,6 +200,8 @@ class Interpreter:
                 peak_res = max(peak_res, res)
                 for j in step.free:
                     env[j] = None
+                for sym in step.release:  # the weight is done: let the store drop its pages (RSS)
+                    self.store.release(sym)
                 act -= step.act_free
                 res -= step.w_free
         except WaferError:

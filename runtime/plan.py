@@ -108,11 +108,12 @@ class PlanMatmul:
         p = self.p
         B, M, K = x.shape
         N = w.shape[2]
-        x = round_to(np.asarray(x, dtype=np.float32), self.precision)
+        acc = np.float64 if np.float64 in (x.dtype, w.dtype) else np.float32  # f64 models keep f64
+        x = round_to(np.asarray(x, dtype=acc), self.precision)
         kmask = self._k_mask(K)
         rows = np.zeros(M, dtype=bool)
         rows[: min(M, p.passes * p.ry * p.mt)] = True  # tokens the tiling covers
-        y = np.zeros((B, M, N), dtype=np.float32)
+        y = np.zeros((B, M, N), dtype=acc)
         nt = -(-N // p.groups)  # output columns per row group
         itemsize = w.dtype.itemsize
         per_step = K * p.nc * p.groups * itemsize  # one streamed step: a chunk for every row group
@@ -120,18 +121,19 @@ class PlanMatmul:
         m_pass = -(-M // p.passes)
         for ps in range(p.passes):
             lo, hi = ps * m_pass, min(M, (ps + 1) * m_pass)
-            xm = x[:, lo:hi] * (kmask[None, :] & rows[lo:hi, None]).astype(np.float32)[None]
+            mask = kmask[None, :] & rows[lo:hi, None]
+            xm = x[:, lo:hi] if mask.all() else x[:, lo:hi] * mask.astype(acc)[None]
             for s0 in range(0, p.steps, span):
-                cols = _chunk_columns(s0, min(p.steps, s0 + span), p.nc, nt, p.groups, N)
-                if cols.size == 0:
-                    continue
-                wc = w[:, :, cols]
+                held = 0
+                for a, b in _chunk_ranges(s0, min(p.steps, s0 + span), p.nc, nt, p.groups, N):
+                    wc = w[:, :, a:b]  # a view: the chunk's columns of W, read from the store as used
+                    held += K * (b - a) * itemsize
+                    wc = round_to(wc.astype(acc, copy=False), self.precision)
+                    y[:, lo:hi, a:b] = self._reduce(xm, wc, kmask)
                 if streamed:
-                    counters.streamed_bytes += wc.shape[1] * wc.shape[2] * itemsize
-                    counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, wc.nbytes // B)
-                wc = round_to(np.asarray(wc, dtype=np.float32), self.precision)
-                y[:, lo:hi, cols] = self._reduce(xm, wc, kmask)
-        counters.per_pe = self._per_pe(B, N, itemsize, x.dtype.itemsize)
+                    counters.streamed_bytes += held
+                    counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, held)
+        counters.per_pe = self._per_pe(B, N, itemsize, x.dtype.itemsize if acc is np.float32 else 4)
         return round_to(y, self.precision)
 
     def _k_mask(self, K: int) -> np.ndarray:
@@ -146,7 +148,7 @@ class PlanMatmul:
         # in turn; the first half of the chunk flows east (column 0 first), the second half west.
         p = self.p
         K = xm.shape[2]
-        out = np.zeros(xm.shape[:2] + (wc.shape[2],), dtype=np.float32)
+        out = np.zeros(xm.shape[:2] + (wc.shape[2],), dtype=xm.dtype)
         half = wc.shape[2] // 2 + wc.shape[2] % 2
         for sl, cols in ((slice(0, half), range(p.cx)), (slice(half, None), range(p.cx - 1, -1, -1))):
             for c in cols:
@@ -167,12 +169,15 @@ class PlanMatmul:
                 "accumulator": 2 * p.mt * min(p.nc, nt) * 4, "weight": 2 * p.kt * min(p.nc, nt) * we}
 
 
-def _chunk_columns(s0: int, s1: int, nc: int, nt: int, groups: int, N: int) -> np.ndarray:
-    """Output columns streamed in steps [s0, s1): chunk s of every row group g covers g*nt + s*nc ..."""
-    base = np.arange(s0 * nc, s1 * nc)
-    base = base[base < nt]
-    cols = (np.arange(groups)[:, None] * nt + base[None, :]).ravel()
-    return cols[cols < N]
+def _chunk_ranges(s0: int, s1: int, nc: int, nt: int, groups: int, N: int) -> list[tuple[int, int]]:
+    """Output column ranges streamed in steps [s0, s1): chunk s of row group g covers g*nt + s*nc ... ."""
+    out = []
+    for g in range(groups):
+        a = g * nt + s0 * nc
+        b = min(g * nt + s1 * nc, (g + 1) * nt, N)
+        if a < b:
+            out.append((a, b))
+    return out
 
 
 def plan_embedding(plan: TilePlan, table: np.ndarray, ids: np.ndarray, precision: str, counters: Counters):
@@ -189,12 +194,14 @@ def plan_embedding(plan: TilePlan, table: np.ndarray, ids: np.ndarray, precision
     span = max(1, plan.budget // max(per_step, 1))
     for ps in range(plan.passes):
         for s0 in range(0, plan.steps, span):
-            cols = _chunk_columns(s0, min(plan.steps, s0 + span), plan.nc, nt, plan.groups, D)
-            chunk = table[:, cols]
-            counters.streamed_bytes += chunk.nbytes
-            counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, chunk.nbytes)
-            if ps == 0:  # every pass streams the table; the rows a token selects are the same each time
-                out[np.ix_(ok, cols)] = round_to(np.asarray(chunk, dtype=np.float32), precision)[flat[ok]]
+            held = 0
+            for a, b in _chunk_ranges(s0, min(plan.steps, s0 + span), plan.nc, nt, plan.groups, D):
+                held += V * (b - a) * table.dtype.itemsize
+                if ps == 0:  # every pass streams the table; the rows a token selects are the same each time
+                    rows = np.asarray(table[flat[ok], a:b], dtype=np.float32)
+                    out[ok, a:b] = round_to(rows, precision)
+            counters.streamed_bytes += held
+            counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, held)
     return out.reshape(ids.shape + (D,))
 
 

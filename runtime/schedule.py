@@ -45,17 +45,19 @@ def last_uses(f: Func, order: list[Op]) -> dict[int, float]:
     return last
 
 
-def weight_releases(order: list[Op], kind: dict[int, int], last: dict[int, float]) -> list[tuple[int, int]]:
-    """(step index, bytes) at which each streamed weight stops being resident: after the last use of the
-    weight or of any value derived from it alone (its permute, view, ...: a layout of the same data, not
+def weight_releases(order: list[Op], kind: dict[int, int], last: dict[int, float]) -> list[tuple[int, int, str]]:
+    """(step index, bytes, symbol) at which each streamed weight stops being resident: after the last use of
+    the weight or of any value derived from it alone (its permute, view, ...: a layout of the same data, not
     counted again). Weights that are returned stay resident to the end."""
     sources: dict[int, set[int]] = {}
     release: dict[int, float] = {}
     nbytes: dict[int, int] = {}
+    symbol: dict[int, str] = {}
     for i, op in enumerate(order):
         if op.name == "weight.get":
             r = op.results[0]
             sources[id(r)], release[id(r)], nbytes[id(r)] = {id(r)}, i, r.type.nbytes
+            symbol[id(r)] = op.attrs["symbol"].name
         elif kind[id(op.results[0])] == WEIGHT:
             src = set().union(*(sources.get(id(v), set()) for v in op.operands))
             for r in op.results:
@@ -65,7 +67,7 @@ def weight_releases(order: list[Op], kind: dict[int, int], last: dict[int, float
         for r in op.results:
             for s in sources[id(r)]:
                 release[s] = max(release[s], last.get(id(r), i))
-    return [(int(i), nbytes[s]) for s, i in release.items() if i != float("inf")]
+    return [(int(i), nbytes[s], symbol[s]) for s, i in release.items() if i != float("inf")]
 
 
 def static_ops(f: Func) -> set[int]:

@@ -107,6 +107,19 @@ class Store:
         self.reads[name] = self.reads.get(name, 0) + 1
         return arr
 
+    def release(self, name: str) -> None:
+        """Tell the OS the tensor's pages are not needed now. They are re-read from the file if touched
+        again; without this, every page a run touches stays resident and memory grows to the whole model."""
+        info = self.tensors.get(name)
+        if self._mm is None or info is None or not hasattr(self._mm, "madvise"):
+            return
+        page = mmap.PAGESIZE
+        start = info.begin // page * page
+        try:
+            self._mm.madvise(mmap.MADV_DONTNEED, start, info.end - start)
+        except (OSError, ValueError, AttributeError):
+            pass  # advice only: platforms without it keep the pages
+
     def _verify(self, info: TensorInfo) -> None:
         digest = hashlib.sha256(memoryview(self._mm)[info.begin:info.end] if self._mm else b"").hexdigest()
         if digest != info.sha256:

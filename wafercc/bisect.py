@@ -18,7 +18,6 @@ returned), not from names: a converter that emits a helper op first (``add`` wit
 
 from __future__ import annotations
 
-import contextlib
 import linecache
 import os
 import time
@@ -117,15 +116,10 @@ Pairs = dict[str, tuple[str, "int | None"]]  # WIR value name -> (FX node name, 
 
 def import_with_pairs(captured, *, name: str = "model", source: str | None = None, cwd: str | None = None):
     """``import_graph`` that also returns which WIR value each FX node became, and how that was found."""
-    from wafercc.frontend import import_graph, importer
+    from wafercc.frontend import import_graph
 
-    seen: dict[str, object] = {}
-    hook = getattr(importer, "_check_against_torch", None)
-    with _recording(importer, hook, seen) if hook is not None else contextlib.nullcontext():
-        imported = import_graph(captured, name=name, source=source, cwd=cwd)
-    seen = getattr(imported, "node_values", None) or seen  # should the importer come to return it itself
-    if not seen:  # the importer changed and hands out nothing: fall back on names
-        return imported, pair_by_names(captured, imported.module), "names"
+    imported = import_graph(captured, name=name, source=source, cwd=cwd)
+    seen = imported.node_values
     pairs: Pairs = {}
     for node, result in seen.items():
         many = isinstance(result, (list, tuple))
@@ -133,22 +127,6 @@ def import_with_pairs(captured, *, name: str = "model", source: str | None = Non
             if v is not None and v.name not in pairs:  # an identity (clone) maps to its operand: keep the first
                 pairs[v.name] = (node, i if many else None)
     return imported, pairs, "importer"
-
-
-@contextlib.contextmanager
-def _recording(importer, hook, seen: dict):
-    # The importer checks every converted node's result against torch's type: the one place it hands
-    # out node -> value. (A ``node_values`` field on ImportResult would make this hook unnecessary.)
-    # Patched for the duration of one import only, and restored even when the import raises.
-    def record(ctx, n, result):
-        seen[n.name] = result
-        return hook(ctx, n, result)
-
-    importer._check_against_torch = record
-    try:
-        yield
-    finally:
-        importer._check_against_torch = hook
 
 
 def pair_by_names(captured, module: Module) -> Pairs:
@@ -283,15 +261,9 @@ def bisect_graph(captured, module: Module, weights: dict[str, np.ndarray], pairs
     targets = {n.name: _target_name(n.target) for n in captured.graph.nodes if n.op == "call_function"}
     check = _Checker(module, pairs, kept, targets, rtol, atol, cwd or os.getcwd())
 
-    class Probe(Interpreter):
-        def _execute(self, step, env):
-            out = super()._execute(step, env)
-            check(step.op, out)
-            return out
-
     t = time.perf_counter()
     try:
-        Probe(module, MemoryStore(weights)).run(inputs)
+        Interpreter(module, MemoryStore(weights)).run(inputs, on_result=check)
     except WaferError as e:
         if getattr(e, "op", None) is None:
             raise

@@ -234,6 +234,9 @@ class MemoryStore:
             if a is None or a.shape != w.type.shape or a.dtype.name != _np_name(w.type):
                 raise StoreError(f"weight '{w.name}' ({w.type}) is not among the compiled weights")
 
+    def release(self, name: str) -> None:
+        """Nothing to give back: the arrays are the caller's."""
+
     def get(self, name: str, expect=None) -> np.ndarray:
         v = self.weights[name].view()
         v.flags.writeable = False

@@ -15,7 +15,7 @@ import math
 import operator
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.fx
@@ -50,6 +50,9 @@ class ImportResult:
     module: Module
     weights: dict[str, WeightSource]  # WIR symbol name -> source tensor, in declaration order
     op_counts: dict[str, int]  # ATen overload -> count, for coverage reports
+    # FX node name -> the WIR value(s) it became (a list for multi-result nodes; None where ATen's result has
+    # no WIR counterpart). Bisection pairs torch's intermediate values with the runtime's through it.
+    node_values: dict[str, object] = field(default_factory=dict)
 
 
 class Ctx:
@@ -245,6 +248,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
     weights: dict[str, WeightSource] = {}
     pending_weights = dict(captured.weights)
     counts: dict[str, int] = {}
+    node_values: dict[str, object] = {}
 
     def value_of(a):
         if isinstance(a, torch.fx.Node):
@@ -261,7 +265,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
         ctx.node, ctx.loc = n, location(n, cwd)
         if n.target is operator.getitem:
             src, idx = n.args
-            env[n] = value_of(src)[idx]
+            env[n] = node_values[n.name] = value_of(src)[idx]
             continue
         counts[_target_name(n.target)] = counts.get(_target_name(n.target), 0) + 1
         if n.target in IGNORED:
@@ -270,7 +274,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
         kw = {k: value_of(v) for k, v in n.kwargs.items()}
         result = CONVERTERS[n.target](ctx, *a, **kw)
         _check_against_torch(ctx, n, result)
-        env[n] = result
+        env[n] = node_values[n.name] = result
     ctx.node, ctx.loc = None, None
     rets = []
     for o in captured.outputs:
@@ -279,7 +283,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
             raise UnsupportedOpError(f"error: the model returns {o!r}, which is not a tensor; wafercc needs tensor outputs")
         rets.append(v)
     func.returns = rets
-    return ImportResult(module, weights, counts)
+    return ImportResult(module, weights, counts, node_values)
 
 
 def _emit_weight(ctx: Ctx, module: Module, weights: dict, node: torch.fx.Node, src: WeightSource) -> Value:

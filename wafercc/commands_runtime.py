@@ -25,6 +25,7 @@ def add_run(sub) -> None:
     src.add_argument("--seed", type=int, default=None, metavar="N",
                      help="seed of the random inputs made from the signature when no --inputs is given (default 0)")
     p.add_argument("-o", "--output", metavar="NPZ", help="write the outputs here (out0, out1, ...)")
+    _runtime_flags(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -37,7 +38,7 @@ def cmd_run(args) -> int:
     func = module.func() if len(module.funcs) != 1 else module.funcs[0]
     store = runtime.Store(where) if any(op.name == "weight.get" for op in func.ops) else None
     try:
-        interp = runtime.Interpreter(module, store)
+        interp = runtime.Interpreter(module, store, plan=False if args.no_plan else None, precision=args.precision)
         if args.inputs:
             inputs = runtime.load_inputs(args.inputs, interp.func)
         else:
@@ -126,6 +127,7 @@ def add_verify(sub) -> None:
     src.add_argument("--inputs", metavar="NPZ", help="inputs keyed by argument name or position (default: the "
                                                      "model's example inputs)")
     src.add_argument("--seed", type=int, metavar="N", help="seeded random inputs of the example inputs' shapes/dtypes")
+    _runtime_flags(p)
     p.add_argument("--bisect", action="store_true",
                    help="also bisect when the outputs match (it runs by itself when they do not)")
     p.add_argument("--rtol", type=float, metavar="R", help="relative tolerance for every float output "
@@ -149,7 +151,7 @@ def cmd_verify(args) -> int:
         v = verify_model(model, inputs, inputs=args.inputs, seed=args.seed, name=Path(args.model).stem,
                          source=args.model, capture=args.capture, target=args.target, mode=args.mode,
                          out_dir=args.output, rtol=args.rtol, atol=args.atol, bisect=True if args.bisect else None,
-                         progress=progress)
+                         progress=progress, precision=args.precision, plan=not args.no_plan)
     finally:
         progress.close()
     print(format_verification(v, args))
@@ -182,7 +184,19 @@ def format_verification(v, args) -> str:
         lines.append(v.bisect.text())
     if v.diagnosis:
         lines.append(v.diagnosis)
+    if v.stages:
+        first = next((st for st, ok, _ in v.stages if not ok), None)
+        lines.append("plan stages: " + ", ".join(f"{st} {'ok' if ok else 'FAIL'} (max rel {rel:.3g})"
+                                                 for st, ok, rel in v.stages)
+                     + (f"; the numbers first move at the {first} stage" if first else ""))
     return "\n".join(lines)
+
+
+def _runtime_flags(p) -> None:
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="storage precision the runtime emulates: 16-bit values, fp32 accumulation (default fp32)")
+    p.add_argument("--no-plan", action="store_true",
+                   help="run the graph-level computation instead of following the plan's tiles and routes")
 
 
 def _wir_dtype(numpy_name: str) -> str:

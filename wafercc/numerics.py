@@ -269,16 +269,20 @@ class Verification:
     seconds: dict[str, float] = field(default_factory=dict)
     bisect: object = None  # wafercc.bisect.BisectResult when bisect ran
     diagnosis: str = ""  # where a mismatch comes from, when bisect found no diverging op
+    stages: list = field(default_factory=list)  # (plan stage, passed, worst max_rel) when bisect ran
 
 
 def verify_model(model, example_inputs, *, inputs=None, seed: int | None = None, name: str = "model",
                  source: str | None = None, capture: str = "export", target: str | None = None,
                  mode: str = "stream", out_dir: str | os.PathLike | None = None, rtol: float | None = None,
-                 atol: float | None = None, bisect: bool | None = None, progress=None) -> Verification:
+                 atol: float | None = None, bisect: bool | None = None, progress=None, precision: str = "fp32",
+                 plan: bool = True) -> Verification:
     """Compile ``model``, run the compiled module in the runtime and ``model`` in eager PyTorch on the
     same inputs, and compare every output. ``inputs``: None (the example inputs), an .npz path, or arrays;
     ``seed``: seeded random inputs of the example inputs' shapes and dtypes instead. ``bisect``: None runs
-    the bisection when an output mismatches, True always, False never."""
+    the bisection when an output mismatches, True always, False never. The runtime follows the plan
+    (``plan=False``: the graph-level run) with ``precision`` storage; a 16-bit precision is judged by that
+    dtype's tolerance whatever the outputs' declared dtype."""
     import runtime
     from wafercc.driver import DEFAULT_TARGET, compile
 
@@ -292,9 +296,9 @@ def verify_model(model, example_inputs, *, inputs=None, seed: int | None = None,
     arrays, inputs_from = _choose_inputs(func, example_inputs, inputs, seed)
 
     say("running the runtime")
-    store = runtime.Store(result.out_dir) if result.out_dir is not None else MemoryStore(result.weights)
+    store = store_for(result)
     try:
-        run = runtime.Interpreter(result.module, store).run(arrays)
+        run = runtime.Interpreter(result.module, store, plan=plan, precision=precision).run(arrays)
     finally:
         if isinstance(store, runtime.Store):
             store.close()
@@ -304,7 +308,8 @@ def verify_model(model, example_inputs, *, inputs=None, seed: int | None = None,
     want = run_eager(model, arrays)
     seconds["eager"] = time.perf_counter() - t
 
-    checks = [OutputCheck(f"out{i}", compare(w, g, rtol=rtol, atol=atol)) for i, (w, g) in enumerate(zip(want, run.outputs))]
+    checks = [OutputCheck(f"out{i}", compare(w, g, _precision_tolerance(w, precision, rtol, atol), rtol=rtol,
+                                             atol=atol)) for i, (w, g) in enumerate(zip(want, run.outputs))]
     reason = "" if len(want) == len(run.outputs) else \
         f"eager PyTorch returns {len(want)} tensor(s), the compiled model {len(run.outputs)}"
     passed = not reason and all(c.comparison.passed for c in checks)
@@ -319,7 +324,59 @@ def verify_model(model, example_inputs, *, inputs=None, seed: int | None = None,
         seconds["bisect"] = time.perf_counter() - t
         if not passed and v.bisect.first is None:
             v.diagnosis = _diagnose(want, v.bisect.graph_outputs, rtol, atol)
+        if plan and result.module.layers:
+            say("bisecting the plan stages: graph, tiled, placed, routed")
+            t = time.perf_counter()
+            v.stages = bisect_stages(result.module, store_for(result), arrays, want, precision, rtol, atol)
+            seconds["stages"] = time.perf_counter() - t
     return v
+
+
+STAGES = (("graph", ""), ("tiled", "partition,tile"), ("placed", "place"), ("routed", "route,memplan,cost"))
+
+
+def bisect_stages(module, store, arrays, want, precision: str, rtol, atol) -> list[tuple[str, bool, float]]:
+    """Run the model at every plan stage (graph level, then tiled, placed, routed, each with the plan's
+    runtime) and compare with eager: the first stage that fails is where the plan moved the numbers.
+    Returns (stage, passed, worst max_rel) per stage."""
+    import runtime
+    from wafercc.ir import parse, print_module
+    from wafercc.passes import run_pipeline
+
+    m = parse(print_module(module))  # a copy, stripped back to graph level
+    m.layers.clear()
+    m.attrs.pop("plan.totals", None)
+    for op in m.func().ops:
+        op.attrs.pop("plan.layer", None)
+    out = []
+    for stage, passes in STAGES:
+        if passes:
+            m = run_pipeline(m, passes)
+        got = runtime.Interpreter(m, store, plan=bool(passes), precision=precision).run(arrays).outputs
+        cs = [compare(w, g, _precision_tolerance(w, precision, rtol, atol), rtol=rtol, atol=atol)
+              for w, g in zip(want, got)]
+        out.append((stage, all(c.passed for c in cs), max((c.max_rel for c in cs), default=0.0)))
+    return out
+
+
+def store_for(result):
+    import runtime
+
+    return runtime.Store(result.out_dir) if result.out_dir is not None else MemoryStore(result.weights)
+
+
+def _precision_tolerance(expected, precision: str, rtol, atol) -> Tolerance | None:
+    """With 16-bit storage the policy of that dtype applies (the reason for the looser bound is the storage,
+    not the declared f32 of the outputs)."""
+    if precision == "fp32" or not np.issubdtype(np.asarray(expected).dtype, np.floating):
+        return None
+    r, a, pcc = POLICY["float16" if precision == "fp16" else "bfloat16"]
+    tol = Tolerance(r, a, True, pcc)
+    if rtol is not None:
+        tol = replace(tol, rtol=float(rtol))
+    if atol is not None:
+        tol = replace(tol, atol=float(atol), scale_atol=False)
+    return tol
 
 
 def _diagnose(eager: list[np.ndarray], graph: list[np.ndarray], rtol, atol) -> str:

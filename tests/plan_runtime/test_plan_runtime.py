@@ -145,3 +145,28 @@ def test_unknown_precision():
     m = wafercc.parse("module @m {\n  func @forward(%x: tensor<2xf32>) -> (tensor<2xf32>) {\n    return %x\n  }\n}\n")
     with pytest.raises(RuntimeExecutionError, match="unknown precision 'fp8'"):
         Interpreter(m, None, precision="fp8")
+
+
+def _cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "wafercc.cli", *map(str, args)], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"), timeout=600)
+
+
+def test_verify_bf16_reports_plan_stages():
+    r = _cli("verify", "examples/mlp.py", "--target", "mesh8", "--precision", "bf16", "--bisect")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "tolerance: f32 rtol 0.01" in r.stdout  # judged by the storage precision's policy
+    assert "plan stages: graph ok" in r.stdout and "routed ok" in r.stdout
+
+
+def test_run_precision_and_no_plan(tmp_path):
+    assert _cli("compile", "examples/mlp.py", "--target", "mesh8", "-o", tmp_path / "m", "-q").returncode == 0
+    for flags in (["--precision", "fp16"], ["--no-plan"]):
+        r = _cli("run", tmp_path / "m", "-o", tmp_path / "o.npz", *flags)
+        assert r.returncode == 0, r.stderr
+    r = _cli("run", tmp_path / "m", "--precision", "fp8")
+    assert r.returncode == 2 and "invalid choice: 'fp8'" in r.stderr

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from wafercc.errors import UsageError
 from wafercc.ir import Module, print_module
 
 EMIT_STAGES = ("imported", "graph", "layers", "tiled", "placed", "routed")
@@ -74,11 +75,16 @@ def compile(
     from wafercc.verification import verify
 
     if emit not in EMIT_STAGES:
-        from wafercc.errors import UsageError
-
         raise UsageError(f"error: unknown --emit stage '{emit}' (choose from {', '.join(EMIT_STAGES)})")
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
+    if emit in MAPPING:  # a bad target or mode is a usage error before any work
+        from wafercc.mapping.plan import MODES
+        from wafercc.target import parse_target
+
+        parse_target(target)
+        if mode not in MODES:
+            raise UsageError(f"error: unknown mode '{mode}' (use {' or '.join(MODES)})")
 
     t = time.perf_counter()
     say("capturing the model with " + ("torch.export" if capture == "export" else "torch.fx"))
@@ -98,9 +104,6 @@ def compile(
         module = PassManager(pipeline if pipeline is not None else DEFAULT_PIPELINE, **(pass_options or {})).run(module)
         timings["optimize"] = time.perf_counter() - t
     if emit in MAPPING:
-        from wafercc.target import parse_target
-
-        parse_target(target)  # a bad target is a usage error before any work
         t = time.perf_counter()
         say(f"mapping onto {target} ({mode})")
         module.attrs["target"] = target

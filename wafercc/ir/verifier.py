@@ -79,7 +79,8 @@ def _check_symbols(m: Module, op: Op) -> None:
             if w is None:
                 if key != "symbol" and a.name in m.layers:
                     continue  # a plan attribute naming a layer declaration
-                raise fail(op, "symbol-defined", f"attribute '{key}' references unknown weight {a}")
+                what = "layer" if key.startswith("plan.") else "weight"
+                raise fail(op, "symbol-defined", f"attribute '{key}' references unknown {what} {a}")
             if key == "symbol" and op.results and op.results[0].type != w.type:
                 raise fail(
                     op, "symbol-type",

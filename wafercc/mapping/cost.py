@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from wafercc.ir import Module
 
-from wafercc.target.cost import fmac_rate
+from wafercc.target.cost import fmac_rate, sig4
 
 from .plan import layers, mode_of, shape_of, target_of
 
@@ -54,7 +54,7 @@ class Cost:
                 **{k: round(v, 1) for k, v in parts.items()}, "latency": est["latency"], "tail": est["tail"],
                 "total": round(total, 1), "bound": bound, "roofline": est["roofline"],
                 "seconds": total / t.clock_hz,
-                "utilization": round(a["flops"] / (total * t.pes * fpc), 4) if total else 0.0,
+                "utilization": sig4(a["flops"] / (total * t.pes * fpc)) if total else 0.0,
             }
             chunks = a["tiling"]["N"]["steps"] * a["tiling"]["passes"]
             streamed = a["weight_bytes"] * a["tiling"]["passes"] if mode == "stream" else 0
@@ -79,6 +79,6 @@ def _totals(todo, t, mode: str) -> dict:
     return {
         "layers": len(todo), "cycles": round(cycles, 1), "seconds": cycles / t.clock_hz, "flops": flops,
         "weight_bytes_streamed": streamed, "peak_bytes_per_pe": peak,
-        "utilization": round(flops / (cycles * t.pes * fpc), 4) if cycles else 0.0,
+        "utilization": sig4(flops / (cycles * t.pes * fpc)) if cycles else 0.0,
         "max_colors": max(layer.attrs["colors"] for layer in todo),
     }

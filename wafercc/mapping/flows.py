@@ -124,27 +124,44 @@ class LinkLoad:
 
 
 def busiest_router(flows: list[Flow]) -> tuple[int, int, int]:
-    """(most distinct colors at any router, x, y), in time independent of the mesh size: the flows' router
-    rectangles cut the mesh into a compressed grid of cells, and every router of a cell sees the same flows."""
-    rects = [(r, c, f.color) for f in flows for r, c in f.routers()]
+    """(most distinct colors at any router, x, y)."""
+    most, x, y, _ = router_colors(flows)
+    return most, x, y
+
+
+def router_colors(flows: list[Flow]) -> tuple[int, int, int, tuple[int, int, int] | None]:
+    """(most distinct colors at any router, x, y, clash), in time independent of the mesh size: the flows'
+    router rectangles cut the mesh into a compressed grid of cells, and every router of a cell sees the same
+    flows. ``clash`` is (color, x, y) where two flows of one color cross one router, or None."""
+    rects = [(r, c, f.color, i) for i, f in enumerate(flows) for r, c in f.routers()]
     if not rects:
-        return 0, 0, 0
-    xs = np.unique([v for r, c, _ in rects for v in (c.start, c.stop)])
-    ys = np.unique([v for r, c, _ in rects for v in (r.start, r.stop)])
-    colors = sorted({k for _, _, k in rects})
-    cover = np.zeros((len(colors), len(ys), len(xs)), dtype=np.int32)
+        return 0, 0, 0, None
+    xs = np.unique([v for r, c, _, _ in rects for v in (c.start, c.stop)])
+    ys = np.unique([v for r, c, _, _ in rects for v in (r.start, r.stop)])
+    colors = sorted({k for _, _, k, _ in rects})
     index = {k: i for i, k in enumerate(colors)}
-    for r, c, k in rects:  # a 2-D difference array per color, on the compressed grid
-        y0, y1 = np.searchsorted(ys, [r.start, r.stop])
-        x0, x1 = np.searchsorted(xs, [c.start, c.stop])
-        i = index[k]
-        cover[i, y0, x0] += 1
-        cover[i, y0, x1] -= 1
-        cover[i, y1, x0] -= 1
-        cover[i, y1, x1] += 1
-    count = (cover.cumsum(axis=1).cumsum(axis=2) > 0).sum(axis=0)
+    cover = np.zeros((len(colors), len(ys), len(xs)), dtype=np.int32)  # flows of each color per cell
+    # A path's segments share their corner routers: count each flow once per cell with its own array.
+    by_flow: dict[int, list] = {}
+    for r, c, k, i in rects:
+        by_flow.setdefault(i, []).append((r, c, k))
+    for parts in by_flow.values():
+        mine = np.zeros((len(ys), len(xs)), dtype=np.int32)
+        for r, c, _ in parts:  # a 2-D difference array on the compressed grid
+            y0, y1 = np.searchsorted(ys, [r.start, r.stop])
+            x0, x1 = np.searchsorted(xs, [c.start, c.stop])
+            mine[y0, x0] += 1
+            mine[y0, x1] -= 1
+            mine[y1, x0] -= 1
+            mine[y1, x1] += 1
+        cover[index[parts[0][2]]] += mine.cumsum(axis=0).cumsum(axis=1) > 0
+    count = (cover > 0).sum(axis=0)
     y, x = np.unravel_index(int(np.argmax(count)), count.shape)
-    return int(count[y, x]), int(xs[x]), int(ys[y])
+    clash = None
+    if cover.size and cover.max() > 1:
+        k, cy, cx = np.unravel_index(int(np.argmax(cover)), cover.shape)
+        clash = (colors[k], int(xs[cx]), int(ys[cy]))
+    return int(count[y, x]), int(xs[x]), int(ys[y]), clash
 
 
 def color_usage(flows: list[Flow], width: int, height: int, colors: int) -> np.ndarray:

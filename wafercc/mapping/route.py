@@ -323,14 +323,20 @@ def _assign_colors(flows: list[Flow], t: Target) -> None:
         if _share_router(flows[int(i)], flows[int(j)]):
             g.add_edge(int(i), int(j))
     coloring = nx.greedy_color(g, strategy="largest_first")
+    if max(coloring.values()) + 1 > t.usable_colors and len(flows) <= 2000:
+        # largest-first can use more colors than any router needs; DSatur is slower and often tighter.
+        coloring = nx.greedy_color(g, strategy="saturation_largest_first")
     for i, f in enumerate(flows):
         f.color = coloring[i]
     most = max(coloring.values()) + 1
     if most > t.usable_colors:
         count, x, y = busiest_router(flows)
         here = [f"{f.kind} of @{f.layer}" for f in flows if _passes(f, x, y)]
-        raise PlanError(f"error: router ({x},{y}) needs {count} colors but {t.name} has "
-                        f"{t.usable_colors} usable; flows through it: {', '.join(here)}")
+        if count > t.usable_colors:
+            raise PlanError(f"error: router ({x},{y}) needs {count} colors but {t.name} has "
+                            f"{t.usable_colors} usable; flows through it: {', '.join(here)}")
+        raise PlanError(f"error: the flows' conflicts need {most} colors but {t.name} has {t.usable_colors} usable "
+                        f"(no single router carries more than {count}; the busiest is ({x},{y}): {', '.join(here)})")
 
 
 def _bbox(f: Flow) -> tuple[int, int, int, int]:

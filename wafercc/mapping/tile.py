@@ -69,7 +69,7 @@ def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int) ->
         "M": {"axis": "y", "parts": tl.ry, "tile": tl.mt},
         "K": {"axis": "x", "parts": tl.cx, "tile": tl.kt},
         "N": {"axis": "y" if mode == "pipeline" else "time", "groups": tl.rn, "chunk": tl.nc,
-              "steps": -(-max(dims.get("N", 1) // tl.rn, 1) // tl.nc)},
+              "steps": -(-(-(-dims.get("N", 1) // tl.rn)) // tl.nc)},
         "passes": tl.passes,
         "pes": rows * tl.cx,
         "size": [tl.cx, rows],
@@ -108,6 +108,12 @@ def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tupl
             f"({total_weights / capacity:.2f}x over); use --mode stream"
         )
     floor = [_min_area(layer, t, budget) for layer in todo]
+    for layer, f in zip(todo, floor):
+        if f > t.pes:  # fits on no region of the mesh at all
+            try:
+                search(shape_of(layer), t, "pipeline", budget, t.width, t.height)
+            except DoesNotFit as e:
+                raise PlanError(_too_big(layer, t, "pipeline", e, t.width, t.height)) from None
     if sum(floor) > t.pes:
         raise PlanError(f"error: pipeline mode needs {sum(floor):,} PEs to keep every layer resident, {t.name} has "
                         f"{t.pes:,}; use --mode stream")
@@ -117,10 +123,32 @@ def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tupl
         spare = max(shelves * h * t.width - sum(floor), 0) // 2  # half for balance, half for shelf slack
         areas = [f + spare * w // sum(work) for f, w in zip(floor, work)]
         widths = [max(1, min(t.width, -(-a // h))) for a in areas]
-        if all(w * h >= f for w, f in zip(widths, floor)) and _fits_on_shelves(widths, t.width, shelves):
+        # The minimum area was measured on a square; a strip of height h may need to be wider.
+        widths = [w if _fits(layer, t, budget, w, h) else _min_width(layer, t, budget, h) for layer, w in
+                  zip(todo, widths)]
+        if all(w <= t.width for w in widths) and _fits_on_shelves(widths, t.width, shelves):
             return {layer.name: (wd, h) for layer, wd in zip(todo, widths)}
     raise PlanError(f"error: pipeline mode cannot give {len(todo)} layers a region each on {t.name} "
                     f"({t.width}x{t.height}); use --mode stream")
+
+
+def _fits(layer: Layer, t: Target, budget: int, w: int, h: int) -> bool:
+    try:
+        search(shape_of(layer), t, "pipeline", budget, w, h)
+        return True
+    except DoesNotFit:
+        return False
+
+
+def _min_width(layer: Layer, t: Target, budget: int, h: int) -> int:
+    """The narrowest strip of height h the layer fits on (t.width + 1 if none)."""
+    if not _fits(layer, t, budget, t.width, h):
+        return t.width + 1
+    lo, hi = 1, t.width
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _fits(layer, t, budget, mid, h) else (mid + 1, hi)
+    return lo
 
 
 def _min_area(layer: Layer, t: Target, budget: int) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from wafercc.ir import Module, SymbolRef, VerifyError
 
-from .flows import Flow, busiest_router
+from .flows import Flow, router_colors
 from .layers import LAYER_ATTR
 
 
@@ -67,7 +67,11 @@ def verify_plan(m: Module) -> None:
                 bad = next(f for f in flows if f.color >= t.usable_colors)
                 raise _fail(bad.layer, "plan-colors", f"{bad.kind} uses color {bad.color}; {t.name} has "
                             f"{t.usable_colors} usable colors")
-            most, x, y = busiest_router(flows)
+            most, x, y, clash = router_colors(flows)
+            if clash is not None:
+                k, cx, cy = clash
+                raise _fail(group[0].name, "plan-colors", f"two flows on color {k} cross router ({cx},{cy}) at step "
+                            f"{step}: a router cannot tell their wavelets apart")
             if most > t.usable_colors:
                 raise _fail(group[0].name, "plan-colors", f"router ({x},{y}) needs {most} colors at step {step}; "
                             f"{t.name} has {t.usable_colors} usable")

@@ -145,15 +145,15 @@ def _search_grid(shape: Shape, t: Target, mode: str, budget: int, width: int, he
     ok = np.broadcast_to((cx <= width) & (rows <= height) & (rn <= N), np.broadcast_shapes(
         cx.shape, rows.shape, nc.shape)).copy()
 
-    if mode == "pipeline":  # weights resident: each PE keeps its K x N tile for good (no double buffer)
-        wtile = kt * -(-nt // cx) * e * B
+    if mode == "pipeline":  # weights resident: PE (column c, row r of group g) keeps W[K_c, N_g split over ry]
+        wtile = kt * -(-nt // ry) * e * B
     else:
         wtile = 2 * kt * nc * e
     mem_act = mt * kt * e * B
     mem_out = mt * -(-nt // cx) * e * B
     mem_acc = 2 * mt * nc * ACC_BYTES
     mem_tail = -(-shape.tail_elements // np.maximum(rows * cx * passes, 1)) * e
-    mem = mem_act + mem_out + mem_acc + wtile + mem_tail
+    mem = _aligned(mem_act) + _aligned(mem_out) + _aligned(mem_acc) + _aligned(wtile) + _aligned(mem_tail)
     ok &= mem <= budget
     if not ok.any():
         need = int(np.where((cx <= width) & (rows <= height), mem, np.iinfo(np.int64).max).min())
@@ -169,10 +169,13 @@ def _search_grid(shape: Shape, t: Target, mode: str, budget: int, width: int, he
     # Each column's link carries its K-slice of every streamed weight column (all row groups share it);
     # attention streams its second operand from the wafer instead of MemoryX, over the same columns.
     col_bytes = kt * N * e * B * (passes if mode == "stream" else 1)
+    # Each I/O port's row carries the weights of the run of columns it feeds (as route lays them out).
+    port_row = _port_row_columns(cx, width, t) * (weight_stream / cx) / t.link_bytes_per_cycle \
+        if shape.kind != "attention" else 0
     # With rn row groups, every group needs its own copy of the activations: the first group's ry rows of
     # tiles are multicast down each column to the other rn - 1 groups.
     replicate = passes * B * (rn - 1) * ry * mt * kt * e
-    broadcast = (col_bytes + replicate) / t.link_bytes_per_cycle
+    broadcast = np.maximum((col_bytes + replicate) / t.link_bytes_per_cycle, port_row)
     # Ring reduce-scatter along each row: every PE forwards (cx - 1) / cx of its partial sums.
     reduce = passes * B * mt * nt * ACC_BYTES * (cx - 1) / np.maximum(cx, 1) / t.link_bytes_per_cycle
     latency = rows * t.hop_cycles + cx * (t.hop_cycles + t.relay_cycles)
@@ -184,19 +187,23 @@ def _search_grid(shape: Shape, t: Target, mode: str, budget: int, width: int, he
     total = np.where(ok, total, np.inf)
     # Among tilings within 0.5% of the fastest, take the one that streams the weights the fewest times:
     # MemoryX traffic is a cost the cycle count does not see (power, the other systems of a cluster).
+    # Then the fastest; among equals (a fabric bound can hide compute) the least compute, then the least
+    # fabric traffic, then the least memory.
     near = total <= total.min() * 1.005
-    rank = np.where(near, np.broadcast_to(passes, total.shape) * 1e30 + total, np.inf)
-    i = np.unravel_index(int(np.argmin(rank)), total.shape)
+    pb = np.broadcast_to(passes, total.shape)
+    idx = np.flatnonzero(near & (pb == pb[near].min()))
+    keys = [np.broadcast_to(a, total.shape).ravel()[idx] for a in (mem, broadcast + reduce, compute, total)]
+    i = np.unravel_index(int(idx[np.lexsort(keys)[0]]), total.shape)
     pick = lambda a: float(np.broadcast_to(a, total.shape)[i])  # noqa: E731
 
-    bound, ideal, io = _bound(shape, t, fpc)
+    bound, ideal, io = _bound(shape, t, fpc, mode)
     tot = pick(total)
     terms = {"compute": pick(compute), "ingress": pick(ingress), "broadcast": pick(broadcast),
              "reduce": pick(reduce), "latency": pick(latency), "tail": pick(tail)}
     limiting = max(("compute", "ingress", "broadcast", "reduce"), key=lambda k: terms[k])
     cost = {**{k: round(v, 1) for k, v in terms.items()}, "total": round(tot, 1), "bound": limiting,
             "roofline": round(bound, 1), "roofline_by": "compute" if ideal >= io else "ingress",
-            "utilization": round(shape.flops / (tot * t.pes * fpc), 4) if tot > 0 else 0.0}
+            "utilization": sig4(shape.flops / (tot * t.pes * fpc)) if tot > 0 else 0.0}
     memory = {"activation": pick(mem_act), "output": pick(mem_out), "accumulator": pick(mem_acc),
               "weight": pick(wtile), "tail": pick(mem_tail)}
     return Tiling(
@@ -206,11 +213,46 @@ def _search_grid(shape: Shape, t: Target, mode: str, budget: int, width: int, he
     )
 
 
-def _bound(shape: Shape, t: Target, fpc: int) -> tuple[float, float, float]:
-    """The roofline: max(all FLOPs at the whole mesh's peak, the weights at the I/O bandwidth)."""
+def _bound(shape: Shape, t: Target, fpc: int, mode: str) -> tuple[float, float, float]:
+    """The roofline: max(all FLOPs at the whole mesh's peak, the weights at the I/O bandwidth); in pipeline
+    mode no weight streams, so compute alone."""
     ideal = shape.flops / (t.pes * fpc)
-    io = shape.weight_bytes / t.io_bytes_per_cycle if shape.kind != "attention" else 0.0
+    io = shape.weight_bytes / t.io_bytes_per_cycle if shape.kind != "attention" and mode == "stream" else 0.0
     return max(ideal, io), ideal, io
+
+
+def _port_row_columns(cx, width: int, t: Target):
+    """Columns' worth of weights on the busiest link of a port row, for a layer of cx columns at the west
+    edge of a mesh ``width`` wide, exactly as wafercc/mapping/route.py lays the flows out: the west ports
+    feed the columns of the west half, the east ports the rest, each port a run (numpy's array_split: the
+    first runs one column longer). A run's data crosses links carrying all of its columns, except the run
+    that starts at the edge column, whose first column is fed directly."""
+    ports = max(1, min(t.io_ports_per_edge, t.height))
+    mid = width // 2
+    west = np.minimum(cx, mid)
+    east = np.maximum(cx - mid, 0)
+    n_w = np.maximum(np.minimum(ports, west), 1)
+    n_e = np.maximum(np.minimum(ports, east), 1)
+    ceil_w, floor_w = -(-west // n_w), west // n_w
+    # West: run 0 starts at the edge (carries its size - 1); the others carry their size, and run 1 is the
+    # longer kind only when at least two runs are.
+    busiest_w = np.where(n_w == 1, np.maximum(west - 1, 0), np.where(west % n_w >= 2, ceil_w, floor_w))
+    at_edge = cx >= width  # the last east run then holds the edge column
+    ceil_e = -(-east // n_e)
+    busiest_e = np.where(east == 0, 0, np.where(n_e == 1, np.where(at_edge, east - 1, east), ceil_e))
+    return np.maximum(busiest_w, busiest_e)
+
+
+ALIGN = 16  # memplan aligns every buffer to 16 bytes (wafercc/mapping/memplan.py)
+
+
+def _aligned(b):
+    return -(-b // ALIGN) * ALIGN
+
+
+def sig4(x: float) -> float:
+    """Four significant digits: a tiny utilization stays distinguishable from zero."""
+    return float(f"{x:.4g}")
 
 
 def _elementwise(shape: Shape, t: Target, budget: int, width: int, height: int) -> Tiling:
@@ -227,7 +269,7 @@ def _elementwise(shape: Shape, t: Target, budget: int, width: int, height: int) 
     cost = {"compute": round(compute, 1), "ingress": 0.0, "broadcast": 0.0, "reduce": 0.0,
             "latency": float((cx + ry) * t.hop_cycles), "tail": 0.0, "total": round(total, 1), "bound": "compute",
             "roofline": round(bound, 1), "roofline_by": "compute",
-            "utilization": round(shape.flops / (total * t.pes * t.flops(DType.f32)), 4) if total else 0.0}
+            "utilization": sig4(shape.flops / (total * t.pes * t.flops(DType.f32))) if total else 0.0}
     return Tiling(kt=1, mt=-(-n // pes), cx=cx, ry=ry, rn=1, nc=1, passes=1,
                   memory=(("activation", per_pe // 2), ("output", per_pe // 2)), cost=tuple(cost.items()))
 

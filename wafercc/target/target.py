@@ -8,6 +8,7 @@ A target is given on the command line as a preset name (``wse2``, ``wse3``, ``me
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 from wafercc.errors import UsageError
@@ -127,11 +128,17 @@ def parse_target(spec: str) -> Target:
             raise UsageError(f"error: unknown target option '{opt}' (known: {', '.join(k + '=' for k in _OVERRIDES)})")
         fname, conv = _OVERRIDES[key]
         try:
-            changed[fname] = conv(value)
-        except ValueError:
+            v = conv(value)
+        except (ValueError, OverflowError):
             raise UsageError(f"error: target option '{key}' needs a number, got '{value}'") from None
+        low = 0 if key == "reserved-colors" else 1e-12
+        if not math.isfinite(v) or v < low:
+            raise UsageError(f"error: target option '{key}' must be {'>= 0' if low == 0 else '> 0'}, got '{value}'")
+        changed[fname] = v
     if changed:
         t = replace(t, **changed, name=spec)
+    if t.reserved_colors >= t.colors:
+        raise UsageError(f"error: target '{spec}' reserves {t.reserved_colors} of its {t.colors} colors")
     if t.usable_colors < 3:
         raise UsageError(f"error: target '{spec}' leaves {t.usable_colors} routable colors; a layer needs at least 3")
     if t.usable_sram <= 0:

@@ -83,16 +83,26 @@ def bench_passes(model, inputs) -> None:
     return whole
 
 
-def bench_inductor(model, inputs, whole: float) -> None:
-    import torch
-
-    torch._dynamo.reset()
-    compiled = torch.compile(model, backend="inductor")
-    t = time.perf_counter()
-    with torch.no_grad():
-        compiled(*inputs)
-    first = time.perf_counter() - t
-    print(f"2. whole wafercc.compile {whole:.2f} s; torch.compile(inductor) first call {first:.2f} s; "
+def bench_inductor(whole: float) -> None:
+    """torch.compile's first call, cold: a subprocess with an empty inductor cache directory and the FX graph
+    caches off (a warm cache makes a 'first' call several times faster)."""
+    code = (
+        "import time, warnings, sys; warnings.filterwarnings('ignore'); sys.path.insert(0, '.')\n"
+        "import torch; from bench.compile_speed import gpt2_small\n"
+        "model, inputs = gpt2_small(); compiled = torch.compile(model, backend='inductor')\n"
+        "t = time.perf_counter()\n"
+        "with torch.no_grad(): compiled(*inputs)\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, TORCHINDUCTOR_FX_GRAPH_CACHE="0",
+                   TORCHINDUCTOR_AUTOGRAD_CACHE="0", PYTHONWARNINGS="ignore")
+        r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode:
+        print(f"2. torch.compile failed:\n{r.stderr[-2000:]}")
+        return
+    first = float(r.stdout.strip().splitlines()[-1])
+    print(f"2. whole wafercc.compile {whole:.2f} s; torch.compile(inductor) first call, cold cache {first:.2f} s; "
           f"ratio {whole / first:.3f} (goal <= 0.2)")
 
 
@@ -124,7 +134,7 @@ def main() -> None:
     model, inputs = gpt2_small()
     whole = bench_passes(model, inputs)
     if not args.skip_inductor:
-        bench_inductor(model, inputs, whole)
+        bench_inductor(whole)
     if not args.skip_large:
         # The children's peak RSS is a running maximum: measure the smaller config first.
         bench_large("175b", "wse2", 20)

@@ -13,7 +13,8 @@ process, roughly double both timings):
                  the runtime's default for a compiled model), then the same with the plan off (one
                  kernel per op); save the logits
 
-Prints the median of each side, runtime/eager (goal <= 2.0) and the max abs error between the two logits.
+Prints the median of each side, runtime/eager for the graph-level runtime (goal <= 2.0) and for the
+plan-faithful runtime (goal <= 3.0), and the max abs error between the logits.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-GOAL = 2.0
+GOAL = 2.0  # the graph-level runtime (issue 4)
+PLAN_GOAL = 3.0  # the runtime following the plan's tiles, routes and chunks (issue 6)
 VOCAB = 50257
 
 
@@ -175,8 +177,9 @@ def main() -> None:
         note = "" if label != "plan" or r[label]["planned"] else "  (the module has no plan: same as plan off)"
         print(f"  {title:<25} {t * 1e3:9.1f} ms   runtime/eager {t / eager:5.2f}   max abs error "
               f"{errors[label]:.3g} (logits up to {scale:.3g}){note}")
-    ratio = statistics.median(r["plan"]["times"]) / eager
-    print(f"runtime/eager = {ratio:.2f}  (goal <= {GOAL}: {'met' if ratio <= GOAL else 'NOT met'})")
+    for label, what, goal in (("no_plan", "graph-level runtime", GOAL), ("plan", "plan-faithful runtime", PLAN_GOAL)):
+        ratio = statistics.median(r[label]["times"]) / eager
+        print(f"{what} / eager = {ratio:.2f}  (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# pytester drives the pytest plugin's tests (tests/golden); pytest takes this only in the top-level conftest.
+pytest_plugins = ["pytester"]
+
 EXAMPLES = ["mlp", "cnn", "transformer_block", "gpt"]
 ZOO = ["gpt2", "bert", "llama", "vit", "resnet"]
 

@@ -41,13 +41,14 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wafercc", description="Compile PyTorch models for wafer-scale dataflow hardware.")
     sub = p.add_subparsers(parser_class=_Parser, metavar="COMMAND")
-    from wafercc import commands, commands_plan, commands_runtime
+    from wafercc import commands, commands_golden, commands_plan, commands_runtime
 
     commands.add_compile(sub)
     commands.add_opt(sub)
     commands.add_check(sub)
     commands_runtime.add_commands(sub)  # run, verify
     commands_plan.add_commands(sub)  # report, viz
+    commands_golden.add_commands(sub)  # golden record, golden check
     return p
 
 

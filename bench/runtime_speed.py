@@ -152,8 +152,8 @@ def main() -> None:
 
     import numpy as np
 
-    argv = ["--runs", str(args.runs), "--warmup", str(args.warmup), "--seq", str(args.seq), "--layers", str(args.layers),
-            "--emit", args.emit]
+    argv = ["--runs", str(args.runs), "--warmup", str(args.warmup), "--seq", str(args.seq),
+            "--layers", str(args.layers), "--emit", args.emit]
     with tempfile.TemporaryDirectory(prefix="wafercc-speed-") as tmp:
         work = Path(tmp)
         c = child("compile", work, argv, args.threads)

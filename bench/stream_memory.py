@@ -101,7 +101,8 @@ def main() -> None:
               f"{nbytes / 1e9:.3f} GB of fp32 weights; built and compiled in {time.perf_counter() - t:.1f} s "
               f"(compile {compile_s:.1f} s) -> {out}")
         store = (out / "weights.safetensors").stat().st_size
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(out)], capture_output=True, text=True, cwd=ROOT, check=False)
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(out)], capture_output=True, text=True, cwd=ROOT,
+                              check=False)
         if proc.returncode != 0:
             sys.exit(f"the runtime failed:\n{proc.stderr}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -111,7 +112,8 @@ def main() -> None:
           f"(store file {store / 1e9:.3f} GB); runtime's own count: peak resident weights "
           f"{r['peak_resident_weights'] / 1e6:.1f} MB, peak activations {r['peak_activations'] / 1e6:.2f} MB"
           + ("; NOTE: torch was imported in the subprocess" if r["torch_loaded"] else ""))
-    print(f"getrusage ru_maxrss {r['maxrss_bytes'] / 1e6:.1f} MB (includes the parent's RSS at fork: see the docstring)")
+    print(f"getrusage ru_maxrss {r['maxrss_bytes'] / 1e6:.1f} MB "
+          "(includes the parent's RSS at fork: see the docstring)")
     print(f"peak RSS (VmHWM) {r['hwm_bytes'] / 1e6:.1f} MB / weights {nbytes / 1e6:.1f} MB = {ratio:.3f}  "
           f"(goal <= {GOAL}: {'met' if ratio <= GOAL else 'NOT met'})")
 

@@ -23,7 +23,6 @@ Everything is vectorized over tiles and chunks; the only loops run over passes, 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -203,29 +202,3 @@ def plan_embedding(plan: TilePlan, table: np.ndarray, ids: np.ndarray, precision
             counters.streamed_bytes += held
             counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, held)
     return out.reshape(ids.shape + (D,))
-
-
-def conv_as_matmul(x: np.ndarray, w: np.ndarray, stride, pad, dil, groups):
-    """The implicit GEMM of a forward convolution: im2col [G, N*O, cg*k] and weights [G, cg*k, og], and a
-    function that folds the product [G, N*O, og] back to [N, Cout, O...]."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    n, c = x.shape[:2]
-    nsp, cout, ks = x.ndim - 2, w.shape[0], w.shape[2:]
-    if any(pad):
-        x = np.pad(x, [(0, 0), (0, 0)] + [(q, q) for q in pad])
-    eff = [d * (k - 1) + 1 for d, k in zip(dil, ks)]
-    win = sliding_window_view(x, eff, axis=tuple(range(2, 2 + nsp)))
-    win = win[(slice(None),) * 2 + tuple(slice(None, None, s) for s in stride) + tuple(slice(None, None, d) for d in dil)]
-    out_sp = win.shape[2:2 + nsp]
-    cg, og, kk = c // groups, cout // groups, math.prod(ks)
-    win = win.reshape((n, groups, cg) + out_sp + tuple(ks))
-    order = (1, 0) + tuple(range(3, 3 + nsp)) + (2,) + tuple(range(3 + nsp, 3 + 2 * nsp))
-    cols = win.transpose(order).reshape(groups, n * math.prod(out_sp), cg * kk)
-    wm = w.reshape(groups, og, cg * kk).transpose(0, 2, 1)
-
-    def fold(y: np.ndarray) -> np.ndarray:
-        y = y.reshape((groups, n) + out_sp + (og,)).transpose((1, 0, 2 + nsp) + tuple(range(2, 2 + nsp)))
-        return np.ascontiguousarray(y).reshape((n, cout) + out_sp)
-
-    return cols, wm, fold

@@ -12,7 +12,8 @@ import numpy as np
 
 from .kernels import KERNELS
 from .kernels.base import finish
-from .plan import Counters, PlanMatmul, TilePlan, conv_as_matmul, plan_embedding, round_to
+from .kernels.conv import conv_gemm
+from .plan import Counters, PlanMatmul, TilePlan, plan_embedding, round_to
 from .schedule import WEIGHT, classify
 
 # Which operand of each anchor is the streamed matrix W.
@@ -100,7 +101,7 @@ class PlannedLayers:
             nsp = x.ndim - 2
             stride, pad, dil = (_spatial(op.attrs.get(k, [d]), nsp) for k, d in
                                 (("stride", 1), ("padding", 0), ("dilation", 1)))
-            cols, wm, fold = conv_as_matmul(x.astype(np.float32), w.astype(np.float32), stride, pad, dil,
+            cols, wm, fold = conv_gemm(x.astype(np.float32), w.astype(np.float32), stride, pad, dil,
                                             op.attrs.get("groups", 1))
             y = fold(mm(cols, wm, streamed, counters()))
             if bias is not None:

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from wafercc.errors import UsageError
+from wafercc.mapping.report import format_bytes, format_cycles, format_tiling
 
 PLAN_FILE = "plan.json"
 
@@ -99,15 +100,16 @@ def report_rows(plan: dict) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
         tl, c, mem = layer["tiling"], layer["cost"], layer["memory"]
         x, y, w, h = layer["rect"]
         rows.append((
-            layer["name"], layer["kind"], f"{w}x{h}@{x},{y}", _tiling(tl), f"{tl['pes']:,}",
-            f"{mem['total']:,}/{budget:,}", f"{layer['colors']}/{colors}", _bytes(layer["stream"]["bytes"]),
-            _cycles(c["compute"]), _cycles(c["ingress"]), _cycles(c["fabric"]), _cycles(c["latency"] + c["tail"]),
-            _cycles(c["total"]), c["bound"], f"{c['utilization']:.1%}",
+            layer["name"], layer["kind"], f"{w}x{h}@{x},{y}", format_tiling(tl), f"{tl['pes']:,}",
+            f"{mem['total']:,}/{budget:,}", f"{layer['colors']}/{colors}", format_bytes(layer["stream"]["bytes"]),
+            format_cycles(c["compute"]), format_cycles(c["ingress"]), format_cycles(c["fabric"]),
+            format_cycles(c["latency"] + c["tail"]),
+            format_cycles(c["total"]), c["bound"], f"{c['utilization']:.1%}",
         ))
     tot = plan["totals"]
     total = ("total", f"{tot['layers']} layers", "", "", "", f"{tot['peak_bytes_per_pe']:,}/{budget:,}",
-             f"{tot['max_colors']}/{colors}", _bytes(tot["weight_bytes_streamed"]), "", "", "", "",
-             _cycles(tot["cycles"]), "", f"{tot['utilization']:.1%}")
+             f"{tot['max_colors']}/{colors}", format_bytes(tot["weight_bytes_streamed"]), "", "", "", "",
+             format_cycles(tot["cycles"]), "", f"{tot['utilization']:.1%}")
     return rows, total
 
 
@@ -247,28 +249,7 @@ def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
-def _tiling(tl: dict) -> str:
-    n = tl["N"]
-    return (f"{tl['M']['tile']}/{tl['M']['parts']} {tl['K']['tile']}/{tl['K']['parts']} {n['chunk']}x{n['steps']}"
-            + (f" g{n['groups']}" if n["groups"] > 1 else "") + (f" p{tl['passes']}" if tl["passes"] > 1 else ""))
 
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _cycles(c: float) -> str:
-    if c >= 1e9:
-        return f"{c / 1e9:.2f}G"
-    if c >= 1e6:
-        return f"{c / 1e6:.2f}M"
-    if c >= 1e4:
-        return f"{c / 1e3:.1f}k"
-    return f"{c:.0f}"
 
 
 # -- viz --------------------------------------------------------------------------------------

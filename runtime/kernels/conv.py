@@ -42,6 +42,14 @@ def _convolution(op, x, w, bias=None):
 
 
 def _conv_forward(x, w, stride, pad, dil, groups):
+    cols, wm, fold = conv_gemm(x, w, stride, pad, dil, groups)
+    return fold(np.matmul(cols, wm))  # [G, N*O, og]
+
+
+def conv_gemm(x, w, stride, pad, dil, groups):
+    """The implicit GEMM of a forward convolution: im2col ``[G, N*O, cg*k]``, weights ``[G, cg*k, og]``, and
+    a function folding their product ``[G, N*O, og]`` back to ``[N, Cout, O...]``. The plan-faithful runtime
+    tiles the same product (runtime/plan.py)."""
     n, c = x.shape[:2]
     nsp, cout, ks = x.ndim - 2, w.shape[0], w.shape[2:]
     sp_axes = tuple(range(2, 2 + nsp))
@@ -58,11 +66,13 @@ def _conv_forward(x, w, stride, pad, dil, groups):
     order = (1, 0) + tuple(range(3, 3 + nsp)) + (2,) + tuple(range(3 + nsp, 3 + 2 * nsp))
     cols = win.transpose(order).reshape(groups, n * math.prod(out_sp), cg * kk)
     wm = w.reshape(groups, og, cg * kk).transpose(0, 2, 1)  # [G, cg*k, og]
-    y = np.matmul(cols, wm)  # [G, N*O, og]
-    y = y.reshape((groups, n) + out_sp + (og,))
-    # -> [N, G, og, O...] -> [N, Cout, O...]
-    y = y.transpose((1, 0, 2 + nsp) + tuple(range(2, 2 + nsp)))
-    return np.ascontiguousarray(y).reshape((n, cout) + out_sp)
+
+    def fold(y):
+        # [G, N*O, og] -> [N, G, og, O...] -> [N, Cout, O...]
+        y = y.reshape((groups, n) + out_sp + (og,)).transpose((1, 0, 2 + nsp) + tuple(range(2, 2 + nsp)))
+        return np.ascontiguousarray(y).reshape((n, cout) + out_sp)
+
+    return cols, wm, fold
 
 
 def _conv_transposed(x, w, stride, pad, dil, opad, groups):

@@ -56,16 +56,14 @@ def format_report(plan: dict) -> str:
         tl, c = layer["tiling"], layer["cost"]
         rows.append((
             layer["name"], layer["kind"], "{}x{}@{},{}".format(*layer["rect"][2:], *layer["rect"][:2]),
-            f"{tl['M']['tile']}/{tl['M']['parts']} {tl['K']['tile']}/{tl['K']['parts']} "
-            f"{tl['N']['chunk']}x{tl['N']['steps']}" + (f" g{tl['N']['groups']}" if tl["N"]["groups"] > 1 else "")
-            + (f" p{tl['passes']}" if tl["passes"] > 1 else ""),
+            format_tiling(tl),
             f"{tl['pes']:,}", f"{layer['memory']['total']:,}/{budget:,}", f"{layer['colors']}/{colors}",
-            _bytes(layer["stream"]["bytes"]), _cycles(c["compute"]), _cycles(c["ingress"]), _cycles(c["fabric"]),
-            _cycles(c["total"]), c["bound"], f"{c['utilization']:.1%}",
+            format_bytes(layer["stream"]["bytes"]), format_cycles(c["compute"]), format_cycles(c["ingress"]), format_cycles(c["fabric"]),
+            format_cycles(c["total"]), c["bound"], f"{c['utilization']:.1%}",
         ))
     tot = plan["totals"]
     rows.append(("total", "", "", "", "", f"{tot['peak_bytes_per_pe']:,}/{budget:,}", f"{tot['max_colors']}/{colors}",
-                 _bytes(tot["weight_bytes_streamed"]), "", "", "", _cycles(tot["cycles"]), "",
+                 format_bytes(tot["weight_bytes_streamed"]), "", "", "", format_cycles(tot["cycles"]), "",
                  f"{tot['utilization']:.1%}"))
     widths = [max(len(str(r[i])) for r in [COLUMNS] + rows) for i in range(len(COLUMNS))]
     line = lambda r: "  ".join(str(v).ljust(w) if i < 4 or i == 12 else str(v).rjust(w)  # noqa: E731
@@ -77,7 +75,14 @@ def format_report(plan: dict) -> str:
     return "\n".join([head, "", line(COLUMNS), sep] + [line(r) for r in rows[:-1]] + [sep, line(rows[-1])]) + "\n"
 
 
-def _bytes(n: float) -> str:
+def format_tiling(tl: dict) -> str:
+    """M tile/parts, K tile/parts, N chunk x steps, with row groups (g) and passes (p) when there are any."""
+    n = tl["N"]
+    return (f"{tl['M']['tile']}/{tl['M']['parts']} {tl['K']['tile']}/{tl['K']['parts']} {n['chunk']}x{n['steps']}"
+            + (f" g{n['groups']}" if n["groups"] > 1 else "") + (f" p{tl['passes']}" if tl["passes"] > 1 else ""))
+
+
+def format_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -85,7 +90,7 @@ def _bytes(n: float) -> str:
     return str(n)
 
 
-def _cycles(c: float) -> str:
+def format_cycles(c: float) -> str:
     if c >= 1e9:
         return f"{c / 1e9:.2f}G"
     if c >= 1e6:

@@ -32,6 +32,7 @@ from wafercc.errors import UsageError
 from wafercc.target import Target
 
 from .flows import DIRS, Flow, LinkLoad
+from .report import format_cycles
 
 SHOWS = ("regions", "routes", "load", "sram", "all")
 FORMATS = ("png", "svg")
@@ -207,7 +208,7 @@ def _small_multiples(plan, show, Figure):
     for ax, layer in zip(axes, shown):
         mappable = _panel(ctx, ax, v, [layer], []) or mappable
         c, mem = layer["cost"], layer["memory"]
-        ax.set_title(f"{layer['name']}\n{_cycles(c['total'])} cycles, {c['bound']}-bound; "
+        ax.set_title(f"{layer['name']}\n{format_cycles(c['total'])} cycles, {c['bound']}-bound; "
                      f"SRAM {mem['total'] / max(mem['budget'], 1):.0%}, {layer['colors']} colors", fontsize=7)
     for ax in axes[len(shown):]:
         ax.set_axis_off()
@@ -358,7 +359,7 @@ def _load_heat(ctx: _Ctx, ax, layers):
     if best > 0:
         ax.plot([x], [y], marker="x", ms=6, mew=1.5, color="#000000", zorder=6)
         if not ctx.small:
-            ax.annotate(f"busiest link: ({x},{y}) {d}, {_cycles(best / ctx.target.link_bytes_per_cycle)} cycles",
+            ax.annotate(f"busiest link: ({x},{y}) {d}, {format_cycles(best / ctx.target.link_bytes_per_cycle)} cycles",
                         (x, y), xytext=(8, -8), textcoords="offset points", va="top", fontsize=7, zorder=8,
                         bbox={"boxstyle": "round", "fc": "white", "alpha": 0.85, "lw": 0.3})
     return image
@@ -460,21 +461,12 @@ def _headline(plan: dict, chosen: dict | None) -> str:
     t, tot = plan["target"], plan["totals"]
     head = f"@{plan['model']} on {t['name']} ({t['width']}x{t['height']} PEs), {plan['mode']} mode"
     if chosen is None:
-        return f"{head}: {tot['layers']} layers, {_cycles(tot['cycles'])} cycles, utilization {tot['utilization']:.1%}"
+        return f"{head}: {tot['layers']} layers, {format_cycles(tot['cycles'])} cycles, utilization {tot['utilization']:.1%}"
     c = chosen["cost"]
     x, y, w, h = chosen["rect"]
     return (f"{head}\nlayer {chosen['name']} ({chosen['kind']}): {w}x{h} PEs at ({x},{y}), "
-            f"{_cycles(c['total'])} cycles, {c['bound']}-bound, utilization {c['utilization']:.1%}")
+            f"{format_cycles(c['total'])} cycles, {c['bound']}-bound, utilization {c['utilization']:.1%}")
 
-
-def _cycles(c: float) -> str:
-    if c >= 1e9:
-        return f"{c / 1e9:.2f}G"
-    if c >= 1e6:
-        return f"{c / 1e6:.2f}M"
-    if c >= 1e4:
-        return f"{c / 1e3:.1f}k"
-    return f"{c:,.0f}"
 
 
 __all__ = ["FORMATS", "SHOWS", "find_layer", "flow_of", "link_load", "pool_max", "render", "router_rgb",

@@ -82,6 +82,9 @@ def cmd_compile(args) -> int:
         if args.emit == "routed":
             files += ["plan.json", "report.txt"]
             totals = result.module.attrs["plan.totals"]
+            if totals["structures"] < totals["layers"]:
+                print(f"  {totals['layers']} layers in {totals['structures']} distinct structures: identical layers "
+                      "reuse one plan's routes")
             print(f"  plan on {args.target} ({args.mode}): {totals['layers']} layers, {totals['cycles']:,.0f} cycles "
                   f"({totals['seconds'] * 1e3:.4g} ms), utilization {totals['utilization']:.1%}, peak "
                   f"{totals['peak_bytes_per_pe']:,} bytes/PE, {totals['max_colors']} colors")

@@ -38,7 +38,8 @@ def cmd_run(args) -> int:
     func = module.func() if len(module.funcs) != 1 else module.funcs[0]
     store = runtime.Store(where) if any(op.name == "weight.get" for op in func.ops) else None
     try:
-        interp = runtime.Interpreter(module, store, plan=False if args.no_plan else None, precision=args.precision)
+        interp = runtime.Interpreter(module, store, plan=False if args.no_plan else None, precision=args.precision,
+                                     order=args.reduction_order)
         if args.inputs:
             inputs = runtime.load_inputs(args.inputs, interp.func)
         else:
@@ -151,7 +152,8 @@ def cmd_verify(args) -> int:
         v = verify_model(model, inputs, inputs=args.inputs, seed=args.seed, name=Path(args.model).stem,
                          source=args.model, capture=args.capture, target=args.target, mode=args.mode,
                          out_dir=args.output, rtol=args.rtol, atol=args.atol, bisect=True if args.bisect else None,
-                         progress=progress, precision=args.precision, plan=not args.no_plan)
+                         progress=progress, precision=args.precision, plan=not args.no_plan,
+                         order=args.reduction_order)
     finally:
         progress.close()
     print(format_verification(v, args))
@@ -197,6 +199,9 @@ def _runtime_flags(p) -> None:
                    help="storage precision the runtime emulates: 16-bit values, fp32 accumulation (default fp32)")
     p.add_argument("--no-plan", action="store_true",
                    help="run the graph-level computation instead of following the plan's tiles and routes")
+    p.add_argument("--reduction-order", choices=("grouped", "ring"), default="grouped",
+                   help="grouped (default): each layer's routed partial sums in one BLAS product; ring: added one "
+                        "column at a time in the order the reduce routes run (exact order, slower)")
 
 
 def _wir_dtype(numpy_name: str) -> str:

@@ -276,7 +276,7 @@ def verify_model(model, example_inputs, *, inputs=None, seed: int | None = None,
                  source: str | None = None, capture: str = "export", target: str | None = None,
                  mode: str = "stream", out_dir: str | os.PathLike | None = None, rtol: float | None = None,
                  atol: float | None = None, bisect: bool | None = None, progress=None, precision: str = "fp32",
-                 plan: bool = True) -> Verification:
+                 plan: bool = True, order: str = "grouped") -> Verification:
     """Compile ``model``, run the compiled module in the runtime and ``model`` in eager PyTorch on the
     same inputs, and compare every output. ``inputs``: None (the example inputs), an .npz path, or arrays;
     ``seed``: seeded random inputs of the example inputs' shapes and dtypes instead. ``bisect``: None runs
@@ -298,7 +298,7 @@ def verify_model(model, example_inputs, *, inputs=None, seed: int | None = None,
     say("running the runtime")
     store = store_for(result)
     try:
-        run = runtime.Interpreter(result.module, store, plan=plan, precision=precision).run(arrays)
+        run = runtime.Interpreter(result.module, store, plan=plan, precision=precision, order=order).run(arrays)
     finally:
         if isinstance(store, runtime.Store):
             store.close()

@@ -81,4 +81,6 @@ def _totals(todo, t, mode: str) -> dict:
         "weight_bytes_streamed": streamed, "peak_bytes_per_pe": peak,
         "utilization": sig4(flops / (cycles * t.pes * fpc)) if cycles else 0.0,
         "max_colors": max(layer.attrs["colors"] for layer in todo),
+        # Layers with one computation (identical transformer blocks) share their routes (see route).
+        "structures": len({layer.attrs.get("structure", layer.name) for layer in todo}),
     }

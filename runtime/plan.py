@@ -118,6 +118,8 @@ class PlanMatmul:
         per_step = K * p.nc * p.groups * itemsize  # one streamed step: a chunk for every row group
         span = max(1, p.budget // max(per_step, 1))  # consecutive steps the wafer can hold at once
         m_pass = -(-M // p.passes)
+        # A weight broadcast over the batch (expand + bmm) is one tensor, streamed once; groups are distinct.
+        copies = 1 if B > 1 and w.strides[0] == 0 else B
         for ps in range(p.passes):
             lo, hi = ps * m_pass, min(M, (ps + 1) * m_pass)
             mask = kmask[None, :] & rows[lo:hi, None]
@@ -126,7 +128,7 @@ class PlanMatmul:
                 held = 0
                 for a, b in _chunk_ranges(s0, min(p.steps, s0 + span), p.nc, nt, p.groups, N):
                     wc = w[:, :, a:b]  # a view: the chunk's columns of W, read from the store as used
-                    held += K * (b - a) * itemsize
+                    held += copies * K * (b - a) * itemsize  # every group's (or batch's) slice of W
                     wc = round_to(wc.astype(acc, copy=False), self.precision)
                     y[:, lo:hi, a:b] = self._reduce(xm, wc, kmask)
                 if streamed:

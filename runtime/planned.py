@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import KERNELS
 from .kernels.base import finish
-from .kernels.conv import conv_gemm
+from .kernels.conv import conv_gemm, conv_transposed_gemm
 from .plan import Counters, PlanMatmul, TilePlan, plan_embedding, round_to
 from .schedule import WEIGHT, classify
 
@@ -76,7 +75,6 @@ class PlannedLayers:
         mm = PlanMatmul(plan, precision, order)
         w_index = _W_OPERAND[op.name]
         streamed = kind.get(id(op.operands[w_index])) == WEIGHT
-        fallback = KERNELS[op.name]
 
         def counters() -> Counters:
             return self.counters[name]
@@ -96,13 +94,14 @@ class PlannedLayers:
             return lambda op, table, ids: finish(op, plan_embedding(plan, table, ids, precision, counters()))
 
         def convolution(op, x, w, bias=None):
-            if op.attrs.get("transposed", False):
-                return fallback(op, x, w, *([] if bias is None else [bias]))  # see docs/runtime.md
             nsp = x.ndim - 2
-            stride, pad, dil = (_spatial(op.attrs.get(k, [d]), nsp) for k, d in
-                                (("stride", 1), ("padding", 0), ("dilation", 1)))
-            cols, wm, fold = conv_gemm(x.astype(np.float32), w.astype(np.float32), stride, pad, dil,
-                                            op.attrs.get("groups", 1))
+            stride, pad, dil, opad = (_spatial(op.attrs.get(k, [d]), nsp) for k, d in
+                                      (("stride", 1), ("padding", 0), ("dilation", 1), ("output_padding", 0)))
+            xf, wf, groups = x.astype(np.float32), w.astype(np.float32), op.attrs.get("groups", 1)
+            if op.attrs.get("transposed", False):
+                cols, wm, fold = conv_transposed_gemm(xf, wf, stride, pad, dil, opad, groups)
+            else:
+                cols, wm, fold = conv_gemm(xf, wf, stride, pad, dil, groups)
             y = fold(mm(cols, wm, streamed, counters()))
             if bias is not None:
                 y = round_to(y + bias.astype(np.float32).reshape((1, -1) + (1,) * nsp), precision)

@@ -76,22 +76,33 @@ def conv_gemm(x, w, stride, pad, dil, groups):
 
 
 def _conv_transposed(x, w, stride, pad, dil, opad, groups):
+    xm, wm, finish = conv_transposed_gemm(x, w, stride, pad, dil, opad, groups)
+    return finish(np.matmul(xm, wm))
+
+
+def conv_transposed_gemm(x, w, stride, pad, dil, opad, groups):
+    """A transposed convolution as one GEMM plus a scatter: ``[G, N*I, cg] @ [G, cg, og*k]`` gives every
+    (input pixel, kernel tap) product; ``finish`` scatter-adds each tap's products into the strided output
+    positions it reaches and crops the padding (a "col2im"). The plan-faithful runtime tiles the GEMM."""
     n, cin = x.shape[:2]
     nsp, ins, ks = x.ndim - 2, x.shape[2:], w.shape[2:]
     og, cg, kk = w.shape[1], cin // groups, math.prod(ks)
     full = [(i - 1) * s + d * (k - 1) + 1 for i, s, d, k in zip(ins, stride, dil, ks)]
     out = [f - 2 * p + o for f, p, o in zip(full, pad, opad)]
-    # Each input pixel times each tap: [G, N*I, cg] @ [G, cg, og*k] -> [G, N, I..., og, k...]
     xm = x.reshape((n, groups, cg, math.prod(ins))).transpose(1, 0, 3, 2).reshape(groups, -1, cg)
     wm = w.reshape(groups, cg, og * kk)
-    prods = np.matmul(xm, wm).reshape((groups, n) + tuple(ins) + (og,) + tuple(ks))
-    # Scatter every tap into a buffer big enough for the uncropped output and any output_padding.
-    buf_sp = [max(f, p + o) for f, p, o in zip(full, pad, out)]
-    buf = np.zeros((groups, n) + tuple(buf_sp) + (og,), dtype=prods.dtype)
-    for tap in itertools.product(*(range(k) for k in ks)):
-        dst = tuple(slice(t * d, t * d + (i - 1) * s + 1, s) for t, d, i, s in zip(tap, dil, ins, stride))
-        buf[(slice(None), slice(None)) + dst] += prods[(Ellipsis,) + tap]
-    crop = tuple(slice(p, p + o) for p, o in zip(pad, out))
-    y = buf[(slice(None), slice(None)) + crop]  # [G, N, O..., og]
-    y = y.transpose((1, 0, 2 + nsp) + tuple(range(2, 2 + nsp)))
-    return np.ascontiguousarray(y).reshape((n, groups * og) + tuple(out))
+
+    def finish(prods):
+        prods = prods.reshape((groups, n) + tuple(ins) + (og,) + tuple(ks))
+        # Scatter every tap into a buffer big enough for the uncropped output and any output_padding.
+        buf_sp = [max(f, p + o) for f, p, o in zip(full, pad, out)]
+        buf = np.zeros((groups, n) + tuple(buf_sp) + (og,), dtype=prods.dtype)
+        for tap in itertools.product(*(range(k) for k in ks)):
+            dst = tuple(slice(t * d, t * d + (i - 1) * s + 1, s) for t, d, i, s in zip(tap, dil, ins, stride))
+            buf[(slice(None), slice(None)) + dst] += prods[(Ellipsis,) + tap]
+        crop = tuple(slice(p, p + o) for p, o in zip(pad, out))
+        y = buf[(slice(None), slice(None)) + crop]  # [G, N, O..., og]
+        y = y.transpose((1, 0, 2 + nsp) + tuple(range(2, 2 + nsp)))
+        return np.ascontiguousarray(y).reshape((n, groups * og) + tuple(out))
+
+    return xm, wm, finish

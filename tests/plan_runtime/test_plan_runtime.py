@@ -170,3 +170,45 @@ def test_run_precision_and_no_plan(tmp_path):
         assert r.returncode == 0, r.stderr
     r = _cli("run", tmp_path / "m", "--precision", "fp8")
     assert r.returncode == 2 and "invalid choice: 'fp8'" in r.stderr
+
+
+@pytest.mark.parametrize("target", ["mesh4", "mesh8", "wse2"])
+def test_transposed_convolution_follows_its_plan(target, tmp_path):
+    class Up(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = torch.nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1, groups=2)
+            self.conv = torch.nn.Conv2d(4, 5, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(torch.relu(self.up(x)))
+
+    torch.manual_seed(0)
+    model, x = Up().eval(), torch.randn(2, 6, 5, 5)
+    r = wafercc.compile(model, (x,), name="up", target=target, out_dir=tmp_path / "up")
+    with torch.no_grad():
+        ref = model(x).numpy()
+    res = Interpreter(r.module, Store(tmp_path / "up")).run([x.numpy()])
+    assert rel_err(res.outputs[0], ref) < 1e-5
+    up = next(layer for layer in r.module.layers.values() if layer.attrs["kind"] == "conv")
+    ls = next(s for s in res.stats.layers if s.name == up.name)
+    assert ls.per_pe is not None and ls.weight_bytes == up.attrs["stream"]["bytes"]
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobilenet", "vit", "moe", "encoder"])
+def test_zoo_counters_and_numbers_follow_the_plan(name, tmp_path):
+    # Depthwise convolutions (groups = channels), weights broadcast over a batch (expand + bmm), top-k routing.
+    from tests.conftest import ROOT
+    from wafercc.frontend import load_model_file
+
+    model, inputs = load_model_file(ROOT / "examples" / f"{name}.py")
+    r = wafercc.compile(model, inputs, name=name, target="mesh8", out_dir=tmp_path / name)
+    with torch.no_grad():
+        ref = model(*inputs).numpy()
+    res = Interpreter(r.module, Store(tmp_path / name)).run([x.numpy() for x in inputs])
+    assert rel_err(res.outputs[0], ref) < 1e-5
+    for ls in res.stats.layers:
+        layer = r.module.layers[ls.name]
+        assert ls.weight_bytes == layer.attrs["stream"]["bytes"], ls.name
+        for buf, nbytes in (ls.per_pe or {}).items():
+            assert layer.attrs["memory"][buf] == nbytes, (ls.name, buf)

@@ -42,8 +42,8 @@ def matmul_dims(op: Op) -> dict[str, int]:
         x, w = t[0], t[1]
         g = op.attrs.get("groups", 1)
         taps = math.prod(w.shape[2:])
-        if op.attrs.get("transposed"):
-            return {"B": g, "M": math.prod(x.shape[2:]) * x.shape[0], "K": w.shape[0] // g * taps, "N": w.shape[1]}
+        if op.attrs.get("transposed"):  # every (input pixel, tap) product: K = channels in, N = channels out x taps
+            return {"B": g, "M": math.prod(x.shape[2:]) * x.shape[0], "K": w.shape[0] // g, "N": w.shape[1] * taps}
         return {"B": g, "M": out.numel // out.shape[1], "K": w.shape[1] * taps, "N": w.shape[0] // g}
     if op.name == "embedding":
         w, idx = t

@@ -8,8 +8,6 @@ values ('|V2') and read back as bfloat16 for a bf16 argument.
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -17,6 +15,7 @@ import numpy as np
 from wafercc.ir import Func, Op, Value
 
 from .errors import InputError
+from .files import write_atomic
 from .kernels import np_dtype
 
 # The largest integer a generated integer input holds: small, so that generated ids are valid indices
@@ -87,15 +86,8 @@ def save_outputs(path: str | os.PathLike, outputs: list[np.ndarray], func: Func 
                 np.shape(o) != t.shape or np.asarray(o).dtype != np_dtype(t) for o, t in zip(outputs, declared)):
             raise InputError(f"outputs do not match the results of @{func.name}: "
                              f"({', '.join(map(str, declared))})")
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-            np.savez(f, **{f"out{i}": np.asarray(o) for i, o in enumerate(outputs)})
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # A file object: np.savez would append ".npz" to a name.
+    write_atomic(path, lambda f: np.savez(f, **{f"out{i}": np.asarray(o) for i, o in enumerate(outputs)}))
 
 
 def random_inputs(func: Func, seed: int = 0) -> list[np.ndarray]:

@@ -18,7 +18,6 @@ import mmap
 import os
 import struct
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from wafercc.ir import DType, TensorType, Weight
 
 from .errors import StoreError
+from .files import write_atomic
 from .kernels.base import NP_DTYPE
 
 FORMAT = "wafercc-memoryx/1"
@@ -255,9 +255,9 @@ def write_store(path: str | os.PathLike, tensors: dict[str, np.ndarray], kinds: 
         for raw, _ in arrays.values():
             f.write(raw)
 
-    _atomic_write(d / STORE_FILE, write_weights)
+    write_atomic(d / STORE_FILE, write_weights)
     text = json.dumps({"format": FORMAT, "tensors": manifest}, sort_keys=True, indent=1) + "\n"
-    _atomic_write(d / MANIFEST_FILE, lambda f: f.write(text.encode()))
+    write_atomic(d / MANIFEST_FILE, text)
 
 
 def _raw(name: str, a) -> tuple[np.ndarray, DType]:
@@ -272,16 +272,3 @@ def _raw(name: str, a) -> tuple[np.ndarray, DType]:
     if sys.byteorder == "big":
         a = a.byteswap()
     return a.reshape(-1).view(np.uint8), dtype
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from wafercc.errors import UsageError
@@ -22,18 +20,6 @@ def _load(args):
 
     return load_model_file(args.model, args.entry)
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; the output is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- compile ----------------------------------------------------------------------------------
@@ -147,7 +133,9 @@ def cmd_opt(args) -> int:
     )
     out = print_module(pm.run(module))
     if args.output:
-        write_text_atomic(Path(args.output), out)
+        from runtime.files import write_atomic
+
+        write_atomic(args.output, out)
     else:
         sys.stdout.write(out)
     return 0

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from runtime.files import write_atomic
 from wafercc.errors import UsageError
 from wafercc.mapping.report import format_bytes, format_cycles, format_tiling
 
@@ -43,20 +43,6 @@ def load_plan(out_dir: str | os.PathLike) -> dict:
         found = plan.get("format") if isinstance(plan, dict) else type(plan).__name__
         raise UsageError(f"error: {path} is not a plan (format {found!r}, expected {PLAN_FORMAT!r}): {advice}")
     return plan
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a sibling temp file renamed into place: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -278,6 +264,6 @@ def cmd_viz(args) -> int:
     if fmt not in FORMATS:
         raise UsageError(f"error: cannot draw '{out}': the file name must end in .png or .svg")
     plan = load_plan(args.out_dir)
-    write_bytes_atomic(out, render(plan, fmt, layer=args.layer, show=args.show))
+    write_atomic(out, render(plan, fmt, layer=args.layer, show=args.show))
     print(f"wrote {out}")
     return 0

@@ -15,8 +15,6 @@ Every stage's WIR reads back into ``wafercc opt``, which can run the rest by pas
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,35 +147,18 @@ def to_numpy(t) -> np.ndarray:
 
 def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray] | None, kinds: dict[str, str],
                  extra_files: dict[str, str] | None = None) -> Path:
-    """Write the compiled model into ``out_dir`` all at once: a sibling temp directory renamed into place,
-    so a failure leaves no partial output and a reader never sees a half-written model. ``weights=None``
-    (a plan without weight data) writes no MemoryX store."""
+    """Write the compiled model into ``out_dir`` all at once (a failure leaves no partial output, and a
+    reader never sees a half-written model). ``weights=None`` (a plan without weight data) writes no
+    MemoryX store."""
+    from runtime.files import write_dir_atomic
     from runtime.store import write_store
 
-    out_dir = out_dir.resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    def fill(tmp: Path) -> None:
         (tmp / "model.wir").write_text(print_module(module))
         if weights is not None:
             write_store(tmp, weights, kinds)
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
-        for f in tmp.iterdir():  # mkdtemp makes everything private; the output is an ordinary directory
-            f.chmod(0o644)
-        tmp.chmod(0o755)
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
 
+    return write_dir_atomic(out_dir, fill)
 
-def replace_dir(new: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

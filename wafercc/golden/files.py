@@ -15,8 +15,6 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -98,21 +96,15 @@ def wir_sha256(text: str) -> str:
 
 
 def write_golden(dest: Path, files: dict[str, bytes]) -> None:
-    """Write a golden's files all at once: a sibling temp directory renamed into place, so a failure (or
-    a reader at the wrong moment) never sees half a golden."""
-    from wafercc.driver import replace_dir
+    """Write a golden's files all at once: a failure (or a reader at the wrong moment) never sees half a
+    golden."""
+    from runtime.files import write_dir_atomic
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    def fill(tmp: Path) -> None:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-            (tmp / name).chmod(0o644)  # mkdtemp makes everything private; goldens are checked in
-        tmp.chmod(0o755)
-        replace_dir(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_dir_atomic(dest, fill)
 
 
 def golden_names(directory: Path) -> list[str]:

@@ -20,10 +20,8 @@ import difflib
 import importlib
 import inspect
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 import typing
 from collections import Counter
@@ -307,17 +305,9 @@ class PassManager:
     def _write_reproducer(self, rest: list[Pass], failed_line: str, before: str) -> Path:
         """Write repro.wir atomically: a half-written reproducer would replay something else."""
         header = f"{_REPRO_HEADER}{json.dumps(format_pipeline(rest))}\n{failed_line}"
-        path = self.reproducer_dir / REPRO_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".repro.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(header + before)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        return path
+        from runtime.files import write_atomic
+
+        return write_atomic(self.reproducer_dir / REPRO_FILE, header + before)
 
     def _out(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stderr

@@ -84,6 +84,8 @@ def test_shape_and_dtype_must_match():
 
 
 def test_user_tolerance_replaces_the_policy_and_is_absolute():
+    # These tolerances are the inputs under test (what a user passes with --rtol/--atol), not a numerics
+    # policy: the point is that a user's atol is used as given, absolute and unscaled.
     e = ramp() * 1000
     assert not compare(e, e + np.float32(0.02), atol=0.0, rtol=0.0).passed
     assert compare(e, e + np.float32(0.5), atol=1.0).passed

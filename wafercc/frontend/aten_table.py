@@ -12,7 +12,7 @@ import torch
 
 from wafercc.ir import DType, Value
 
-from .importer import TORCH_DTYPES, Ctx, ImportBug, scalar_dtype
+from .context import TORCH_DTYPES, Ctx, ImportBug, scalar_dtype
 
 aten = torch.ops.aten
 

@@ -14,13 +14,12 @@ from pathlib import Path
 
 from wafercc.ir import Module, parse_file
 
+from .artifacts import MANIFEST_FILE, STORE_FILE, WIR_FILE
 from .errors import InputError, RuntimeExecutionError, StoreError
 from .interpreter import Interpreter, LayerStat, RunResult, RunStats
 from .io import bind_inputs, load_inputs, random_inputs, save_outputs
 from .kernels import KERNELS
-from .store import MANIFEST_FILE, STORE_FILE, Store, write_store
-
-WIR_FILE = "model.wir"
+from .store import MemoryStore, Store, write_store
 
 
 def run(module_or_path: Module | str | os.PathLike, inputs=None, store: Store | str | os.PathLike | None = None,
@@ -69,7 +68,7 @@ def _load(m: Module | str | os.PathLike) -> tuple[Module, Path | None]:
 
 
 __all__ = [
-    "KERNELS", "MANIFEST_FILE", "STORE_FILE", "InputError", "Interpreter", "LayerStat", "RunResult", "RunStats",
+    "KERNELS", "MANIFEST_FILE", "STORE_FILE", "WIR_FILE", "MemoryStore", "InputError", "Interpreter", "LayerStat", "RunResult", "RunStats",
     "RuntimeExecutionError", "Store", "StoreError", "bind_inputs", "load_inputs", "random_inputs", "run",
     "save_outputs", "write_store",
 ]

@@ -93,6 +93,9 @@ class _Step:
         self.release: tuple[str, ...] = ()  # weights whose pages the store may drop after this step
         self.layer = 0
 
+# How a layer adds its routed partial sums: one BLAS product, or column by column in route order.
+REDUCTION_ORDERS = ("grouped", "ring")
+
 
 class Interpreter:
     """``Interpreter(module, store).run(inputs) -> RunResult`` for one function of ``module``."""
@@ -103,17 +106,18 @@ class Interpreter:
         verify(module)  # the generic rules (SSA, symbols); op semantics are the kernels' business
         if precision not in PRECISIONS:
             raise RuntimeExecutionError(f"error: unknown precision '{precision}' (use {', '.join(PRECISIONS)})")
-        if order not in ("grouped", "ring"):
+        if order not in REDUCTION_ORDERS:
             raise RuntimeExecutionError(f"error: unknown reduction order '{order}' (use grouped or ring)")
         self.module = module
         self.func = _pick_func(module, func)
         self.store = store
         self.precision = precision
         planned = any("tiling" in layer.attrs for layer in module.layers.values())
-        if plan and not planned:
+        computes = any(op.name != "weight.get" for op in self.func.ops)  # an empty plan has nothing to follow
+        if plan and not planned and computes:
             raise RuntimeExecutionError(f"error: module @{module.name} has no tiled layers to follow: compile it "
                                         "with --emit tiled or later, or run without --plan")
-        self.plan = planned if plan is None else plan
+        self.plan = planned if plan is None else plan and planned
         self._check_kernels_and_store()
         order_ops = sink_static(self.func) if lazy_weights else list(self.func.ops)
         self._build(order_ops)

@@ -15,7 +15,7 @@ import numpy as np
 from wafercc.ir import Func, Op, Value
 
 from .errors import InputError
-from .files import write_atomic
+from .artifacts import write_atomic
 from .kernels import np_dtype
 
 # The largest integer a generated integer input holds: small, so that generated ids are valid indices

@@ -26,13 +26,11 @@ import numpy as np
 
 from wafercc.ir import DType, TensorType, Weight
 
+from .artifacts import MANIFEST_FILE, STORE_FILE, write_atomic
 from .errors import StoreError
-from .files import write_atomic
-from .kernels.base import NP_DTYPE
+from .kernels.base import NP_DTYPE, np_dtype
 
 FORMAT = "wafercc-memoryx/1"
-STORE_FILE = "weights.safetensors"
-MANIFEST_FILE = "manifest.json"
 KINDS = ("parameter", "buffer", "constant")
 
 _ST_NAME = {
@@ -152,6 +150,33 @@ class Store:
 
 
 # -- reading -----------------------------------------------------------------------------------
+
+
+class MemoryStore:
+    """The Store interface (``check``, ``get``, ``release``) over in-memory arrays: running a model just
+    compiled needs no weights file. Arrays are handed out read-only, as the MemoryX store does."""
+
+    def __init__(self, weights: dict[str, np.ndarray]):
+        self.weights = weights
+        self.bytes_read = 0
+
+    def check(self, declared: Iterable[Weight]) -> None:
+        for w in declared:
+            a = self.weights.get(w.name)
+            if a is None or a.shape != w.type.shape or a.dtype != np_dtype(w.type):
+                raise StoreError(f"weight '{w.name}' ({w.type}) is not among the compiled weights")
+
+    def release(self, name: str) -> None:
+        """Nothing to give back: the arrays are the caller's."""
+
+    def get(self, name: str, expect: TensorType | None = None) -> np.ndarray:
+        v = self.weights[name].view()
+        v.flags.writeable = False
+        self.bytes_read += v.nbytes
+        return v
+
+    def close(self) -> None:
+        """Nothing to close: the arrays are the caller's."""
 
 
 def _read_manifest(path: Path, store_file: Path) -> dict:

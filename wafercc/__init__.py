@@ -5,7 +5,8 @@
     print(result.text)                      # graph-level WIR
     m = wafercc.parse(text); wafercc.verify(m)
 
-Importing wafercc does not import torch; ``compile`` and ``check`` do, when called.
+Importing wafercc stays cheap (the IR core only): ``compile``, ``verify`` and ``check`` load the compiler
+when called, and torch with it where they need it.
 """
 
 from wafercc.ir import Module, ParseError, VerifyError, WaferError, parse, parse_file, print_module
@@ -25,14 +26,14 @@ def compile(model, example_inputs, **kwargs):
 
 def verify(module: Module) -> Module:
     """Full verification: SSA, symbols, every op's own rules, and a mapped module's plan. Raises VerifyError."""
-    from wafercc.verification import verify as _verify
+    from wafercc.driver import verify_module
 
-    return _verify(module)
+    return verify_module(module)
 
 
 def check(model, example_inputs, **kwargs):
     """Op coverage of ``model`` without compiling it (``wafercc check``)."""
-    from wafercc.coverage import coverage_report
+    from wafercc.frontend.coverage import coverage_report
 
     return coverage_report(model, example_inputs, **kwargs)
 

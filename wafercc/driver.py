@@ -1,35 +1,69 @@
-"""The compile driver: a flat list of named stages from an nn.Module to an output directory.
+"""The compile driver: a model goes through the stages of ``STAGES``, in order, to an output directory.
 
-    capture    torch.export (or torch.fx) → core-ATen FX graph            --emit imported stops after import
-    import     FX graph → graph-level WIR + the weights it names
-    optimize   the cleanup pipeline (canonicalize, fold, cse, dce)          --emit graph
-    partition  streamed layers                                              --emit layers
-    tile       each layer's rectangle size and tiling                       --emit tiled
-    place      each layer's rectangle on the mesh                           --emit placed
-    route      routes and colors; memplan; cost                             --emit routed (the default)
+    stage      what it does                                                 --emit stops after it
+    capture    torch.export (or torch.fx) → core-ATen FX graph
+    import     FX graph → graph-level WIR + the weights it names            imported
+    optimize   the cleanup pipeline (canonicalize, fold, cse, dce)          graph
+    partition  streamed layers                                              layers
+    tile       each layer's rectangle size and tiling                       tiled
+    place      each layer's rectangle on the mesh                           placed
+    route      routes and colors; then memplan and cost                     routed (the default)
     write      model.wir + weights.safetensors + manifest.json (+ plan.json, report.txt), atomically
 
-Every stage's WIR reads back into ``wafercc opt``, which can run the rest by pass names.
+Every stage's WIR reads back into ``wafercc opt``, which can run the rest by pass names. The module is
+verified (``verify_module``) after import and after every pass.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from runtime.artifacts import PLAN_FILE, REPORT_FILE, WIR_FILE, write_dir_atomic
+from runtime.store import write_store
 from wafercc.errors import UsageError
 from wafercc.ir import Module, print_module
+from wafercc.mapping.plan import MODES
+from wafercc.mapping.report import format_report, plan_dict, plan_json
+from wafercc.mapping.verify import verify_plan
+from wafercc.ops import verify as verify_ops
+from wafercc.passes import DEFAULT_PIPELINE, PassManager
+from wafercc.target import parse_target
 
-EMIT_STAGES = ("imported", "graph", "layers", "tiled", "placed", "routed")
-# The mapping passes each --emit stage runs after the cleanup pipeline.
-MAPPING = {"layers": ["partition"], "tiled": ["partition", "tile"], "placed": ["partition", "tile", "place"],
-           "routed": ["partition", "tile", "place", "route", "memplan", "cost"]}
 DEFAULT_TARGET = "wse2"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # a key of CompileResult.timings
+    emit: str | None  # the --emit name that stops after this stage
+    passes: tuple[str, ...] = ()  # the mapping passes it runs
+
+
+# The pipeline after capture and import (both always run), in order.
+STAGES = (
+    Stage("optimize", "graph"),
+    Stage("partition", "layers", ("partition",)),
+    Stage("tile", "tiled", ("tile",)),
+    Stage("place", "placed", ("place",)),
+    Stage("route", "routed", ("route", "memplan", "cost")),
+)
+EMIT_STAGES = ("imported",) + tuple(s.emit for s in STAGES)
+
+
+def verify_module(module: Module) -> Module:
+    """Full verification of a module at any stage: the IR's generic rules and every op's own rules; once
+    the module is mapped, every promise of its plan. Raises VerifyError."""
+    verify_ops(module)
+    if module.layers:
+        verify_plan(module)
+    return module
 
 
 @dataclass
@@ -68,46 +102,33 @@ def compile(
 ) -> CompileResult:
     """Compile ``model`` for ``example_inputs``; with ``out_dir``, write the WIR, the plan and (unless
     ``with_weights`` is False or the model lives on the meta device) the MemoryX store there."""
-    from wafercc import frontend
-    from wafercc.passes import DEFAULT_PIPELINE, PassManager
-    from wafercc.verification import verify
+    from wafercc import frontend  # torch: imported once a model is captured
+    from wafercc.frontend.interop import to_numpy
 
     if emit not in EMIT_STAGES:
-        raise UsageError(f"error: unknown --emit stage '{emit}' (choose from {', '.join(EMIT_STAGES)})")
-    say = progress or (lambda _msg: None)
-    timings: dict[str, float] = {}
-    if emit in MAPPING:  # a bad target or mode is a usage error before any work
-        from wafercc.mapping.plan import MODES
-        from wafercc.target import parse_target
-
+        raise UsageError(f"unknown --emit stage '{emit}' (choose from {', '.join(EMIT_STAGES)})")
+    stages = STAGES[: EMIT_STAGES.index(emit)]
+    mapped = any(s.passes for s in stages)
+    if mapped:  # a bad target or mode is a usage error before any work
         parse_target(target)
         if mode not in MODES:
-            raise UsageError(f"error: unknown mode '{mode}' (use {' or '.join(MODES)})")
+            raise UsageError(f"unknown mode '{mode}' (use {' or '.join(MODES)})")
+    timings: dict[str, float] = {}
+    timed = _Timer(timings, progress)
 
-    t = time.perf_counter()
-    say("capturing the model with " + ("torch.export" if capture == "export" else "torch.fx"))
-    captured = frontend.capture(model, example_inputs, capture)
-    timings["capture"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    say("importing into WIR")
-    imported = frontend.import_graph(captured, name=name, source=source)
-    module = imported.module
-    verify(module)
-    timings["import"] = time.perf_counter() - t
-
-    if emit != "imported":
-        t = time.perf_counter()
-        say("optimizing")
-        module = PassManager(pipeline if pipeline is not None else DEFAULT_PIPELINE, **(pass_options or {})).run(module)
-        timings["optimize"] = time.perf_counter() - t
-    if emit in MAPPING:
-        t = time.perf_counter()
-        say(f"mapping onto {target} ({mode})")
+    with timed("capture", "capturing the model with " + ("torch.export" if capture == "export" else "torch.fx")):
+        captured = frontend.capture(model, example_inputs, capture)
+    with timed("import", "importing into WIR"):
+        imported = frontend.import_graph(captured, name=name, source=source)
+        module = verify_module(imported.module)
+    if mapped:
         module.attrs["target"] = target
         module.attrs["mode"] = mode
-        module = PassManager(",".join(MAPPING[emit]), **(pass_options or {})).run(module)
-        timings["map"] = time.perf_counter() - t
+    for stage in stages:
+        passes = ",".join(stage.passes) or (pipeline if pipeline is not None else DEFAULT_PIPELINE)
+        what = f"mapping onto {target} ({mode}): {stage.name}" if stage.passes else "optimizing"
+        with timed(stage.name, what):
+            module = PassManager(passes, verifier=verify_module, **(pass_options or {})).run(module)
 
     # Keep only the weights the final module still declares and uses, in declaration order.
     used = {op.attrs["symbol"].name for f in module.funcs for op in f.ops if op.name == "weight.get"}
@@ -116,33 +137,32 @@ def compile(
     kinds = {s: imported.weights[s].kind for s in module.weights}
     on_meta = any(imported.weights[s].tensor.device.type == "meta" for s in module.weights)
     if with_weights and on_meta:
-        say("the model is on the meta device: planning without weight data (no MemoryX store)")
+        timed.say("the model is on the meta device: planning without weight data (no MemoryX store)")
     with_weights = with_weights and not on_meta
     weights = {s: to_numpy(imported.weights[s].tensor) for s in module.weights} if with_weights else {}
     result = CompileResult(module, weights, kinds, imported.op_counts, timings, with_weights=with_weights)
     if out_dir is not None:
-        t = time.perf_counter()
-        say(f"writing {out_dir}")
-        extra = {}
-        if emit == "routed":
-            from wafercc.mapping.report import format_report, plan_dict, plan_json
-
-            extra = {"plan.json": plan_json(module), "report.txt": format_report(plan_dict(module))}
-        result.out_dir = write_output(Path(out_dir), module, weights if with_weights else None, kinds, extra)
-        timings["write"] = time.perf_counter() - t
+        with timed("write", f"writing {out_dir}"):
+            views = {PLAN_FILE: plan_json(module), REPORT_FILE: format_report(plan_dict(module))} if emit == "routed" \
+                else {}
+            result.out_dir = write_output(Path(out_dir), module, weights if with_weights else None, kinds, views)
     return result
 
 
-def to_numpy(t) -> np.ndarray:
-    """A torch tensor as a numpy array of the same dtype (bf16 through ml_dtypes)."""
-    import torch
+class _Timer:
+    """``with timed(stage, message):`` says ``message`` to the progress callback and adds the block's wall
+    time to ``timings[stage]``."""
 
-    t = t.detach().contiguous().cpu()
-    if t.dtype == torch.bfloat16:
-        import ml_dtypes
+    def __init__(self, timings: dict[str, float], progress: Progress | None):
+        self.timings = timings
+        self.say = progress or (lambda _message: None)
 
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
+    @contextmanager
+    def __call__(self, stage: str, message: str) -> Iterator[None]:
+        self.say(message)
+        t = time.perf_counter()
+        yield
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t
 
 
 def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray] | None, kinds: dict[str, str],
@@ -150,15 +170,12 @@ def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray] |
     """Write the compiled model into ``out_dir`` all at once (a failure leaves no partial output, and a
     reader never sees a half-written model). ``weights=None`` (a plan without weight data) writes no
     MemoryX store."""
-    from runtime.files import write_dir_atomic
-    from runtime.store import write_store
 
     def fill(tmp: Path) -> None:
-        (tmp / "model.wir").write_text(print_module(module))
+        (tmp / WIR_FILE).write_text(print_module(module))
         if weights is not None:
             write_store(tmp, weights, kinds)
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
 
     return write_dir_atomic(out_dir, fill)
-

@@ -1,4 +1,4 @@
-"""verify_model and bisect through Python: a deliberately wrong kernel is named with its source line;
+"""compare_model and bisect through Python: a deliberately wrong kernel is named with its source line;
 a correct model reports no divergence; FX nodes pair with the values the importer made for them."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from runtime import KERNELS
-from wafercc.bisect import bisect_model, import_with_pairs, pair_by_names
-from wafercc.numerics import verify_model
+from wafercc.numerics.bisect import bisect_model, import_with_pairs, pair_by_names
+from wafercc.numerics.eager import compare_model
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "tests" / "numerics" / "models" / "gelu_mlp.py"
@@ -68,13 +68,13 @@ def test_bisect_names_an_op_the_runtime_cannot_execute(gelu_mlp, monkeypatch):
 
 
 def test_verify_model_mismatch_runs_bisect(gelu_mlp, wrong_gelu):
-    v = verify_model(*gelu_mlp, source=str(MODEL))
+    v = compare_model(*gelu_mlp, source=str(MODEL))
     assert not v.passed and not v.outputs[0].comparison.passed
     assert v.bisect is not None and v.bisect.first.loc.line == line_of(MODEL, "gelu(h)")
 
 
 def test_verify_model_match_with_seeded_inputs(gelu_mlp):
-    v = verify_model(*gelu_mlp, seed=7)
+    v = compare_model(*gelu_mlp, seed=7)
     assert v.passed and v.bisect is None and v.inputs_from == "seeded random inputs (seed 7)"
     c = v.outputs[0].comparison
     assert c.shape == (4, 8) and c.dtype == "float32" and c.pcc > 0.999999

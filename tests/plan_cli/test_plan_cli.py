@@ -88,7 +88,7 @@ def test_report_layer_by_index_prefix_and_json(plans):
 def test_report_rich_table_has_every_layer_and_totals(plans):
     from rich.console import Console
 
-    from wafercc.commands_plan import load_plan, rich_report
+    from wafercc.cli.report import load_plan, rich_report
 
     plan = load_plan(plans["pipeline"])
     with open(os.devnull, "w") as sink:
@@ -194,7 +194,7 @@ def test_viz_missing_plan_exits_2(tmp_path):
 @pytest.mark.parametrize("mode", ["stream", "pipeline"])
 @pytest.mark.parametrize("show", ["regions", "routes", "load", "sram", "all"])
 def test_render_every_view(plans, mode, show):
-    from wafercc.commands_plan import load_plan
+    from wafercc.cli.report import load_plan
     from wafercc.mapping.viz import render
 
     plan = load_plan(plans[mode])
@@ -205,7 +205,7 @@ def test_render_every_view(plans, mode, show):
 
 def test_link_load_recomputed_from_routes_matches_the_plan(plans):
     """LinkLoad over plan.json's routes finds the busiest link, and its load, that the route pass recorded."""
-    from wafercc.commands_plan import load_plan
+    from wafercc.cli.report import load_plan
     from wafercc.mapping.viz import link_load
 
     for mode in ("stream", "pipeline"):
@@ -232,7 +232,7 @@ def test_pool_max_keeps_hot_spots():
 
 
 def test_cli_view_choices_match_the_library():
-    from wafercc import commands_plan
+    from wafercc.cli import report as commands_plan
     from wafercc.mapping import viz
 
     assert commands_plan.SHOWS == viz.SHOWS

@@ -87,9 +87,9 @@ def unsupported_ops(captured: Captured, cwd: str) -> list[tuple[str, str]]:
         if n.target in CONVERTERS or n.target in IGNORED or n.target is operator.getitem:
             problem = _dtype_problem(n)
             if problem:
-                out.append((f"{_target_name(n.target)} on {problem}", _loc_text(n, cwd)))
+                out.append((f"{target_name(n.target)} on {problem}", _loc_text(n, cwd)))
             continue
-        out.append((_target_name(n.target), _loc_text(n, cwd)))
+        out.append((target_name(n.target), _loc_text(n, cwd)))
     return out
 
 
@@ -106,7 +106,7 @@ def _loc_text(n: torch.fx.Node, cwd: str) -> str:
     return str(loc) if loc else "(no source location)"
 
 
-def _target_name(t) -> str:
+def target_name(t) -> str:
     if isinstance(t, torch._ops.OpOverload):
         name = t._schema.name.replace("aten::", "aten.")
         return name + ("" if t._overloadname == "default" else f".{t._overloadname}")
@@ -157,7 +157,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
             src, idx = n.args
             env[n] = node_values[n.name] = value_of(src)[idx]
             continue
-        counts[_target_name(n.target)] = counts.get(_target_name(n.target), 0) + 1
+        counts[target_name(n.target)] = counts.get(target_name(n.target), 0) + 1
         if n.target in IGNORED:
             continue
         a = value_of(n.args)

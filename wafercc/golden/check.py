@@ -30,6 +30,7 @@ from wafercc.golden.run import (
     tolerance,
     tolerance_from_json,
 )
+from wafercc.errors import UsageError
 from wafercc.numerics import Comparison, compare
 
 
@@ -83,8 +84,6 @@ def _recorded(golden: Path, name: str, data: dict) -> list[np.ndarray]:
 def _verified(golden: Path, name: str, data: dict) -> Path:
     """A golden's file, once its bytes are the ones golden.json recorded: a hand-edited or half-merged
     reference would otherwise read as "eager changed"."""
-    from wafercc.errors import UsageError
-
     path = golden / name
     want = data.get("files", {}).get(name)
     if not path.is_file() or (want and F.sha256(path.read_bytes()) != want):

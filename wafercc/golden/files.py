@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.artifacts import write_dir_atomic
+from wafercc.errors import UsageError
+
 FORMAT = "wafercc-golden/1"
 GOLDEN_JSON = "golden.json"
 INPUTS, EAGER, RUNTIME = "inputs.npz", "eager.npz", "runtime.npz"
@@ -68,8 +71,6 @@ def json_text(data: dict) -> str:
 
 
 def read_golden_json(golden: Path) -> dict:
-    from wafercc.errors import UsageError
-
     path = golden / GOLDEN_JSON
     try:
         data = json.loads(path.read_text())
@@ -98,7 +99,6 @@ def wir_sha256(text: str) -> str:
 def write_golden(dest: Path, files: dict[str, bytes]) -> None:
     """Write a golden's files all at once: a failure (or a reader at the wrong moment) never sees half a
     golden."""
-    from runtime.files import write_dir_atomic
 
     def fill(tmp: Path) -> None:
         for name, data in files.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from wafercc.golden.result import GoldenResult, Status
+from wafercc.ir import DType
 
 HEAD = ("output", "shape", "dtype", "vs eager golden", "tolerance", "vs runtime at record", "eager vs golden")
 
@@ -35,7 +36,7 @@ def format_result(r: GoldenResult) -> str:
 
 def _row(o) -> tuple[str, ...]:
     c = o.vs_golden or o.eager
-    shape, dtype = (str(list(c.shape)), _wir_dtype(c.dtype)) if c else ("?", "?")
+    shape, dtype = (str(list(c.shape)), DType.wir_name(c.dtype)) if c else ("?", "?")
     golden = _errors(o.vs_golden)
     tol = "-" if o.vs_golden is None else o.vs_golden.tolerance.describe(o.vs_golden.atol_used or None)
     return (o.name, shape, dtype, golden, tol, _errors(o.vs_runtime, short=True), _errors(o.eager, short=True))
@@ -54,10 +55,6 @@ def _totals(t: dict | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted((t or {}).items())) or "-"
 
 
-def _wir_dtype(numpy_name: str) -> str:
-    from wafercc.ir import DType
-
-    return next((d.value for d in DType if d.numpy_name == numpy_name), numpy_name)
 
 
 def _table(rows: list[tuple[str, ...]], indent: str = "") -> list[str]:

@@ -48,7 +48,7 @@ class GoldenResult:
     settings: dict = field(default_factory=dict)  # target, mode, precision this run used
     plan_before: dict | None = None  # plan totals at record time and now, when the plan changed
     plan_after: dict | None = None
-    bisect: object = None  # wafercc.bisect.BisectResult, on a drift
+    bisect: object = None  # wafercc.numerics.bisect.BisectResult, on a drift
     diagnosis: str = ""  # what bisect's silence means, or why it could not run
     seconds: float = 0.0
 

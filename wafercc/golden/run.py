@@ -5,6 +5,7 @@ Recording and checking do the same measurements; only what they compare them wit
 
 from __future__ import annotations
 
+import itertools
 import os
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -12,9 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+import runtime
+import wafercc
+from wafercc.driver import compile
 from wafercc.golden.files import display_path, dtype_of, sha256, wir_sha256
 from wafercc.golden.result import Status
 from wafercc.ir import WaferError
+from wafercc.mapping.report import plan_json
 from wafercc.numerics import Tolerance, tolerance_for
 
 # The plan totals golden.json keeps: enough to say what a plan change did, small enough to diff.
@@ -60,7 +65,7 @@ class Failed(Exception):
 def load_subject(path: str | os.PathLike, root: Path, *, entry: str | None = None) -> Subject:
     """Load a model file (WaferError: it does not load). Absolute paths, so that the locations torch
     records do not depend on the directory the command runs in."""
-    from wafercc.frontend import load_model_file
+    from wafercc.frontend import load_model_file  # torch
 
     p = Path(path).resolve()
     model, example_inputs = load_model_file(p, entry)
@@ -69,8 +74,6 @@ def load_subject(path: str | os.PathLike, root: Path, *, entry: str | None = Non
 
 def on_meta(subject: Subject) -> bool:
     """A model on the meta device has no weight data: it can be planned, not run, so it has no golden."""
-    import itertools
-
     tensors = itertools.chain(subject.model.parameters(), subject.model.buffers(), subject.example_inputs)
     return any(t.device.type == "meta" for t in tensors)
 
@@ -78,7 +81,7 @@ def on_meta(subject: Subject) -> bool:
 def make_inputs(example_inputs, seed: int | None) -> tuple[list[np.ndarray], str]:
     """The example inputs, or seeded random ones of the same shapes and dtypes. Random integers keep the
     example's range ([min(0, lo), hi + 1)): token ids stay inside the vocabulary, a 0/1 mask stays 0/1."""
-    from wafercc.numerics import to_numpy
+    from wafercc.frontend.interop import to_numpy  # torch
 
     arrays = [to_numpy(t) for t in example_inputs]
     if seed is None:
@@ -98,7 +101,7 @@ def _random_like(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def eager(subject: Subject, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    from wafercc.numerics import run_eager
+    from wafercc.numerics.eager import run_eager  # torch
 
     try:
         return run_eager(subject.model, inputs)
@@ -116,9 +119,6 @@ class Compiled:
 
 def compile_subject(subject: Subject, options: Options) -> Compiled:
     """Compile in memory (a golden keeps hashes, not the WIR). No ``source``: it is a location too."""
-    from wafercc.driver import compile
-    from wafercc.mapping.report import plan_json
-
     try:
         result = compile(subject.model, subject.example_inputs, name=subject.name, capture=options.capture,
                          target=options.target, mode=options.mode)
@@ -130,11 +130,8 @@ def compile_subject(subject: Subject, options: Options) -> Compiled:
 
 
 def run_compiled(compiled: Compiled, inputs: list[np.ndarray], precision: str) -> list[np.ndarray]:
-    import runtime
-    from wafercc.numerics import MemoryStore
-
     try:
-        interp = runtime.Interpreter(compiled.result.module, MemoryStore(compiled.result.weights), precision=precision)
+        interp = runtime.Interpreter(compiled.result.module, runtime.MemoryStore(compiled.result.weights), precision=precision)
         return interp.run(inputs).outputs
     except Exception as e:
         raise Failed(Status.RUN_FAILED, f"the runtime raised {error_text(e)}") from e
@@ -156,9 +153,7 @@ def tolerance_from_json(d: dict) -> Tolerance:
 
 
 def versions() -> dict[str, str]:
-    import torch
-
-    import wafercc
+    import torch  # torch: only when recording
 
     return {"numpy": np.__version__, "torch": torch.__version__, "wafercc": wafercc.__version__}
 
@@ -177,7 +172,7 @@ def bisect(subject: Subject, inputs: list[np.ndarray], options: Options):
     """Name the first op whose value leaves the tolerance: (BisectResult or None, a diagnosis when bisect
     finds nothing or cannot run). It compares the graph-level WIR with the captured FX graph, so a drift
     that comes from a pass or the plan shows as "no divergence"; the diagnosis says so."""
-    from wafercc.bisect import bisect_model
+    from wafercc.numerics.bisect import bisect_model  # torch
 
     try:
         r = bisect_model(subject.model, subject.example_inputs, inputs, capture=options.capture, name=subject.name,

@@ -51,6 +51,11 @@ class DType(Enum):
         """The numpy dtype name (``bfloat16`` comes from ml_dtypes)."""
         return _NUMPY_NAME[self]
 
+    @staticmethod
+    def wir_name(numpy_name: str) -> str:
+        """The WIR spelling of a numpy dtype name (``float32`` -> ``f32``); other names unchanged."""
+        return next((d.value for d, n in _NUMPY_NAME.items() if n == numpy_name), numpy_name)
+
 
 _ITEMSIZE = {
     DType.f64: 8, DType.f32: 4, DType.f16: 2, DType.bf16: 2, DType.i64: 8, DType.i32: 4,

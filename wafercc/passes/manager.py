@@ -27,9 +27,11 @@ import typing
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Callable, Protocol, TextIO
 
+from runtime.artifacts import write_atomic
 from wafercc.ir import Module, WaferError, print_module
+from wafercc.ops import verify as verify_ops
 
 # name -> "module:Class", imported on first use.
 _REGISTRY: dict[str, str | type] = {
@@ -229,9 +231,11 @@ class PassManager:
         time_passes: bool = False,
         stream: TextIO | None = None,
         reproducer_dir: Path | str | None = None,
+        verifier: Callable[[Module], object] = verify_ops,
     ):
         self.passes: list[Pass] = _build(pipeline)
         self.verify_each = verify_each
+        self.verifier = verifier  # run before the first pass and after each: the op table's rules by default
         self.print_ir_after_all = print_ir_after_all
         self.print_ir_after = set(print_ir_after)
         for name in self.print_ir_after:
@@ -250,7 +254,7 @@ class PassManager:
 
     def run(self, module: Module) -> Module:
         if self.verify_each:
-            _verify(module)
+            self.verifier(module)
         self.stats, self.timings = {}, []
         for i, p in enumerate(self.passes):
             module = self._run_one(i, p, module)
@@ -272,7 +276,7 @@ class PassManager:
         elapsed = time.perf_counter() - start
         if self.verify_each:
             try:
-                _verify(out)
+                self.verifier(out)
             except WaferError as e:
                 raise self._failure(i, p, before, "produced invalid IR", str(e)) from e
         self.timings.append((p.name, elapsed, _op_count(out)))
@@ -305,8 +309,6 @@ class PassManager:
     def _write_reproducer(self, rest: list[Pass], failed_line: str, before: str) -> Path:
         """Write repro.wir atomically: a half-written reproducer would replay something else."""
         header = f"{_REPRO_HEADER}{json.dumps(format_pipeline(rest))}\n{failed_line}"
-        from runtime.files import write_atomic
-
         return write_atomic(self.reproducer_dir / REPRO_FILE, header + before)
 
     def _out(self) -> TextIO:
@@ -333,12 +335,6 @@ def _build(pipeline: str | list) -> list[Pass]:
     for item in pipeline:
         passes.extend(parse_pipeline(item) if isinstance(item, str) else [item])
     return passes
-
-
-def _verify(module: Module) -> None:
-    from wafercc.verification import verify  # the op table is only needed once something runs
-
-    verify(module)
 
 
 def run_pipeline(module: Module, pipeline: str, **kw) -> Module:

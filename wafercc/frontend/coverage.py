@@ -6,6 +6,10 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from wafercc.frontend.capture import capture as capture_model
+from wafercc.frontend.importer import import_graph, target_name, unsupported_ops
+from wafercc.ir import WaferError
+
 
 @dataclass
 class CoverageReport:
@@ -47,21 +51,17 @@ class CoverageReport:
 
 
 def coverage_report(model, example_inputs, *, capture: str = "export", source: str = "<model>") -> CoverageReport:
-    from wafercc import frontend
-    from wafercc.frontend.importer import _target_name
-    from wafercc.ir import WaferError
-
     t = time.perf_counter()
-    captured = frontend.capture(model, example_inputs, capture)
+    captured = capture_model(model, example_inputs, capture)
     counts: dict[str, int] = {}
     for n in captured.graph.nodes:
-        if n.op == "call_function" and _target_name(n.target) != "getitem":
-            counts[_target_name(n.target)] = counts.get(_target_name(n.target), 0) + 1
-    unsupported = frontend.unsupported_ops(captured, os.getcwd())
+        if n.op == "call_function" and target_name(n.target) != "getitem":
+            counts[target_name(n.target)] = counts.get(target_name(n.target), 0) + 1
+    unsupported = unsupported_ops(captured, os.getcwd())
     import_error = None
     if not unsupported:
         try:
-            frontend.import_graph(captured, source=source)
+            import_graph(captured, source=source)
         except WaferError as e:
             import_error = str(e)
     seen, params, nbytes = set(), 0, 0

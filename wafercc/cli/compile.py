@@ -1,25 +1,24 @@
-"""The subcommands of ``wafercc``: one ``add_*`` (arguments) and one ``cmd_*`` (action) each."""
+"""``wafercc compile``, ``wafercc opt`` and ``wafercc check``: from a model file (or WIR text) to WIR and a plan."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from runtime.artifacts import MANIFEST_FILE, PLAN_FILE, REPORT_FILE, STORE_FILE, WIR_FILE, write_atomic
+from wafercc.cli.common import load_model, model_args
+from wafercc.cli.progress import Reporter
+from wafercc.driver import EMIT_STAGES, compile, verify_module
 from wafercc.errors import UsageError
+from wafercc.ir import parse, parse_file, print_module
+from wafercc.mapping.report import format_bytes
+from wafercc.passes import PassManager, read_reproducer_pipeline
 
 
-def _model_args(p) -> None:
-    p.add_argument("model", help="a model file: defines `model` (or get_model()) and `example_inputs`")
-    p.add_argument("--entry", metavar="MODEL[:INPUTS]", help="names of the model and example-input attributes")
-    p.add_argument("--capture", choices=("export", "fx"), default="export",
-                   help="torch.export + core-ATen decompositions (default), or torch.fx symbolic tracing")
-
-
-def _load(args):
-    from wafercc.frontend import load_model_file
-
-    return load_model_file(args.model, args.entry)
-
+def add_commands(sub) -> None:
+    add_compile(sub)
+    add_opt(sub)
+    add_check(sub)
 
 
 # -- compile ----------------------------------------------------------------------------------
@@ -27,14 +26,14 @@ def _load(args):
 
 def add_compile(sub) -> None:
     p = sub.add_parser("compile", help="compile a model file to WIR and a MemoryX weight store")
-    _model_args(p)
+    model_args(p)
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: build/<model name>)")
     p.add_argument("--passes", metavar="PIPELINE", help="cleanup pipeline (default: canonicalize,fold,cse,dce)")
     p.add_argument("--target", default="wse2", metavar="TARGET",
                    help="wse2 (default), wse3, mesh4/8/16/32, or mesh:WxH[,sram-kib=N,colors=N,clock-ghz=F,io-gbps=F]")
     p.add_argument("--mode", choices=("stream", "pipeline"), default="stream",
                    help="weight streaming (default) or layer pipelined (all weights resident)")
-    p.add_argument("--emit", choices=("imported", "graph", "layers", "tiled", "placed", "routed"), default="routed",
+    p.add_argument("--emit", choices=EMIT_STAGES, default="routed",
                    help="stop after a stage (default: routed, the full plan)")
     p.add_argument("--no-weights", action="store_true",
                    help="plan without weight data: no MemoryX store (automatic for a model on the meta device)")
@@ -43,14 +42,11 @@ def add_compile(sub) -> None:
 
 
 def cmd_compile(args) -> int:
-    from wafercc.cli import Reporter
-    from wafercc.driver import compile
-
     out = Path(args.output) if args.output else Path("build") / Path(args.model).stem
     progress = Reporter(args.quiet)
     try:
         progress(f"loading {args.model}")
-        model, inputs = _load(args)
+        model, inputs = load_model(args)
         result = compile(
             model, inputs, name=Path(args.model).stem, source=args.model, capture=args.capture,
             pipeline=args.passes, emit=args.emit, target=args.target, mode=args.mode, out_dir=out,
@@ -63,10 +59,10 @@ def cmd_compile(args) -> int:
         nops = sum(len(f.ops) for f in result.module.funcs)
         total = sum(result.timings.values())
         print(f"compiled {args.model} -> {out}/  ({nops} ops, {len(result.module.weights)} weights, "
-              f"{_bytes(nbytes)}{'' if result.with_weights else ' not stored'}; {total:.2f} s)")
-        files = ["model.wir"] + (["weights.safetensors", "manifest.json"] if result.with_weights else [])
+              f"{format_bytes(nbytes)}{'' if result.with_weights else ' not stored'}; {total:.2f} s)")
+        files = [WIR_FILE] + ([STORE_FILE, MANIFEST_FILE] if result.with_weights else [])
         if args.emit == "routed":
-            files += ["plan.json", "report.txt"]
+            files += [PLAN_FILE, REPORT_FILE]
             totals = result.module.attrs["plan.totals"]
             if totals["structures"] < totals["layers"]:
                 print(f"  {totals['layers']} layers in {totals['structures']} distinct structures: identical layers "
@@ -76,14 +72,6 @@ def cmd_compile(args) -> int:
                   f"{totals['peak_bytes_per_pe']:,} bytes/PE, {totals['max_colors']} colors")
         print("  " + "  ".join(f"{out}/{f}" for f in files))
     return 0
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 # -- opt --------------------------------------------------------------------------------------
@@ -108,16 +96,13 @@ def add_opt(sub) -> None:
 
 
 def cmd_opt(args) -> int:
-    from wafercc.ir import parse, parse_file, print_module
-    from wafercc.passes import PassManager, read_reproducer_pipeline
-
     if args.input == "-":
         text = sys.stdin.read()
         module = parse(text, "<stdin>")
     else:
         path = Path(args.input)
         if not path.is_file():
-            raise UsageError(f"error: input file '{path}' does not exist")
+            raise UsageError(f"input file '{path}' does not exist")
         text = path.read_text(errors="replace")
         module = parse_file(path)
     pipeline = args.passes if args.passes is not None else (read_reproducer_pipeline(text) or "")
@@ -129,12 +114,11 @@ def cmd_opt(args) -> int:
         print_ir_after=after,
         print_ir_after_change=args.print_ir_after_change,
         time_passes=args.time_passes,
+        verifier=verify_module,
         reproducer_dir=Path(args.reproducer_dir),
     )
     out = print_module(pm.run(module))
     if args.output:
-        from runtime.files import write_atomic
-
         write_atomic(args.output, out)
     else:
         sys.stdout.write(out)
@@ -146,14 +130,14 @@ def cmd_opt(args) -> int:
 
 def add_check(sub) -> None:
     p = sub.add_parser("check", help="validate only: capture a model and report op coverage")
-    _model_args(p)
+    model_args(p)
     p.set_defaults(func=cmd_check)
 
 
 def cmd_check(args) -> int:
-    from wafercc.coverage import coverage_report
+    from wafercc.frontend.coverage import coverage_report  # torch
 
-    model, inputs = _load(args)
+    model, inputs = load_model(args)
     report = coverage_report(model, inputs, capture=args.capture, source=args.model)
     print(report.text())
     return 0 if report.ok else 2

@@ -1,16 +1,20 @@
-"""The runtime's subcommands of ``wafercc``: ``run`` (execute a compiled model in the numpy reference runtime)
-and ``verify`` (compile, run, and compare with eager PyTorch; bisect a mismatch). Same shape as commands.py:
-one ``add_*`` (arguments) and one ``cmd_*`` (action) each; every user mistake is a WaferError (exit 2)."""
+"""``wafercc run`` (execute a compiled model in the numpy reference runtime) and ``wafercc verify`` (compile,
+run, and compare with eager PyTorch; bisect a mismatch)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from wafercc.commands import _bytes, _load, _model_args
+import runtime
+from runtime.artifacts import WIR_FILE
+from wafercc.cli.common import load_model, model_args, runtime_flags, seconds_text
+from wafercc.cli.progress import Reporter
+from wafercc.driver import verify_module
 from wafercc.errors import UsageError
+from wafercc.ir import DType, parse_file
+from wafercc.mapping.report import format_bytes
 
-WIR_FILE = "model.wir"
 TOP_LAYERS = 10
 
 
@@ -25,16 +29,13 @@ def add_run(sub) -> None:
     src.add_argument("--seed", type=int, default=None, metavar="N",
                      help="seed of the random inputs made from the signature when no --inputs is given (default 0)")
     p.add_argument("-o", "--output", metavar="NPZ", help="write the outputs here (out0, out1, ...)")
-    _runtime_flags(p)
+    runtime_flags(p)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
-    import runtime
-    import wafercc
-
     module, where = _read_module(Path(args.path))
-    wafercc.verify(module)  # the compiler's full verifier: op rules and the plan, not only the generic rules
+    verify_module(module)  # the compiler's full verifier: op rules and the plan, not only the generic rules
     func = module.func() if len(module.funcs) != 1 else module.funcs[0]
     store = runtime.Store(where) if any(op.name == "weight.get" for op in func.ops) else None
     try:
@@ -66,21 +67,19 @@ def cmd_run(args) -> int:
 
 def _read_module(p: Path):
     """The module at ``p`` (a compiled directory or a .wir file) and the directory of its store."""
-    from wafercc.ir import parse_file
-
     if p.is_dir():
         if not (p / WIR_FILE).is_file():
-            raise UsageError(f"error: '{p}' is not a compiled model directory: it has no {WIR_FILE}")
+            raise UsageError(f"'{p}' is not a compiled model directory: it has no {WIR_FILE}")
         return parse_file(p / WIR_FILE), p
     if not p.is_file():
-        raise UsageError(f"error: '{p}' does not exist (give a compiled model directory or a .wir file)")
+        raise UsageError(f"'{p}' does not exist (give a compiled model directory or a .wir file)")
     return parse_file(p), p.parent
 
 
 def _output_path(s: str) -> Path:
     out = Path(s)
     if out.is_dir():
-        raise UsageError(f"error: -o '{out}' is a directory; give the name of the .npz file to write")
+        raise UsageError(f"-o '{out}' is a directory; give the name of the .npz file to write")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -89,10 +88,10 @@ def format_stats(stats) -> str:
     """The stats block of ``wafercc run``: totals, then the slowest layers and a total line."""
     lines = [
         "stats:",
-        f"  weights streamed from MemoryX  {_bytes(stats.weight_bytes_streamed):>10}",
-        f"  peak resident weights          {_bytes(stats.peak_resident_weight_bytes):>10}",
-        f"  peak live activations          {_bytes(stats.peak_activation_bytes):>10}",
-        f"  wall time                      {_ms(stats.seconds):>10}",
+        f"  weights streamed from MemoryX  {format_bytes(stats.weight_bytes_streamed):>10}",
+        f"  peak resident weights          {format_bytes(stats.peak_resident_weight_bytes):>10}",
+        f"  peak live activations          {format_bytes(stats.peak_activation_bytes):>10}",
+        f"  wall time                      {seconds_text(stats.seconds):>10}",
     ]
     layers = stats.layers
     if not layers:
@@ -104,16 +103,12 @@ def format_stats(stats) -> str:
     lines.append(f"layers (top {len(top)} of {len(layers)} by time):")
     lines.append(f"  {'layer':<{width}}  {'ops':>5}  {'streamed':>10}  {'time':>10}  {'share':>6}")
     for s in top:
-        lines.append(f"  {s.name:<{width}}  {s.ops:>5}  {_bytes(s.weight_bytes):>10}  {_ms(s.seconds):>10}  "
+        lines.append(f"  {s.name:<{width}}  {s.ops:>5}  {format_bytes(s.weight_bytes):>10}  {seconds_text(s.seconds):>10}  "
                      f"{s.seconds / total:>6.1%}")
     ops = sum(s.ops for s in layers)
-    lines.append(f"  {total_label:<{width}}  {ops:>5}  {_bytes(stats.weight_bytes_streamed):>10}  "
-                 f"{_ms(total):>10}  {1:>6.1%}")
+    lines.append(f"  {total_label:<{width}}  {ops:>5}  {format_bytes(stats.weight_bytes_streamed):>10}  "
+                 f"{seconds_text(total):>10}  {1:>6.1%}")
     return "\n".join(lines)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.3f} s"
 
 
 # -- verify -----------------------------------------------------------------------------------
@@ -121,14 +116,14 @@ def _ms(seconds: float) -> str:
 
 def add_verify(sub) -> None:
     p = sub.add_parser("verify", help="compile a model, run it in the runtime and compare with eager PyTorch")
-    _model_args(p)
+    model_args(p)
     p.add_argument("--target", default="wse2", metavar="TARGET", help="as for compile (default: wse2)")
     p.add_argument("--mode", choices=("stream", "pipeline"), default="stream", help="as for compile")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--inputs", metavar="NPZ", help="inputs keyed by argument name or position (default: the "
                                                      "model's example inputs)")
     src.add_argument("--seed", type=int, metavar="N", help="seeded random inputs of the example inputs' shapes/dtypes")
-    _runtime_flags(p)
+    runtime_flags(p)
     p.add_argument("--bisect", action="store_true",
                    help="also bisect when the outputs match (it runs by itself when they do not)")
     p.add_argument("--rtol", type=float, metavar="R", help="relative tolerance for every float output "
@@ -139,17 +134,16 @@ def add_verify(sub) -> None:
 
 
 def cmd_verify(args) -> int:
-    from wafercc.cli import Reporter
-    from wafercc.numerics import verify_model
+    from wafercc.numerics.eager import compare_model  # torch
 
     for flag in ("rtol", "atol"):
         if getattr(args, flag) is not None and not getattr(args, flag) >= 0:
-            raise UsageError(f"error: --{flag} must be a number >= 0, got {getattr(args, flag)}")
+            raise UsageError(f"--{flag} must be a number >= 0, got {getattr(args, flag)}")
     progress = Reporter()
     try:
         progress(f"loading {args.model}")
-        model, inputs = _load(args)
-        v = verify_model(model, inputs, inputs=args.inputs, seed=args.seed, name=Path(args.model).stem,
+        model, inputs = load_model(args)
+        v = compare_model(model, inputs, inputs=args.inputs, seed=args.seed, name=Path(args.model).stem,
                          source=args.model, capture=args.capture, target=args.target, mode=args.mode,
                          out_dir=args.output, rtol=args.rtol, atol=args.atol, bisect=True if args.bisect else None,
                          progress=progress, precision=args.precision, plan=not args.no_plan,
@@ -163,12 +157,12 @@ def cmd_verify(args) -> int:
 def format_verification(v, args) -> str:
     s = v.seconds
     head = (f"verify {args.model}: compiled for {args.target} ({args.mode}) in {s.get('compile', 0):.2f} s; "
-            f"runtime {_ms(s.get('runtime', 0))}, eager PyTorch {_ms(s.get('eager', 0))}, on {v.inputs_from}")
+            f"runtime {seconds_text(s.get('runtime', 0))}, eager PyTorch {seconds_text(s.get('eager', 0))}, on {v.inputs_from}")
     lines = [head]
     rows = [("output", "shape", "dtype", "max abs", "max rel", "pcc", "result")]
     for o in v.outputs:
         c = o.comparison
-        rows.append((o.name, str(list(c.shape)), _wir_dtype(c.dtype), f"{c.max_abs:.3g}", f"{c.max_rel:.3g}",
+        rows.append((o.name, str(list(c.shape)), DType.wir_name(c.dtype), f"{c.max_abs:.3g}", f"{c.max_rel:.3g}",
                      "-" if c.pcc is None else f"{c.pcc:.6f}", "ok" if c.passed else "FAIL"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
@@ -176,7 +170,7 @@ def format_verification(v, args) -> str:
         c = o.comparison
         if not c.passed:
             lines.append(f"  {o.name}: {c.reason}" + (f"; {c.worst_text()}" if c.worst else ""))
-    tols = {_wir_dtype(o.comparison.dtype): o.comparison.tolerance.describe() for o in v.outputs}
+    tols = {DType.wir_name(o.comparison.dtype): o.comparison.tolerance.describe() for o in v.outputs}
     lines.append("tolerance: " + "; ".join(f"{d} {t}" for d, t in tols.items()))
     if v.reason:
         lines.append(f"mismatch: {v.reason}")
@@ -192,22 +186,6 @@ def format_verification(v, args) -> str:
                                                  for st, ok, rel in v.stages)
                      + (f"; the numbers first move at the {first} stage" if first else ""))
     return "\n".join(lines)
-
-
-def _runtime_flags(p) -> None:
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="storage precision the runtime emulates: 16-bit values, fp32 accumulation (default fp32)")
-    p.add_argument("--no-plan", action="store_true",
-                   help="run the graph-level computation instead of following the plan's tiles and routes")
-    p.add_argument("--reduction-order", choices=("grouped", "ring"), default="grouped",
-                   help="grouped (default): each layer's routed partial sums in one BLAS product; ring: added one "
-                        "column at a time in the order the reduce routes run (exact order, slower)")
-
-
-def _wir_dtype(numpy_name: str) -> str:
-    from wafercc.ir import DType
-
-    return next((d.value for d in DType if d.numpy_name == numpy_name), numpy_name)
 
 
 def add_commands(sub) -> None:

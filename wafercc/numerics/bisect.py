@@ -1,6 +1,6 @@
 """Bisect a numerical mismatch: name the first WIR op whose result diverges from PyTorch's.
 
-    from wafercc.bisect import bisect_model
+    from wafercc.numerics.bisect import bisect_model
     r = bisect_model(model, example_inputs)      # or inputs=[arrays...]
     print(r.text()); r.first.loc                 # Divergence: op text, loc, errors, worst index
 
@@ -24,9 +24,17 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+import torch.fx
 
+from runtime import Interpreter, MemoryStore
+from wafercc import frontend
+from wafercc.driver import verify_module
+from wafercc.frontend.context import TORCH_DTYPES, tensor_type
+from wafercc.frontend.importer import target_name
+from wafercc.frontend.interop import as_numpy_view, to_numpy, to_torch
 from wafercc.ir import Loc, Module, Op, WaferError, format_op
-from wafercc.numerics import Comparison, MemoryStore, compare, to_numpy, to_torch
+from wafercc.numerics.compare import Comparison, compare
 
 
 @dataclass
@@ -88,8 +96,6 @@ def bisect_model(model, example_inputs, inputs=None, *, capture: str = "export",
                  cwd: str | None = None) -> BisectResult:
     """Capture and import ``model`` at graph level, then bisect on ``inputs`` (arrays by position;
     default: the example inputs)."""
-    from wafercc import frontend
-    from wafercc.verification import verify
 
     cwd = cwd or os.getcwd()
     t = time.perf_counter()
@@ -97,7 +103,7 @@ def bisect_model(model, example_inputs, inputs=None, *, capture: str = "export",
     t_capture = time.perf_counter() - t
     t = time.perf_counter()
     imported, pairs, how = import_with_pairs(captured, name=name, source=source, cwd=cwd)
-    verify(imported.module)
+    verify_module(imported.module)
     t_import = time.perf_counter() - t
     if inputs is None:
         ex = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
@@ -116,9 +122,7 @@ Pairs = dict[str, tuple[str, "int | None"]]  # WIR value name -> (FX node name, 
 
 def import_with_pairs(captured, *, name: str = "model", source: str | None = None, cwd: str | None = None):
     """``import_graph`` that also returns which WIR value each FX node became, and how that was found."""
-    from wafercc.frontend import import_graph
-
-    imported = import_graph(captured, name=name, source=source, cwd=cwd)
+    imported = frontend.import_graph(captured, name=name, source=source, cwd=cwd)
     seen = imported.node_values
     pairs: Pairs = {}
     for node, result in seen.items():
@@ -132,10 +136,6 @@ def import_with_pairs(captured, *, name: str = "model", source: str | None = Non
 def pair_by_names(captured, module: Module) -> Pairs:
     """Best-effort pairing of a module not imported here: the value named like the node, of the node's
     type. Wrong where a converter emits a helper op under the node's name first (``add`` with alpha)."""
-    import torch
-
-    from wafercc.frontend.importer import TORCH_DTYPES, tensor_type
-
     values = {r.name: r for f in module.funcs for op in f.ops for r in op.results}
     pairs: Pairs = {}
     for n in captured.graph.nodes:
@@ -156,9 +156,6 @@ def pair_by_names(captured, module: Module) -> Pairs:
 def run_fx(captured, inputs: list[np.ndarray], wanted: set[str]) -> tuple[dict[str, object], list[np.ndarray]]:
     """Run the captured core-ATen graph under torch.fx's Interpreter (values freed after their last use).
     Returns the results of the ``wanted`` nodes by node name, and the graph's outputs as numpy arrays."""
-    import torch
-    import torch.fx
-
     gm = captured.graph.owning_module
     feeds = dict(zip(captured.inputs, (to_torch(a) for a in inputs)))
     args = []
@@ -210,7 +207,7 @@ class _Checker:
                 if upstream:
                     self.tainted.add(id(r))
                 continue
-            c = compare(_as_numpy(want), got, rtol=self.rtol, atol=self.atol, pcc=False)
+            c = compare(as_numpy_view(want), got, rtol=self.rtol, atol=self.atol, pcc=False)
             self.compared += 1
             if not c.passed:
                 self.tainted.add(id(r))
@@ -229,8 +226,6 @@ class _Checker:
         self.uses[node] -= 1
         if not self.uses[node]:
             self.kept.pop(node, None)
-        import torch
-
         v = val if i is None else val[i]
         return v if isinstance(v, torch.Tensor) else None
 
@@ -252,13 +247,10 @@ def bisect_graph(captured, module: Module, weights: dict[str, np.ndarray], pairs
                  *, rtol: float | None = None, atol: float | None = None, cwd: str | None = None) -> BisectResult:
     """Run ``captured`` in torch and the graph-level ``module`` in the runtime on ``inputs``; compare the
     paired values."""
-    from runtime import Interpreter
-    from wafercc.frontend.importer import _target_name
-
     t = time.perf_counter()
     kept, graph_outputs = run_fx(captured, inputs, {node for node, _ in pairs.values()})
     t_torch = time.perf_counter() - t
-    targets = {n.name: _target_name(n.target) for n in captured.graph.nodes if n.op == "call_function"}
+    targets = {n.name: target_name(n.target) for n in captured.graph.nodes if n.op == "call_function"}
     check = _Checker(module, pairs, kept, targets, rtol, atol, cwd or os.getcwd())
 
     t = time.perf_counter()
@@ -272,19 +264,6 @@ def bisect_graph(captured, module: Module, weights: dict[str, np.ndarray], pairs
     values = sum(len(op.results) for op in module.func().ops if op.name != "weight.get")
     return BisectResult(check.first, sorted(check.roots, key=lambda d: d.index), check.compared, check.diverged,
                         values, "importer", {"torch": t_torch, "runtime": t_runtime}, graph_outputs)
-
-
-def _as_numpy(t) -> np.ndarray:
-    """A torch tensor's data as numpy, without a torch op (no copy, any strides): a torch kernel here,
-    between numpy kernels, would wake torch's thread pool against numpy's."""
-    import torch
-
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
 
 
 def _source_line(loc: Loc | None, cwd: str) -> str | None:

@@ -1,4 +1,6 @@
-"""Writing a file so that nobody ever sees half of it: a sibling temp file, renamed into place."""
+"""A compiled model's directory on disk, as the compiler writes it and the runtime reads it: the names of its
+files, and writing files and directories so that nobody ever sees half of one (a sibling temp, renamed into
+place). The compiler and the runtime both import this module; it imports nothing of either."""
 
 from __future__ import annotations
 
@@ -6,6 +8,12 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Union
+
+WIR_FILE = "model.wir"  # the module: graph, layers and plan (the contract between compiler and runtime)
+STORE_FILE = "weights.safetensors"  # the MemoryX store's tensors
+MANIFEST_FILE = "manifest.json"  # the store's index: kind, dtype, shape, sha256 of every tensor
+PLAN_FILE = "plan.json"  # a view of the plan for programs (docs/plan.md)
+REPORT_FILE = "report.txt"  # a view of the plan for people
 
 Content = Union[bytes, str, Callable]  # the bytes or text to write, or a function that writes to the binary file
 

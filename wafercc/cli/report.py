@@ -15,11 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-from runtime.files import write_atomic
+from runtime.artifacts import PLAN_FILE, write_atomic
 from wafercc.errors import UsageError
-from wafercc.mapping.report import format_bytes, format_cycles, format_tiling
+from wafercc.mapping.report import PLAN_FORMAT, format_bytes, format_cycles, format_report, format_tiling
+from wafercc.mapping.viz import FORMATS, find_layer, render
 
-PLAN_FILE = "plan.json"
 
 
 def add_commands(sub) -> None:
@@ -29,19 +29,17 @@ def add_commands(sub) -> None:
 
 def load_plan(out_dir: str | os.PathLike) -> dict:
     """The plan dict of a compiled output directory; a UsageError when there is none."""
-    from wafercc.mapping.report import PLAN_FORMAT
-
     path = Path(out_dir) / PLAN_FILE
     advice = "compile with the default --emit routed"
     if not path.is_file():
-        raise UsageError(f"error: {out_dir} has no {PLAN_FILE}: {advice}")
+        raise UsageError(f"{out_dir} has no {PLAN_FILE}: {advice}")
     try:
         plan = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"error: {path} is not a plan ({e}): {advice}") from None
+        raise UsageError(f"{path} is not a plan ({e}): {advice}") from None
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT or not plan.get("layers"):
         found = plan.get("format") if isinstance(plan, dict) else type(plan).__name__
-        raise UsageError(f"error: {path} is not a plan (format {found!r}, expected {PLAN_FORMAT!r}): {advice}")
+        raise UsageError(f"{path} is not a plan (format {found!r}, expected {PLAN_FORMAT!r}): {advice}")
     return plan
 
 
@@ -57,8 +55,6 @@ def add_report(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from wafercc.mapping.report import format_report
-    from wafercc.mapping.viz import find_layer
 
     plan = load_plan(args.out_dir)
     layer = find_layer(plan, args.layer) if args.layer else None
@@ -257,12 +253,11 @@ def add_viz(sub) -> None:
 
 
 def cmd_viz(args) -> int:
-    from wafercc.mapping.viz import FORMATS, render
 
     out = Path(args.output)
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
-        raise UsageError(f"error: cannot draw '{out}': the file name must end in .png or .svg")
+        raise UsageError(f"cannot draw '{out}': the file name must end in .png or .svg")
     plan = load_plan(args.out_dir)
     write_atomic(out, render(plan, fmt, layer=args.layer, show=args.show))
     print(f"wrote {out}")

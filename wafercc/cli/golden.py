@@ -1,6 +1,6 @@
 """``wafercc golden record`` and ``wafercc golden check``: goldens of model files, recorded from eager PyTorch.
 
-Same shape as commands.py: one ``add_*`` (arguments) and one ``cmd_*`` (action) each. Exit codes (docs/golden.md):
+Exit codes (docs/golden.md):
 0 all passed (a changed plan with unchanged numbers passes), 1 any drift, eager change or failure to compile or run,
 2 a usage error (bad path or --dir, a meta-device model named explicitly, a damaged golden, a missing golden with
 --strict), 3 some models have no golden and nothing else failed.
@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from wafercc import golden
 from wafercc.errors import UsageError
+from wafercc.target import parse_target
 
 DEFAULT_DIR = "goldens"
 
@@ -73,12 +75,10 @@ def add_check(actions) -> None:
 
 
 def cmd_record(args) -> int:
-    from wafercc import golden
-
     _check_numbers(args)
     files = _files(args)
     if args.entry and len(files) != 1:
-        raise UsageError("error: --entry names the attributes of one model file; give exactly one")
+        raise UsageError("--entry names the attributes of one model file; give exactly one")
     options = golden.Options(target=args.target, mode=args.mode, precision=args.precision, capture=args.capture,
                              seed=args.seed, rtol=args.rtol, atol=args.atol)
     directory = Path(args.dir)
@@ -88,15 +88,11 @@ def cmd_record(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from wafercc import golden
-
     directory = Path(args.dir)
     if not directory.is_dir():
-        raise UsageError(f"error: --dir '{directory}' is not a directory of goldens")
+        raise UsageError(f"--dir '{directory}' is not a directory of goldens")
     overrides = {"target": args.target, "mode": args.mode, "precision": args.precision}
     if args.target:
-        from wafercc.target import parse_target
-
         parse_target(args.target)
     run_bisect = not args.no_bisect
 
@@ -115,7 +111,7 @@ def cmd_check(args) -> int:
     else:
         files = [(directory / n, True) for n in golden.golden_names(directory)]
         if not files:
-            raise UsageError(f"error: --dir '{directory}' holds no goldens (record some with `wafercc golden record`)")
+            raise UsageError(f"--dir '{directory}' holds no goldens (record some with `wafercc golden record`)")
     results = _each(files, "checking", args.quiet, one)
     return _finish(results, "golden check", strict=args.strict)
 
@@ -124,18 +120,15 @@ def _check_numbers(args) -> None:
     for flag in ("rtol", "atol"):
         v = getattr(args, flag)
         if v is not None and not v >= 0:
-            raise UsageError(f"error: --{flag} must be a number >= 0, got {v}")
-    from wafercc.target import parse_target
+            raise UsageError(f"--{flag} must be a number >= 0, got {v}")
 
     parse_target(args.target)  # a bad target is a usage error before any model is loaded
 
 
 def _files(args) -> list[tuple[Path, bool]]:
-    from wafercc import golden
-
     files = golden.model_files(args.paths)
     if not files:
-        raise UsageError(f"error: no model files (*.py) in {', '.join(args.paths)}")
+        raise UsageError(f"no model files (*.py) in {', '.join(args.paths)}")
     return files
 
 
@@ -155,8 +148,6 @@ def _each(files, verb: str, quiet: bool, action) -> list:
 
 def _finish(results: list, what: str, strict: bool = False) -> int:
     """Details of every golden that did not simply pass, then the summary table and the exit code."""
-    from wafercc import golden
-
     for r in results:
         if r.status not in (golden.Status.PASS, golden.Status.RECORDED):
             print(golden.format_result(r) + "\n")

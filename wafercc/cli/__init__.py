@@ -1,0 +1,61 @@
+"""The ``wafercc`` command line. Thin: parse arguments, call the library, print.
+
+One module per command group, each with an ``add_commands(sub)`` that declares its arguments and one
+``cmd_*`` action per command:
+
+    compile.py   compile, opt, check
+    run.py       run, verify
+    report.py    report, viz
+    golden.py    golden record, golden check
+
+Every user mistake (bad model file, unsupported op, malformed WIR, bad options) is a WaferError; messages
+carry no "error: " prefix — ``main`` adds it, prints to stderr, and exits with the error's ``exit_code``
+(2). Nothing is written when a command fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wafercc.cli import compile, golden, report, run
+from wafercc.ir import WaferError
+
+COMMAND_GROUPS = (compile, run, report, golden)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.func(args) or 0
+    except WaferError as e:
+        print(error_text(e), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def error_text(e: WaferError) -> str:
+    """The user-facing text of ``e``: its message behind one "error: "."""
+    message = str(e)
+    return message if message.startswith("error: ") else f"error: {message}"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors: exit 2 like every user error
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="wafercc", description="Compile PyTorch models for wafer-scale dataflow hardware.")
+    sub = p.add_subparsers(parser_class=_Parser, metavar="COMMAND")
+    for group in COMMAND_GROUPS:
+        group.add_commands(sub)
+    return p

@@ -380,8 +380,13 @@ def _squeeze(ctx, x, dim=None):
 
 @conv(aten.cat.default)
 def _cat(ctx, xs, dim=0):
-    xs = [v for v in xs if not (v.type.rank == 1 and v.type.shape[0] == 0 and xs[0].type.rank != 1)]  # legacy empties
-    return ctx.emit1("cat", list(xs), {"dim": _dim(dim, xs[0].type.rank)})
+    # torch's legacy rule: a 1-D operand with no elements is skipped (whatever its place in the list; a fresh
+    # transformers DynamicCache concatenates onto one), and the dim is taken against the operands that remain.
+    # The skipped operands still take part in dtype promotion, so the result type is torch's.
+    want = ctx.meta_type()
+    kept = [v for v in xs if not (v.type.rank == 1 and v.type.shape[0] == 0)] or list(xs[:1])
+    y = kept[0] if len(kept) == 1 else ctx.emit1("cat", kept, {"dim": _dim(dim, kept[0].type.rank)})
+    return y if y.type.dtype == want.dtype else ctx.emit1("convert", [y], {"dtype": want.dtype})
 
 
 @conv(aten.split_with_sizes.default)

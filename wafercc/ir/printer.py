@@ -18,6 +18,14 @@ _RESERVED = frozenset({"true", "false", "none", "inf", "nan", "loc", "attributes
 
 
 def format_attr(a: Attr) -> str:
+    if isinstance(a, (list, tuple)):
+        return "[" + ", ".join(format_attr(v) for v in a) + "]"
+    if isinstance(a, dict):
+        return "{" + ", ".join(f"{format_key(k)} = {format_attr(v)}" for k, v in a.items()) + "}"
+    return _format_scalar(a)
+
+
+def _format_scalar(a: Attr) -> str:
     if a is True:
         return "true"
     if a is False:
@@ -38,10 +46,6 @@ def format_attr(a: Attr) -> str:
         return a.value
     if isinstance(a, (SymbolRef, TensorType)):
         return str(a)
-    if isinstance(a, (list, tuple)):
-        return "[" + ", ".join(format_attr(v) for v in a) + "]"
-    if isinstance(a, dict):
-        return "{" + ", ".join(f"{format_key(k)} = {format_attr(v)}" for k, v in a.items()) + "}"
     raise TypeError(f"cannot print attribute of type {type(a).__name__}: {a!r}")
 
 

@@ -108,39 +108,45 @@ _OVERRIDES = {
 def parse_target(spec: str) -> Target:
     """``wse2`` | ``wse3`` | ``mesh8`` | ``mesh:WxH[,key=value...]`` | ``wse2,clock-ghz=1.1``."""
     head, *opts = [s.strip() for s in spec.split(",")]
-    if head.startswith("mesh:"):
-        dims = head[5:].lower().split("x")
-        try:
-            w, h = (int(d) for d in dims)
-        except ValueError:
-            raise UsageError(f"error: bad mesh '{head}': write mesh:WxH, e.g. mesh:16x16") from None
-        if w < 1 or h < 1 or w * h > 4_000_000:
-            raise UsageError(f"error: mesh {w}x{h} is out of range (1 to 4,000,000 PEs)")
-        t = replace(small_mesh(w, h), name=f"mesh:{w}x{h}")
-    elif head in PRESETS:
-        t = PRESETS[head]
-    else:
-        raise UsageError(f"error: unknown target '{head}' (presets: {', '.join(PRESETS)}; or mesh:WxH)")
-    changed = {}
-    for opt in opts:
-        key, eq, value = opt.partition("=")
-        if key not in _OVERRIDES or not eq:
-            raise UsageError(f"error: unknown target option '{opt}' (known: {', '.join(k + '=' for k in _OVERRIDES)})")
-        fname, conv = _OVERRIDES[key]
-        try:
-            v = conv(value)
-        except (ValueError, OverflowError):
-            raise UsageError(f"error: target option '{key}' needs a number, got '{value}'") from None
-        low = 0 if key == "reserved-colors" else 1e-12
-        if not math.isfinite(v) or v < low:
-            raise UsageError(f"error: target option '{key}' must be {'>= 0' if low == 0 else '> 0'}, got '{value}'")
-        changed[fname] = v
+    t = _base(head)
+    changed = dict(_override(opt) for opt in opts)
     if changed:
         t = replace(t, **changed, name=spec)
     if t.reserved_colors >= t.colors:
-        raise UsageError(f"error: target '{spec}' reserves {t.reserved_colors} of its {t.colors} colors")
+        raise UsageError(f"target '{spec}' reserves {t.reserved_colors} of its {t.colors} colors")
     if t.usable_colors < 3:
-        raise UsageError(f"error: target '{spec}' leaves {t.usable_colors} routable colors; a layer needs at least 3")
+        raise UsageError(f"target '{spec}' leaves {t.usable_colors} routable colors; a layer needs at least 3")
     if t.usable_sram <= 0:
-        raise UsageError(f"error: target '{spec}' has no SRAM left after the runtime's {t.runtime_reserved_bytes} bytes")
+        raise UsageError(f"target '{spec}' has no SRAM left after the runtime's {t.runtime_reserved_bytes} bytes")
     return t
+
+
+def _base(head: str) -> Target:
+    """The preset or ``mesh:WxH`` a target spec starts with."""
+    if head in PRESETS:
+        return PRESETS[head]
+    if not head.startswith("mesh:"):
+        raise UsageError(f"unknown target '{head}' (presets: {', '.join(PRESETS)}; or mesh:WxH)")
+    try:
+        w, h = (int(d) for d in head[5:].lower().split("x"))
+    except ValueError:
+        raise UsageError(f"bad mesh '{head}': write mesh:WxH, e.g. mesh:16x16") from None
+    if w < 1 or h < 1 or w * h > 4_000_000:
+        raise UsageError(f"mesh {w}x{h} is out of range (1 to 4,000,000 PEs)")
+    return replace(small_mesh(w, h), name=f"mesh:{w}x{h}")
+
+
+def _override(opt: str) -> tuple[str, float | int]:
+    """(Target field, value) of one ``key=value`` option."""
+    key, eq, value = opt.partition("=")
+    if key not in _OVERRIDES or not eq:
+        raise UsageError(f"unknown target option '{opt}' (known: {', '.join(k + '=' for k in _OVERRIDES)})")
+    fname, conv = _OVERRIDES[key]
+    try:
+        v = conv(value)
+    except (ValueError, OverflowError):
+        raise UsageError(f"target option '{key}' needs a number, got '{value}'") from None
+    low = 0 if key == "reserved-colors" else 1e-12
+    if not math.isfinite(v) or v < low:
+        raise UsageError(f"target option '{key}' must be {'>= 0' if low == 0 else '> 0'}, got '{value}'")
+    return fname, v

@@ -62,7 +62,7 @@ def _load(m: Module | str | os.PathLike) -> tuple[Module, Path | None]:
     p = Path(m)
     if p.is_dir():
         if not (p / WIR_FILE).is_file():
-            raise RuntimeExecutionError(f"error: '{p}' is not a compiled model directory: it has no {WIR_FILE}")
+            raise RuntimeExecutionError(f"'{p}' is not a compiled model directory: it has no {WIR_FILE}")
         return parse_file(p / WIR_FILE), p
     return parse_file(p), p.parent
 

@@ -113,7 +113,7 @@ def test_random_meshes_give_sound_plans_or_a_plan_error(graph_text, name, w, h, 
         m = map_text(graph_text(name), target, mode, verify_each=False)
     except WaferError as e:  # a clear error, never a crash
         event("plan error")
-        assert "error:" in str(e), str(e)
+        assert str(e) and not str(e).startswith("error"), str(e)
         return
     event(f"mapped ({mode})")
     wafercc.verify(m)

@@ -224,7 +224,7 @@ def test_verifier_failure_after_pass_is_attributed(broken_passes) -> None:
     with pytest.raises(PassFailure) as e:
         run_pipeline(module(), "canonicalize,break-types,dce")
     message = str(e.value)
-    assert message.startswith("pass 'break-types' produced invalid IR: error: 'relu' (%b)")
+    assert message.startswith("pass 'break-types' produced invalid IR: 'relu' (%b)")
     assert "[result-type]" in message
     # Without verify_each the broken IR goes through unnoticed: that is what the option is for.
     run_pipeline(module(), "canonicalize,break-types,dce", verify_each=False)
@@ -239,7 +239,7 @@ def test_reproducer_header_and_replay(broken_passes, tmp_path: Path) -> None:
     text = repro.read_text()
     lines = text.splitlines()
     assert lines[0] == '// wafercc reproducer: pipeline = "break-types,fold{max-elements=3},dce"'
-    assert lines[1].startswith("// failed in pass 'break-types': error: 'relu' (%b)")
+    assert lines[1].startswith("// failed in pass 'break-types': 'relu' (%b)")
     # The IR is the module as it was before the failing pass: after canonicalize.
     assert "\n".join(lines[2:]) + "\n" == print_module(run_pipeline(module(), "canonicalize"))
     assert list(tmp_path.iterdir()) == [repro]  # no temp file left behind

@@ -33,23 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except WaferError as e:
-        print(error_text(e), file=sys.stderr)
+        print(e.render(), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
 
 
-def error_text(e: WaferError) -> str:
-    """The user-facing text of ``e``: its message behind one "error: "."""
-    message = str(e)
-    return message if message.startswith("error: ") else f"error: {message}"
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own usage errors: exit 2 like every user error
         self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"{message}", file=sys.stderr)
         raise SystemExit(2)
 
 

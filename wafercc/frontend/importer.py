@@ -126,7 +126,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
     for i, n in enumerate(captured.inputs):
         val = n.meta.get("val")
         if not isinstance(val, torch.Tensor) or val.dtype not in TORCH_DTYPES:
-            raise UnsupportedOpError(f"error: input '{n.name}' is not a tensor of a supported dtype ({val!r})")
+            raise UnsupportedOpError(f"input '{n.name}' is not a tensor of a supported dtype ({val!r})")
         arg_name = captured.input_names[i] if i < len(captured.input_names) else n.name
         arg_name = sanitize(arg_name)
         used.add(arg_name)
@@ -170,7 +170,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
     for o in captured.outputs:
         v = value_of(o) if isinstance(o, torch.fx.Node) else None
         if not isinstance(v, Value):
-            raise UnsupportedOpError(f"error: the model returns {o!r}, which is not a tensor; wafercc needs tensor outputs")
+            raise UnsupportedOpError(f"the model returns {o!r}, which is not a tensor; wafercc needs tensor outputs")
         rets.append(v)
     func.returns = rets
     return ImportResult(module, weights, counts, node_values)
@@ -178,7 +178,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
 
 def _emit_weight(ctx: Ctx, module: Module, weights: dict, node: torch.fx.Node, src: WeightSource) -> Value:
     if src.tensor.dtype not in TORCH_DTYPES:
-        raise UnsupportedOpError(f"error: weight '{src.name}' has dtype {src.tensor.dtype}, which wafercc does not support")
+        raise UnsupportedOpError(f"weight '{src.name}' has dtype {src.tensor.dtype}, which wafercc does not support")
     sym = symbol_name(src.name)
     while sym in module.weights:
         sym += "_"
@@ -208,7 +208,7 @@ def _unsupported_message(bad: list[tuple[str, str]]) -> str:
     groups: dict[str, list[str]] = {}
     for op, loc in bad:
         groups.setdefault(op, []).append(loc)
-    lines = [f"error: the model uses {len(groups)} op(s) wafercc does not support ({len(bad)} use(s)):"]
+    lines = [f"the model uses {len(groups)} op(s) wafercc does not support ({len(bad)} use(s)):"]
     for op, locs in groups.items():
         uniq = list(dict.fromkeys(locs))
         shown = ", ".join(uniq[:5]) + (f", and {len(uniq) - 5} more" if len(uniq) > 5 else "")

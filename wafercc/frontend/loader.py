@@ -25,9 +25,9 @@ def load_model_file(path: str | Path, entry: str | None = None) -> tuple[torch.n
     """Import ``path`` and return (model, example_inputs)."""
     p = Path(path)
     if not p.is_file():
-        raise ModelFileError(f"error: model file '{p}' does not exist")
+        raise ModelFileError(f"model file '{p}' does not exist")
     if p.suffix != ".py":
-        raise ModelFileError(f"error: model file '{p}' is not a Python file (.py)")
+        raise ModelFileError(f"model file '{p}' is not a Python file (.py)")
     ns = _execute(p)
     model_names, input_names = DEFAULT_MODEL, DEFAULT_INPUTS
     if entry:
@@ -37,14 +37,14 @@ def load_model_file(path: str | Path, entry: str | None = None) -> tuple[torch.n
     model = _resolve(p, ns, model_names, "the model")
     inputs = _resolve(p, ns, input_names, "the example inputs")
     if not isinstance(model, torch.nn.Module):
-        raise ModelFileError(f"error: {p}: '{_found_name(ns, model_names)}' is a {type(model).__name__}, not an nn.Module")
+        raise ModelFileError(f"{p}: '{_found_name(ns, model_names)}' is a {type(model).__name__}, not an nn.Module")
     if isinstance(inputs, torch.Tensor):
         inputs = (inputs,)
     if isinstance(inputs, list):
         inputs = tuple(inputs)
     if not isinstance(inputs, tuple) or not all(isinstance(x, torch.Tensor) for x in inputs):
         raise ModelFileError(
-            f"error: {p}: '{_found_name(ns, input_names)}' must be a tuple of tensors, got {type(inputs).__name__}"
+            f"{p}: '{_found_name(ns, input_names)}' must be a tuple of tensors, got {type(inputs).__name__}"
         )
     return model, inputs
 
@@ -57,11 +57,11 @@ def _execute(p: Path) -> dict:
     try:
         spec.loader.exec_module(module)
     except SyntaxError as e:
-        raise ModelFileError(f"error: {e.filename}:{e.lineno}: syntax error in the model file: {e.msg}") from None
+        raise ModelFileError(f"{e.filename}:{e.lineno}: syntax error in the model file: {e.msg}") from None
     except Exception as e:
         frame = _last_frame_in(e, p)
         raise ModelFileError(
-            f"error: {frame or p}: loading the model file raised {type(e).__name__}: {e}"
+            f"{frame or p}: loading the model file raised {type(e).__name__}: {e}"
         ) from None
     return vars(module)
 
@@ -75,11 +75,11 @@ def _resolve(p: Path, ns: dict, names: tuple[str, ...], what: str):
                     return obj()
                 except Exception as e:
                     frame = _last_frame_in(e, p)
-                    raise ModelFileError(f"error: {frame or p}: {n}() raised {type(e).__name__}: {e}") from None
+                    raise ModelFileError(f"{frame or p}: {n}() raised {type(e).__name__}: {e}") from None
             return obj
     listed = " or ".join(f"'{n}()'" if n.startswith("get_") else f"'{n}'" for n in names)
     raise ModelFileError(
-        f"error: {p} defines no {listed} for {what}; a model file defines `model` (or `get_model()`) and "
+        f"{p} defines no {listed} for {what}; a model file defines `model` (or `get_model()`) and "
         "`example_inputs` (or `get_example_inputs()`), or pass --entry MODEL:INPUTS"
     )
 

@@ -87,7 +87,7 @@ def _verified(golden: Path, name: str, data: dict) -> Path:
     path = golden / name
     want = data.get("files", {}).get(name)
     if not path.is_file() or (want and F.sha256(path.read_bytes()) != want):
-        raise UsageError(f"error: {path} is missing or differs from what golden.json recorded (its sha256): the "
+        raise UsageError(f"{path} is missing or differs from what golden.json recorded (its sha256): the "
                          "golden was edited or damaged; restore it or re-record it with `wafercc golden record`")
     return path
 

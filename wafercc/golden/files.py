@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.artifacts import write_dir_atomic
+from runtime.artifacts import KIND_GOLDEN, write_dir_atomic
 from wafercc.errors import UsageError
 
 FORMAT = "wafercc-golden/1"
 GOLDEN_JSON = "golden.json"
 INPUTS, EAGER, RUNTIME = "inputs.npz", "eager.npz", "runtime.npz"
+GOLDEN_FILES = frozenset({GOLDEN_JSON, INPUTS, EAGER, RUNTIME})  # what a golden held before output markers
 # np.savez stamps every member with the current time; a fixed stamp makes the bytes a function of the arrays.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -75,9 +76,9 @@ def read_golden_json(golden: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise UsageError(f"error: cannot read {path}: {e}") from None
+        raise UsageError(f"cannot read {path}: {e}") from None
     if data.get("format") != FORMAT:
-        raise UsageError(f"error: {path} has format {data.get('format')!r}; this wafercc reads {FORMAT!r} "
+        raise UsageError(f"{path} has format {data.get('format')!r}; this wafercc reads {FORMAT!r} "
                          "(re-record it with `wafercc golden record`)")
     return data
 
@@ -104,7 +105,7 @@ def write_golden(dest: Path, files: dict[str, bytes]) -> None:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
 
-    write_dir_atomic(dest, fill)
+    write_dir_atomic(dest, fill, KIND_GOLDEN, legacy=GOLDEN_FILES)
 
 
 def golden_names(directory: Path) -> list[str]:

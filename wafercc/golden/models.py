@@ -53,7 +53,7 @@ def check_golden(golden: Path, *, run_bisect: bool = True, **overrides) -> Golde
     data = F.read_golden_json(golden)
     model = root_of(golden.parent) / data["model"]
     if not model.is_file():
-        raise UsageError(f"error: {golden / F.GOLDEN_JSON} was recorded from {data['model']}, which does not exist "
+        raise UsageError(f"{golden / F.GOLDEN_JSON} was recorded from {data['model']}, which does not exist "
                          f"(relative to {root_of(golden.parent)})")
     return check_file(model, golden.parent, entry=data.get("entry"), run_bisect=run_bisect, **overrides)
 
@@ -82,11 +82,11 @@ def model_files(paths: list[str]) -> list[tuple[Path, bool]]:
         elif p.is_file() and p.suffix == ".py":
             out.append((p, True))
         else:
-            raise UsageError(f"error: '{s}' is neither a model file (.py) nor a directory of them")
+            raise UsageError(f"'{s}' is neither a model file (.py) nor a directory of them")
     stems: dict[str, Path] = {}
     for f, _ in out:
         if f.stem in stems and stems[f.stem].resolve() != f.resolve():
-            raise UsageError(f"error: {stems[f.stem]} and {f} would share the golden '{f.stem}': rename one, or "
+            raise UsageError(f"{stems[f.stem]} and {f} would share the golden '{f.stem}': rename one, or "
                              "record them into different --dir")
         stems[f.stem] = f
     return out
@@ -108,7 +108,7 @@ def _load(path, directory: Path, entry: str | None, explicit: bool) -> Subject |
     if on_meta(subject):
         why = "its model is on the meta device: it can be planned (`wafercc compile`) but not run, so it has no golden"
         if explicit:
-            raise UsageError(f"error: {source}: {why}")
+            raise UsageError(f"{source}: {why}")
         return GoldenResult(subject.name, source, golden, Status.SKIPPED, why)
     return subject
 
@@ -117,5 +117,5 @@ def _same_model(golden: Path, subject: Subject) -> None:
     """Two model files with one stem must not overwrite each other's golden."""
     recorded = F.read_golden_json(golden).get("model")
     if recorded != subject.source:
-        raise UsageError(f"error: the golden '{golden}' was recorded from {recorded}, not {subject.source}: delete it "
+        raise UsageError(f"the golden '{golden}' was recorded from {recorded}, not {subject.source}: delete it "
                          "or record into another --dir")

@@ -162,7 +162,7 @@ def error_text(e: BaseException) -> str:
     """A user's mistake is a WaferError with a complete message; anything else is a wafercc bug, named with
     the frame that raised it so the report points somewhere without a traceback."""
     if isinstance(e, WaferError):
-        return str(e).removeprefix("error: ")
+        return str(e)
     frames = traceback.extract_tb(e.__traceback__)
     where = f" (an internal error, at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return f"{type(e).__name__}: {e}{where}"

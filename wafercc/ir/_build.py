@@ -56,13 +56,14 @@ def make_op(
     attrs: dict[str, Attr],
     types: list[TensorType],
     loc: Loc | None,
+    pos: tuple[int, int] | None = None,
 ) -> Op:
     """An op with no operands yet: they are resolved by ``make_func`` once the whole body is known."""
     if len(types) != len(results):
         raise SemanticError(f"'{name}' defines {len(results)} result(s) but lists {len(types)} type(s)", name)
     if symbol is not None:
         attrs = {"symbol": symbol, **attrs}
-    return Op(str(name), (), types, attrs, loc, [r[1:] for r in results])
+    return Op(str(name), (), types, attrs, loc, [r[1:] for r in results], pos)
 
 
 def make_func(

@@ -57,7 +57,7 @@ class Value:
 class Op:
     """One operation. ``results`` are created by the op and point back at it."""
 
-    __slots__ = ("name", "operands", "results", "attrs", "loc")
+    __slots__ = ("name", "operands", "results", "attrs", "loc", "pos")
 
     def __init__(
         self,
@@ -67,6 +67,7 @@ class Op:
         attrs: dict[str, Attr] | None = None,
         loc: Loc | None = None,
         result_names: list[str] | None = None,
+        pos: tuple[int, int] | None = None,
     ):
         self.name = name
         self.operands = list(operands)
@@ -74,6 +75,7 @@ class Op:
         self.results = [Value(n, t, self) for n, t in zip(names, result_types)]
         self.attrs: dict[str, Attr] = dict(attrs or {})
         self.loc = loc
+        self.pos = pos  # (line, column) of the op in the WIR text it was parsed from; not part of the op
 
     @property
     def result(self) -> Value:
@@ -136,6 +138,7 @@ class Module:
     funcs: list[Func] = field(default_factory=list)
     attrs: dict[str, Attr] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False)  # the file it was parsed from, for diagnostics
 
     def func(self, name: str = "forward") -> Func:
         for f in self.funcs:

@@ -111,7 +111,9 @@ class _Builder(Transformer):
     # -- ops -----------------------------------------------------------------------------------
     def op(self, items):
         results, name, symbol, operands, attrs, *types, loc = items
-        return make_op(results, name, symbol, attrs, [to_type(t) for t in types], loc), operands
+        first = results[0] if results else name  # where the op's text starts
+        pos = (first.line, first.column) if getattr(first, "line", None) else None
+        return make_op(results, name, symbol, attrs, [to_type(t) for t in types], loc, pos), operands
 
     def result_list(self, items):
         return list(items)
@@ -181,13 +183,14 @@ def _recognizer() -> Lark:
     return Lark(_GRAMMAR, **_OPTIONS)
 
 
-def _format(message: str, text: str, source: str, line: int, col: int) -> str:
+def _format(message: str, text: str, line: int, col: int) -> str:
+    """The message, then the line it is about with a caret under the column."""
     if line <= 0:
-        return f"{source}: error: {message}"
+        return message
     lines = text.split("\n")  # as Lark counts lines: not at \x85, \u2028 and the like
     src = lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
     caret = " " * (max(col, 1) - 1) + "^"
-    return f"{source}:{line}:{col}: error: {message}\n  {src}\n  {caret}"
+    return f"{message}\n  {src}\n  {caret}"
 
 
 def _expected(e: UnexpectedInput) -> str:
@@ -204,17 +207,17 @@ def _syntax_error(e: UnexpectedInput, text: str, source: str) -> ParseError:
     if isinstance(e, UnexpectedEOF):
         line = text.count("\n") + 1
         col = len(text.split("\n")[-1]) + 1
-        return ParseError(_format("unexpected end of input" + _expected(e), text, source, line, col), line, 0, source)
+        return ParseError(_format("unexpected end of input" + _expected(e), text, line, col), line, col, source)
     if isinstance(e, UnexpectedCharacters):
         msg = f"unexpected character {text[e.pos_in_stream]!r}" + _expected(e)
-        return ParseError(_format(msg, text, source, e.line, e.column), e.line, e.column, source)
+        return ParseError(_format(msg, text, e.line, e.column), e.line, e.column, source)
     assert isinstance(e, UnexpectedToken)
     tok = e.token
     if tok.type == "$END":
         what = "unexpected end of input"
     else:
         what = f"unexpected {tok!s}" if len(str(tok)) < 40 else f"unexpected {str(tok)[:37]}..."
-    return ParseError(_format(what + _expected(e), text, source, e.line, e.column), e.line, e.column, source)
+    return ParseError(_format(what + _expected(e), text, e.line, e.column), e.line, e.column, source)
 
 
 def parse_lark(text: str, source: str = "<wir>") -> Module:
@@ -232,7 +235,7 @@ def parse_lark(text: str, source: str = "<wir>") -> Module:
         raise _syntax_error(syntax, text, source) from None
     line = getattr(semantic.token, "line", 0) or 0
     col = getattr(semantic.token, "column", 0) or 0
-    raise ParseError(_format(semantic.message, text, source, line, col), line, col, source) from None
+    raise ParseError(_format(semantic.message, text, line, col), line, col, source) from None
 
 
 def parse_fast(text: str) -> Module | None:
@@ -257,7 +260,9 @@ def parse(text: str, source: str = "<wir>") -> Module:
     """Parse WIR text into a Module. Raises ParseError with line, column and the offending line."""
     with _no_gc():
         m = _FAST.parse(text)
-        return m if m is not None else parse_lark(text, source)
+        m = m if m is not None else parse_lark(text, source)
+    m.source = source
+    return m
 
 
 def parse_file(path: str | Path) -> Module:
@@ -265,7 +270,7 @@ def parse_file(path: str | Path) -> Module:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise ParseError(f"cannot read WIR file '{p}': {e.strerror}") from None
+        raise ParseError(f"cannot read WIR file '{p}': {e.strerror}", source=None) from None
     except UnicodeDecodeError:
-        raise ParseError(f"'{p}' is not a WIR text file (not UTF-8)") from None
+        raise ParseError(f"'{p}' is not a WIR text file (not UTF-8)", source=None) from None
     return parse(text, str(p))

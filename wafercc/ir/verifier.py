@@ -21,15 +21,23 @@ OpChecker = Callable[[Op, Module], None]
 
 def fail(op: Op | None, rule: str, message: str) -> VerifyError:
     where = op.where() if op is not None else "module"
-    return VerifyError(f"error: {where}: {message} [{rule}]", op=op, rule=rule)
+    return VerifyError(f"{where}: {message} [{rule}]", op=op, rule=rule)
 
 
 def verify(m: Module, check_op: OpChecker | None = None) -> None:
-    """Raise VerifyError on the first broken rule."""
+    """Raise VerifyError on the first broken rule; it points at the op's line in ``m.source`` when the
+    module was parsed from text."""
+    try:
+        _verify_module(m, check_op)
+    except VerifyError as e:
+        raise e.locate(m.source) from None
+
+
+def _verify_module(m: Module, check_op: OpChecker | None) -> None:
     seen_funcs = set()
     for f in m.funcs:
         if f.name in seen_funcs:
-            raise VerifyError(f"error: function @{f.name} is defined twice [unique-symbol]", rule="unique-symbol")
+            raise VerifyError(f"function @{f.name} is defined twice [unique-symbol]", rule="unique-symbol")
         seen_funcs.add(f.name)
         _verify_func(m, f, check_op)
 
@@ -39,8 +47,7 @@ def _verify_func(m: Module, f: Func, check_op: OpChecker | None) -> None:
     names: dict[str, object] = {}
     for a in f.args:
         if a.name in names:
-            raise VerifyError(
-                f"error: @{f.name}: argument %{a.name} is defined twice [ssa-single-definition]",
+            raise VerifyError(f"@{f.name}: argument %{a.name} is defined twice [ssa-single-definition]",
                 rule="ssa-single-definition",
             )
         names[a.name] = a
@@ -59,14 +66,12 @@ def _verify_func(m: Module, f: Func, check_op: OpChecker | None) -> None:
             check_op(op, m)
     for v in f.returns:
         if id(v) not in defined:
-            raise VerifyError(
-                f"error: @{f.name}: returned value %{v.name} is not defined [ssa-dominance]", rule="ssa-dominance"
+            raise VerifyError(f"@{f.name}: returned value %{v.name} is not defined [ssa-dominance]", rule="ssa-dominance"
             )
     declared = f.declared_result_types()
     actual = [v.type for v in f.returns]
     if declared != actual:
-        raise VerifyError(
-            f"error: @{f.name}: declared result types ({', '.join(map(str, declared))}) but returns "
+        raise VerifyError(f"@{f.name}: declared result types ({', '.join(map(str, declared))}) but returns "
             f"({', '.join(map(str, actual))}) [return-types]",
             rule="return-types",
         )

@@ -163,7 +163,7 @@ def run_fx(captured, inputs: list[np.ndarray], wanted: set[str]) -> tuple[dict[s
         if n.op == "placeholder":
             src = captured.weights.get(n)
             if src is None and n not in feeds:
-                raise WaferError(f"error: bisect cannot feed the graph input '{n.name}'")
+                raise WaferError(f"bisect cannot feed the graph input '{n.name}'")
             args.append(src.tensor if src is not None else feeds[n])
     outputs = {n.name for n in captured.outputs}
     kept: dict[str, object] = {}
@@ -259,7 +259,7 @@ def bisect_graph(captured, module: Module, weights: dict[str, np.ndarray], pairs
     except WaferError as e:
         if getattr(e, "op", None) is None:
             raise
-        check.failed(e.op, str(e).removeprefix("error: "))
+        check.failed(e.op, str(e))
     t_runtime = time.perf_counter() - t
     values = sum(len(op.results) for op in module.func().ops if op.name != "weight.get")
     return BisectResult(check.first, sorted(check.roots, key=lambda d: d.index), check.compared, check.diverged,

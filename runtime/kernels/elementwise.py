@@ -250,3 +250,14 @@ for _name, _fn in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le
 def _where(op, cond, a, b):
     dt = out_dtype(op)
     return finish(op, np.where(cond, cast(a, dt), cast(b, dt)))
+
+
+class CheckFailed(AssertionError):
+    """A run-time assertion of the model failed (the interpreter names the op and its source line)."""
+
+
+@kernel("check")
+def _check(op, cond):
+    if not np.all(cond):
+        raise CheckFailed(attr(op, "message", "") or "assertion failed")
+    return cond

@@ -13,6 +13,8 @@ from .base import F64, I64, attr, cast, compute_dtype, finish, kernel, out_dtype
 
 def _axes(op, x) -> tuple[int, ...]:
     dims = attr(op, "dims", [])
+    if x.ndim == 0:  # torch takes dim 0 (or -1) of a 0-d tensor: there is nothing to reduce
+        return ()
     return tuple(range(x.ndim)) if not dims else tuple(sorted(d % x.ndim for d in dims))
 
 
@@ -71,7 +73,7 @@ def _var(op, x):
 def _arg(fn):
     def k(op, x):
         d = attr(op, "dim")
-        if d is None:  # index into the flattened tensor
+        if d is None or x.ndim == 0:  # index into the flattened tensor
             return finish(op, np.asarray(fn(up(x))).reshape((1,) * x.ndim if _keep(op) else ()))
         return finish(op, fn(up(x), axis=d % x.ndim, keepdims=_keep(op)))
 

@@ -6,7 +6,7 @@ math.erf is exact enough but scalar (np.vectorize over it is ~100x too slow), so
   where 1 - erfc(x) would cancel.
 - |x| >= 0.5: erf = 1 - erfc, with erfc from the Chebyshev fit of Numerical Recipes (3rd ed., Erf::erfccheb):
   erfc(z) = t * exp(-z^2 + P(4t - 2)), t = 2 / (2 + z). Measured against math.erfc: relative error
-  < 2e-13 for erfc on [0, 30], < 5e-16 for erf on [0.5, 30] (tests/runtime/test_special.py).
+  < 2e-13 for erfc on [0, 30], < 5e-16 for erf on [0.5, 30] (tests/runtime/test_runtime_special.py).
 """
 
 from __future__ import annotations

@@ -156,6 +156,8 @@ SAMPLES: dict[str, list[Sample]] = {
     "triu": [([T("4x4xf32")], {"diagonal": 1})],
     "tril": [([T("2x4x4xf32")], {})],
     "repeat": [([T("2x3xf32")], {"repeats": [2, 1, 2]})],
+    # -- run-time checks
+    "check": [([T("bool")], {"message": "x >= 0"}), ([T("2x3xf32")], {})],
 }
 
 

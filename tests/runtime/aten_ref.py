@@ -142,6 +142,11 @@ REF.update({
 })
 
 
+REF.update({
+    "check": lambda op, c: (torch._assert_async(c.all()), c)[1],
+})
+
+
 def _prod(op, x):
     dims = _a(op, "dims", [])
     if not dims:

@@ -11,11 +11,12 @@ import pytest
 from runtime import KERNELS, Interpreter
 from tests.runtime.aten_ref import REF, aten_run
 from tests.runtime.cases import ACTIVATIONS, BINARY, CONVERT, REDUCE, UNARY
+from tests.runtime.cases_more import MORE
 from tests.runtime.cases_nn import CREATE, HALF, NN, SHAPE
 from wafercc.ir import DType, Func, Module, Op, TensorType, Value
 from wafercc.ops import OPS, infer_types, verify
 
-ALL_CASES = UNARY + ACTIVATIONS + CONVERT + BINARY + REDUCE + NN + SHAPE + CREATE + HALF
+ALL_CASES = UNARY + ACTIVATIONS + CONVERT + BINARY + REDUCE + NN + SHAPE + CREATE + HALF + MORE
 _DTYPE_OF = {np.dtype(ml_dtypes.bfloat16) if d is DType.bf16 else np.dtype(d.numpy_name): d for d in DType}
 
 

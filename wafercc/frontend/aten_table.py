@@ -18,7 +18,7 @@ aten = torch.ops.aten
 
 CONVERTERS: dict = {}
 # Nodes that carry no computation in an inference graph.
-IGNORED = {aten._assert_tensor_metadata.default, aten._assert_scalar.default, aten.sym_constrain_range_for_size.default}
+IGNORED = {aten._assert_tensor_metadata.default}
 
 
 def conv(*targets):
@@ -150,6 +150,33 @@ def _where(ctx, cond, a, b):
         a = ctx.scalar_operand(a, b)
     b = ctx.scalar_operand(b, a)
     return ctx.emit1("where", [cond, a, b])
+
+
+# -- run-time assertions ----------------------------------------------------------------------
+
+
+@conv(aten._assert_async.default, aten._assert_async.msg)
+def _assert_async(ctx, cond, msg=""):
+    ctx.emit1("check", [cond], {"message": str(msg)} if msg else {})
+
+
+@conv(aten._assert_scalar.default)
+def _assert_scalar(ctx, cond, msg=""):
+    # Shapes are static, so the condition reached the importer as a Python value. One that holds costs
+    # nothing; one that fails still fails when the model runs, as it would in torch, not at compile time.
+    if not cond:
+        _false_check(ctx, str(msg) or "assertion failed")
+
+
+@conv(aten.sym_constrain_range.default, aten.sym_constrain_range_for_size.default)
+def _constrain_range(ctx, size, min=None, max=None):
+    lo = 0 if min is None and ctx.node.target is aten.sym_constrain_range_for_size.default else min
+    if (lo is not None and size < lo) or (max is not None and size > max):
+        _false_check(ctx, f"{size} is outside the range [{lo}, {max}] the model constrains it to")
+
+
+def _false_check(ctx, message: str):
+    ctx.emit1("check", [ctx.constant(False, DType.bool)], {"message": message})
 
 
 # -- reductions -------------------------------------------------------------------------------
@@ -375,7 +402,12 @@ def _unsqueeze(ctx, x, dim):
 
 @conv(aten.squeeze.dims, aten.squeeze.dim, aten.squeeze.default)
 def _squeeze(ctx, x, dim=None):
-    return ctx.emit1("squeeze", [x], {"dims": _dims(dim, x.type.rank)})
+    if dim is not None and not isinstance(dim, int) and len(dim) == 0:
+        return x  # squeeze(x, ()) squeezes nothing; WIR's empty dims would mean every dim
+    dims = _dims(dim, x.type.rank)
+    if x.type.rank == 0:
+        return x
+    return ctx.emit1("squeeze", [x], {"dims": dims})
 
 
 @conv(aten.cat.default)
@@ -409,7 +441,14 @@ def _gather(ctx, x, dim, index, sparse_grad=False):
 
 @conv(aten.index_select.default)
 def _index_select(ctx, x, dim, index):
+    if x.type.rank == 0:  # a 0-d tensor indexes as its 1-element vector, and the result is 0-d again
+        row = ctx.emit1("index_select", [_as_vector(ctx, x), index], {"dim": 0})
+        return ctx.emit1("view", [row], {"shape": list(ctx.meta_type().shape)})
     return ctx.emit1("index_select", [x, index], {"dim": _dim(dim, x.type.rank)})
+
+
+def _as_vector(ctx, x):
+    return ctx.emit1("view", [x], {"shape": [1]})
 
 
 @conv(aten.index.Tensor)

@@ -65,7 +65,7 @@ _READABLE = {
 class _Builder(Transformer):
     """One method per grammar rule, each building one piece of the data model (see ``_build.py``).
 
-    Lark builds a Tree for a rule without a method; ``tests/ir/test_parser.py`` checks there is none.
+    Lark builds a Tree for a rule without a method; ``tests/ir/test_grammar.py`` checks there is none.
     """
 
     # -- module level --------------------------------------------------------------------------

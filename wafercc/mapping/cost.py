@@ -68,6 +68,9 @@ class Cost:
 
 def _totals(todo, t, mode: str) -> dict:
     costs = [layer.attrs["cost"] for layer in todo]
+    if not todo:  # an empty plan: the model computes nothing (an identity, or a graph that folded away)
+        return {"layers": 0, "cycles": 0.0, "seconds": 0.0, "flops": 0, "weight_bytes_streamed": 0,
+                "peak_bytes_per_pe": 0, "utilization": 0.0, "max_colors": 0, "structures": 0}
     if mode == "stream":
         cycles = sum(c["total"] for c in costs)
     else:

@@ -43,11 +43,17 @@ def mode_of(module: Module, override: str = "") -> str:
 def layers(module: Module, needs: str | None = None, by: str = "") -> list[Layer]:
     """The module's layers in execution order; with ``needs``, check that stage ran first."""
     out = sorted(module.layers.values(), key=lambda layer: layer.attrs.get("index", 0))
+    if not out and not _computes(module):
+        return []  # nothing to run (an identity or a graph that folded away): the plan is empty
     if not out:
         raise PlanError(f"error: {by or 'this pass'} needs layers: run partition first")
     if needs is not None and any(STAGE_KEYS[needs] not in layer.attrs for layer in out):
         raise PlanError(f"error: {by or 'this pass'} needs the '{needs}' pass to have run first")
     return out
+
+
+def _computes(module: Module) -> bool:
+    return any(op.name != "weight.get" for f in module.funcs for op in f.ops)
 
 
 def shape_of(layer: Layer) -> Shape:

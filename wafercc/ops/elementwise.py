@@ -162,3 +162,12 @@ def _where(ts, a):
 
 
 defop("where", "cond a b", _where, flops=_flops(1), family=F, doc="a where cond else b", torch=("aten.where",))
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+defop("check", "cond", same, attrs={"message": AttrSpec("str", "")}, flops=_flops(1), family=F, effect=True,
+      doc="a run-time assertion: the run fails with message (and the op's source line) unless every element "
+          "of cond is nonzero; the result is cond, unused: the op is kept for its effect",
+      torch=("aten._assert_async", "aten._assert_scalar", "aten.sym_constrain_range"))

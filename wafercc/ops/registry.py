@@ -46,6 +46,7 @@ class OpDef:
     doc: str
     num_results: int | None = 1  # None: decided by the rule (split_with_sizes)
     torch: tuple[str, ...] = field(default=())  # ATen overloads that map onto this op (for docs)
+    effect: bool = False  # running it does something besides its results (dce keeps it though unused)
 
     @property
     def min_operands(self) -> int:
@@ -80,6 +81,7 @@ def defop(
     doc: str,
     num_results: int | None = 1,
     torch: tuple[str, ...] = (),
+    effect: bool = False,
 ) -> OpDef:
     """Declare an op. ``operands`` is a space-separated list such as ``"input weight bias?"``."""
     if name in OPS:
@@ -95,6 +97,7 @@ def defop(
         doc=doc,
         num_results=num_results,
         torch=torch,
+        effect=effect,
     )
     OPS[name] = d
     return d

@@ -22,9 +22,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from wafercc.ir import Func, Module, Op
+from wafercc.ops import OPS
 
-# Ops kept even when unused because running them does something (none in WIR yet).
-HAS_EFFECT: frozenset[str] = frozenset()
+# Ops kept even when unused because running them does something (the run-time assertion ``check``).
+HAS_EFFECT: frozenset[str] = frozenset(name for name, d in OPS.items() if d.effect)
 
 
 def dce_func(f: Func) -> int:

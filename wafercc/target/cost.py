@@ -112,6 +112,8 @@ def search(shape: Shape, target: Target, mode: str = "stream", max_sram: int | N
 
 @lru_cache(maxsize=4096)
 def _search(shape: Shape, t: Target, mode: str, budget: int, width: int, height: int) -> Tiling:
+    if shape.kind != "elementwise" and min(shape.B, shape.M, shape.K, shape.N) == 0:
+        return _nothing_to_do(shape, t)
     # When every token can have its own row, passes over M only re-stream weights: try without them first
     # (9x fewer candidates), and widen the search only if nothing fits.
     if shape.M <= height and shape.kind != "elementwise":
@@ -272,6 +274,17 @@ def _elementwise(shape: Shape, t: Target, budget: int, width: int, height: int) 
             "utilization": sig4(shape.flops / (total * t.pes * t.flops(DType.f32))) if total else 0.0}
     return Tiling(kt=1, mt=-(-n // pes), cx=cx, ry=ry, rn=1, nc=1, passes=1,
                   memory=(("activation", per_pe // 2), ("output", per_pe // 2)), cost=tuple(cost.items()))
+
+
+def _nothing_to_do(shape: Shape, t: Target) -> Tiling:
+    """A product with B, M, K or N = 0 (an empty batch, no tokens, an empty reduction, no outputs): one PE,
+    no buffers, and only the tail's work (an empty reduction still writes its zeros, or beta * bias)."""
+    tail = shape.flops / t.flops(DType.f32)
+    cost = {"compute": 0.0, "ingress": 0.0, "broadcast": 0.0, "reduce": 0.0, "latency": 0.0, "tail": round(tail, 1),
+            "total": round(tail, 1), "bound": "compute", "roofline": 0.0, "roofline_by": "compute",
+            "utilization": 0.0}
+    memory = (("activation", 0), ("output", 0), ("accumulator", 0), ("weight", 0), ("tail", 0))
+    return Tiling(kt=1, mt=1, cx=1, ry=1, rn=1, nc=1, passes=1, memory=memory, cost=tuple(cost.items()))
 
 
 def seconds(cycles: float, t: Target) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import runtime
-from wafercc.driver import DEFAULT_TARGET, compile
+from wafercc.driver import DEFAULT_TARGET, STAGES, compile
 from wafercc.errors import UsageError
 from wafercc.frontend.interop import to_numpy, to_torch
 from wafercc.ir import parse, print_module
@@ -108,7 +108,19 @@ def compare_model(model, example_inputs, *, inputs=None, seed: int | None = None
     return v
 
 
-STAGES = (("graph", ""), ("tiled", "partition,tile"), ("placed", "place"), ("routed", "route,memplan,cost"))
+def _plan_stages() -> tuple[tuple[str, str], ...]:
+    """(stage, the mapping passes that reach it from the one before) for every stage the plan-faithful
+    runtime can run: the graph level, then the driver's stages from the first with a tiling on."""
+    out, pending = [("graph", "")], []
+    for stage in STAGES[1:]:  # after the cleanup pipeline
+        pending += stage.passes
+        if stage.emit != "layers":  # partitioned but untiled: nothing plan-faithful to run yet
+            out.append((stage.emit, ",".join(pending)))
+            pending = []
+    return tuple(out)
+
+
+PLAN_STAGES = _plan_stages()
 
 
 def bisect_stages(module, store, arrays, want, precision: str, rtol, atol) -> list[tuple[str, bool, float]]:
@@ -121,7 +133,7 @@ def bisect_stages(module, store, arrays, want, precision: str, rtol, atol) -> li
     for op in m.func().ops:
         op.attrs.pop("plan.layer", None)
     out = []
-    for stage, passes in STAGES:
+    for stage, passes in PLAN_STAGES:
         if passes:
             m = run_pipeline(m, passes)
         got = runtime.Interpreter(m, store, plan=bool(passes), precision=precision).run(arrays).outputs

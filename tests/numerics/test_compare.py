@@ -1,4 +1,4 @@
-"""The tolerance policy and ``compare`` (wafercc/numerics.py): per dtype, NaN/inf, shapes, PCC, overrides."""
+"""The tolerance policy and ``compare`` (wafercc/numerics/compare.py): per dtype, NaN/inf, shapes, PCC, overrides."""
 
 from __future__ import annotations
 
@@ -67,6 +67,14 @@ def test_reduced_precision_needs_pcc_too():
     noisy = (e.astype(np.float32) + rng.normal(0, 0.3, e.shape).astype(np.float32)).astype(BF16)
     c = compare(e, noisy, atol=1.0)  # loose enough elementwise: only the correlation catches it
     assert c.mismatches == 0 and not c.passed and "PCC" in c.reason
+
+
+def test_a_small_scale_error_is_caught_in_fp32_and_not_in_bf16():
+    """What docs/runtime.md says: PCC is blind to scale, and 0.5% is within one bf16 rounding."""
+    e = ramp(np.float32, 256)
+    assert not compare(e, e * np.float32(1.005)).passed
+    c = compare(e.astype(BF16), (e * np.float32(1.005)).astype(BF16))
+    assert c.passed and c.pcc == pytest.approx(1.0, abs=1e-4)
 
 
 def test_integers_and_bools_are_exact():

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wafercc.ir import Func, Module, Op, WaferError, verify
+from wafercc.ir.plan import load_plan
 
 from .errors import RuntimeExecutionError
 from .io import bind_inputs
@@ -112,7 +113,10 @@ class Interpreter:
         self.func = _pick_func(module, func)
         self.store = store
         self.precision = precision
-        planned = any("tiling" in layer.attrs for layer in module.layers.values())
+        # The plan's promises (tiles cover every dimension, every needed route is there, ...) are checked
+        # before anything runs: a plan that breaks one is a PlanFormatError, never wrong numbers.
+        self.layer_plan = load_plan(module)
+        planned = self.layer_plan is not None and any(lp.tiling is not None for lp in self.layer_plan.layers)
         computes = any(op.name != "weight.get" for op in self.func.ops)  # an empty plan has nothing to follow
         if plan and not planned and computes:
             raise RuntimeExecutionError(f"error: module @{module.name} has no tiled layers to follow: compile it "

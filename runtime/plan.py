@@ -4,13 +4,14 @@ The plan is read from the module's ``layer @L {...}`` declaration, nothing else:
 
 - tiling: M over ``ry`` rows in tiles of ``mt`` (and ``passes`` sequential passes over M), K over ``cx``
   columns in tiles of ``kt``, N streamed in chunks of ``nc`` per row group (``groups``). A dimension that
-  does not divide is zero-padded up to parts x tile; a tiling that covers less than a dimension drops what
-  it does not cover (so a wrong plan computes wrong numbers, and ``wafercc verify`` sees it);
-- the reduction: a column's partial sums reach the result only if a ``reduce`` route of the layer covers
-  that column; ``order="ring"`` adds them in the order the routes define (the eastward flow runs column 0
-  to cx-1, the westward one back; the two halves of each chunk go one each way), ``order="grouped"`` (the
-  default) adds exactly the same partials with one BLAS product, whose fp32 summation order differs from
-  the ring's by rounding only (a few ulps; see docs/runtime.md);
+  does not divide is zero-padded up to parts x tile. The plan was checked when it loaded
+  (``wafercc.ir.plan``): the tiles cover every dimension exactly and every column has its reduction, so a
+  plan that would drop a tile or a partial sum never reaches this module;
+- the reduction: a column's partial sums reach the result through the layer's ``reduce`` routes;
+  ``order="ring"`` adds them in the order the routes define (the eastward flow runs column 0 to cx-1, the
+  westward one back; the two halves of each chunk go one each way), ``order="grouped"`` (the default) adds
+  exactly the same partials with one BLAS product, whose fp32 summation order differs from the ring's by
+  rounding only (a few ulps; see docs/runtime.md);
 - streaming: weights enter chunk by chunk, in step order, once per pass; the runtime holds at most the
   plan's on-wafer weight buffer (per-PE weight buffer x PEs) at a time, grouping consecutive chunks up to
   that budget for speed, and counts every byte it streams;
@@ -26,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from wafercc.ir.plan import LayerPlan
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -71,26 +74,25 @@ class TilePlan:
     budget: int  # bytes of weights the wafer holds at once: per-PE weight buffer x PEs
 
     @classmethod
-    def from_layer(cls, attrs: dict) -> TilePlan:
-        t = attrs["tiling"]
-        cx = t["K"]["parts"]
-        rows = t["size"][1]
+    def from_layer(cls, lp: LayerPlan) -> TilePlan:
+        """The tiles of a loaded (and so checked) layer plan."""
+        t = lp.tiling
+        cx = t.K.parts
         return cls(
-            mt=t["M"]["tile"], ry=t["M"]["parts"], kt=t["K"]["tile"], cx=cx, groups=t["N"]["groups"],
-            nc=t["N"]["chunk"], steps=t["N"]["steps"], passes=t["passes"], columns=_gathered(attrs, cx),
-            budget=max(attrs["memory"].get("weight", 0), 1) * cx * rows,
+            mt=t.M.tile, ry=t.M.parts, kt=t.K.tile, cx=cx, groups=t.N.groups, nc=t.N.chunk, steps=t.N.steps,
+            passes=t.passes, columns=_gathered(lp, cx), budget=max(lp.memory.get("weight"), 1) * cx * t.rows,
         )
 
 
-def _gathered(attrs: dict, cx: int) -> tuple:
-    """The columns whose partial sums the layer's reduce routes collect."""
-    reduces = [r for r in attrs.get("routes", []) if r["flow"] == "reduce"]
+def _gathered(lp: LayerPlan, cx: int) -> tuple:
+    """The columns whose partial sums the layer's reduce routes collect (all of them, in a checked plan)."""
+    reduces = lp.routes_of("reduce")
     if cx == 1 or not reduces:
         return (True,) * cx
-    x0 = attrs["rect"][0]
+    x0 = lp.rect.x
     covered = [False] * cx
     for r in reduces:
-        bx0, _, bx1, _ = r["box"]
+        bx0, _, bx1, _ = r.box
         for c in range(max(bx0 - x0, 0), min(bx1 - x0 + 1, cx)):
             covered[c] = True
     return tuple(covered)

@@ -21,6 +21,7 @@ _W_OPERAND = {"mm": 1, "addmm": 2, "bmm": 1, "convolution": 1, "embedding": 0}
 
 class PlannedLayers:
     def __init__(self, interp, order: str):
+        """``interp.layer_plan``: the module's plan, loaded and checked (``wafercc.ir.plan.load_plan``)."""
         self.interp = interp
         module, func = interp.module, interp.func
         kind = classify(func, list(func.ops))
@@ -29,28 +30,26 @@ class PlannedLayers:
         self.layers: dict[str, dict] = {}
         self.counters: dict[str, Counters] = {}
         anchors = {}
-        for layer in module.layers.values():
-            a = layer.attrs
-            if "tiling" not in a:
+        for lp in interp.layer_plan.layers:
+            if lp.tiling is None:
                 continue
-            op = by_result.get(str(a.get("anchor", ""))[1:])
-            passes = a["tiling"]["passes"]
+            op = by_result.get(lp.anchor[1:]) if lp.anchor else None
             w_syms = set()
             if op is not None and op.name in _W_OPERAND:
-                anchors[id(op)] = (layer.name, TilePlan.from_layer(a), kind)
+                anchors[id(op)] = (lp.name, TilePlan.from_layer(lp), kind)
                 w_syms = syms.get(id(op.operands[_W_OPERAND[op.name]]), set())
             other = set()
             for o in func.ops:
                 ref = o.attrs.get("plan.layer")
-                if ref is None or ref.name != layer.name or o.name == "weight.get" or _static(o, kind):
+                if ref is None or ref.name != lp.name or o.name == "weight.get" or _static(o, kind):
                     continue
                 for i, v in enumerate(o.operands):
                     if o is op and i == _W_OPERAND.get(op.name):
                         continue
                     other |= syms.get(id(v), set())
             other -= w_syms
-            extra = passes * sum(module.weights[s].type.nbytes for s in other)
-            self.layers[layer.name] = {"extra": extra}
+            extra = lp.tiling.passes * sum(module.weights[s].type.nbytes for s in other)
+            self.layers[lp.name] = {"extra": extra}
         for step in interp.steps:
             hit = anchors.get(id(step.op))
             if hit is not None:

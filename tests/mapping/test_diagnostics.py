@@ -17,7 +17,7 @@ from wafercc.passes import run_pipeline
 from wafercc.target import parse_target
 
 HERE = Path(__file__).resolve().parent
-COST_GOLDEN = HERE.parent / "passes" / "cost" / "mlp_mesh4.wir"
+MAPPED_MLP = HERE / "data" / "mlp_mesh4_mapped.wir"  # a fully mapped 2-layer MLP on mesh4 (stream mode)
 
 
 def _error(fn, *args, **kwargs) -> str:
@@ -184,8 +184,8 @@ def test_pipeline_weights_that_do_not_fit(graph_text):
 
 @pytest.fixture(scope="module")
 def mapped_mlp() -> str:
-    """The cost golden's expected output: a fully mapped 2-layer MLP on mesh4 (stream mode)."""
-    text = COST_GOLDEN.read_text().split("// ----- expected\n", 1)[1]
+    """A fully mapped 2-layer MLP on mesh4 (stream mode), as the cost pass writes it."""
+    text = MAPPED_MLP.read_text()
     wafercc.verify(parse(text))
     return text
 
@@ -203,12 +203,11 @@ def _violation(text: str) -> VerifyError:
 
 def test_verifier_rect_outside_the_mesh(mapped_mlp):
     e = _violation(_edit(mapped_mlp, "rect = [0, 0, 4, 4]", "rect = [0, 0, 5, 4]"))
-    assert str(e) == "error: layer @L0_fc1: rect [0, 0, 5, 4] leaves the 4x4 mesh [plan-rect]"
+    assert str(e) == "layer @L0_fc1: rect [0, 0, 5, 4] leaves the 4x4 mesh [plan-rect]"
 
 
-def test_verifier_overlapping_rects_in_pipeline_mode(mapped_mlp):
-    text = _edit(mapped_mlp, 'mode = "stream"', 'mode = "pipeline"')
-    text = _edit(text, "step = 1,", "step = 0,")  # both layers at once, both on [0, 0, 4, 4]
+def test_verifier_overlapping_rects_of_one_step(mapped_mlp):
+    text = _edit(mapped_mlp, "step = 1,", "step = 0,")  # both layers at once, both on [0, 0, 4, 4]
     e = _violation(text)
     assert "[plan-overlap]" in str(e)
     assert "rect [0, 0, 4, 4] overlaps @L1_fc2's [0, 0, 4, 4], and both run at once" in str(e)
@@ -216,19 +215,21 @@ def test_verifier_overlapping_rects_in_pipeline_mode(mapped_mlp):
 
 def test_verifier_route_leaving_the_mesh(mapped_mlp):
     e = _violation(_edit(mapped_mlp, "box = [2, 2, 3, 2]", "box = [2, 2, 4, 2]"))
-    assert str(e) == "error: layer @L0_fc1: ingress route leaves the mesh at (4,2) [plan-route]"
+    assert str(e) == "layer @L0_fc1: ingress route leaves the mesh at (4,2) [plan-route]"
 
 
 def test_verifier_path_that_jumps(mapped_mlp):
     text = _edit(mapped_mlp, '{flow = "reduce", color = 0, bytes = 24, box = [0, 0, 3, 3], axis = "x", src = 0}',
                  '{flow = "transfer", color = 0, bytes = 24, path = [[0, 0], [3, 3]]}')
     e = _violation(text)
-    assert str(e) == "error: layer @L0_fc1: transfer path jumps from (0,0) to (3,3) [plan-route]"
+    assert str(e) == "layer @L0_fc1: routes[4].path: transfer path jumps from (0,0) to (3,3) [plan-route]"
 
 
 def test_verifier_color_over_budget(mapped_mlp):
-    e = _violation(_edit(mapped_mlp, "color = 2,", "color = 21,"))
-    assert str(e) == "error: layer @L0_fc1: ingress uses color 21; mesh4 has 21 usable colors [plan-colors]"
+    text = _edit(_edit(mapped_mlp, "color = 2,", "color = 21,"), "\n    colors = 4,", "\n    colors = 5,")
+    text = _edit(text, "max_colors = 4,", "max_colors = 5,")  # one more color, counted everywhere
+    e = _violation(text)
+    assert str(e) == "layer @L0_fc1: ingress uses color 21; mesh4 has 21 usable colors [plan-colors]"
 
 
 def test_verifier_two_flows_on_one_color_through_one_router(mapped_mlp):
@@ -242,13 +243,17 @@ def test_verifier_two_flows_on_one_color_through_one_router(mapped_mlp):
 
 def test_verifier_memory_over_budget(mapped_mlp):
     e = _violation(_edit(mapped_mlp, "total = 1216, budget = 47104", "total = 47105, budget = 47104"))
-    assert str(e) == "error: layer @L0_fc1: needs 47,105 bytes per PE, the budget is 47,104 [plan-memory]"
+    assert str(e) == "layer @L0_fc1: memory.total: 47,105 is not the sum of the buffers, 1,216 [plan-memory]"
+    text = _edit(mapped_mlp, "weight = 1024, tail = 16, total = 1216, budget = 47104",
+                 "weight = 1024, tail = 16, total = 1216, budget = 1215")
+    e = _violation(text)
+    assert str(e) == "layer @L0_fc1: memory.total: needs 1,216 bytes per PE, the budget is 1,215 [plan-memory]"
 
 
 def test_verifier_memory_map_past_sram(mapped_mlp):
     e = _violation(_edit(mapped_mlp, '{buffer = "free", offset = 3264, bytes = 45888}',
                          '{buffer = "free", offset = 3264, bytes = 45889}'))
-    assert str(e) == "error: layer @L0_fc1: memory map ends at 49,153, past 49,152 bytes [plan-memory]"
+    assert str(e) == "layer @L0_fc1: memory map ends at 49,153, past 49,152 bytes [plan-memory]"
 
 
 def test_verifier_op_naming_a_missing_layer(mapped_mlp):

@@ -11,7 +11,7 @@ import pytest
 import wafercc
 from tests.mapping.util import layers_in_order, plan_problems
 from wafercc.ir import WaferError, parse
-from wafercc.mapping.verify import verify_plan
+from wafercc.mapping.check import check_plan
 from wafercc.target import parse_target
 
 TARGETS = ["wse2", "wse3"]
@@ -28,7 +28,7 @@ def _id(case) -> str:
 def test_plan_verifies_and_is_sound(plan, case):
     m = plan(*case)
     wafercc.verify(m)
-    verify_plan(m)
+    check_plan(m)
     assert plan_problems(m) == []
     assert all(op.attrs.get("plan.layer") is not None for op in m.func().ops)
     totals = m.attrs["plan.totals"]

@@ -13,42 +13,13 @@ module-level ``layer @L3_fc1 {...}`` declaration whose attributes grow as the ma
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 
 from wafercc.ir import DType, Func, Module, Op, SymbolRef
+from wafercc.ir.plan import ANCHOR_KINDS, LAYER_ATTR, matmul_dims
 from wafercc.ops import flops as op_flops
 
-ANCHORS = frozenset({"mm", "addmm", "bmm", "convolution", "embedding"})
-LAYER_ATTR = "plan.layer"
-
-
-def matmul_dims(op: Op) -> dict[str, int]:
-    """M, K, N (and batch B) of an anchor viewed as a matrix product Y[M, N] = X[M, K] W[K, N].
-
-    A convolution is its implicit GEMM: M = batch * output pixels, K = input channels per group * kernel
-    taps, N = output channels, B = groups. An embedding is a product with one-hot rows: K = the vocabulary
-    (split over columns like any K), N = the embedding width; it selects instead of multiplying.
-    """
-    t = [v.type for v in op.operands]
-    out = op.results[0].type
-    if op.name in ("mm", "addmm"):
-        a, b = t[-2], t[-1]
-        return {"B": 1, "M": a.shape[0], "K": a.shape[1], "N": b.shape[1]}
-    if op.name == "bmm":
-        a, b = t
-        return {"B": a.shape[0], "M": a.shape[1], "K": a.shape[2], "N": b.shape[2]}
-    if op.name == "convolution":
-        x, w = t[0], t[1]
-        g = op.attrs.get("groups", 1)
-        taps = math.prod(w.shape[2:])
-        if op.attrs.get("transposed"):  # every (input pixel, tap) product: K = channels in, N = channels out x taps
-            return {"B": g, "M": math.prod(x.shape[2:]) * x.shape[0], "K": w.shape[0] // g, "N": w.shape[1] * taps}
-        return {"B": g, "M": out.numel // out.shape[1], "K": w.shape[1] * taps, "N": w.shape[0] // g}
-    if op.name == "embedding":
-        w, idx = t
-        return {"B": 1, "M": idx.numel, "K": w.shape[0], "N": w.shape[1]}
-    raise ValueError(f"'{op.name}' is not an anchor")
+ANCHORS = frozenset(ANCHOR_KINDS)
 
 
 def kind_of(op: Op, weight_derived: dict) -> str:

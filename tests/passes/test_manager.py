@@ -215,7 +215,7 @@ def test_dumps_go_to_stderr_by_default(capsys) -> None:
 def test_exception_in_pass_is_attributed(broken_passes) -> None:
     with pytest.raises(PassFailure) as e:
         run_pipeline(module(), "canonicalize,explode,dce")
-    assert str(e.value) == "pass 'explode' failed: RuntimeError: boom"
+    assert str(e.value) == "pass 'explode' failed: RuntimeError: boom (an internal error in wafercc)"
     assert e.value.pass_name == "explode" and e.value.reproducer is None
     assert isinstance(e.value.__cause__, RuntimeError)
 
@@ -251,14 +251,27 @@ def test_reproducer_header_and_replay(broken_passes, tmp_path: Path) -> None:
     assert str(again.value) == str(e.value).split("\nreproducer")[0]
 
 
+def test_reproducer_goes_to_a_new_temporary_folder_by_default(broken_passes, tmp_path: Path, monkeypatch) -> None:
+    """`wafercc opt`'s default: never into a folder the user did not name; the message names the file."""
+    from wafercc.passes.manager import TEMP_DIR
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PassFailure) as e:
+        run_pipeline(module(), "explode", reproducer_dir=TEMP_DIR)
+    assert list(tmp_path.iterdir()) == []
+    written = e.value.reproducer
+    assert written.name == "repro.wir" and written.parent.name.startswith("wafercc-repro-")
+    assert str(e.value).endswith(f"reproducer written to {written}")
+
+
 def test_reproducer_for_an_exception(broken_passes, tmp_path: Path) -> None:
     with pytest.raises(PassFailure):
         run_pipeline(module(), 'cse,explode{message="a, b {c}"}', reproducer_dir=tmp_path / "new" / "dir")
     text = (tmp_path / "new" / "dir" / "repro.wir").read_text()
-    assert text.splitlines()[1] == "// failed in pass 'explode': RuntimeError: a, b {c}"
+    assert text.splitlines()[1] == "// failed in pass 'explode': RuntimeError: a, b {c} (an internal error in wafercc)"
     pipeline = read_reproducer_pipeline(text)
     assert pipeline == 'explode{message="a, b {c}"}'
-    with pytest.raises(PassFailure, match=r"^pass 'explode' failed: RuntimeError: a, b \{c\}$"):
+    with pytest.raises(PassFailure, match=r"^pass 'explode' failed: RuntimeError: a, b \{c\} \(an internal error in wafercc\)$"):
         run_pipeline(parse(text), pipeline)
 
 

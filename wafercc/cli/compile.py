@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
-from runtime.artifacts import MANIFEST_FILE, PLAN_FILE, REPORT_FILE, STORE_FILE, WIR_FILE, write_atomic
+from runtime.artifacts import (
+    KIND_MODEL,
+    MANIFEST_FILE,
+    MODEL_FILES,
+    PLAN_FILE,
+    REPORT_FILE,
+    STORE_FILE,
+    WIR_FILE,
+    check_output_dir,
+    check_output_file,
+    forced,
+    write_atomic,
+)
 from wafercc.cli.common import load_model, model_args
 from wafercc.cli.progress import Reporter
 from wafercc.driver import EMIT_STAGES, compile, verify_module
@@ -13,6 +26,7 @@ from wafercc.errors import UsageError
 from wafercc.ir import parse, parse_file, print_module
 from wafercc.mapping.report import format_bytes
 from wafercc.passes import PassManager, read_reproducer_pipeline
+from wafercc.passes.manager import TEMP_DIR
 
 
 def add_commands(sub) -> None:
@@ -38,20 +52,24 @@ def add_compile(sub) -> None:
     p.add_argument("--no-weights", action="store_true",
                    help="plan without weight data: no MemoryX store (automatic for a model on the meta device)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    p.add_argument("--force", action="store_true",
+                   help="replace whatever is at -o (default: only an earlier compiled model, or an empty folder)")
     p.set_defaults(func=cmd_compile)
 
 
 def cmd_compile(args) -> int:
     out = Path(args.output) if args.output else Path("build") / Path(args.model).stem
+    check_output_dir(out, KIND_MODEL, MODEL_FILES, force=args.force)  # before minutes of work, not after
     progress = Reporter(args.quiet)
     try:
         progress(f"loading {args.model}")
         model, inputs = load_model(args)
-        result = compile(
-            model, inputs, name=Path(args.model).stem, source=args.model, capture=args.capture,
-            pipeline=args.passes, emit=args.emit, target=args.target, mode=args.mode, out_dir=out,
-            progress=progress,
-        )
+        with forced(out) if args.force else nullcontext():
+            result = compile(
+                model, inputs, name=Path(args.model).stem, source=args.model, capture=args.capture,
+                pipeline=args.passes, emit=args.emit, target=args.target, mode=args.mode, out_dir=out,
+                progress=progress,
+            )
     finally:
         progress.close()
     if not args.quiet:
@@ -83,19 +101,23 @@ def add_opt(sub) -> None:
     p.add_argument("--passes", metavar="PIPELINE",
                    help="e.g. canonicalize,cse,dce or fold{max-elements=16}; default: the reproducer's pipeline "
                         "if the file is one, else none (parse, verify, print)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the result here (default: stdout)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the result here (default: stdout); an existing "
+                                                          "file only if it is a WIR module")
+    p.add_argument("--force", action="store_true", help="replace the -o file whatever it holds")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
     p.add_argument("--print-ir-after", metavar="NAME", action="append", default=[],
                    help="print the IR after the named pass (repeatable, or comma-separated)")
     p.add_argument("--print-ir-after-change", action="store_true", help="print the IR after passes that changed it")
     p.add_argument("--time-passes", action="store_true", help="print a table of pass times and statistics")
     p.add_argument("--no-verify", action="store_true", help="do not run the verifier after each pass")
-    p.add_argument("--reproducer-dir", metavar="DIR", default=".",
-                   help="where a failing pass writes repro.wir (default: the current directory)")
+    p.add_argument("--reproducer-dir", metavar="DIR", default=TEMP_DIR,
+                   help="where a failing pass writes repro.wir (default: a new temporary folder, named in the message)")
     p.set_defaults(func=cmd_opt)
 
 
 def cmd_opt(args) -> int:
+    if args.output:
+        check_output_file(args.output, is_wir_file, "a WIR module", force=args.force)
     if args.input == "-":
         text = sys.stdin.read()
         module = parse(text, "<stdin>")
@@ -115,7 +137,7 @@ def cmd_opt(args) -> int:
         print_ir_after_change=args.print_ir_after_change,
         time_passes=args.time_passes,
         verifier=verify_module,
-        reproducer_dir=Path(args.reproducer_dir),
+        reproducer_dir=args.reproducer_dir,
     )
     out = print_module(pm.run(module))
     if args.output:
@@ -123,6 +145,14 @@ def cmd_opt(args) -> int:
     else:
         sys.stdout.write(out)
     return 0
+
+
+def is_wir_file(p: Path) -> bool:
+    """A WIR module (what `opt -o` writes): its first line that is not blank or a comment opens a module."""
+    with open(p, "rb") as f:
+        head = f.read(1 << 16).decode("utf-8", errors="replace")
+    lines = (ln.strip() for ln in head.split("\n"))
+    return next((ln for ln in lines if ln and not ln.startswith("//")), "").startswith("module @")
 
 
 # -- check ------------------------------------------------------------------------------------

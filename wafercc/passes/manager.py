@@ -22,6 +22,7 @@ import inspect
 import json
 import re
 import sys
+import tempfile
 import time
 import typing
 from collections import Counter
@@ -49,6 +50,9 @@ _REGISTRY: dict[str, str | type] = {
 }
 
 REPRO_FILE = "repro.wir"
+# reproducer_dir=TEMP_DIR: write a failing pass's reproducer into a new temporary folder (named in the
+# message), never into a folder the user did not name.
+TEMP_DIR = "<temp>"
 _REPRO_HEADER = "// wafercc reproducer: pipeline = "
 
 
@@ -272,7 +276,9 @@ class PassManager:
             if not isinstance(out, Module):
                 raise TypeError(f"run() returned {type(out).__name__}, not a Module")
         except Exception as e:  # any failure inside a pass is that pass's failure; the cause is chained
-            raise self._failure(i, p, before, "failed", f"{type(e).__name__}: {e}") from e
+            # A WaferError's message is complete; anything else is a bug in the pass, named as such.
+            why = str(e) if isinstance(e, WaferError) else f"{type(e).__name__}: {e} (an internal error in wafercc)"
+            raise self._failure(i, p, before, "failed", why) from e
         elapsed = time.perf_counter() - start
         if self.verify_each:
             try:
@@ -309,7 +315,10 @@ class PassManager:
     def _write_reproducer(self, rest: list[Pass], failed_line: str, before: str) -> Path:
         """Write repro.wir atomically: a half-written reproducer would replay something else."""
         header = f"{_REPRO_HEADER}{json.dumps(format_pipeline(rest))}\n{failed_line}"
-        return write_atomic(self.reproducer_dir / REPRO_FILE, header + before)
+        where = self.reproducer_dir
+        if str(where) == TEMP_DIR:
+            where = Path(tempfile.mkdtemp(prefix="wafercc-repro-"))
+        return write_atomic(where / REPRO_FILE, header + before)
 
     def _out(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stderr

@@ -10,11 +10,21 @@ from wafercc.errors import CaptureError, ModelFileError, UnsupportedOpError
 from wafercc.frontend import capture, import_graph, load_model_file
 
 
+# Two ops no converter and no decomposition can take (capture decomposes what torch, wafercc or a custom op's
+# own Python implementation can; frontend/decompose.py): library ops with only a CPU kernel, opaque to tracing.
+_LIB = torch.library.Library("wafercc_errors_test", "DEF")
+for _name in ("blur", "warp"):
+    _LIB.define(f"{_name}(Tensor x) -> Tensor")
+    _LIB.impl(_name, lambda x: x.clone(), "CPU")
+    _LIB.impl(_name, lambda x: torch.empty_like(x), "Meta")
+
+
 class Unsupported(torch.nn.Module):
     def forward(self, x):
-        y = F.interpolate(x, scale_factor=2, mode="bilinear")
+        y = torch.ops.wafercc_errors_test.blur(x)
         z = F.normalize(y, dim=1)
-        return F.interpolate(z, scale_factor=2, mode="bilinear")
+        w = torch.ops.wafercc_errors_test.warp(z)
+        return torch.ops.wafercc_errors_test.blur(w)
 
 
 def test_unsupported_ops_are_all_listed_with_locations():
@@ -22,10 +32,11 @@ def test_unsupported_ops_are_all_listed_with_locations():
         import_graph(capture(Unsupported(), (torch.randn(1, 2, 4, 4),)), name="m")
     msg = str(e.value)
     assert msg.startswith("the model uses 2 op(s) wafercc does not support (3 use(s)):")
-    assert "aten.upsample_bilinear2d.vec" in msg and "aten.linalg_vector_norm" in msg
+    assert "wafercc_errors_test::blur" in msg and "wafercc_errors_test::warp" in msg
     assert "test_errors.py:" in msg
+    assert "not decomposed: a custom op with no Python implementation to trace" in msg
     assert [op for op, _ in e.value.items] == [
-        "aten.upsample_bilinear2d.vec", "aten.linalg_vector_norm", "aten.upsample_bilinear2d.vec",
+        "wafercc_errors_test::blur", "wafercc_errors_test::warp", "wafercc_errors_test::blur",
     ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import operator
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ import torch.fx
 import torch.fx.traceback
 
 from wafercc.errors import CaptureError
+
+from .aten_table import CONVERTERS, IGNORED
+from .decompose import decompose_unsupported
 
 
 @dataclass
@@ -37,6 +41,8 @@ class Captured:
     outputs: list[torch.fx.Node]
     method: str
     input_names: list[str] = field(default_factory=list)
+    # ops the importer cannot take that no decomposition could rewrite: qualified name -> why (for the error)
+    undecomposed: dict[str, str] = field(default_factory=dict)
 
 
 def capture(model: torch.nn.Module, example_inputs: tuple, method: str = "export") -> Captured:
@@ -84,6 +90,11 @@ def _capture_export(model: torch.nn.Module, example_inputs: tuple) -> Captured:
             ep = ep.run_decompositions()
     except Exception as e:  # torch raises many types here; all mean "cannot capture"
         raise CaptureError(_explain_capture_failure("torch.export", e)) from None
+    # Ops the importer has no converter for (library custom ops, core ops such as histc): decompose them
+    # where wafercc, torch or the op's own implementation knows how (frontend/decompose.py).
+    with torch.no_grad():
+        dec = decompose_unsupported(ep, importable)
+    ep = dec.program
     sig = ep.graph_signature
     nodes = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
     inputs, weights = [], {}
@@ -111,7 +122,7 @@ def _capture_export(model: torch.nn.Module, example_inputs: tuple) -> Captured:
                 "wafercc compiles inference graphs: call model.eval()"
             )
     names = [n.name for n in inputs]
-    return Captured(ep.graph, inputs, weights, outputs, "export", names)
+    return Captured(ep.graph, inputs, weights, outputs, "export", names, dec.failures)
 
 
 def _capture_fx(model: torch.nn.Module, example_inputs: tuple) -> Captured:
@@ -151,6 +162,11 @@ def _capture_fx(model: torch.nn.Module, example_inputs: tuple) -> Captured:
     outputs = list(torch.utils._pytree.tree_leaves(out_node.args[0]))
     names = arg_names[: len(inputs)] if len(arg_names) >= len(inputs) else [n.name for n in inputs]
     return Captured(gm.graph, inputs, weights, outputs, "fx", names)
+
+
+def importable(target) -> bool:
+    """Whether the importer has a converter for (or deliberately drops) this FX call target."""
+    return target in CONVERTERS or target in IGNORED or target is operator.getitem
 
 
 def _get_attr(gm: torch.nn.Module, target: str) -> torch.Tensor:

@@ -118,7 +118,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
     cwd = cwd or os.getcwd()
     bad = unsupported_ops(captured, cwd)
     if bad:
-        raise UnsupportedOpError(_unsupported_message(bad), bad)
+        raise UnsupportedOpError(_unsupported_message(bad, _why_undecomposed(captured)), bad)
 
     module = Module(name=sanitize(name) or "model", attrs={"source": source} if source else {})
     used: set[str] = set()
@@ -204,7 +204,18 @@ def _check_against_torch(ctx: Ctx, n: torch.fx.Node, result) -> None:
             raise ImportBug(f"wafercc bug: {ctx._where()} imports as {r.type}, torch says {want}")
 
 
-def _unsupported_message(bad: list[tuple[str, str]]) -> str:
+def _why_undecomposed(captured: Captured) -> dict[str, str]:
+    """Display name of an op (as in the error) -> why capture could not decompose it."""
+    out = {}
+    for n in captured.graph.nodes:
+        if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload):
+            why = captured.undecomposed.get(n.target._schema.name)
+            if why:
+                out[target_name(n.target)] = why
+    return out
+
+
+def _unsupported_message(bad: list[tuple[str, str]], why: dict[str, str] | None = None) -> str:
     groups: dict[str, list[str]] = {}
     for op, loc in bad:
         groups.setdefault(op, []).append(loc)
@@ -213,6 +224,8 @@ def _unsupported_message(bad: list[tuple[str, str]]) -> str:
         uniq = list(dict.fromkeys(locs))
         shown = ", ".join(uniq[:5]) + (f", and {len(uniq) - 5} more" if len(uniq) > 5 else "")
         lines.append(f"  {op}  at {shown}")
+        if why and op in why:
+            lines.append(f"    not decomposed: {why[op]}")
     lines.append("see docs/ops.md for the ops wafercc supports")
     return "\n".join(lines)
 

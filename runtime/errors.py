@@ -19,3 +19,8 @@ class RuntimeExecutionError(WaferError, RuntimeError):
     def __init__(self, message: str, op=None):
         super().__init__(message)
         self.op = op
+
+
+class OutputError(WaferError):
+    """An output that may not or cannot be written: it would replace something wafercc did not write, another
+    wafercc process is writing it, or the place cannot hold it. Nothing was written."""

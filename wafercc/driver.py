@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.artifacts import PLAN_FILE, REPORT_FILE, WIR_FILE, write_dir_atomic
+from runtime.artifacts import KIND_MODEL, MODEL_FILES, PLAN_FILE, REPORT_FILE, WIR_FILE, write_dir_atomic
 from runtime.store import write_store
 from wafercc.errors import UsageError
 from wafercc.ir import Module, print_module
@@ -169,7 +169,8 @@ def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray] |
                  extra_files: dict[str, str] | None = None) -> Path:
     """Write the compiled model into ``out_dir`` all at once (a failure leaves no partial output, and a
     reader never sees a half-written model). ``weights=None`` (a plan without weight data) writes no
-    MemoryX store."""
+    MemoryX store. An existing ``out_dir`` is replaced only when it is an earlier compiled model (or empty,
+    or inside ``runtime.artifacts.forced``): runtime.errors.OutputError otherwise."""
 
     def fill(tmp: Path) -> None:
         (tmp / WIR_FILE).write_text(print_module(module))
@@ -178,4 +179,4 @@ def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray] |
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
 
-    return write_dir_atomic(out_dir, fill)
+    return write_dir_atomic(out_dir, fill, KIND_MODEL, legacy=MODEL_FILES)

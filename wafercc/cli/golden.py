@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
+from runtime.artifacts import KIND_GOLDEN, check_output_dir, forced
 from wafercc import golden
 from wafercc.errors import UsageError
 from wafercc.target import parse_target
@@ -56,6 +58,8 @@ def add_record(actions) -> None:
                                                          "dtypes (default: the example inputs)")
     p.add_argument("--rtol", type=float, metavar="R", help="relative tolerance of float outputs (default: by dtype)")
     p.add_argument("--atol", type=float, metavar="A", help="absolute tolerance, not scaled (default: by dtype)")
+    p.add_argument("--force", action="store_true", help="replace whatever is at --dir/<model name> (default: only "
+                                                        "an earlier golden, or an empty folder)")
     p.set_defaults(func=cmd_record)
 
 
@@ -82,8 +86,14 @@ def cmd_record(args) -> int:
     options = golden.Options(target=args.target, mode=args.mode, precision=args.precision, capture=args.capture,
                              seed=args.seed, rtol=args.rtol, atol=args.atol)
     directory = Path(args.dir)
-    results = _each(files, "recording", args.quiet, lambda path, explicit: golden.record_file(
-        path, directory, options, entry=args.entry, explicit=explicit))
+    with ExitStack() as stack:
+        for path, _ in files:  # before any model runs: a golden replaces only a golden
+            dest = directory / path.stem
+            check_output_dir(dest, KIND_GOLDEN, golden.GOLDEN_FILES, force=args.force)
+            if args.force:
+                stack.enter_context(forced(dest))
+        results = _each(files, "recording", args.quiet, lambda path, explicit: golden.record_file(
+            path, directory, options, entry=args.entry, explicit=explicit))
     return _finish(results, "golden record")
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import sys
+import zlib
 from pathlib import Path
 
-from runtime.artifacts import PLAN_FILE, write_atomic
+from runtime.artifacts import PLAN_FILE, check_output_file, write_atomic
 from wafercc.errors import UsageError
 from wafercc.mapping.report import PLAN_FORMAT, format_bytes, format_cycles, format_report, format_tiling
 from wafercc.mapping.viz import FORMATS, find_layer, render
@@ -249,6 +251,7 @@ def add_viz(sub) -> None:
                         "the floorplan in pipeline mode")
     p.add_argument("--show", default="all", choices=SHOWS,
                    help="regions, routes (by router color), load (link load), sram (per PE), or all (default)")
+    p.add_argument("--force", action="store_true", help="replace the -o file even if it is not a picture viz drew")
     p.set_defaults(func=cmd_viz)
 
 
@@ -258,7 +261,32 @@ def cmd_viz(args) -> int:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise UsageError(f"cannot draw '{out}': the file name must end in .png or .svg")
+    check_output_file(out, is_viz_picture, "a picture", force=args.force)
     plan = load_plan(args.out_dir)
-    write_atomic(out, render(plan, fmt, layer=args.layer, show=args.show))
+    write_atomic(out, stamp_picture(render(plan, fmt, layer=args.layer, show=args.show), fmt))
     print(f"wrote {out}")
     return 0
+
+
+# A picture viz drew says so inside (a PNG text chunk, an SVG comment), so that `viz -o` may replace it
+# again and nothing else (docs/safety.md).
+_PNG_SIGNATURE, _PNG_IHDR_END = b"\x89PNG\r\n\x1a\n", 33
+_PNG_MARK = b"Source\0wafercc viz"
+_SVG_MARK = b"<!-- wafercc viz -->\n"
+
+
+def stamp_picture(data: bytes, fmt: str) -> bytes:
+    if fmt == "png" and data.startswith(_PNG_SIGNATURE):
+        chunk = struct.pack(">I", len(_PNG_MARK)) + b"tEXt" + _PNG_MARK
+        chunk += struct.pack(">I", zlib.crc32(b"tEXt" + _PNG_MARK))
+        return data[:_PNG_IHDR_END] + chunk + data[_PNG_IHDR_END:]
+    if fmt == "svg":
+        head, sep, rest = data.partition(b"\n")
+        return head + sep + _SVG_MARK + rest if head.startswith(b"<?xml") else _SVG_MARK + data
+    return data
+
+
+def is_viz_picture(p: Path) -> bool:
+    with open(p, "rb") as f:
+        head = f.read(256)
+    return (head.startswith(_PNG_SIGNATURE) and _PNG_MARK in head) or _SVG_MARK in head

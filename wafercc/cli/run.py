@@ -4,10 +4,12 @@ run, and compare with eager PyTorch; bisect a mismatch)."""
 from __future__ import annotations
 
 import sys
+import zipfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import runtime
-from runtime.artifacts import WIR_FILE
+from runtime.artifacts import KIND_MODEL, MODEL_FILES, WIR_FILE, check_output_dir, check_output_file, forced
 from wafercc.cli.common import load_model, model_args, runtime_flags, seconds_text
 from wafercc.cli.progress import Reporter
 from wafercc.driver import verify_module
@@ -28,12 +30,16 @@ def add_run(sub) -> None:
     src.add_argument("--inputs", metavar="NPZ", help="inputs keyed by argument name (x) or position (arg0, arg1, ...)")
     src.add_argument("--seed", type=int, default=None, metavar="N",
                      help="seed of the random inputs made from the signature when no --inputs is given (default 0)")
-    p.add_argument("-o", "--output", metavar="NPZ", help="write the outputs here (out0, out1, ...)")
+    p.add_argument("-o", "--output", metavar="NPZ", help="write the outputs here (out0, out1, ...); an existing "
+                                                         "file only if it is such an .npz")
+    p.add_argument("--force", action="store_true", help="replace the -o file whatever it holds")
     runtime_flags(p)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
+    if args.output:
+        check_output_file(args.output, is_outputs_npz, "an .npz of outputs (out0, out1, ...)", force=args.force)
     module, where = _read_module(Path(args.path))
     verify_module(module)  # the compiler's full verifier: op rules and the plan, not only the generic rules
     func = module.func() if len(module.funcs) != 1 else module.funcs[0]
@@ -53,8 +59,7 @@ def cmd_run(args) -> int:
         if store is not None:
             store.close()
     if args.output:
-        out = _output_path(args.output)
-        runtime.save_outputs(out, result.outputs, interp.func)
+        runtime.save_outputs(args.output, result.outputs, interp.func)
     print(f"ran {args.path} (@{module.name}.{interp.func.name})")
     print("outputs:")
     for i, (v, a) in enumerate(zip(interp.func.returns, result.outputs)):
@@ -76,12 +81,14 @@ def _read_module(p: Path):
     return parse_file(p), p.parent
 
 
-def _output_path(s: str) -> Path:
-    out = Path(s)
-    if out.is_dir():
-        raise UsageError(f"-o '{out}' is a directory; give the name of the .npz file to write")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
+def is_outputs_npz(p: Path) -> bool:
+    """What `run -o` writes: a zip of out0.npy, out1.npy, ... and nothing else."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+    except zipfile.BadZipFile:
+        return False
+    return bool(names) and all(n.startswith("out") and n[3:-4].isdigit() and n.endswith(".npy") for n in names)
 
 
 def format_stats(stats) -> str:
@@ -130,6 +137,8 @@ def add_verify(sub) -> None:
                                                            "(default: by dtype, see docs/runtime.md)")
     p.add_argument("--atol", type=float, metavar="A", help="absolute tolerance, not scaled (default: by dtype)")
     p.add_argument("-o", "--output", metavar="DIR", help="also write the compiled model here (default: nothing written)")
+    p.add_argument("--force", action="store_true",
+                   help="replace whatever is at -o (default: only an earlier compiled model, or an empty folder)")
     p.set_defaults(func=cmd_verify)
 
 
@@ -139,15 +148,18 @@ def cmd_verify(args) -> int:
     for flag in ("rtol", "atol"):
         if getattr(args, flag) is not None and not getattr(args, flag) >= 0:
             raise UsageError(f"--{flag} must be a number >= 0, got {getattr(args, flag)}")
+    if args.output:
+        check_output_dir(args.output, KIND_MODEL, MODEL_FILES, force=args.force)
     progress = Reporter()
     try:
         progress(f"loading {args.model}")
         model, inputs = load_model(args)
-        v = compare_model(model, inputs, inputs=args.inputs, seed=args.seed, name=Path(args.model).stem,
-                         source=args.model, capture=args.capture, target=args.target, mode=args.mode,
-                         out_dir=args.output, rtol=args.rtol, atol=args.atol, bisect=True if args.bisect else None,
-                         progress=progress, precision=args.precision, plan=not args.no_plan,
-                         order=args.reduction_order)
+        with forced(args.output) if args.output and args.force else nullcontext():
+            v = compare_model(model, inputs, inputs=args.inputs, seed=args.seed, name=Path(args.model).stem,
+                              source=args.model, capture=args.capture, target=args.target, mode=args.mode,
+                              out_dir=args.output, rtol=args.rtol, atol=args.atol,
+                              bisect=True if args.bisect else None, progress=progress, precision=args.precision,
+                              plan=not args.no_plan, order=args.reduction_order)
     finally:
         progress.close()
     print(format_verification(v, args))

@@ -13,7 +13,7 @@ Importing this package does not import torch; measuring a model does.
 """
 
 from wafercc.golden.check import check
-from wafercc.golden.files import FORMAT, golden_names, sanitize
+from wafercc.golden.files import FORMAT, GOLDEN_FILES, golden_names, sanitize
 from wafercc.golden.models import check_file, check_golden, model_files, record_file, root_of, update_file
 from wafercc.golden.record import record
 from wafercc.golden.report import counts, format_result, print_summary
@@ -22,7 +22,7 @@ from wafercc.golden.run import Options, Subject
 from wafercc.ir import WaferError
 
 __all__ = [
-    "FAILURES", "FORMAT", "GoldenResult", "Options", "OutputResult", "Status", "Subject", "WaferError", "check", "check_file",
+    "FAILURES", "FORMAT", "GOLDEN_FILES", "GoldenResult", "Options", "OutputResult", "Status", "Subject", "WaferError", "check", "check_file",
     "check_golden", "counts", "exit_code", "format_result", "golden_names", "model_files", "print_summary", "record",
     "record_file", "root_of", "sanitize", "update_file",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 from wafercc.ir import result_dtype
 
 from .base import F64, attr, cast, compute_dtype, finish, kernel, np_dtype, out_dtype, up
-from .special import erf
+from .special import digamma, erf, lgamma, polygamma
 
 # -- unary, same dtype -------------------------------------------------------------------------
 
@@ -65,6 +65,7 @@ _FLOAT_UNARY = {
     "exp": np.exp, "exp2": np.exp2, "expm1": np.expm1, "log": np.log, "log2": np.log2, "log10": np.log10,
     "log1p": np.log1p, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x), "reciprocal": lambda x: 1 / x,
     "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "acosh": np.arccosh, "asinh": np.arcsinh, "atanh": np.arctanh, "lgamma": lgamma, "digamma": digamma,
     "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "sigmoid": _sigmoid,
     "silu": lambda x: x * _sigmoid(x), "hardsigmoid": _hardsigmoid,
     "hardswish": lambda x: x * np.minimum(np.maximum(x + 3, 0), 6) / 6,
@@ -83,6 +84,13 @@ def _float_unary(fn):
 
 for _name, _fn in _FLOAT_UNARY.items():
     kernel(_name)(_float_unary(_fn))
+
+
+@kernel("polygamma")
+def _polygamma(op, x):
+    n = attr(op, "n")
+    v = cast(x, F64)
+    return finish(op, digamma(v) if n == 0 else polygamma(n, v))
 
 
 @kernel("isnan")

@@ -105,3 +105,37 @@ def _upsample_nearest2d(op, x):
     hi = _nearest_source(x.shape[-2], oh, sh)
     wi = _nearest_source(x.shape[-1], ow, sw)
     return x[..., hi[:, None], wi[None, :]]
+
+
+def _linear_source(n_in: int, n_out: int, align_corners: bool, scale_factor: float | None):
+    """torch's area_pixel_compute_source_index for linear interpolation, in f32: the two source indices of
+    every output index and their weights."""
+    i = np.arange(n_out, dtype=F32)
+    if align_corners:
+        scale = np.float32((n_in - 1) / (n_out - 1)) if n_out > 1 else np.float32(0)
+        src = i * scale
+    else:
+        scale = np.float32(1.0 / scale_factor) if scale_factor else np.float32(n_in) / np.float32(n_out)
+        src = np.maximum(scale * (i + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    i0 = src.astype(np.int64)
+    i0 = np.minimum(i0, n_in - 1)
+    w1 = src - i0.astype(F32)
+    i1 = i0 + (i0 < n_in - 1)
+    return i0, i1, np.float32(1) - w1, w1
+
+
+@kernel("upsample_bilinear2d")
+def _upsample_bilinear2d(op, x):
+    oh, ow = attr(op, "output_size")
+    ac = attr(op, "align_corners", False)
+    sh, sw = attr(op, "scales") or (None, None)
+    h0, h1, a0, a1 = _linear_source(x.shape[-2], oh, ac, sh)
+    w0, w1, b0, b1 = _linear_source(x.shape[-1], ow, ac, sw)
+    v = up(x)
+    if v.shape[-2] == 0 or v.shape[-1] == 0 or oh == 0 or ow == 0:
+        return finish(op, np.zeros(v.shape[:2] + (oh, ow), v.dtype))
+    r0, r1 = v[..., h0, :], v[..., h1, :]
+    a0, a1 = a0[:, None], a1[:, None]
+    # torch's order: each of the four taps times the product of its two weights, summed in tap order.
+    y = (r0[..., w0] * (a0 * b0) + r0[..., w1] * (a0 * b1)) + (r1[..., w0] * (a1 * b0) + r1[..., w1] * (a1 * b1))
+    return finish(op, y)

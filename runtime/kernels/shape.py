@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import attr, cast, kernel, out_dtype, up
+from .base import attr, cast, finish, kernel, out_dtype, up
 
 
 @kernel("view")
@@ -152,3 +152,111 @@ def _tril(op, x):
 @kernel("repeat")
 def _repeat(op, x):
     return np.tile(x, attr(op, "repeats"))
+
+
+# -- writes into a copy ------------------------------------------------------------------------------
+
+
+def _scatter_key(index: np.ndarray, d: int) -> tuple:
+    """The full index of each element of ``index`` in x: index's own coordinates, with dim d from its values."""
+    grid = list(np.indices(index.shape, sparse=True))
+    grid[d] = index
+    return tuple(grid)
+
+
+_UFUNC = {"sum": np.add, "prod": np.multiply, "amax": np.fmax, "amin": np.fmin}
+_IDENTITY = {"sum": 0, "mean": 0, "prod": 1, "amax": -np.inf, "amin": np.inf}
+
+
+@kernel("scatter")
+def _scatter(op, x, index, src):
+    d, reduce, include = attr(op, "dim"), attr(op, "reduce", "none"), attr(op, "include_self", True)
+    if x.ndim == 0:
+        x, index, src = x.reshape(1), index.reshape(1), src.reshape(1)
+    _check_bounds(index, x.shape[d])
+    src = src[tuple(slice(0, n) for n in index.shape)]  # torch reads only the index's extent of src
+    key = _scatter_key(index, d)
+    v = up(x)
+    out = np.array(v, copy=True)
+    s = cast(src, out.dtype)
+    if reduce == "none":
+        out[key] = s
+        return cast(out, x.dtype).reshape(op.results[0].type.shape)
+    if not include:
+        out[key] = _IDENTITY[reduce] if out.dtype.kind == "f" or reduce in ("sum", "mean", "prod") else \
+            (np.iinfo(out.dtype).min if reduce == "amax" else np.iinfo(out.dtype).max)
+    if reduce == "mean":
+        np.add.at(out, key, s)
+        count = np.full(out.shape, 1 if include else 0, np.int64)
+        np.add.at(count, key, 1)
+        touched = np.zeros(out.shape, bool)
+        touched[key] = True
+        count = np.maximum(count, 1)
+        div = out / count if out.dtype.kind == "f" else np.floor_divide(out, count)
+        out = np.where(touched, div, v)
+    else:
+        fn = _UFUNC[reduce]
+        if reduce in ("amax", "amin") and out.dtype.kind == "f":
+            fn = np.maximum if reduce == "amax" else np.minimum  # NaN propagates, as torch's scatter_reduce
+        fn.at(out, key, s)
+    return finish(op, out.reshape(op.results[0].type.shape))
+
+
+def _check_bounds(index: np.ndarray, n: int) -> None:
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise IndexError(f"index {int(index.max() if index.max() >= n else index.min())} is out of bounds "
+                         f"for a dim of size {n}")
+    if index.size and index.min() < 0:
+        raise IndexError(f"index {int(index.min())} is negative (torch's scatter does not wrap)")
+
+
+@kernel("index_put")
+def _index_put(op, x, values, *indices):
+    # dims are positions in ATen's index list (numpy's key): a k-d bool mask there covers k dims of x.
+    key: list = [slice(None)] * (max(attr(op, "dims")) + 1)
+    for d, i in zip(attr(op, "dims"), indices):
+        key[d] = i
+    out = np.array(x, copy=True)
+    v = cast(values, x.dtype)
+    if attr(op, "accumulate", False):
+        k = tuple(key)
+        target = out[k]
+        np.add.at(out, k, np.broadcast_to(v, target.shape))
+    else:
+        out[tuple(key)] = v
+    return out
+
+
+@kernel("slice_scatter")
+def _slice_scatter(op, x, src):
+    d = attr(op, "dim")
+    out = np.array(x, copy=True)
+    out[(slice(None),) * d + (slice(attr(op, "start"), attr(op, "end"), attr(op, "step", 1)),)] = cast(src, x.dtype)
+    return out
+
+
+@kernel("masked_scatter")
+def _masked_scatter(op, x, mask, source):
+    m = np.broadcast_to(mask, x.shape)
+    n = int(np.count_nonzero(m))
+    if n > source.size:
+        raise ValueError(f"masked_scatter: the mask selects {n} elements, the source has {source.size}")
+    out = np.array(x, copy=True)
+    out[m] = cast(source.reshape(-1)[:n], x.dtype)
+    return out
+
+
+@kernel("diagonal")
+def _diagonal(op, x):
+    return np.diagonal(x, attr(op, "offset", 0), attr(op, "dim1", 0), attr(op, "dim2", 1))
+
+
+@kernel("as_strided")
+def _as_strided(op, x):
+    flat = np.ascontiguousarray(x).reshape(-1)
+    size, stride = attr(op, "size"), attr(op, "stride")
+    item = flat.itemsize
+    base = flat[attr(op, "offset", 0):]
+    if not all(size):
+        return np.zeros(size, x.dtype)
+    return np.lib.stride_tricks.as_strided(base, shape=size, strides=[s * item for s in stride], writeable=False)

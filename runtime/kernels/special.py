@@ -58,3 +58,80 @@ def erf(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         out[big] = np.copysign(1.0 - erfc_nonneg(z), x[big])
     return out
+
+
+# -- lgamma, digamma, polygamma ---------------------------------------------------------------------
+# Computed in float64 and rounded once to the result dtype; torch's float kernels are a few ulps from the
+# correctly rounded value, well inside the fp32 tolerance.
+
+_LGAMMA = np.frompyfunc(math.lgamma, 1, 1)
+
+
+def lgamma(x: np.ndarray) -> np.ndarray:
+    """log |gamma(x)|: math.lgamma elementwise (exact to f64), +inf at the poles 0, -1, -2, ..."""
+    v = np.asarray(x, np.float64)
+    pole = (v <= 0) & (v == np.floor(v))
+    safe = np.where(pole | ~np.isfinite(v), 1.0, v)
+    out = np.asarray(_LGAMMA(safe), np.float64) if v.size else np.zeros(v.shape)
+    out = np.where(np.isinf(v), np.inf, out)  # lgamma(+-inf) = +inf
+    out = np.where(np.isnan(v), np.nan, out)
+    return np.where(pole, np.inf, out)
+
+
+def digamma(x: np.ndarray) -> np.ndarray:
+    """psi(x): reflection below 0.5, recurrence up to x >= 10, then the asymptotic series (|error| < 1e-15).
+    torch's conventions: psi(+0) = -inf, psi(-0) = +inf, NaN at the negative integers and at -inf."""
+    v = np.asarray(x, np.float64)
+    neg_pole = (v < 0) & (v == np.floor(v))
+    refl = v < 0.5
+    y = np.where(refl, 1.0 - v, v)
+    y = np.where(np.isfinite(y), y, 1.0)
+    acc = np.zeros_like(y)
+    while True:  # psi(y) = psi(y + 1) - 1 / y
+        small = y < 10
+        if not small.any():
+            break
+        acc = acc - np.where(small, 1.0 / y, 0.0)
+        y = np.where(small, y + 1, y)
+    inv2 = 1.0 / (y * y)
+    series = inv2 * (1 / 12 - inv2 * (1 / 120 - inv2 * (1 / 252 - inv2 * (1 / 240 - inv2 * (1 / 132)))))
+    psi = acc + np.log(y) - 0.5 / y - series
+    with np.errstate(all="ignore"):
+        psi = np.where(refl, psi - np.pi / np.tan(np.pi * v), psi)
+    psi = np.where(v == 0, np.copysign(np.inf, -np.copysign(1.0, v)), psi)  # torch: psi(+0) = -inf, psi(-0) = +inf
+    psi = np.where(neg_pole & (v != 0), np.nan, psi)
+    psi = np.where(v == np.inf, np.inf, np.where(v == -np.inf, np.nan, psi))
+    return np.where(np.isnan(v), np.nan, psi)
+
+
+def polygamma(n: int, x: np.ndarray) -> np.ndarray:
+    """psi^(n)(x) for n >= 1: (-1)^(n+1) n! zeta(n + 1, x), the Hurwitz zeta by recurrence up to x >= 20
+    and the Euler-Maclaurin tail (Bernoulli terms to B_16)."""
+    v = np.asarray(x, np.float64)
+    s = n + 1
+    y = np.where(np.isfinite(v), v, 1.0)
+    zeta = np.zeros_like(y)
+    pole = (v <= 0) & (v == np.floor(v))
+    # Negative non-integers: recurrence upward is valid as long as no term hits a pole.
+    while True:
+        small = y < 20
+        if not small.any():
+            break
+        with np.errstate(all="ignore"):
+            zeta = zeta + np.where(small, y ** (-s), 0.0)
+        y = np.where(small, y + 1, y)
+    tail = y ** (1 - s) / (s - 1) + 0.5 * y ** (-s)
+    bern = [1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6, -3617 / 510]
+    fact = 2.0  # (2k)!; rising = s (s + 1) ... (s + 2k - 2)
+    rising = float(s)
+    for k, b in enumerate(bern, start=1):
+        tail = tail + b / fact * rising * y ** (-s - 2 * k + 1)
+        rising *= (s + 2 * k - 1) * (s + 2 * k)
+        fact *= (2 * k + 1) * (2 * k + 2)
+    out = (-1) ** (n + 1) * math.factorial(n) * (zeta + tail)
+    # torch's conventions at the poles and infinities (its zeta's): +inf for odd n at a pole, -inf for even.
+    sign = 1.0 if n % 2 else -1.0
+    out = np.where(pole, sign * np.inf, out)
+    out = np.where(v == np.inf, 0.0 if n == 1 else np.nan, out)
+    out = np.where(v == -np.inf, np.nan if n == 1 else sign * np.inf, out)
+    return np.where(np.isnan(v), np.nan, out)

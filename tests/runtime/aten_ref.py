@@ -144,7 +144,26 @@ REF.update({
 
 REF.update({
     "check": lambda op, c: (torch._assert_async(c.all()), c)[1],
+    "acosh": _unary(A.acosh), "asinh": _unary(A.asinh), "atanh": _unary(A.atanh), "lgamma": _unary(A.lgamma),
+    "digamma": _unary(A.digamma),
+    "polygamma": lambda op, x: A.polygamma(_a(op, "n"), x),
+    "scatter": lambda op, x, i, s: _scatter(op, x, i, s),
+    "index_put": lambda op, x, v, *idx: A.index_put(x, _index_list(op, idx), v, _a(op, "accumulate", False)),
+    "slice_scatter": lambda op, x, s: A.slice_scatter(x, s, _a(op, "dim"), _a(op, "start"), _a(op, "end"),
+                                                      _a(op, "step", 1)),
+    "masked_scatter": lambda op, x, m, s: A.masked_scatter(x, m, s),
+    "diagonal": lambda op, x: A.diagonal(x, _a(op, "offset", 0), _a(op, "dim1", 0), _a(op, "dim2", 1)),
+    "as_strided": lambda op, x: A.as_strided(x.contiguous(), _a(op, "size"), _a(op, "stride"), _a(op, "offset", 0)),
+    "upsample_bilinear2d": lambda op, x: A.upsample_bilinear2d.default(
+        x, _a(op, "output_size"), _a(op, "align_corners", False), *(_a(op, "scales") or [None, None])),
 })
+
+
+def _scatter(op, x, i, s):
+    reduce = _a(op, "reduce", "none")
+    if reduce == "none":
+        return A.scatter.src(x, _a(op, "dim"), i, s)
+    return A.scatter_reduce.two(x, _a(op, "dim"), i, s, reduce, include_self=_a(op, "include_self", True))
 
 
 def _prod(op, x):

@@ -1,13 +1,52 @@
-"""Sweep cases for the ops issue 13 added (run-time checks, scatters, norms, 3-d pooling, ...), in the format
-of cases.py: (op name, input arrays, attributes, tolerance)."""
+"""Sweep cases for the ops issue 13 added (run-time checks, more special functions, writes into a copy,
+strided views, bilinear resize), in the format of cases.py: (op name, input arrays, attributes, tolerance)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from tests.runtime.cases import C, bools, f32, ints
+from tests.runtime.cases import C, SPECIAL, arr, bools, f32, ints, uniform
+
+# Distinct indices along the scattered dim: with repeats, which write wins is unspecified in torch.
+_PERM = np.array([[2, 0, 1, 2], [0, 1, 2, 0]], np.int64)
 
 MORE = [
     C("check", [np.ones((2, 3), bool)], {"message": "holds"}),
     C("check", [f32(4, lo=0.5)], id="check-float"),
+    C("acosh", [f32(3, 5, lo=1.0)]),
+    C("asinh", [f32(3, 5, scale=3)]),
+    C("atanh", [uniform(3, 5)]),
+    *[C(n, [SPECIAL], id=f"{n}-special") for n in ("acosh", "asinh", "atanh")],
+    C("lgamma", [f32(4, 5, scale=4)]),
+    C("lgamma", [arr([0.0, -1.0, -2.5, 1.0, 2.0, 0.5, 1e-3, 30.0, 1e6])], id="lgamma-poles"),
+    C("digamma", [f32(4, 5, scale=4)]),
+    C("digamma", [arr([0.0, -0.0, -1.0, -2.5, 1.0, 1.4616321, 0.5, 1e-3, 30.0, 1e6])], id="digamma-special"),
+    C("polygamma", [f32(4, 5, lo=0.1)], {"n": 1}),
+    C("polygamma", [f32(4, 5, scale=3)], {"n": 2}, id="polygamma-2"),
+    C("polygamma", [f32(4, 5, lo=0.5)], {"n": 0}, id="polygamma-0"),
+    C("lgamma", [ints(5, lo=1, hi=9)], id="lgamma-int"),
+    C("scatter", [f32(3, 4), _PERM, f32(2, 4, seed=1)], {"dim": 0}),
+    C("scatter", [f32(3, 4), ints(3, 5, lo=0, hi=4, seed=2), f32(3, 5, seed=1)], {"dim": 1, "reduce": "sum"},
+      id="scatter-sum"),
+    *[C("scatter", [f32(3, 4), ints(3, 5, lo=0, hi=4, seed=2), f32(3, 5, seed=1)],
+        {"dim": 1, "reduce": r, "include_self": inc}, id=f"scatter-{r}-{inc}")
+      for r in ("prod", "mean", "amax", "amin") for inc in (True, False)],
+    C("scatter", [ints(3, 4), ints(2, 4, lo=0, hi=3, seed=3), ints(2, 4, seed=4)], {"dim": 0, "reduce": "mean"},
+      id="scatter-mean-int"),
+    C("index_put", [f32(3, 4), f32(2, seed=1), arr([0, 2], np.int64), arr([1, 3], np.int64)], {"dims": [0, 1]}),
+    C("index_put", [f32(3, 4), f32(2, 4, seed=1), arr([2, 2], np.int64)], {"dims": [0], "accumulate": True},
+      id="index_put-accumulate-repeat"),
+    C("index_put", [f32(3, 4), arr(5.0), bools(3, 4)], {"dims": [0]}, id="index_put-mask"),
+    C("slice_scatter", [f32(4, 6), f32(4, 2, seed=1)], {"dim": 1, "start": 1, "end": 5, "step": 2}),
+    C("masked_scatter", [f32(3, 4), bools(4), f32(12, seed=1)]),
+    C("diagonal", [f32(3, 4)], {"offset": 1}),
+    C("diagonal", [f32(2, 3, 4)], {"dim1": 2, "dim2": 0, "offset": -1}, id="diagonal-dims"),
+    C("diagonal", [f32(3, 4)], {"offset": 7}, id="diagonal-empty"),
+    C("as_strided", [f32(12)], {"size": [3, 3], "stride": [3, 1], "offset": 1}),
+    C("as_strided", [f32(3, 4)], {"size": [4, 2], "stride": [1, 4]}, id="as_strided-transpose"),
+    C("upsample_bilinear2d", [f32(1, 2, 4, 5)], {"output_size": [7, 9]}),
+    C("upsample_bilinear2d", [f32(1, 2, 4, 5)], {"output_size": [8, 3], "align_corners": True},
+      id="upsample_bilinear2d-align"),
+    C("upsample_bilinear2d", [f32(1, 2, 4, 5)], {"output_size": [6, 8], "scales": [1.7, 1.7]},
+      id="upsample_bilinear2d-scales"),
 ]

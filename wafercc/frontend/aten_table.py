@@ -8,8 +8,12 @@ typed 0-d constants, ATen's ``alpha`` folded into a ``mul``.
 
 from __future__ import annotations
 
-import torch
+import operator
 
+import torch
+import torch.fx
+
+from wafercc.errors import UnsupportedOpError
 from wafercc.ir import DType, Value
 
 from .context import TORCH_DTYPES, Ctx, ImportBug, scalar_dtype
@@ -52,6 +56,7 @@ _UNARY = [
     "neg", "abs", "sign", "floor", "ceil", "trunc", "relu", "bitwise_not", "exp", "exp2", "expm1", "log", "log2",
     "log10", "log1p", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
     "tanh", "erf", "sigmoid", "silu", "hardsigmoid", "hardswish", "mish", "isnan", "isinf", "logical_not",
+    "acosh", "asinh", "atanh", "lgamma", "digamma",
 ]
 
 
@@ -536,3 +541,312 @@ def _arange(ctx, *args, **kwargs):
         start, end, step = nums[:3]
     dtype = ctx.meta_type().dtype
     return ctx.emit1("arange", [], {"start": start, "end": end, "step": step, "dtype": dtype})
+
+
+# -- decompositions: ATen ops that are a few WIR ops ---------------------------------------------------
+
+
+@conv(aten.clamp.Tensor)
+def _clamp_tensor(ctx, x, min=None, max=None):
+    # maximum then minimum, each NaN-propagating and promoting as torch.clamp(Tensor, Tensor, Tensor) does.
+    y = x
+    if min is not None:
+        y = ctx.emit1("maximum", [y, ctx.scalar_operand(min, y)])
+    if max is not None:
+        y = ctx.emit1("minimum", [y, ctx.scalar_operand(max, y)])
+    t = ctx.meta_type()
+    if y.type.dtype != t.dtype:
+        y = ctx.emit1("convert", [y], {"dtype": t.dtype})
+    return y
+
+
+@conv(aten.copy.default)
+def _copy(ctx, x, src, non_blocking=False):
+    # The functional copy_: src broadcast to x's shape, in x's dtype.
+    y = src
+    if y.type.dtype != x.type.dtype:
+        y = ctx.emit1("convert", [y], {"dtype": x.type.dtype})
+    if y.type.shape != x.type.shape:
+        y = ctx.emit1("expand", [y], {"shape": list(x.type.shape)})
+    return y
+
+
+@conv(aten.var_mean.correction)
+def _var_mean(ctx, x, dim=None, correction=None, keepdim=False):
+    dims = _dims(dim, x.type.rank)
+    c = 1 if correction is None else correction
+    var = ctx.emit1("var", [x], {"dims": dims, "keepdim": keepdim, "correction": c})
+    return [var, ctx.emit1("mean", [x], {"dims": dims, "keepdim": keepdim})]
+
+
+@conv(aten.linalg_vector_norm.default)
+def _vector_norm(ctx, x, ord=2, dim=None, keepdim=False, dtype=None):
+    if dtype is not None and TORCH_DTYPES[dtype] != x.type.dtype:
+        x = ctx.emit1("convert", [x], {"dtype": TORCH_DTYPES[dtype]})
+    dims = _dims(dim, x.type.rank)
+    return _norm(ctx, x, float(ord), dims, keepdim)
+
+
+def _norm(ctx, x, p: float, dims: list[int], keepdim: bool):
+    """(sum |x|^p)^(1/p) over dims; p = inf / -inf: max / min of |x|; p = 0: the count of nonzeros."""
+    red = {"dims": dims, "keepdim": keepdim}
+    if x.type.numel == 0 and p not in (float("inf"), float("-inf")):
+        return ctx.emit1("sum", [ctx.emit1("abs", [x])], red)  # an empty norm is 0
+    a = ctx.emit1("abs", [x])
+    if p == float("inf"):
+        return ctx.emit1("amax", [a], red)
+    if p == float("-inf"):
+        return ctx.emit1("amin", [a], red)
+    if p == 0:
+        nz = ctx.emit1("ne", [a, ctx.constant(0.0, a.type.dtype)])
+        return ctx.emit1("sum", [nz], {**red, "dtype": x.type.dtype})
+    if p == 1:
+        return ctx.emit1("sum", [a], red)
+    if p == 2:
+        return ctx.emit1("sqrt", [ctx.emit1("sum", [ctx.emit1("mul", [a, a])], red)])
+    s = ctx.emit1("sum", [ctx.emit1("pow", [a, ctx.constant(p, a.type.dtype)])], red)
+    return ctx.emit1("pow", [s, ctx.constant(1.0 / p, a.type.dtype)])
+
+
+@conv(aten._native_batch_norm_legit_functional.default)
+def _batch_norm_training(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Training-mode batch norm: normalize by the batch's own statistics; the results are out, the batch
+    mean, 1 / sqrt(biased var + eps), and the running statistics updated with momentum (unbiased var)."""
+    if not training:
+        out = _batch_norm(ctx, x, weight, bias, running_mean, running_var, momentum, eps)[0]
+        return [out, None, None, running_mean, running_var]
+    mean, rstd, out = _batch_stats_and_normalize(ctx, x, weight, bias, eps)
+    c = [x.type.shape[1]]
+    flat_mean = ctx.emit1("view", [mean], {"shape": c})
+    flat_rstd = ctx.emit1("view", [rstd], {"shape": c})
+    new_mean = new_var = None
+    if running_mean is not None:
+        n = x.type.numel // max(c[0], 1)
+        var_u = ctx.emit1("var", [x], {"dims": _channel_dims(x), "correction": 1})
+        new_mean = _lerp(ctx, running_mean, flat_mean, momentum)
+        new_var = _lerp(ctx, running_var, var_u if n > 1 else var_u, momentum)
+    return [out, flat_mean, flat_rstd, new_mean, new_var]
+
+
+@conv(aten._native_batch_norm_legit.no_stats)
+def _batch_norm_no_stats(ctx, x, weight, bias, training, momentum, eps):
+    mean, rstd, out = _batch_stats_and_normalize(ctx, x, weight, bias, eps)
+    c = [x.type.shape[1]]
+    return [out, ctx.emit1("view", [mean], {"shape": c}), ctx.emit1("view", [rstd], {"shape": c})]
+
+
+def _channel_dims(x) -> list[int]:
+    return [0] + list(range(2, x.type.rank))
+
+
+def _batch_stats_and_normalize(ctx, x, weight, bias, eps):
+    dims = _channel_dims(x)
+    mean = ctx.emit1("mean", [x], {"dims": dims, "keepdim": True})
+    var = ctx.emit1("var", [x], {"dims": dims, "keepdim": True, "correction": 0})
+    rstd = ctx.emit1("rsqrt", [ctx.emit1("add", [var, ctx.constant(float(eps), x.type.dtype)])])
+    out = ctx.emit1("mul", [ctx.emit1("sub", [x, mean]), rstd])
+    shape = [1, x.type.shape[1]] + [1] * (x.type.rank - 2)
+    if weight is not None:
+        out = ctx.emit1("mul", [out, ctx.emit1("view", [weight], {"shape": shape})])
+    if bias is not None:
+        out = ctx.emit1("add", [out, ctx.emit1("view", [bias], {"shape": shape})])
+    return mean, rstd, out
+
+
+def _lerp(ctx, old, new, momentum):
+    """(1 - momentum) * old + momentum * new, as torch updates running statistics."""
+    keep = ctx.emit1("mul", [old, ctx.constant(1.0 - float(momentum), old.type.dtype)])
+    return ctx.emit1("add", [keep, ctx.emit1("mul", [new, ctx.constant(float(momentum), old.type.dtype)])])
+
+
+@conv(aten._cdist_forward.default)
+def _cdist(ctx, x1, x2, p, compute_mode=None):
+    r1, r2 = x1.type.shape[-2], x2.type.shape[-2]
+    mode = 0 if compute_mode is None else compute_mode
+    if p == 2 and (mode == 1 or (mode == 0 and (r1 > 25 or r2 > 25))):
+        return _cdist_mm(ctx, x1, x2)
+    a = ctx.emit1("unsqueeze", [x1], {"dim": x1.type.rank - 1})  # [..., r1, 1, m]
+    b = ctx.emit1("unsqueeze", [x2], {"dim": x2.type.rank - 2})  # [..., 1, r2, m]
+    diff = ctx.emit1("sub", [a, b])
+    return _norm(ctx, diff, float(p), [diff.type.rank - 1], False)
+
+
+def _cdist_mm(ctx, x1, x2):
+    """torch's matrix-product Euclidean distance (what it uses for p = 2 past 25 rows), step for step:
+    sqrt(clamp_min([-2 x1, |x1|^2, 1] @ [x2, 1, |x2|^2]^T, 0))."""
+    def padded(x, norm_first: bool, scale):
+        sq = ctx.emit1("sum", [ctx.emit1("pow", [x, ctx.constant(2, DType.i64)])], {"dims": [x.type.rank - 1],
+                                                                                     "keepdim": True})
+        ones = ctx.emit1("full", [], {"shape": list(sq.type.shape), "value": 1.0, "dtype": x.type.dtype})
+        head = ctx.emit1("mul", [x, ctx.constant(scale, x.type.dtype)]) if scale != 1 else x
+        parts = [head, sq, ones] if norm_first else [head, ones, sq]
+        return ctx.emit1("cat", parts, {"dim": x.type.rank - 1})
+
+    a = padded(x1, True, -2.0)
+    b = padded(x2, False, 1)
+    perm = list(range(b.type.rank - 2)) + [b.type.rank - 1, b.type.rank - 2]
+    bt = ctx.emit1("permute", [b], {"dims": perm})
+    prod = _matmul(ctx, a, bt)
+    return ctx.emit1("sqrt", [ctx.emit1("clamp", [prod], {"min": 0.0})])
+
+
+def _matmul(ctx, a, b):
+    if a.type.rank == 2:
+        return ctx.emit1("mm", [a, b])
+    batch = list(a.type.shape[:-2])
+    n = 1
+    for s in batch:
+        n *= s
+    a3 = ctx.emit1("view", [a], {"shape": [n] + list(a.type.shape[-2:])})
+    b3 = ctx.emit1("view", [ctx.emit1("expand", [b], {"shape": batch + list(b.type.shape[-2:])})],
+                   {"shape": [n] + list(b.type.shape[-2:])})
+    y = ctx.emit1("bmm", [a3, b3])
+    return ctx.emit1("view", [y], {"shape": batch + [a.type.shape[-2], b.type.shape[-1]]})
+
+
+@conv(aten._pdist_forward.default)
+def _pdist(ctx, x, p=2.0):
+    n = x.type.shape[0]
+    i = [a for a in range(n) for b in range(a + 1, n)]
+    j = [b for a in range(n) for b in range(a + 1, n)]
+    if not i:
+        return ctx.emit1("full", [], {"shape": [0], "value": 0.0, "dtype": x.type.dtype})
+    rows_i = ctx.emit1("index_select", [x, _const_ints(ctx, i)], {"dim": 0})
+    rows_j = ctx.emit1("index_select", [x, _const_ints(ctx, j)], {"dim": 0})
+    return _norm(ctx, ctx.emit1("sub", [rows_i, rows_j]), float(p), [1], False)
+
+
+def _const_ints(ctx, values: list[int]):
+    saved, ctx.loc = ctx.loc, None
+    v = ctx.emit1("constant", [], {"value": list(values), "dtype": DType.i64}, hint="idx")
+    ctx.loc = saved
+    return v
+
+
+@conv(aten.polygamma.default)
+def _polygamma(ctx, n, x):
+    return ctx.emit1("polygamma", [x], {"n": int(n)})
+
+
+# -- scatters and writes into a copy ------------------------------------------------------------------
+
+_SCATTER_REDUCE = {"sum": "sum", "add": "sum", "prod": "prod", "multiply": "prod", "mean": "mean",
+                   "amax": "amax", "amin": "amin"}
+
+
+@conv(aten.scatter.src, aten.scatter.value, aten.scatter.reduce, aten.scatter.value_reduce)
+def _scatter_op(ctx, x, dim, index, src, reduce=None):
+    if not isinstance(src, Value):  # a scalar fills every indexed place
+        src = ctx.emit1("full", [], {"shape": list(index.type.shape), "value": _typed(src, x.type.dtype),
+                                     "dtype": x.type.dtype})
+    attrs = {"dim": _dim(dim, x.type.rank)}
+    if reduce is not None:
+        attrs["reduce"] = _SCATTER_REDUCE[reduce]
+    return ctx.emit1("scatter", [x, index, src], attrs)
+
+
+@conv(aten.scatter_add.default)
+def _scatter_add(ctx, x, dim, index, src):
+    return ctx.emit1("scatter", [x, index, src], {"dim": _dim(dim, x.type.rank), "reduce": "sum"})
+
+
+@conv(aten.scatter_reduce.two)
+def _scatter_reduce(ctx, x, dim, index, src, reduce, include_self=True):
+    attrs = {"dim": _dim(dim, x.type.rank), "reduce": _SCATTER_REDUCE[reduce], "include_self": bool(include_self)}
+    return ctx.emit1("scatter", [x, index, src], attrs)
+
+
+def _typed(v, dtype: DType):
+    return float(v) if dtype.is_float else bool(v) if dtype.is_bool else int(v)
+
+
+@conv(aten.index_put.default, aten.index_put.hacked_twin)
+def _index_put(ctx, x, indices, values, accumulate=False):
+    dims = [i for i, v in enumerate(indices) if v is not None]
+    if not isinstance(values, Value):
+        values = ctx.constant(values, x.type.dtype)
+    attrs = {"dims": dims} | ({"accumulate": True} if accumulate else {})
+    return ctx.emit1("index_put", [x, values] + [indices[i] for i in dims], attrs)
+
+
+@conv(aten.slice_scatter.default)
+def _slice_scatter(ctx, x, src, dim=0, start=None, end=None, step=1):
+    d = _dim(dim, x.type.rank)
+    start, end, _ = slice(start, end).indices(x.type.shape[d])
+    return ctx.emit1("slice_scatter", [x, src], {"dim": d, "start": start, "end": max(start, end), "step": step})
+
+
+@conv(aten.select_scatter.default)
+def _select_scatter(ctx, x, src, dim, index):
+    d = _dim(dim, x.type.rank)
+    i = index % x.type.shape[d]
+    row = ctx.emit1("unsqueeze", [src], {"dim": d})
+    return ctx.emit1("slice_scatter", [x, row], {"dim": d, "start": i, "end": i + 1})
+
+
+@conv(aten.masked_scatter.default)
+def _masked_scatter(ctx, x, mask, source):
+    if mask.type.shape != x.type.shape and len(mask.type.shape) > x.type.rank:
+        raise ImportBug("masked_scatter with a mask larger than self reached the importer")
+    return ctx.emit1("masked_scatter", [x, mask, source])
+
+
+@conv(aten.diagonal.default)
+def _diagonal(ctx, x, offset=0, dim1=0, dim2=1):
+    return ctx.emit1("diagonal", [x], {"offset": offset, "dim1": _dim(dim1, x.type.rank),
+                                       "dim2": _dim(dim2, x.type.rank)})
+
+
+@conv(aten.as_strided.default)
+def _as_strided(ctx, x, size, stride, storage_offset=None):
+    src = ctx.node.args[0].meta.get("val") if isinstance(ctx.node.args[0], torch.fx.Node) else None
+    if src is not None and not src.is_contiguous():
+        # WIR values have no memory layout; torch reads this tensor's actual strides.
+        raise UnsupportedOpError(f"error: aten.as_strided at {ctx.loc or '(no source location)'} reads a "
+                                 "non-contiguous tensor, whose result depends on its memory layout, which WIR does "
+                                 "not model", [("aten.as_strided of a non-contiguous tensor", str(ctx.loc))])
+    return ctx.emit1("as_strided", [x], {"size": list(size), "stride": list(stride),
+                                         "offset": int(storage_offset or 0)})
+
+
+# -- ops refused with a reason ---------------------------------------------------------------------
+# Each is one clear error (listing every use with its source line), not a crash somewhere later.
+
+REFUSED: dict = {}
+
+
+def _refuse(names, why: str) -> None:
+    for n in names:
+        packet = getattr(aten, n, None)
+        for ov in packet.overloads() if packet is not None else ():
+            REFUSED[getattr(packet, ov)] = why
+
+
+_refuse(["nonzero", "nonzero_static", "masked_select", "unique", "_unique2", "unique_dim", "unique_consecutive",
+         "sym_size", "sym_numel", "sym_stride", "sym_storage_offset"],
+        "its output shape depends on the data; wafercc compiles static shapes")
+_refuse(["_local_scalar_dense", "item"],
+        "it reads a tensor's value into Python (.item()), so what follows depends on the data")
+_refuse(["_fft_r2c", "_fft_c2r", "_fft_c2c", "view_as_complex", "view_as_real", "complex", "polar"],
+        "it needs complex numbers, which wafercc does not support")
+_refuse(["rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "bernoulli", "normal",
+         "uniform", "exponential", "geometric", "cauchy", "log_normal", "random", "multinomial", "poisson",
+         "native_dropout"],
+        "it draws random numbers, which the runtime cannot reproduce as torch's generator does "
+        "(call model.eval() to turn dropout off)")
+
+# Python arithmetic in the graph only ever works on symbolic sizes: those a data-dependent op made.
+for _f in ("ge", "le", "gt", "lt", "eq", "ne", "add", "sub", "mul", "floordiv", "mod", "truediv", "neg", "pow"):
+    REFUSED[getattr(operator, _f)] = "arithmetic on a size that depends on the data"
+
+
+@conv(aten.upsample_bilinear2d.vec, aten.upsample_bilinear2d.default)
+def _upsample_bilinear2d(ctx, x, output_size, align_corners, *scales):
+    attrs = {"output_size": list(ctx.meta_type().shape[2:]), "align_corners": bool(align_corners)}
+    if ctx.node.target is aten.upsample_bilinear2d.vec:
+        factors = scales[0] if scales else None
+    else:
+        factors = list(scales) if scales and any(s is not None for s in scales) else None
+    if factors and not align_corners:  # torch maps coordinates by the user's factor, which can differ from out / in
+        attrs["scales"] = [None if f is None else float(f) for f in factors]
+    return ctx.emit1("upsample_bilinear2d", [x], attrs)

@@ -23,7 +23,7 @@ from wafercc.errors import UnsupportedOpError
 from wafercc.ir import Func, Loc, Module, Op, SymbolRef, Value
 from wafercc.ops import OPS
 
-from .aten_table import CONVERTERS, IGNORED
+from .aten_table import CONVERTERS, IGNORED, REFUSED
 from .capture import Captured, WeightSource
 from .context import TORCH_DTYPES, Ctx, ImportBug, sanitize, tensor_type
 
@@ -89,7 +89,8 @@ def unsupported_ops(captured: Captured, cwd: str) -> list[tuple[str, str]]:
             if problem:
                 out.append((f"{target_name(n.target)} on {problem}", _loc_text(n, cwd)))
             continue
-        out.append((target_name(n.target), _loc_text(n, cwd)))
+        why = REFUSED.get(n.target)  # a reason the user can act on: data-dependent, complex, random
+        out.append((target_name(n.target) + (f" ({why})" if why else ""), _loc_text(n, cwd)))
     return out
 
 
@@ -97,7 +98,7 @@ def _dtype_problem(n: torch.fx.Node) -> str | None:
     vals = n.meta.get("val")
     for v in vals if isinstance(vals, (list, tuple)) else [vals]:
         if isinstance(v, torch.Tensor) and v.dtype not in TORCH_DTYPES:
-            return f"dtype {v.dtype}"
+            return f"dtype {v.dtype}" + (" (complex numbers are not supported)" if v.dtype.is_complex else "")
     return None
 
 

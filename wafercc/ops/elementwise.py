@@ -46,6 +46,11 @@ _UNARY = [
     ("asin", unary_float, 1, "asin", "arc sine"),
     ("acos", unary_float, 1, "acos", "arc cosine"),
     ("atan", unary_float, 1, "atan", "arc tangent"),
+    ("acosh", unary_float, 1, "acosh", "inverse hyperbolic cosine"),
+    ("asinh", unary_float, 1, "asinh", "inverse hyperbolic sine"),
+    ("atanh", unary_float, 1, "atanh", "inverse hyperbolic tangent"),
+    ("lgamma", unary_float, 1, "lgamma", "log |gamma(x)| (inf at the poles 0, -1, -2, ...)"),
+    ("digamma", unary_float, 1, "digamma", "d/dx log gamma(x) (-inf at 0, NaN at the negative poles, as torch)"),
     ("sinh", unary_float, 1, "sinh", "hyperbolic sine"),
     ("cosh", unary_float, 1, "cosh", "hyperbolic cosine"),
     ("tanh", unary_float, 1, "tanh", "hyperbolic tangent"),
@@ -162,6 +167,10 @@ def _where(ts, a):
 
 
 defop("where", "cond a b", _where, flops=_flops(1), family=F, doc="a where cond else b", torch=("aten.where",))
+
+
+defop("polygamma", "x", unary_float, attrs={"n": "int"}, flops=_flops(20), family=F,
+      doc="the n-th derivative of digamma (n = 0: digamma itself)", torch=("aten.polygamma",))
 
 
 # -- checks -----------------------------------------------------------------------------------

@@ -275,3 +275,18 @@ def _embedding(ts, a):
 
 defop("embedding", "weight indices", _embedding, attrs={"padding_idx": AttrSpec("int", -1)}, family=F,
       doc="rows of weight picked by indices: result[..., :] = weight[indices[...], :]", torch=("aten.embedding",))
+
+
+def _upsample_bilinear(ts, a):
+    x = ts[0]
+    if x.rank != 4 or len(a["output_size"]) != 2 or min(a["output_size"]) < 0:
+        raise ShapeError(f"upsample_bilinear2d needs [N, C, H, W] and a 2-entry output_size, got {x}")
+    return [x.with_shape(x.shape[:2] + tuple(a["output_size"]))]
+
+
+defop("upsample_bilinear2d", "x", _upsample_bilinear,
+      attrs={"output_size": "ints", "align_corners": AttrSpec("bool", False), "scales": AttrSpec("any", None)},
+      flops=lambda op: 8 * out_numel(op), family=F,
+      doc="bilinear resize; source coordinate i * (in - 1) / (out - 1) with align_corners, else "
+          "max((i + 0.5) / scale - 0.5, 0), scale = scales[d] if given, else out / in",
+      torch=("aten.upsample_bilinear2d",))

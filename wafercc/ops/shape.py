@@ -279,3 +279,104 @@ def _repeat(ts, a):
 
 defop("repeat", "x", _repeat, attrs={"repeats": "ints"}, family=F, doc="tile x repeats[i] times along dim i",
       torch=("aten.repeat",))
+
+
+# -- writes into a copy: scatters, index_put, slice_scatter, masked_scatter ---------------------------
+
+_REDUCES = ("none", "sum", "prod", "mean", "amax", "amin")
+
+
+def _scatter(ts, a):
+    x, idx, src = ts
+    d = _nonneg_dim(a["dim"], max(x.rank, 1)) if x.rank else 0
+    if a["reduce"] not in _REDUCES:
+        raise ShapeError(f"reduce must be one of {', '.join(_REDUCES)}, got {a['reduce']!r}")
+    if not idx.dtype.is_int or idx.rank != x.rank or src.rank != x.rank:
+        raise ShapeError(f"scatter needs an integer index and a source of the rank of {x}, got {idx} and {src}")
+    if any(idx.shape[i] > src.shape[i] or (i != d and idx.shape[i] > x.shape[i]) for i in range(x.rank)):
+        raise ShapeError(f"index {idx} is larger than the source {src} or than {x} outside dim {d}")
+    return [x]
+
+
+defop("scatter", "x index src", _scatter,
+      attrs={"dim": "int", "reduce": AttrSpec("str", "none"), "include_self": AttrSpec("bool", True)},
+      flops=lambda op: op.operands[1].type.numel, family=F,
+      doc="a copy of x with x[index[i][j]][j] (for dim 0) set to src[i][j] (reduce = none) or combined with it "
+          "by sum, prod, mean, amax or amin (include_self: whether x's own value takes part)",
+      torch=("aten.scatter.src", "aten.scatter.value", "aten.scatter_add", "aten.scatter_reduce.two"))
+
+
+def _index_put(ts, a):
+    x, values, idxs = ts[0], ts[1], ts[2:]
+    dims = a["dims"]
+    if len(dims) != len(idxs) or not idxs or dims != sorted(set(dims)) or any(not 0 <= d < x.rank for d in dims):
+        raise ShapeError(f"index_put needs one index per dim of increasing dims {dims} of {x}")
+    if any(not (i.dtype.is_int or i.dtype.is_bool) for i in idxs):
+        raise ShapeError("index operands must be integer or bool tensors")
+    return [x]
+
+
+defop("index_put", "x values indices*", _index_put, attrs={"dims": "ints", "accumulate": AttrSpec("bool", False)},
+      flops=lambda op: op.operands[1].type.numel, family=F,
+      doc="a copy of x with x[key] = values, or += with accumulate; key is numpy's: index tensors at positions "
+          "dims, full slices elsewhere; a k-d bool index is a mask over k dims", torch=("aten.index_put",))
+
+
+def _slice_scatter(ts, a):
+    x, src = ts
+    (want,) = _slice([x], a)
+    if src.shape != want.shape:
+        raise ShapeError(f"source {src} does not fill the slice {want} of {x}")
+    return [x]
+
+
+defop("slice_scatter", "x src", _slice_scatter,
+      attrs={"dim": "int", "start": "int", "end": "int", "step": AttrSpec("int", 1)}, family=F,
+      doc="a copy of x with x[..., start:end:step, ...] along dim replaced by src",
+      torch=("aten.slice_scatter", "aten.select_scatter"))
+
+
+def _masked_scatter(ts, a):
+    x, mask, src = ts
+    if mask.dtype is not DType.bool or broadcast(x.shape, mask.shape) != x.shape:
+        raise ShapeError(f"masked_scatter needs a bool mask that broadcasts to {x}, got {mask}")
+    return [x]
+
+
+defop("masked_scatter", "x mask source", _masked_scatter, family=F,
+      doc="a copy of x whose elements where mask is true are, in row-major order, the first elements of source",
+      torch=("aten.masked_scatter",))
+
+
+# -- views with their own indexing --------------------------------------------------------------------
+
+
+def _diagonal(ts, a):
+    """x without dims dim1 and dim2, plus a last dim: the diagonal at offset"""
+    t = ts[0]
+    d1, d2, off = a["dim1"], a["dim2"], a["offset"]
+    if t.rank < 2 or not (0 <= d1 < t.rank and 0 <= d2 < t.rank) or d1 == d2:
+        raise ShapeError(f"diagonal needs two distinct dims of {t}, got {d1} and {d2}")
+    n = max(0, min(t.shape[d1] + min(off, 0), t.shape[d2] - max(off, 0)))
+    return [t.with_shape(tuple(s for i, s in enumerate(t.shape) if i not in (d1, d2)) + (n,))]
+
+
+defop("diagonal", "x", _diagonal, attrs={"offset": AttrSpec("int", 0), "dim1": AttrSpec("int", 0),
+                                         "dim2": AttrSpec("int", 1)}, family=F,
+      doc="x[..., i, ..., i + offset, ...] over the dims dim1 and dim2, as a new last dim", torch=("aten.diagonal",))
+
+
+def _as_strided(ts, a):
+    t = ts[0]
+    size, stride, off = a["size"], a["stride"], a["offset"]
+    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride) or off < 0:
+        raise ShapeError(f"as_strided needs sizes and strides of one length, none negative, got {size}, {stride}")
+    last = off + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else -1
+    if last >= t.numel:
+        raise ShapeError(f"as_strided reads element {last} of {t}, which has {t.numel}")
+    return [t.with_shape(tuple(size))]
+
+
+defop("as_strided", "x", _as_strided, attrs={"size": "ints", "stride": "ints", "offset": AttrSpec("int", 0)},
+      family=F, doc="element [i, j, ...] is x's row-major element offset + i * stride[0] + j * stride[1] + ...",
+      torch=("aten.as_strided",))

@@ -8,13 +8,16 @@ values ('|V2') and read back as bfloat16 for a bf16 argument.
 from __future__ import annotations
 
 import os
+import zipfile
+from tokenize import TokenError
+from typing import Callable
 
 import ml_dtypes
 import numpy as np
 
 from wafercc.ir import Func, Op, Value
 
-from .errors import InputError
+from .errors import InputError, RuntimeExecutionError
 from .artifacts import write_atomic
 from .kernels import np_dtype
 
@@ -29,22 +32,52 @@ def signature(func: Func) -> str:
     return f"@{func.name}({args})"
 
 
+def memory_bytes() -> int:
+    """This machine's memory: no single tensor of a run can be larger."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_fits(func: Func, limit: int | None = None) -> None:
+    """RuntimeExecutionError, before anything is allocated, when one value of ``func`` (or its arguments
+    together) needs more bytes than the machine has: a message, not a MemoryError half way."""
+    limit = memory_bytes() if limit is None else limit
+    values = list(func.args) + [r for op in func.ops for r in op.results]
+    if not values:
+        return
+    big = max(values, key=lambda v: v.type.nbytes)
+    args = sum(a.type.nbytes for a in func.args)
+    need, what = (big.type.nbytes, f"%{big.name} ({big.type})") if big.type.nbytes >= args else \
+        (args, f"its {len(func.args)} inputs")
+    if need > limit:
+        raise RuntimeExecutionError(f"running {signature(func)} needs at least {need:,} bytes for {what}, more "
+                                    f"than this machine's {limit:,} bytes of memory; run a smaller shape")
+
+
 def bind_inputs(func: Func, inputs) -> list[np.ndarray]:
     """The arrays for ``func``'s arguments, from a list (by position) or a dict (by argument name)."""
+    check_fits(func)
     names = [a.name for a in func.args]
     if isinstance(inputs, dict):
         keys = {k.lstrip("%"): v for k, v in inputs.items()}
-        missing = [n for n in names if n not in keys]
-        extra = [k for k in keys if k not in names]
-        if missing or extra:
-            what = "; ".join(p for p in (_listed("missing", missing), _listed("unknown", extra)) if p)
-            raise InputError(f"inputs do not match {signature(func)}: {what}")
+        _match_names(func, list(keys))
         values = [keys[n] for n in names]
     else:
         values = list(inputs)
         if len(values) != len(names):
             raise InputError(f"{signature(func)} takes {len(names)} input(s), got {len(values)}")
     return [_check(a, v) for a, v in zip(func.args, values)]
+
+
+def _match_names(func: Func, keys: list[str]) -> None:
+    names = [a.name for a in func.args]
+    missing = [n for n in names if n not in keys]
+    extra = [k for k in keys if k not in names]
+    if missing or extra:
+        what = "; ".join(p for p in (_listed("missing", missing), _listed("unknown", extra)) if p)
+        raise InputError(f"inputs do not match {signature(func)}: {what}")
 
 
 def _listed(what: str, names: list[str]) -> str:
@@ -63,19 +96,80 @@ def _check(arg: Value, v) -> np.ndarray:
 
 
 def load_inputs(path: str | os.PathLike, func: Func) -> list[np.ndarray]:
-    """Read an npz keyed by argument names (or arg0, arg1, ...) and check it against ``func``."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read inputs from '{path}': {e}") from None
-    if all(k.startswith("arg") and k[3:].isdigit() for k in data) and data:
-        by_pos = {f"arg{i}": a.name for i, a in enumerate(func.args)}
+    """Read an npz keyed by argument names (or arg0, arg1, ...) and check it against ``func``. The keys and
+    each member's size are checked against the signature before anything is decompressed."""
+    check_fits(func)
+    names = [a.name for a in func.args]
+    by_pos = {f"arg{i}": n for i, n in enumerate(names)}
+    nbytes = {a.name: a.type.nbytes for a in func.args}
+
+    def bounds(keys: list[str]) -> dict[str, int]:
+        positional = bool(keys) and all(k.startswith("arg") and k[3:].isdigit() for k in keys)
+        named = {by_pos.get(k, k) if positional else k.lstrip("%"): k for k in keys}
+        _match_names(func, list(named))
+        return {k: nbytes[n] for n, k in named.items()}
+
+    data = read_npz(path, bounds, "inputs")
+    if data and all(k.startswith("arg") and k[3:].isdigit() for k in data):
         data = {by_pos.get(k, k): v for k, v in data.items()}
     try:
         return bind_inputs(func, data)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
+
+
+NPY_HEADER_BYTES = 1 << 16  # what a member may hold beyond its array's bytes: the .npy header
+
+
+def read_npz(path: str | os.PathLike, bounds: Callable[[list[str]], dict[str, int]], what: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, read without trusting it: ``bounds(keys)`` checks the member names (raising
+    InputError) and gives each member's largest array in bytes; a member's sizes, declared and actual, are
+    checked against it before it is decompressed, and its .npy header before anything is allocated. Object
+    arrays (pickles) are refused. InputError names the file, the member and what was wrong."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            keys = [i.filename.removesuffix(".npy") for i in infos]
+            if len(set(keys)) != len(keys):
+                raise InputError(f"'{path}' is not a valid .npz of {what}: a member name appears twice")
+            try:
+                limits = bounds(keys)
+            except InputError as e:
+                raise InputError(f"{path}: {e}") from None
+            return {k: _member(path, z, i, limits.get(k, 0)) for k, i in zip(keys, infos)}
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
+        raise InputError(f"'{path}' is not a valid .npz of {what} (a zip of .npy arrays): {e}") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} from '{path}': {e.strerror or e}") from None
+
+
+def _member(path, z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> np.ndarray:
+    where = f"'{path}' member {info.filename}"
+    if info.file_size > limit + NPY_HEADER_BYTES:
+        raise InputError(f"{where} holds {info.file_size:,} bytes; what it stands for takes at most {limit:,}")
+    with z.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+        except (ValueError, TypeError, SyntaxError, KeyError, EOFError, TokenError, RecursionError) as e:
+            raise InputError(f"{where} is not a .npy array: {e}") from None
+        if dtype.hasobject:
+            raise InputError(f"{where} holds Python objects (dtype {dtype}); only plain arrays are read")
+        need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if need > limit:
+            raise InputError(f"{where} holds {dtype}{list(shape)} ({need:,} bytes); what it stands for takes at "
+                             f"most {limit:,} bytes")
+        raw = np.empty(need, np.uint8)  # the declared sizes may lie: never read past what the header promised
+        got = f.readinto(memoryview(raw)) if need else 0
+        more = bool(f.read(1))
+    if got != need or more:
+        raise InputError(f"{where}: its header says {dtype}{list(shape)} ({need:,} bytes) but it holds "
+                         f"{'more' if more else f'{got:,} bytes'} of data")
+    return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def save_outputs(path: str | os.PathLike, outputs: list[np.ndarray], func: Func | None = None) -> None:
@@ -93,6 +187,7 @@ def save_outputs(path: str | os.PathLike, outputs: list[np.ndarray], func: Func 
 def random_inputs(func: Func, seed: int = 0) -> list[np.ndarray]:
     """Seeded inputs for ``func``: floats standard normal, integers in [0, min(16, indexed size)),
     bools random bits."""
+    check_fits(func)
     rng = np.random.default_rng(seed)
     bounds = _index_bounds(func)
     out = []

@@ -179,19 +179,68 @@ class MemoryStore:
         """Nothing to close: the arrays are the caller's."""
 
 
+MAX_HEADER = 100 << 20  # the safetensors limit on the header's JSON
+MAX_MANIFEST = 256 << 20
+MAX_RANK = 64
+
+
 def _read_manifest(path: Path, store_file: Path) -> dict:
+    """manifest.json's tensors, each checked to be {"dtype", "shape", "sha256", "kind"} before use."""
     if not store_file.is_file():
         raise StoreError(f"no MemoryX store: '{store_file}' does not exist")
     try:
+        if path.stat().st_size > MAX_MANIFEST:
+            raise StoreError(f"'{path}' is {path.stat().st_size:,} bytes: more than a manifest can be "
+                             f"({MAX_MANIFEST:,})")
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise StoreError(f"'{path}' is missing: a MemoryX store needs its manifest beside {STORE_FILE}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StoreError(f"'{path}' is not a readable JSON manifest: {e}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise StoreError(f"'{path}' is not a readable JSON manifest: {_why(e)}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("tensors"), dict):
-        found = doc.get("format") if isinstance(doc, dict) else doc
-        raise StoreError(f"'{path}' is not a {FORMAT} manifest (format: {found!r})")
+        found = doc.get("format") if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
+        raise StoreError(f"'{path}' is not a {FORMAT} manifest (format: {found!r}); expected "
+                         '{"format": "wafercc-memoryx/1", "tensors": {...}}')
+    for name, m in doc["tensors"].items():
+        problem = _manifest_entry_problem(m)
+        if problem:
+            raise StoreError(f"'{path}': tensor '{name}' {problem}; expected "
+                             '{"dtype": "f32", "shape": [...], "sha256": "<64 hex digits>", "kind": "parameter"}')
     return doc["tensors"]
+
+
+def _manifest_entry_problem(m) -> str:
+    if not isinstance(m, dict):
+        return f"is a JSON {type(m).__name__}, not an object"
+    if m.get("dtype") not in {d.value for d in _ST_NAME}:
+        return f"has dtype {m.get('dtype')!r}"
+    if not _is_shape(m.get("shape")):
+        return f"has shape {_short(m.get('shape'))}"
+    sha = m.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        return f"has sha256 {_short(sha)}"
+    if m.get("kind") not in KINDS:
+        return f"has kind {_short(m.get('kind'))} (one of {', '.join(KINDS)})"
+    return ""
+
+
+def _is_shape(v) -> bool:
+    return isinstance(v, list) and len(v) <= MAX_RANK and all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 62 for n in v)
+
+
+def _is_offsets(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in v) and v[0] <= v[1]
+
+
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _why(e: BaseException) -> str:
+    return "nested too deeply" if isinstance(e, RecursionError) else str(e)
 
 
 def _read_index(file: Path, manifest: dict) -> dict[str, TensorInfo]:
@@ -203,11 +252,18 @@ def _read_index(file: Path, manifest: dict) -> dict[str, TensorInfo]:
         (n,) = struct.unpack("<Q", head)
         if 8 + n > size:
             raise StoreError(f"'{file}' is truncated: its header needs {8 + n} bytes, the file has {size}")
+        if n > MAX_HEADER:
+            raise StoreError(f"'{file}' has a {n:,}-byte header: more than a safetensors header can be "
+                             f"({MAX_HEADER:,})")
         try:
             header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise StoreError(f"'{file}' has a malformed safetensors header: {e}") from None
-    header.pop("__metadata__", None)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise StoreError(f"'{file}' has a malformed safetensors header: {_why(e)}") from None
+    if not isinstance(header, dict):
+        raise StoreError(f"'{file}' has a malformed safetensors header: a JSON {type(header).__name__}, expected "
+                         'an object {name: {"dtype", "shape", "data_offsets"}, ...}')
+    if not isinstance(header.pop("__metadata__", {}), dict):
+        raise StoreError(f"'{file}' has a malformed safetensors header: __metadata__ is not an object")
     base = 8 + n
     out = {}
     for name, h in header.items():
@@ -218,24 +274,27 @@ def _read_index(file: Path, manifest: dict) -> dict[str, TensorInfo]:
     for name in manifest:
         if name not in out:
             raise StoreError(f"tensor '{name}' is listed in {MANIFEST_FILE} but missing from '{file}'")
+    spans = sorted((i.begin, i.end, i.name) for i in out.values() if i.end > i.begin)
+    for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
+        if begin < end:
+            raise StoreError(f"'{file}': tensors '{a}' and '{b}' overlap in the data section")
     return out
 
 
-def _tensor_info(file: Path, name: str, h: dict, m: dict | None, base: int) -> TensorInfo:
+def _tensor_info(file: Path, name: str, h, m: dict | None, base: int) -> TensorInfo:
     if m is None:
         raise StoreError(f"tensor '{name}' of '{file}' is not listed in {MANIFEST_FILE}")
-    try:
-        dtype = _DTYPE_OF_ST[h["dtype"]]
-        t = TensorType(tuple(int(s) for s in h["shape"]), dtype)
-        begin, end = (int(o) for o in h["data_offsets"])
-    except (KeyError, TypeError, ValueError):
-        raise StoreError(f"tensor '{name}' has a malformed entry in the header of '{file}': {h!r}") from None
+    if not (isinstance(h, dict) and h.get("dtype") in _DTYPE_OF_ST and _is_shape(h.get("shape"))
+            and _is_offsets(h.get("data_offsets"))):
+        raise StoreError(f"tensor '{name}' has a malformed entry in the header of '{file}': {_short(h)}; expected "
+                         '{"dtype": "F32", "shape": [sizes >= 0], "data_offsets": [begin, end]}')
+    dtype = _DTYPE_OF_ST[h["dtype"]]
+    t = TensorType(tuple(h["shape"]), dtype)
+    begin, end = h["data_offsets"]
     if end - begin != t.nbytes:
         raise StoreError(f"tensor '{name}' in '{file}': offsets [{begin}, {end}) do not hold {t} ({t.nbytes} bytes)")
-    if m.get("dtype") != dtype.value or list(m.get("shape", [])) != list(t.shape):
-        raise StoreError(f"tensor '{name}' is {t} in '{file}' but {m.get('dtype')}{m.get('shape')} in {MANIFEST_FILE}")
-    if m.get("kind") not in KINDS or not isinstance(m.get("sha256"), str):
-        raise StoreError(f"tensor '{name}' needs a sha256 and a kind in {KINDS} in {MANIFEST_FILE}, got {m!r}")
+    if m["dtype"] != dtype.value or list(m["shape"]) != list(t.shape):
+        raise StoreError(f"tensor '{name}' is {t} in '{file}' but {m['dtype']}{m['shape']} in {MANIFEST_FILE}")
     return TensorInfo(name, t, base + begin, base + end, m["sha256"], m["kind"])
 
 

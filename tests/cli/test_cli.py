@@ -29,8 +29,8 @@ def mlp_out(tmp_path_factory):
 
 def test_compile_writes_wir_store_and_manifest(mlp_out):
     out, r = mlp_out
-    assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.json", "model.wir", "plan.json", "report.txt", "weights.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [  # .wafercc: the marker that makes it ours to replace
+        ".wafercc", "manifest.json", "model.wir", "plan.json", "report.txt", "weights.safetensors"]
     assert "compiled examples/mlp.py" in r.stdout
     from wafercc.ir import parse_file
     from wafercc.ops import verify

@@ -156,7 +156,8 @@ def test_npz_bytes_are_deterministic_and_read_back(tmp_path):
     (tmp_path / "a.npz").write_bytes(blob)
     with zipfile.ZipFile(tmp_path / "a.npz") as z:
         assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}  # not today's date
-    back = F.read_npz(tmp_path / "a.npz", ["float32", "bfloat16"])
+    back = F.read_npz(tmp_path / "a.npz", [{"name": "out0", "shape": [2, 3], "dtype": "float32"},
+                                           {"name": "out1", "shape": [3], "dtype": "bfloat16"}])
     assert [a.dtype.name for a in back] == ["float32", "bfloat16"]
     assert all(np.array_equal(a, b) for a, b in zip(back, arrays.values()))
 

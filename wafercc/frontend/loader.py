@@ -58,6 +58,9 @@ def _execute(p: Path) -> dict:
         spec.loader.exec_module(module)
     except SyntaxError as e:
         raise ModelFileError(f"{e.filename}:{e.lineno}: syntax error in the model file: {e.msg}") from None
+    except SystemExit as e:  # a model file that exits is a failure to load, never a silent success
+        raise ModelFileError(f"{_last_frame_in(e, p) or p}: {exit_text(e)} while loading the model file: it "
+                             "must define the model, not exit") from None
     except Exception as e:
         frame = _last_frame_in(e, p)
         raise ModelFileError(
@@ -73,6 +76,9 @@ def _resolve(p: Path, ns: dict, names: tuple[str, ...], what: str):
             if callable(obj) and not isinstance(obj, torch.nn.Module):
                 try:
                     return obj()
+                except SystemExit as e:
+                    raise ModelFileError(f"{_last_frame_in(e, p) or p}: {n}() {exit_text(e)}: it must return "
+                                         f"{what}, not exit") from None
                 except Exception as e:
                     frame = _last_frame_in(e, p)
                     raise ModelFileError(f"{frame or p}: {n}() raised {type(e).__name__}: {e}") from None
@@ -84,11 +90,16 @@ def _resolve(p: Path, ns: dict, names: tuple[str, ...], what: str):
     )
 
 
+def exit_text(e: SystemExit) -> str:
+    """How a model's code exited: "called sys.exit(0)"."""
+    return f"called sys.exit({e.code!r})" if e.code is not None else "called sys.exit()"
+
+
 def _found_name(ns: dict, names: tuple[str, ...]) -> str:
     return next((n for n in names if n in ns), names[0])
 
 
-def _last_frame_in(e: Exception, p: Path) -> str | None:
+def _last_frame_in(e: BaseException, p: Path) -> str | None:
     target = str(p.resolve())
     found = None
     for fs in traceback.extract_tb(e.__traceback__):

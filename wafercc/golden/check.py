@@ -74,11 +74,11 @@ def golden_inputs(golden: Path, data: dict, subject: Subject) -> list[np.ndarray
     if now != recorded:
         raise Failed(Status.EAGER_CHANGED, f"the model's example inputs changed: now {_sig(now)}, the golden has "
                                            f"{_sig(recorded)}; re-record it (--update) if that is intended")
-    return F.read_npz(_verified(golden, F.INPUTS, data), [d["dtype"] for d in described])
+    return F.read_npz(_verified(golden, F.INPUTS, data), described)
 
 
 def _recorded(golden: Path, name: str, data: dict) -> list[np.ndarray]:
-    return F.read_npz(_verified(golden, name, data), [o["dtype"] for o in data["outputs"]])
+    return F.read_npz(_verified(golden, name, data), data["outputs"])
 
 
 def _verified(golden: Path, name: str, data: dict) -> Path:

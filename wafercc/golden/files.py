@@ -44,14 +44,34 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def read_npz(path: Path, dtypes: list[str]) -> list[np.ndarray]:
-    """The arrays of an npz written by ``npz_bytes``, in member order, viewed as ``dtypes`` (bf16 is stored
-    as its 16 bits: .npy has no name for it)."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = [z[k] for k in z.files]
-    if len(arrays) != len(dtypes):
-        raise ValueError(f"{path} holds {len(arrays)} array(s), golden.json describes {len(dtypes)}")
-    return [a.view(dtype_of(d)) if a.dtype != dtype_of(d) else a for a, d in zip(arrays, dtypes)]
+def read_npz(path: Path, described: list[dict]) -> list[np.ndarray]:
+    """The arrays of an npz written by ``npz_bytes``, as golden.json ``described`` them (name, shape, dtype),
+    in that order; bf16 is stored as its 16 bits (.npy has no name for it). Nothing is decompressed beyond
+    what the description allows (UsageError otherwise)."""
+    from runtime.errors import InputError
+    from runtime.io import read_npz as read_members
+
+    names = [d["name"] for d in described]
+    limits = {d["name"]: int(np.prod(d["shape"], dtype=object)) * dtype_of(d["dtype"]).itemsize for d in described}
+
+    def bounds(keys: list[str]) -> dict[str, int]:
+        if keys != names:
+            raise InputError(f"holds {', '.join(keys) or 'nothing'}; golden.json describes {', '.join(names)}")
+        return limits
+
+    try:
+        arrays = read_members(path, bounds, "golden arrays")
+    except InputError as e:
+        raise UsageError(f"{e}: the golden is damaged; re-record it with `wafercc golden record`") from None
+    out = []
+    for d in described:
+        a, want = arrays[d["name"]], dtype_of(d["dtype"])
+        a = a.view(want) if a.dtype != want and a.dtype.itemsize == want.itemsize else a
+        if a.dtype != want or list(a.shape) != list(d["shape"]):
+            raise UsageError(f"{path} member {d['name']} is {a.dtype}{list(a.shape)}, golden.json says "
+                             f"{d['dtype']}{d['shape']}: the golden is damaged; re-record it")
+        out.append(a)
+    return out
 
 
 def _storable(a: np.ndarray) -> np.ndarray:
@@ -72,15 +92,109 @@ def json_text(data: dict) -> str:
 
 
 def read_golden_json(golden: Path) -> dict:
+    """golden.json, once it has the shape this wafercc reads (UsageError naming the place otherwise)."""
     path = golden / GOLDEN_JSON
     try:
+        if path.stat().st_size > MAX_GOLDEN_JSON:
+            raise UsageError(f"{path} is {path.stat().st_size:,} bytes, more than a golden.json can be "
+                             f"({MAX_GOLDEN_JSON:,})")
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise UsageError(f"cannot read {path}: {e}") from None
-    if data.get("format") != FORMAT:
-        raise UsageError(f"{path} has format {data.get('format')!r}; this wafercc reads {FORMAT!r} "
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        raise UsageError(f"{path} has format {found!r}; this wafercc reads {FORMAT!r} "
                          "(re-record it with `wafercc golden record`)")
+    problem = _schema_problem(data, _GOLDEN_SCHEMA, "")
+    if problem:
+        raise UsageError(f"{path}: {problem}; the golden is damaged: restore it or re-record it with "
+                         "`wafercc golden record`")
     return data
+
+
+MAX_GOLDEN_JSON = 16 << 20
+# What golden.json must hold (docs/golden.md): a type name, "?" for optional/None, {key: spec}, [item spec].
+_ARRAY = {"name": "str", "shape": "shape", "dtype": "dtype"}
+_TOLERANCE = {"rtol": "num", "atol": "num", "scale_atol": "bool", "min_pcc": "num?", "exact": "bool"}
+_GOLDEN_SCHEMA = {
+    "name": "str", "model": "str", "entry": "str?",
+    "settings": {"target": "str", "mode": "str", "precision": "str", "capture?": "str"},
+    "inputs": {"arrays": [_ARRAY], "seed?": "int?"},
+    "tolerance_options?": {"rtol?": "num?", "atol?": "num?"},
+    "outputs": [{**_ARRAY, "tolerance": _TOLERANCE}],
+    "wir_sha256?": "str?", "plan_sha256?": "str?", "plan?": "dict", "files?": {"*": "str"},
+}
+
+
+def _schema_problem(value, spec, where: str) -> str:
+    """"" when ``value`` fits ``spec``; else where and what was expected ("outputs[0].dtype must be ...")."""
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return f"{where or 'the file'} must be an object, got {_kind(value)}"
+        for key, sub in spec.items():
+            name = key.rstrip("?")
+            items = value.items() if name == "*" else [(name, value.get(name))] if name in value else []
+            if not items and not key.endswith("?") and name != "*":
+                return f"{where + '.' if where else ''}{name} is missing"
+            for k, v in items:
+                problem = _schema_problem(v, sub, f"{where + '.' if where else ''}{k}")
+                if problem:
+                    return problem
+        return ""
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            return f"{where} must be a list, got {_kind(value)}"
+        return next((p for i, v in enumerate(value) if (p := _schema_problem(v, spec[0], f"{where}[{i}]"))), "")
+    if spec.endswith("?") and value is None:
+        return ""
+    ok, expected = _SCALARS[spec.rstrip("?")]
+    return "" if ok(value) else f"{where} must be {expected}, got {_kind(value)}"
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v >= 0
+
+
+def _is_dtype(v) -> bool:
+    try:
+        return isinstance(v, str) and not dtype_of(v).hasobject
+    except TypeError:
+        return False
+
+
+_SCALARS = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "num": (_is_num, "a number >= 0"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+    "dtype": (_is_dtype, "a numpy dtype name (float32, int64, bfloat16, ...)"),
+    "shape": (lambda v: isinstance(v, list) and len(v) <= 64 and all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 40 for n in v), "a list of sizes >= 0"),
+}
+
+
+def _kind(v) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), f"a {type(v).__name__}")
+
+
+def model_path(golden: Path, recorded: object, root: Path) -> Path:
+    """The model file golden.json names, once it lies inside the goldens' root: a golden runs only model files
+    of its own tree (or named on the command line), never one a golden.json points at elsewhere."""
+    where = golden / GOLDEN_JSON
+    if not isinstance(recorded, str) or not recorded:
+        raise UsageError(f"{where}: 'model' must be the model file's path relative to {root}, got {recorded!r}")
+    p = Path(recorded)
+    if p.is_absolute() or ".." in p.parts or p.suffix != ".py":
+        raise UsageError(f"{where}: 'model' is {recorded!r}; a golden names a .py file inside {root} by a relative "
+                         "path without '..': it does not run files elsewhere (name the model file on the command "
+                         "line to check it)")
+    resolved = (root / p).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise UsageError(f"{where}: 'model' {recorded!r} leads outside {root} (through a symbolic link): a golden "
+                         "runs only model files inside its root; name the model file on the command line instead")
+    return root / p
 
 
 def sha256(data: bytes | str) -> str:

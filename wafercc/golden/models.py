@@ -51,7 +51,7 @@ def check_file(path: str | os.PathLike, directory: Path, *, entry: str | None = 
 def check_golden(golden: Path, *, run_bisect: bool = True, **overrides) -> GoldenResult:
     """Check a recorded golden against the model file golden.json names."""
     data = F.read_golden_json(golden)
-    model = root_of(golden.parent) / data["model"]
+    model = F.model_path(golden, data.get("model"), root_of(golden.parent))
     if not model.is_file():
         raise UsageError(f"{golden / F.GOLDEN_JSON} was recorded from {data['model']}, which does not exist "
                          f"(relative to {root_of(golden.parent)})")

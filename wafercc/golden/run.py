@@ -105,7 +105,7 @@ def eager(subject: Subject, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
     try:
         return run_eager(subject.model, inputs)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a model that exits fails its golden, never passes it
         raise Failed(Status.RUN_FAILED, f"eager PyTorch raised {error_text(e)}") from e
 
 
@@ -123,7 +123,7 @@ def compile_subject(subject: Subject, options: Options) -> Compiled:
         result = compile(subject.model, subject.example_inputs, name=subject.name, capture=options.capture,
                          target=options.target, mode=options.mode)
         plan = plan_json(result.module)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a model that exits fails its golden, never passes it
         raise Failed(Status.COMPILE_FAILED, error_text(e)) from e
     totals = result.module.attrs.get("plan.totals", {})
     return Compiled(result, wir_sha256(result.text), sha256(plan), {k: totals[k] for k in PLAN_TOTALS if k in totals})
@@ -133,7 +133,7 @@ def run_compiled(compiled: Compiled, inputs: list[np.ndarray], precision: str) -
     try:
         interp = runtime.Interpreter(compiled.result.module, runtime.MemoryStore(compiled.result.weights), precision=precision)
         return interp.run(inputs).outputs
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a model that exits fails its golden, never passes it
         raise Failed(Status.RUN_FAILED, f"the runtime raised {error_text(e)}") from e
 
 
@@ -163,6 +163,8 @@ def error_text(e: BaseException) -> str:
     the frame that raised it so the report points somewhere without a traceback."""
     if isinstance(e, WaferError):
         return str(e)
+    if isinstance(e, SystemExit):
+        return f"the model's code called sys.exit({'' if e.code is None else repr(e.code)})"
     frames = traceback.extract_tb(e.__traceback__)
     where = f" (an internal error, at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return f"{type(e).__name__}: {e}{where}"

@@ -23,6 +23,8 @@ from ._build import SemanticError, make_func, make_module, make_op, to_int, to_s
 from .core import Attr, Func, Loc, Module, SymbolRef, Value, Weight
 
 _WORDS = {"true": True, "false": False, "none": None}
+MAX_DEPTH = 64  # brackets inside brackets in one attribute value: deeper text goes to Lark, which refuses it
+MAX_STRING = 1 << 20  # characters of one string literal, quotes and escapes included
 
 
 class _GiveUp(Exception):
@@ -122,6 +124,8 @@ class FastParser:
                 raise _GiveUp
             loc = None
             file_tok = t["file"]
+            if file_tok is not None and len(file_tok) > MAX_STRING:
+                raise _GiveUp
             if file_tok is not None:
                 file = files.get(file_tok)
                 if file is None:
@@ -162,8 +166,10 @@ class FastParser:
             return self._attrs_at(line, pos + len(" attributes "))
         return {}, pos
 
-    def _attrs_at(self, s: str, pos: int) -> tuple[dict[str, Attr], int]:
+    def _attrs_at(self, s: str, pos: int, depth: int = 0) -> tuple[dict[str, Attr], int]:
         """The attribute dict starting with the ``{`` at ``pos``, and the position after its ``}``."""
+        if depth > MAX_DEPTH:
+            raise _GiveUp
         out: dict[str, Attr] = {}
         pos += 1
         if s.startswith("}", pos):
@@ -172,7 +178,9 @@ class FastParser:
             k = self._key(s, pos)
             if k is None:
                 raise _GiveUp
-            value, pos = self._value_at(s, k.end())
+            if k["quoted"] is not None and len(k["quoted"]) > MAX_STRING:
+                raise _GiveUp
+            value, pos = self._value_at(s, k.end(), depth + 1)
             out[k["bare"] if k["bare"] is not None else to_string(k["quoted"])] = value
             if s.startswith(", ", pos):
                 pos += 2
@@ -181,17 +189,19 @@ class FastParser:
             else:
                 raise _GiveUp
 
-    def _value_at(self, s: str, pos: int) -> tuple[Attr, int]:
+    def _value_at(self, s: str, pos: int, depth: int = 0) -> tuple[Attr, int]:
         c = s[pos : pos + 1]
         if c == "{":
-            return self._attrs_at(s, pos)
+            return self._attrs_at(s, pos, depth)
         if c == "[":
+            if depth > MAX_DEPTH:
+                raise _GiveUp
             pos += 1
             if s.startswith("]", pos):
                 return [], pos + 1
             out = []
             while True:
-                value, pos = self._value_at(s, pos)
+                value, pos = self._value_at(s, pos, depth + 1)
                 out.append(value)
                 if s.startswith(", ", pos):
                     pos += 2
@@ -208,6 +218,8 @@ class FastParser:
         if kind == "float":
             return float(tok), m.end()
         if kind == "str":
+            if len(tok) > MAX_STRING:
+                raise _GiveUp
             return to_string(tok), m.end()
         if kind == "word":
             return (_WORDS[tok] if tok in _WORDS else word_attr(tok)), m.end()

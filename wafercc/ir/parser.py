@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import re
 from pathlib import Path
 
 from lark import Lark, Transformer
@@ -27,7 +28,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from ._build import SemanticError, make_func, make_module, make_op, to_int, to_loc, to_string, to_type, word_attr
 from .core import Layer, Module, SymbolRef, Value, Weight
 from .errors import ParseError
-from .fastparse import FastParser
+from .fastparse import MAX_DEPTH, MAX_STRING, FastParser
 
 # What a user reads in "expected ..." instead of terminal names.
 _READABLE = {
@@ -220,8 +221,40 @@ def _syntax_error(e: UnexpectedInput, text: str, source: str) -> ParseError:
     return ParseError(_format(what + _expected(e), text, e.line, e.column), e.line, e.column, source)
 
 
+# Brackets and string literals, the only things whose size the grammar does not bound.
+_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _check_bounds(text: str, source: str) -> None:
+    """ParseError for a string literal longer than MAX_STRING or brackets nested deeper than MAX_DEPTH inside
+    an attribute value: the parser, the printer and every pass recurse on attributes."""
+    depth = 0  # the module, a function and an attribute dict: 3 levels before any nesting inside a value
+    for m in _NESTING.finditer(text):
+        tok = m.group()
+        if tok[0] == '"':
+            if len(tok) > MAX_STRING:
+                _bound_error(text, m.start(), f"a string literal of {len(tok):,} characters: more than the "
+                                              f"{MAX_STRING:,} a string may have", source)
+        elif tok in "[{":
+            depth += 1
+            if depth > MAX_DEPTH + 3:
+                _bound_error(text, m.start(), f"brackets nested more than {MAX_DEPTH} deep in an attribute",
+                             source)
+        else:
+            depth -= 1
+
+
+def _bound_error(text: str, pos: int, message: str, source: str):
+    start = text.rfind("\n", 0, pos) + 1
+    line, col = text.count("\n", 0, pos) + 1, pos - start + 1
+    shown = text[max(start, pos - 60): pos + 20].split("\n")[0]  # a long line: the part around the place
+    caret = " " * (pos - max(start, pos - 60)) + "^"
+    raise ParseError(f"{message}\n  {shown}\n  {caret}", line, col, source)
+
+
 def parse_lark(text: str, source: str = "<wir>") -> Module:
     """Parse with Lark alone: the definition of the language that ``parse`` follows."""
+    _check_bounds(text, source)
     try:
         return _LARK.parse(text)
     except UnexpectedInput as e:

@@ -42,7 +42,7 @@ Rules (each error ends with its rule tag):
   an anchor kind agreeing with ``kind``; ``dims`` and ``dtype`` are the op's; ``ops`` counts the layer's ops;
   ``weights`` are declared and ``weight_bytes`` is their size;
 - ``plan-index``: layers are numbered 0 .. n-1, once each;
-- ``plan-totals``: the totals agree with the layers (count, FLOPs, streamed bytes, peak bytes, colors).
+- ``plan-totals``: the totals agree with the layers (count, streamed bytes, peak bytes, colors).
 
 What needs the target (the mesh, SRAM, colors) is checked by ``wafercc.mapping.check``.
 """
@@ -64,6 +64,7 @@ BUFFERS = ("activation", "output", "accumulator", "weight", "tail")
 DIRS = ("E", "W", "S", "N")
 LAYER_ATTR = "plan.layer"
 ACC_BYTES = 4  # the fp32 accumulator of a partial sum
+ALIGN = 16  # every per-PE buffer starts at a multiple of this many bytes (memplan lays them out)
 # The anchor ops and the layer kinds each can anchor.
 ANCHOR_KINDS = {"mm": ("matmul", "attention"), "addmm": ("matmul", "attention"), "bmm": ("matmul", "attention"),
                 "convolution": ("conv",), "embedding": ("gather",)}
@@ -332,6 +333,9 @@ class Route:
         flow = f.str("flow", FLOWS)
         color, nbytes = f.int("color"), f.int("bytes")
         box = axis = src = feeds = path = peer = None
+        if f.has("box") == (flow == "transfer") or f.has("path") != (flow == "transfer"):
+            raise f.fail("flow", f"a {flow} route is " + ("a routed path" if flow == "transfer" else
+                                                           "a bundle: a box with an axis"), "plan-route")
         if f.has("box"):
             box = f.ints("box", 4)
             if box[0] > box[2] or box[1] > box[3]:
@@ -355,8 +359,6 @@ class Route:
             for (ax, ay), (bx, by) in zip(path, path[1:]):
                 if ax != bx and ay != by:
                     raise f.fail("path", f"{flow} path jumps from ({ax},{ay}) to ({bx},{by})", "plan-route")
-        else:
-            raise f.fail("box", f"a {flow} route needs a box or a path")
         if f.has("peer"):
             peer = f.str("peer")
         return cls(flow, color, nbytes, box, axis, src, feeds, path, peer)
@@ -796,9 +798,13 @@ def _check_memmap(lp: LayerPlan, f: _Fields) -> None:
 
 
 def _check_routes(lp: LayerPlan, t: Tiling, f: _Fields, mode: str) -> None:
+    _check_needed_routes(lp, t, f, mode)
     colors = len({r.color for r in lp.routes})
     if lp.colors != colors:
         raise f.fail("colors", f"{lp.colors}, but the routes use {colors} distinct colors", "plan-colors")
+
+
+def _check_needed_routes(lp: LayerPlan, t: Tiling, f: _Fields, mode: str) -> None:
     r = lp.rect
     cols, rows = (r.x, r.x + t.columns - 1), (r.y, r.y + t.rows - 1)
     if mode == "stream" and lp.weight_bytes * t.passes:
@@ -904,17 +910,36 @@ def load_plan(m: Module) -> Plan | None:
     found = [LayerPlan.from_attrs(layer.name, layer.attrs, mode) for layer in m.layers.values()]
     totals = m.attrs.get("plan.totals")
     totals = Totals.from_attrs(_Fields("", "plan.totals", totals)) if totals is not None else None
-    plan = Plan(m.name, mode, m.attrs.get("target"), totals, tuple(sorted(found, key=lambda lp: lp.index)))
+    first = _execution_order(m)  # the layers in the order their ops run (then by index)
+    found.sort(key=lambda lp: (first.get(lp.name, math.inf), lp.index))
+    plan = Plan(m.name, mode, m.attrs.get("target"), totals, tuple(found))
     _check_plan_layers(plan)
     _check_ops(m, plan)
     return plan
 
 
+def _execution_order(m: Module) -> dict[str, int]:
+    """Each layer's first op that computes on run-time data (weight loads and their views run whenever
+    the weights stream in), by position in @forward."""
+    first: dict[str, int] = {}
+    static: set[int] = set()
+    for f in m.funcs:
+        for i, op in enumerate(f.ops):
+            if all(v.owner is not None and id(v.owner) in static for v in op.operands):
+                static.add(id(op))
+                continue
+            ref = op.attrs.get(LAYER_ATTR)
+            if isinstance(ref, SymbolRef):
+                first.setdefault(ref.name, i)
+    return first
+
+
 def _check_plan_layers(plan: Plan) -> None:
     for i, lp in enumerate(plan.layers):
         if lp.index != i:
-            raise PlanFormatError(lp.name, "index", f"{lp.index}: the {len(plan.layers)} layers are numbered 0 to "
-                                  f"{len(plan.layers) - 1}, once each", "plan-index")
+            raise PlanFormatError(lp.name, "index", f"{lp.index}, but it is layer {i} of {len(plan.layers)} in "
+                                  "execution order (layers are numbered 0 to n-1 in the order they run)",
+                                  "plan-index")
     if plan.mode == "stream":
         for prev, lp in zip(plan.layers, plan.layers[1:]):
             if lp.routes is None or prev.tiling is None or lp.tiling.size == prev.tiling.size:
@@ -926,7 +951,7 @@ def _check_plan_layers(plan: Plan) -> None:
     tot = plan.totals
     if tot is None or not plan.layers or any(lp.cost is None for lp in plan.layers):
         return
-    want = {"layers": len(plan.layers), "flops": sum(lp.flops for lp in plan.layers),
+    want = {"layers": len(plan.layers),
             "weight_bytes_streamed": sum(lp.stream.bytes for lp in plan.layers),
             "peak_bytes_per_pe": max(lp.memory.total for lp in plan.layers),
             "max_colors": max(lp.colors for lp in plan.layers)}

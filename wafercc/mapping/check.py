@@ -89,11 +89,13 @@ def check_target(plan: Plan, t: Target) -> None:
             most, x, y, clash = router_colors(flows)
             if clash is not None:
                 k, cx, cy = clash
-                raise _fail(group[0].name, "plan-colors", f"two flows on color {k} cross router ({cx},{cy}) at step "
-                            f"{step}: a router cannot tell their wavelets apart")
+                here = [f for f in flows if f.color == k and _passes(f, cx, cy)]
+                raise _fail(here[0].layer, "plan-colors", f"{_flows(here)} cross router ({cx},{cy}) on color {k} "
+                            f"at step {step}: a router cannot tell their wavelets apart")
             if most > t.usable_colors:
-                raise _fail(group[0].name, "plan-colors", f"router ({x},{y}) needs {most} colors at step {step}; "
-                            f"{t.name} has {t.usable_colors} usable")
+                here = [f for f in flows if _passes(f, x, y)]
+                raise _fail(here[0].layer, "plan-colors", f"router ({x},{y}) needs {most} colors at step {step}; "
+                            f"{t.name} has {t.usable_colors} usable; flows through it: {_flows(here)}")
 
 
 def _check_overlap(group: list[LayerPlan]) -> None:
@@ -110,6 +112,15 @@ def _check_route(name: str, r: Route, t: Target) -> None:
     for x, y in r.points():
         if not (0 <= x < t.width and 0 <= y < t.height):
             raise _fail(name, "plan-route", f"{r.flow} route leaves the mesh at ({x},{y})")
+
+
+def _passes(f: Flow, x: int, y: int) -> bool:
+    return any(r.start <= y < r.stop and c.start <= x < c.stop for r, c in f.routers())
+
+
+def _flows(flows: list[Flow], most: int = 6) -> str:
+    named = [f"{f.kind} of @{f.layer}" for f in flows[:most]]
+    return ", ".join(named) + (f" and {len(flows) - most} more" if len(flows) > most else "")
 
 
 def _flow(layer: str, r: Route) -> Flow:

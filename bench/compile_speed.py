@@ -62,7 +62,7 @@ def bench_passes(model, inputs) -> None:
     from wafercc.frontend import capture, import_graph
     from wafercc.ir import print_module
     from wafercc.passes import DEFAULT_PIPELINE, run_pipeline
-    from wafercc.target.cost import _search
+    from wafercc.mapping.tiling import _search
 
     with torch.no_grad():
         export_s = median_time(lambda: torch.export.export(model, inputs).run_decompositions())

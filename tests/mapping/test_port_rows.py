@@ -8,7 +8,7 @@ import pytest
 from wafercc.mapping.flows import LinkLoad
 from wafercc.mapping.route import _ingress_and_broadcast
 from wafercc.target import parse_target
-from wafercc.target.cost import _port_row_columns
+from wafercc.mapping.ports import busiest_port_run
 
 
 @pytest.mark.parametrize("spec", ["mesh4", "mesh8", "mesh32", "mesh:40x8", "mesh:100x64", "mesh:33x200", "wse2"])
@@ -20,4 +20,4 @@ def test_port_row_estimate_matches_the_routes(spec):
             if f.kind == "ingress":
                 load.add(f)
         routed = max(load.load["E"].max(), load.load["W"].max())
-        assert routed == int(_port_row_columns(np.array(cx), t.width, t)), (spec, cx)
+        assert routed == int(busiest_port_run(np.array(cx), t)), (spec, cx)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 import wafercc
 from tests.mapping.util import MAPPING, linear_wir, map_text, only_layer, plan_problems, tiling_problems
 from wafercc.ir import DType, WaferError
-from wafercc.target import DoesNotFit, Shape, parse_target, search
+from wafercc.mapping.tiling import DoesNotFit, Shape, search
+from wafercc.target import parse_target
 
 PRESETS = ["mesh4", "mesh8", "mesh16", "mesh32", "wse2", "wse3"]
 small_meshes = st.builds(lambda w, h, kib: f"mesh:{w}x{h}" + (f",sram-kib={kib}" if kib else ""),

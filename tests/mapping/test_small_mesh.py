@@ -1,6 +1,6 @@
 """Plans on small meshes, checked by hand.
 
-Every expected number below is worked out from the formulas in ``wafercc/target/cost.py``'s docstring (per
+Every expected number below is worked out from the formulas in ``wafercc/mapping/tiling.py``'s docstring (per
 PE: activation mt*kt*e, output mt*ceil(nt/cx)*e, accumulators 2*mt*nc*4, weight chunk 2*kt*nc*e), from the
 flows ``wafercc/mapping/route.py`` describes (ingress along the port row, broadcast down the columns, a ring
 reduce each way along the rows) and from the target's numbers (WSE-2 per-PE figures: 48 KiB SRAM less 2 KiB

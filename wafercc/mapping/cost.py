@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 from wafercc.ir import Module
 
-from wafercc.target.cost import fmac_rate, sig4
 
 from .plan import layers, mode_of, shape_of, target_of
+from .tiling import sig4
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Cost:
             if not t.overlap_ingress:  # weights must arrive before the layer starts
                 total += parts["ingress"]
             bound = max(parts, key=parts.get)
-            fpc = fmac_rate(t, shape_of(layer).dtype)
+            fpc = t.fmac_rate(shape_of(layer).dtype)
             a["cost"] = {
                 **{k: round(v, 1) for k, v in parts.items()}, "latency": est["latency"], "tail": est["tail"],
                 "total": round(total, 1), "bound": bound, "roofline": est["roofline"],
@@ -78,7 +78,7 @@ def _totals(todo, t, mode: str) -> dict:
     flops = sum(layer.attrs["flops"] for layer in todo)
     streamed = sum(layer.attrs["stream"]["bytes"] for layer in todo)
     peak = max(layer.attrs["memory"]["total"] for layer in todo)
-    fpc = fmac_rate(t, shape_of(todo[0]).dtype)
+    fpc = t.fmac_rate(shape_of(todo[0]).dtype)
     return {
         "layers": len(todo), "cycles": round(cycles, 1), "seconds": cycles / t.clock_hz, "flops": flops,
         "weight_bytes_streamed": streamed, "peak_bytes_per_pe": peak,

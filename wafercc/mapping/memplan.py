@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from wafercc.errors import PlanError
 from wafercc.ir import Module
+from wafercc.ir.plan import ALIGN
 
 from .plan import layers, target_of
 
-ALIGN = 16
 ORDER = ("activation", "output", "accumulator", "weight", "tail")
 
 
@@ -43,7 +43,7 @@ class MemPlan:
             if offset > t.sram_bytes:
                 table = "\n".join(f"    {e['offset']:>7}  {e['bytes']:>7}  {e['buffer']}" for e in mmap)
                 raise PlanError(
-                    f"error: layer @{layer.name} needs {offset:,} bytes per PE, {offset - t.sram_bytes:,} over the "
+                    f"layer @{layer.name} needs {offset:,} bytes per PE, {offset - t.sram_bytes:,} over the "
                     f"{t.sram_bytes:,} bytes of SRAM of {t.name}:\n    offset    bytes  buffer\n{table}"
                 )
             mmap.append({"buffer": "free", "offset": offset, "bytes": t.sram_bytes - offset})

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from wafercc.errors import PlanError
 from wafercc.ir import DType, Layer, Module
-from wafercc.target import Shape, Target, parse_target
+from wafercc.target import Target, parse_target
+
+from .tiling import Shape
 
 MODES = ("stream", "pipeline")
 STAGE_KEYS = {"partition": "kind", "tile": "tiling", "place": "rect", "route": "routes", "memplan": "memmap",
@@ -25,7 +27,7 @@ STAGE_KEYS = {"partition": "kind", "tile": "tiling", "place": "rect", "route": "
 def target_of(module: Module, override: str = "") -> Target:
     spec = override or module.attrs.get("target")
     if not spec:
-        raise PlanError(f"error: module @{module.name} names no target: pass target=NAME to the pass, or compile "
+        raise PlanError(f"module @{module.name} names no target: pass target=NAME to the pass, or compile "
                         "with --target")
     if override:
         module.attrs["target"] = override
@@ -35,7 +37,7 @@ def target_of(module: Module, override: str = "") -> Target:
 def mode_of(module: Module, override: str = "") -> str:
     mode = override or module.attrs.get("mode", "stream")
     if mode not in MODES:
-        raise PlanError(f"error: unknown mode '{mode}' (use stream or pipeline)")
+        raise PlanError(f"unknown mode '{mode}' (use stream or pipeline)")
     module.attrs["mode"] = mode
     return mode
 
@@ -46,9 +48,9 @@ def layers(module: Module, needs: str | None = None, by: str = "") -> list[Layer
     if not out and not _computes(module):
         return []  # nothing to run (an identity or a graph that folded away): the plan is empty
     if not out:
-        raise PlanError(f"error: {by or 'this pass'} needs layers: run partition first")
+        raise PlanError(f"{by or 'this pass'} needs layers: run partition first")
     if needs is not None and any(STAGE_KEYS[needs] not in layer.attrs for layer in out):
-        raise PlanError(f"error: {by or 'this pass'} needs the '{needs}' pass to have run first")
+        raise PlanError(f"{by or 'this pass'} needs the '{needs}' pass to have run first")
     return out
 
 

@@ -38,13 +38,14 @@ import numpy as np
 
 from wafercc.errors import PlanError
 from wafercc.ir import Layer, Module, attr_key
+from wafercc.ir.plan import ACC_BYTES
 from wafercc.target import Target
 
 from .flows import Flow, LinkLoad, busiest_router
 from .layers import LAYER_ATTR
 from .plan import layers, mode_of, target_of
+from .ports import port_runs
 
-ACC_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,6 @@ def _route_key(layer: Layer, prev: Layer | None) -> tuple:
 # -- weight streaming -------------------------------------------------------------------------
 
 
-def port_rows(t: Target) -> list[int]:
-    n = max(1, min(t.io_ports_per_edge, t.height))
-    return sorted({min(t.height - 1, int((i + 0.5) * t.height / n)) for i in range(n)})
-
-
 def _stream_flows(layer: Layer, t: Target, prev: Layer | None) -> list[Flow]:
     a = layer.attrs
     x0, y0, w, h = a["rect"]
@@ -154,23 +150,13 @@ def _input_bytes(layer: Layer) -> float:
 
 
 def _ingress_and_broadcast(name, t, x0, x1, y0, y1, per_column) -> list[Flow]:
-    """Each column is fed from the nearer edge's ports (the west ports feed the west half of the mesh), each
-    port a contiguous run of columns; from the port row the data turns down (and up) the column."""
-    cols = np.arange(x0, x1 + 1)
-    mid = t.width // 2
-    halves = [(0, cols[cols < mid]), (t.width - 1, cols[cols >= mid])]
-    rows = port_rows(t)
+    """Each port's run of columns (``ports.port_runs``): the data runs along the port row from the edge
+    (ingress), then turns down (and up) the run's columns (broadcast)."""
     flows = []
-    for edge_x, half in halves:
-        if len(half) == 0:
-            continue
-        runs = [r for r in np.array_split(half, min(len(rows), len(half))) if len(r)]
-        order = runs if edge_x == 0 else runs[::-1]
-        for port_y, run in zip(rows, order):
-            xs, xe = int(run[0]), int(run[-1])
-            flows.append(Flow("ingress", name, (min(edge_x, xs), port_y, max(edge_x, xe), port_y), "x", edge_x,
-                              per_column, feeds=(xs, xe)))
-            flows.append(Flow("broadcast", name, (xs, min(y0, port_y), xe, max(y1, port_y)), "y", port_y, per_column))
+    for edge_x, port_y, xs, xe in port_runs(t, x0, x1):
+        flows.append(Flow("ingress", name, (min(edge_x, xs), port_y, max(edge_x, xe), port_y), "x", edge_x,
+                          per_column, feeds=(xs, xe)))
+        flows.append(Flow("broadcast", name, (xs, min(y0, port_y), xe, max(y1, port_y)), "y", port_y, per_column))
     return flows
 
 
@@ -333,9 +319,9 @@ def _assign_colors(flows: list[Flow], t: Target) -> None:
         count, x, y = busiest_router(flows)
         here = [f"{f.kind} of @{f.layer}" for f in flows if _passes(f, x, y)]
         if count > t.usable_colors:
-            raise PlanError(f"error: router ({x},{y}) needs {count} colors but {t.name} has "
+            raise PlanError(f"router ({x},{y}) needs {count} colors but {t.name} has "
                             f"{t.usable_colors} usable; flows through it: {', '.join(here)}")
-        raise PlanError(f"error: the flows' conflicts need {most} colors but {t.name} has {t.usable_colors} usable "
+        raise PlanError(f"the flows' conflicts need {most} colors but {t.name} has {t.usable_colors} usable "
                         f"(no single router carries more than {count}; the busiest is ({x},{y}): {', '.join(here)})")
 
 

@@ -8,7 +8,7 @@
     estimate = {bound = "ingress", compute = ..., total = ..., utilization = ...}
 
 Weight streaming (the default): M on rows, K on columns (reduced along rows), N streamed in chunks down the
-columns (``wafercc.target.cost`` explains the model); the search tries every candidate under the per-PE
+columns (``wafercc.mapping.tiling`` explains the model); the search tries every candidate under the per-PE
 budget and keeps the cheapest by the cost model. A layer whose activations do not fit even on the whole
 mesh is split into passes over M (re-streaming its weights each pass); one that cannot fit at all is an
 error naming the layer and how far over the budget its smallest tiling is.
@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 from wafercc.errors import PlanError
 from wafercc.ir import Layer, Module
-from wafercc.target import DoesNotFit, Target, Tiling, search
+from wafercc.target import Target
 
 from .plan import layers, mode_of, shape_of, target_of
+from .tiling import DoesNotFit, Tiling, search
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int) ->
 def _too_big(layer: Layer, t: Target, mode: str, e: DoesNotFit, w: int, h: int) -> str:
     over = e.need - e.have
     where = f"a {w}x{h} region" if (w, h) != (t.width, t.height) else f"the whole {t.width}x{t.height} mesh"
-    msg = (f"error: layer @{layer.name} ({layer.attrs['kind']}, dims {_dims(layer)}) does not fit on {where} of "
+    msg = (f"layer @{layer.name} ({layer.attrs['kind']}, dims {_dims(layer)}) does not fit on {where} of "
            f"{t.name}: its smallest tiling needs {e.need:,} bytes per PE, {over:,} bytes ({over / e.have:.0%}) "
            f"over the {e.have:,}-byte budget")
     if mode == "pipeline":
@@ -103,7 +104,7 @@ def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tupl
     capacity = t.pes * budget
     if total_weights > capacity:
         raise PlanError(
-            f"error: pipeline mode keeps every weight on the wafer, but the model's weights are "
+            f"pipeline mode keeps every weight on the wafer, but the model's weights are "
             f"{total_weights:,} bytes and {t.name}'s SRAM holds {capacity:,} bytes after the runtime's share "
             f"({total_weights / capacity:.2f}x over); use --mode stream"
         )
@@ -115,7 +116,7 @@ def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tupl
             except DoesNotFit as e:
                 raise PlanError(_too_big(layer, t, "pipeline", e, t.width, t.height)) from None
     if sum(floor) > t.pes:
-        raise PlanError(f"error: pipeline mode needs {sum(floor):,} PEs to keep every layer resident, {t.name} has "
+        raise PlanError(f"pipeline mode needs {sum(floor):,} PEs to keep every layer resident, {t.name} has "
                         f"{t.pes:,}; use --mode stream")
     work = [max(layer.attrs["flops"], 1) for layer in todo]
     for shelves in range(1, t.height + 1):
@@ -128,7 +129,7 @@ def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tupl
                   zip(todo, widths)]
         if all(w <= t.width for w in widths) and _fits_on_shelves(widths, t.width, shelves):
             return {layer.name: (wd, h) for layer, wd in zip(todo, widths)}
-    raise PlanError(f"error: pipeline mode cannot give {len(todo)} layers a region each on {t.name} "
+    raise PlanError(f"pipeline mode cannot give {len(todo)} layers a region each on {t.name} "
                     f"({t.width}x{t.height}); use --mode stream")
 
 

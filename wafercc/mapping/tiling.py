@@ -1,4 +1,4 @@
-"""The cost model and the tiling search, in cycles.
+"""The tiling search and its cost model, in cycles.
 
 A layer is a (batched) matrix product Y[M, N] = X[M, K] W[K, N] plus an elementwise tail. In weight
 streaming it runs the way the hardware is built to run it [hardware.md §5.1]:
@@ -14,7 +14,9 @@ Per PE a layer holds: its activation tile (mt*kt), the output tile (mt*N/(rn*cx)
 accumulators for one chunk (2*mt*nc) and a double-buffered weight chunk (2*kt*nc). The search evaluates
 every candidate (kt, mt, rn, nc, passes) at once with numpy and keeps the cheapest that fits.
 
-Every term is in cycles; every factor is a field of ``Target``.
+Every term is in cycles; every factor is a field of ``Target`` (the hardware facts, ``wafercc.target``).
+The search runs in three steps over one grid of candidates: what each candidate holds per PE (``_memory``),
+what it costs (``_cycles``), and which one wins (``_select``).
 """
 
 from __future__ import annotations
@@ -25,19 +27,10 @@ from functools import lru_cache
 import numpy as np
 
 from wafercc.ir import DType
+from wafercc.ir.plan import ACC_BYTES, ALIGN
+from wafercc.target import Target
 
-from .target import Target
-
-ACC_BYTES = 4  # accumulators are fp32 whatever the storage dtype (the FMAC with fp32 accumulate) [§1.4]
-
-
-def fmac_rate(t: Target, dtype: DType) -> int:
-    """FLOPs per PE per cycle of a product accumulated in fp32: 16-bit operands use the fp16 x fp16 + fp32
-    FMAC (``@fmachs``: 2-wide on WSE-2, 4 on WSE-3), fp32 the scalar ``@fmacs`` [hardware.md §1.4]."""
-    table = dict(t.flops_per_cycle)
-    if dtype.itemsize == 2 and "f16acc32" in table:
-        return table["f16acc32"]
-    return t.flops(dtype)
+from .ports import busiest_port_run
 
 
 @dataclass(frozen=True)
@@ -124,94 +117,118 @@ def _search(shape: Shape, t: Target, mode: str, budget: int, width: int, height:
     return _search_grid(shape, t, mode, budget, width, height, (1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 
+class _Grid:
+    """Every candidate tiling at once, as broadcastable numpy arrays over the axes (kt, mt, rn, nc, passes)."""
+
+    def __init__(self, shape: Shape, width: int, height: int, pass_list: tuple[int, ...]):
+        K, M, N = shape.K, shape.M, shape.N
+        pass_counts = np.array(pass_list, dtype=np.int64)
+        self.kt = _candidates(K, width)[:, None, None, None, None]
+        self.mt = _candidates(M, height * int(pass_counts[-1]))[None, :, None, None, None]  # passes shrink tiles
+        self.rn = np.array([1, 2, 4, 8, 16, 32, 64], dtype=np.int64)[None, None, :, None, None]
+        self.passes = pass_counts[None, None, None, None, :]
+        self.cx = -(-K // self.kt)
+        self.ry = -(-M // (self.mt * self.passes))  # rows that hold one pass's tokens
+        self.rows = self.ry * self.rn
+        self.nt = -(-N // self.rn)  # output columns per row group
+        self.nc = np.minimum(_NC[None, None, None, :, None], self.nt)
+        self.steps = -(-self.nt // self.nc)
+        self.on_mesh = (self.cx <= width) & (self.rows <= height)
+        shape_all = np.broadcast_shapes(self.cx.shape, self.rows.shape, self.nc.shape)
+        self.ok = np.broadcast_to(self.on_mesh & (self.rn <= N), shape_all).copy()
+
+
 def _search_grid(shape: Shape, t: Target, mode: str, budget: int, width: int, height: int,
                  pass_list: tuple[int, ...]) -> Tiling:
-    e = shape.dtype.itemsize
-    fpc = fmac_rate(t, shape.dtype)
     if shape.kind == "elementwise":
         return _elementwise(shape, t, budget, width, height)
-    K, M, N, B = shape.K, shape.M, shape.N, shape.B
-    pass_counts = np.array(pass_list, dtype=np.int64)
-    kt = _candidates(K, width)[:, None, None, None, None]
-    mt = _candidates(M, height * int(pass_counts[-1]))[None, :, None, None, None]  # passes let tiles shrink
-    rn = np.array([1, 2, 4, 8, 16, 32, 64], dtype=np.int64)[None, None, :, None, None]
-    nc = _NC[None, None, None, :, None]
-    passes = pass_counts[None, None, None, None, :]
-
-    cx = -(-K // kt)
-    ry = -(-M // (mt * passes))  # rows that hold one pass's tokens
-    rows = ry * rn
-    nt = -(-N // rn)  # output columns per row group
-    nc = np.minimum(nc, nt)
-    steps = -(-nt // nc)
-    ok = np.broadcast_to((cx <= width) & (rows <= height) & (rn <= N), np.broadcast_shapes(
-        cx.shape, rows.shape, nc.shape)).copy()
-
-    if mode == "pipeline":  # weights resident: PE (column c, row r of group g) keeps W[K_c, N_g split over ry]
-        wtile = kt * -(-nt // ry) * e * B
-    else:
-        wtile = 2 * kt * nc * e
-    mem_act = mt * kt * e * B
-    mem_out = mt * -(-nt // cx) * e * B
-    mem_acc = 2 * mt * nc * ACC_BYTES
-    mem_tail = -(-shape.tail_elements // np.maximum(rows * cx * passes, 1)) * e
-    mem = _aligned(mem_act) + _aligned(mem_out) + _aligned(mem_acc) + _aligned(wtile) + _aligned(mem_tail)
-    ok &= mem <= budget
-    if not ok.any():
-        need = int(np.where((cx <= width) & (rows <= height), mem, np.iinfo(np.int64).max).min())
-        # (the smallest tiling that fits the mesh at all: how far over budget the layer is)
+    g = _Grid(shape, width, height, pass_list)
+    memory = _memory(shape, g, mode)
+    mem = sum(_aligned(b) for b in memory.values())
+    g.ok &= mem <= budget
+    if not g.ok.any():
+        # the smallest tiling that fits the mesh at all: how far over budget the layer is
+        need = int(np.where(g.on_mesh, mem, np.iinfo(np.int64).max).min())
         raise DoesNotFit(need, budget)
+    fpc = t.fmac_rate(shape.dtype)
+    terms = _cycles(shape, g, t, mode, fpc, width)
+    return _select(shape, g, t, mode, fpc, memory, mem, terms)
 
-    if shape.kind == "gather":  # each PE copies the streamed rows its tokens select: mt rows of a chunk
-        compute = passes * B * steps * (mt * nc / fpc + t.fmac_pipeline_fill_cycles)
+
+def _memory(shape: Shape, g: _Grid, mode: str) -> dict[str, np.ndarray]:
+    """Bytes each PE holds, by buffer (the order memplan lays them out)."""
+    e, B = shape.dtype.itemsize, shape.B
+    if mode == "pipeline":  # weights resident: PE (column c, row r of group g) keeps W[K_c, N_g split over ry]
+        wtile = g.kt * -(-g.nt // g.ry) * e * B
     else:
-        compute = passes * B * steps * (mt * kt * nc * 2 / fpc + t.fmac_pipeline_fill_cycles)
+        wtile = 2 * g.kt * g.nc * e
+    return {
+        "activation": g.mt * g.kt * e * B,
+        "output": g.mt * -(-g.nt // g.cx) * e * B,
+        "accumulator": 2 * g.mt * g.nc * ACC_BYTES,
+        "weight": wtile,
+        "tail": -(-shape.tail_elements // np.maximum(g.rows * g.cx * g.passes, 1)) * e,
+    }
+
+
+def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: int, width: int) -> dict[str, np.ndarray]:
+    """Each cost term of every candidate, in cycles, and their ``total``."""
+    e, B = shape.dtype.itemsize, shape.B
+    passes = g.passes
+    if shape.kind == "gather":  # each PE copies the streamed rows its tokens select: mt rows of a chunk
+        compute = passes * B * g.steps * (g.mt * g.nc / fpc + t.fmac_pipeline_fill_cycles)
+    else:
+        compute = passes * B * g.steps * (g.mt * g.kt * g.nc * 2 / fpc + t.fmac_pipeline_fill_cycles)
     weight_stream = shape.weight_bytes * (passes if mode == "stream" else 0)
     ingress = weight_stream / t.io_bytes_per_cycle if shape.kind != "attention" else 0 * compute
     # Each column's link carries its K-slice of every streamed weight column (all row groups share it);
     # attention streams its second operand from the wafer instead of MemoryX, over the same columns.
-    col_bytes = kt * N * e * B * (passes if mode == "stream" else 1)
+    col_bytes = g.kt * shape.N * e * B * (passes if mode == "stream" else 1)
     # Each I/O port's row carries the weights of the run of columns it feeds (as route lays them out).
-    port_row = _port_row_columns(cx, width, t) * (weight_stream / cx) / t.link_bytes_per_cycle \
+    port_row = busiest_port_run(g.cx, t, width) * (weight_stream / g.cx) / t.link_bytes_per_cycle \
         if shape.kind != "attention" else 0
     # With rn row groups, every group needs its own copy of the activations: the first group's ry rows of
     # tiles are multicast down each column to the other rn - 1 groups.
-    replicate = passes * B * (rn - 1) * ry * mt * kt * e
+    replicate = passes * B * (g.rn - 1) * g.ry * g.mt * g.kt * e
     broadcast = np.maximum((col_bytes + replicate) / t.link_bytes_per_cycle, port_row)
     # Ring reduce-scatter along each row: every PE forwards (cx - 1) / cx of its partial sums.
-    reduce = passes * B * mt * nt * ACC_BYTES * (cx - 1) / np.maximum(cx, 1) / t.link_bytes_per_cycle
-    latency = rows * t.hop_cycles + cx * (t.hop_cycles + t.relay_cycles)
-    active = rows * cx
-    tail_flops = shape.flops if shape.kind == "gather" else max(shape.flops - 2 * B * M * K * N, 0)
-    tail = tail_flops / (active * t.flops(DType.f32))
+    reduce = passes * B * g.mt * g.nt * ACC_BYTES * (g.cx - 1) / np.maximum(g.cx, 1) / t.link_bytes_per_cycle
+    latency = g.rows * t.hop_cycles + g.cx * (t.hop_cycles + t.relay_cycles)
+    tail_flops = shape.flops if shape.kind == "gather" else max(shape.flops - 2 * B * shape.M * shape.K * shape.N, 0)
+    tail = tail_flops / (g.rows * g.cx * t.flops(DType.f32))
     overlapped = np.maximum(np.maximum(compute, broadcast), np.maximum(reduce, ingress if t.overlap_ingress else 0))
     total = overlapped + latency + tail + (0 if t.overlap_ingress else ingress)
-    total = np.where(ok, total, np.inf)
-    # Among tilings within 0.5% of the fastest, take the one that streams the weights the fewest times:
-    # MemoryX traffic is a cost the cycle count does not see (power, the other systems of a cluster).
-    # Then the fastest; among equals (a fabric bound can hide compute) the least compute, then the least
-    # fabric traffic, then the least memory.
+    return {"compute": compute, "ingress": ingress, "broadcast": broadcast, "reduce": reduce, "latency": latency,
+            "tail": tail, "total": np.where(g.ok, total, np.inf)}
+
+
+def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: int, memory: dict, mem, terms: dict) -> Tiling:
+    """Among tilings within 0.5% of the fastest, the one that streams the weights the fewest times (MemoryX
+    traffic is a cost the cycle count does not see: power, the other systems of a cluster); then the fastest;
+    among equals (a fabric bound can hide compute) the least compute, then the least fabric traffic, then
+    the least memory."""
+    total = terms["total"]
     near = total <= total.min() * 1.005
-    pb = np.broadcast_to(passes, total.shape)
+    pb = np.broadcast_to(g.passes, total.shape)
     idx = np.flatnonzero(near & (pb == pb[near].min()))
-    keys = [np.broadcast_to(a, total.shape).ravel()[idx] for a in (mem, broadcast + reduce, compute, total)]
+    keys = [np.broadcast_to(a, total.shape).ravel()[idx]
+            for a in (mem, terms["broadcast"] + terms["reduce"], terms["compute"], total)]
     i = np.unravel_index(int(idx[np.lexsort(keys)[0]]), total.shape)
-    pick = lambda a: float(np.broadcast_to(a, total.shape)[i])  # noqa: E731
+
+    def pick(a) -> float:
+        return float(np.broadcast_to(a, total.shape)[i])
 
     bound, ideal, io = _bound(shape, t, fpc, mode)
     tot = pick(total)
-    terms = {"compute": pick(compute), "ingress": pick(ingress), "broadcast": pick(broadcast),
-             "reduce": pick(reduce), "latency": pick(latency), "tail": pick(tail)}
-    limiting = max(("compute", "ingress", "broadcast", "reduce"), key=lambda k: terms[k])
-    cost = {**{k: round(v, 1) for k, v in terms.items()}, "total": round(tot, 1), "bound": limiting,
+    chosen = {k: pick(terms[k]) for k in ("compute", "ingress", "broadcast", "reduce", "latency", "tail")}
+    limiting = max(("compute", "ingress", "broadcast", "reduce"), key=lambda k: chosen[k])
+    cost = {**{k: round(v, 1) for k, v in chosen.items()}, "total": round(tot, 1), "bound": limiting,
             "roofline": round(bound, 1), "roofline_by": "compute" if ideal >= io else "ingress",
             "utilization": sig4(shape.flops / (tot * t.pes * fpc)) if tot > 0 else 0.0}
-    memory = {"activation": pick(mem_act), "output": pick(mem_out), "accumulator": pick(mem_acc),
-              "weight": pick(wtile), "tail": pick(mem_tail)}
     return Tiling(
-        kt=int(pick(kt)), mt=int(pick(mt)), cx=int(pick(cx)), ry=int(pick(ry)), rn=int(pick(rn)),
-        nc=int(pick(nc)), passes=int(pick(passes)),
-        memory=tuple((k, int(v)) for k, v in memory.items()), cost=tuple(cost.items()),
+        kt=int(pick(g.kt)), mt=int(pick(g.mt)), cx=int(pick(g.cx)), ry=int(pick(g.ry)), rn=int(pick(g.rn)),
+        nc=int(pick(g.nc)), passes=int(pick(g.passes)),
+        memory=tuple((k, int(pick(v))) for k, v in memory.items()), cost=tuple(cost.items()),
     )
 
 
@@ -223,32 +240,8 @@ def _bound(shape: Shape, t: Target, fpc: int, mode: str) -> tuple[float, float, 
     return max(ideal, io), ideal, io
 
 
-def _port_row_columns(cx, width: int, t: Target):
-    """Columns' worth of weights on the busiest link of a port row, for a layer of cx columns at the west
-    edge of a mesh ``width`` wide, exactly as wafercc/mapping/route.py lays the flows out: the west ports
-    feed the columns of the west half, the east ports the rest, each port a run (numpy's array_split: the
-    first runs one column longer). A run's data crosses links carrying all of its columns, except the run
-    that starts at the edge column, whose first column is fed directly."""
-    ports = max(1, min(t.io_ports_per_edge, t.height))
-    mid = width // 2
-    west = np.minimum(cx, mid)
-    east = np.maximum(cx - mid, 0)
-    n_w = np.maximum(np.minimum(ports, west), 1)
-    n_e = np.maximum(np.minimum(ports, east), 1)
-    ceil_w, floor_w = -(-west // n_w), west // n_w
-    # West: run 0 starts at the edge (carries its size - 1); the others carry their size, and run 1 is the
-    # longer kind only when at least two runs are.
-    busiest_w = np.where(n_w == 1, np.maximum(west - 1, 0), np.where(west % n_w >= 2, ceil_w, floor_w))
-    at_edge = cx >= width  # the last east run then holds the edge column
-    ceil_e = -(-east // n_e)
-    busiest_e = np.where(east == 0, 0, np.where(n_e == 1, np.where(at_edge, east - 1, east), ceil_e))
-    return np.maximum(busiest_w, busiest_e)
-
-
-ALIGN = 16  # memplan aligns every buffer to 16 bytes (wafercc/mapping/memplan.py)
-
-
 def _aligned(b):
+    """Bytes as memplan lays a buffer out: rounded up to its alignment."""
     return -(-b // ALIGN) * ALIGN
 
 
@@ -287,8 +280,4 @@ def _nothing_to_do(shape: Shape, t: Target) -> Tiling:
     return Tiling(kt=1, mt=1, cx=1, ry=1, rn=1, nc=1, passes=1, memory=memory, cost=tuple(cost.items()))
 
 
-def seconds(cycles: float, t: Target) -> float:
-    return cycles / t.clock_hz
-
-
-__all__ = ["DoesNotFit", "Shape", "Tiling", "search", "seconds"]
+__all__ = ["DoesNotFit", "Shape", "Tiling", "search"]

@@ -24,15 +24,16 @@ from __future__ import annotations
 import difflib
 import io
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from wafercc.errors import UsageError
+from wafercc.ir.plan import LayerPlan, Plan, Route
 from wafercc.target import Target
 
 from .flows import DIRS, Flow, LinkLoad
-from .report import format_cycles
+from .report import as_plan, format_cycles, target_of_plan
 
 SHOWS = ("regions", "routes", "load", "sram", "all")
 FORMATS = ("png", "svg")
@@ -55,46 +56,37 @@ def router_rgb(color: int) -> str:
 # -- reading a plan ---------------------------------------------------------------------------
 
 
-def target_of_plan(plan: dict) -> Target:
-    """The Target a plan was made for, from plan["target"] (unknown keys are ignored)."""
-    d = plan["target"]
-    known = {f.name for f in fields(Target)}
-    kw = {k: v for k, v in d.items() if k in known}
-    kw["flops_per_cycle"] = tuple(sorted(d.get("flops_per_cycle", {}).items()))
-    return Target(**kw)
+def flow_of(layer: str, r: Route) -> Flow:
+    """A route of the plan as the Flow the route pass made."""
+    return Flow(r.flow, layer, r.box, r.axis or "x", r.src, float(r.bytes), r.feeds, list(r.path or ()), r.color,
+                r.peer or "")
 
 
-def flow_of(layer: str, r: dict) -> Flow:
-    """A route of plan.json as the Flow the route pass made."""
-    return Flow(r["flow"], layer, tuple(r["box"]) if "box" in r else None, r.get("axis", "x"), r.get("src"),
-                float(r.get("bytes", 0)), tuple(r["feeds"]) if "feeds" in r else None,
-                [tuple(p) for p in r.get("path", [])], r.get("color", -1), r.get("peer", ""))
-
-
-def find_layer(plan: dict, name: str) -> dict:
+def find_layer(plan: Plan | dict, name: str) -> LayerPlan:
     """A layer by its name (``L3_fc1``, with or without ``@``) or its unique ``L<index>`` prefix."""
+    plan = as_plan(plan)
     name = name.lstrip("@")
-    by_name = {layer["name"]: layer for layer in plan["layers"]}
+    by_name = {lp.name: lp for lp in plan.layers}
     if name in by_name:
         return by_name[name]
-    prefixed = [layer for layer in plan["layers"] if layer["name"].startswith(name + "_")]
+    prefixed = [lp for lp in plan.layers if lp.name.startswith(name + "_")]
     if len(prefixed) == 1:
         return prefixed[0]
     close = difflib.get_close_matches(name, by_name, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; layers: {_some(list(by_name))}"
-    raise UsageError(f"error: plan of @{plan['model']} has no layer '{name}'{hint}")
+    raise UsageError(f"plan of @{plan.model} has no layer '{name}'{hint}")
 
 
 def _some(names: list[str], n: int = 6) -> str:
     return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
 
 
-def link_load(plan: dict, layers: list[dict]) -> LinkLoad:
-    t = plan["target"]
-    load = LinkLoad(t["width"], t["height"])
-    for layer in layers:
-        for r in layer["routes"]:
-            load.add(flow_of(layer["name"], r))
+def link_load(plan: Plan | dict, layers: list[LayerPlan]) -> LinkLoad:
+    t = target_of_plan(plan)
+    load = LinkLoad(t.width, t.height)
+    for lp in layers:
+        for r in lp.routes or ():
+            load.add(flow_of(lp.name, r))
     return load
 
 
@@ -109,15 +101,14 @@ def pool_max(a: np.ndarray, block: int) -> np.ndarray:
     return padded.reshape(gh, block, gw, block).max(axis=(1, 3))
 
 
-def sram_map(plan: dict, layers: list[dict]) -> np.ndarray:
+def sram_map(plan: Plan | dict, layers: list[LayerPlan]) -> np.ndarray:
     """Per PE, the largest fraction of the SRAM budget any of ``layers`` uses there."""
-    t = plan["target"]
-    out = np.zeros((t["height"], t["width"]))
-    for layer in layers:
-        x, y, _, _ = layer["rect"]
-        w, h = layer["tiling"]["size"]  # the PEs holding tiles (a pipeline region may be larger)
-        mem = layer["memory"]
-        frac = mem["total"] / max(mem["budget"], 1)
+    t = target_of_plan(plan)
+    out = np.zeros((t.height, t.width))
+    for lp in layers:
+        x, y = lp.rect.x, lp.rect.y
+        w, h = lp.tiling.size  # the PEs holding tiles (a pipeline region may be larger)
+        frac = lp.memory.total / max(lp.memory.budget, 1)
         view = out[y:y + h, x:x + w]
         np.maximum(view, frac, out=view)
     return out
@@ -128,7 +119,7 @@ def sram_map(plan: dict, layers: list[dict]) -> np.ndarray:
 
 @dataclass
 class _Ctx:
-    plan: dict
+    plan: Plan
     target: Target
     fig: object
     view: tuple[int, int, int, int]  # x0, y0, x1, y1 (inclusive): the part of the mesh drawn
@@ -137,18 +128,20 @@ class _Ctx:
     load_max: float = 0.0  # shared scale of the load panels of a figure (0: each its own)
 
 
-def render(plan: dict, fmt: str, layer: str = "all", show: str = "all") -> bytes:
-    """The picture of ``plan`` as PNG or SVG bytes."""
+def render(plan: Plan | dict, fmt: str, layer: str = "all", show: str = "all") -> bytes:
+    """The picture of ``plan`` (typed, or a plan.json dict: loaded and checked) as PNG or SVG bytes."""
     import matplotlib
     from matplotlib.figure import Figure
 
+    plan = as_plan(plan)
+
     if fmt not in FORMATS:
-        raise UsageError(f"error: cannot draw a '.{fmt}' file: use .png or .svg")
+        raise UsageError(f"cannot draw a '.{fmt}' file: use .png or .svg")
     if show not in SHOWS:
-        raise UsageError(f"error: unknown view '{show}' (choose from {', '.join(SHOWS)})")
+        raise UsageError(f"unknown view '{show}' (choose from {', '.join(SHOWS)})")
     chosen = None if layer == "all" else find_layer(plan, layer)
     with matplotlib.rc_context(_RC):
-        if plan["mode"] == "stream" and chosen is None:
+        if plan.mode == "stream" and chosen is None:
             fig = _small_multiples(plan, show, Figure)
         else:
             fig = _floorplan(plan, ["regions", "routes", "load", "sram"] if show == "all" else [show], chosen, Figure)
@@ -166,9 +159,9 @@ _RC = {"svg.hashsalt": "wafercc", "svg.fonttype": "path", "font.size": 8, "axes.
 def _floorplan(plan, views, chosen, Figure):
     """One panel per view: a chosen layer (with the layers of its step as grey context) or, in pipeline
     mode, every layer at once."""
-    layers = [chosen] if chosen is not None else plan["layers"]
-    context = [] if plan["mode"] == "stream" or chosen is None else [
-        layer for layer in plan["layers"] if layer is not chosen and layer.get("step") == chosen.get("step")]
+    layers = [chosen] if chosen is not None else list(plan.layers)
+    context = [] if plan.mode == "stream" or chosen is None else [
+        lp for lp in plan.layers if lp is not chosen and lp.step == chosen.step]
     view = _view(plan, layers + context)
     ncols = 2 if len(views) > 1 else 1
     nrows = -(-len(views) // ncols)
@@ -179,8 +172,8 @@ def _floorplan(plan, views, chosen, Figure):
     for ax, v in zip(axes, views):
         _panel(ctx, ax, v, layers, context)
         ports = ""
-        if v == "regions" and plan["mode"] == "stream":
-            from .route import port_rows
+        if v == "regions" and plan.mode == "stream":
+            from .ports import port_rows
 
             ports = f"; > < I/O port rows, {len(port_rows(ctx.target))} per edge"
         ax.set_title(_VIEW_TITLES[v][:-1] + ports + ")" if ports else _VIEW_TITLES[v])
@@ -193,7 +186,7 @@ def _floorplan(plan, views, chosen, Figure):
 def _small_multiples(plan, show, Figure):
     """Stream mode, every layer: one panel per layer, all on the same window of the mesh. ``all`` draws
     the overview: the link load under the layer's rectangle, with its SRAM use and colors in the title."""
-    shown = plan["layers"][:MAX_PANELS]
+    shown = list(plan.layers[:MAX_PANELS])
     view = _view(plan, shown)
     ncols = min(4, len(shown))
     nrows = -(-len(shown) // ncols)
@@ -202,22 +195,22 @@ def _small_multiples(plan, show, Figure):
     ctx = _Ctx(plan, target_of_plan(plan), fig, view, HEAT_PX // 2, small=True)
     v = "overview" if show == "all" else show
     if v in ("load", "overview"):
-        ctx.load_max = max(float(layer.get("links", {}).get("cycles", 0.0)) for layer in shown) or 1.0
+        ctx.load_max = max(float(lp.links.cycles if lp.links else 0.0) for lp in shown) or 1.0
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     mappable = None
-    for ax, layer in zip(axes, shown):
-        mappable = _panel(ctx, ax, v, [layer], []) or mappable
-        c, mem = layer["cost"], layer["memory"]
-        ax.set_title(f"{layer['name']}\n{format_cycles(c['total'])} cycles, {c['bound']}-bound; "
-                     f"SRAM {mem['total'] / max(mem['budget'], 1):.0%}, {layer['colors']} colors", fontsize=7)
+    for ax, lp in zip(axes, shown):
+        mappable = _panel(ctx, ax, v, [lp], []) or mappable
+        c, mem = lp.cost, lp.memory
+        ax.set_title(f"{lp.name}\n{format_cycles(c.total)} cycles, {c.bound}-bound; "
+                     f"SRAM {mem.total / max(mem.budget, 1):.0%}, {lp.colors} colors", fontsize=7)
     for ax in axes[len(shown):]:
         ax.set_axis_off()
     if mappable is not None:
         fig.colorbar(mappable, ax=axes.tolist(), shrink=0.5, label=_COLORBAR[v](ctx))
     if v == "routes":
-        _legend(fig, [r for layer in shown for r in layer["routes"]], fig_level=True)
-    note = "" if len(plan["layers"]) <= MAX_PANELS else (
-        f"\nfirst {MAX_PANELS} of {len(plan['layers'])} layers; draw the others with --layer NAME")
+        _legend(fig, [r for lp in shown for r in lp.routes], fig_level=True)
+    note = "" if len(plan.layers) <= MAX_PANELS else (
+        f"\nfirst {MAX_PANELS} of {len(plan.layers)} layers; draw the others with --layer NAME")
     hint = "\nper layer: link load (x: busiest link) under its rectangle; --show routes for router colors, " \
         "--layer NAME for one layer in full" if v == "overview" else ""
     fig.suptitle(_headline(plan, None) + _zoom_note(plan, view) + note + hint, fontsize=9.5)
@@ -234,7 +227,7 @@ _COLORBAR = {
 }
 
 
-def _panel(ctx: _Ctx, ax, view: str, layers: list[dict], context: list[dict]):
+def _panel(ctx: _Ctx, ax, view: str, layers: list[LayerPlan], context: list[LayerPlan]):
     """Draw one view of ``layers`` on ``ax``; return the heat map's image (for a shared colorbar), if any."""
     _frame(ctx, ax)
     image = None
@@ -246,12 +239,12 @@ def _panel(ctx: _Ctx, ax, view: str, layers: list[dict], context: list[dict]):
         _rect(ax, layer, fill=False, color="#a0a0a0", label=True)
     for layer in layers:
         _rect(ax, layer, fill=view == "regions", color=_layer_rgb(layer), label=view != "overview" or not ctx.small)
-    if view == "regions" and ctx.plan["mode"] == "stream":
+    if view == "regions" and ctx.plan.mode == "stream":
         _ports(ctx, ax)
     if view == "routes":
-        _routes(ax, [r for layer in layers for r in layer["routes"]])
+        _routes(ax, [r for lp in layers for r in lp.routes])
         if not ctx.small:
-            _legend(ax, [r for layer in layers for r in layer["routes"]])
+            _legend(ax, [r for lp in layers for r in lp.routes])
     if view == "regions" and not ctx.small and len(layers) > 1:
         _layer_legend(ax, layers)
     if image is not None and not ctx.small:
@@ -259,21 +252,21 @@ def _panel(ctx: _Ctx, ax, view: str, layers: list[dict], context: list[dict]):
     return image
 
 
-def _view(plan: dict, layers: list[dict]) -> tuple[int, int, int, int]:
+def _view(plan: Plan, layers: list[LayerPlan]) -> tuple[int, int, int, int]:
     """The window worth drawing: the box around the layers' rectangles and routes, padded; an axis the
     box covers mostly is shown whole."""
-    t = plan["target"]
+    t = target_of_plan(plan)
     xs, ys = [], []
-    for layer in layers:
-        x, y, w, h = layer["rect"]
+    for lp in layers:
+        x, y, w, h = lp.rect.to_attrs()
         xs += [x, x + w - 1]
         ys += [y, y + h - 1]
-        for r in layer["routes"]:
-            pts = [r["box"][:2], r["box"][2:]] if "box" in r else r.get("path", [])
+        for r in lp.routes:
+            pts = r.points()
             xs += [p[0] for p in pts]
             ys += [p[1] for p in pts]
     out = []
-    for lo, hi, n in ((min(xs), max(xs), t["width"]), (min(ys), max(ys), t["height"])):
+    for lo, hi, n in ((min(xs), max(xs), t.width), (min(ys), max(ys), t.height)):
         pad = max(1, round(0.04 * n))
         lo, hi = max(0, lo - pad), min(n - 1, hi + pad)
         out.append((0, n - 1) if hi - lo + 1 > 0.75 * n else (lo, hi))
@@ -281,17 +274,17 @@ def _view(plan: dict, layers: list[dict]) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def _zoom_note(plan: dict, view) -> str:
-    t = plan["target"]
+def _zoom_note(plan: Plan, view) -> str:
+    t = target_of_plan(plan)
     x0, y0, x1, y1 = view
-    if (x0, y0, x1, y1) == (0, 0, t["width"] - 1, t["height"] - 1):
+    if (x0, y0, x1, y1) == (0, 0, t.width - 1, t.height - 1):
         return ""
     return f" [showing x {x0}-{x1}, y {y0}-{y1}; nothing is drawn outside]"
 
 
 def _frame(ctx: _Ctx, ax) -> None:
     x0, y0, x1, y1 = ctx.view
-    t = ctx.plan["target"]
+    t = ctx.target
     ax.set_xlim(x0 - 0.5, x1 + 0.5)
     ax.set_ylim(y1 + 0.5, y0 - 0.5)  # row 0 (north) on top
     ax.set_aspect("equal")
@@ -299,7 +292,7 @@ def _frame(ctx: _Ctx, ax) -> None:
     ax.yaxis.set_major_locator(_ticker().MaxNLocator(nbins="auto", integer=True))
     ax.set_xlabel("x (PE column)")
     ax.set_ylabel("y (PE row)")
-    ax.add_patch(_patches().Rectangle((-0.5, -0.5), t["width"], t["height"], fill=False, lw=1.0, ec="#404040"))
+    ax.add_patch(_patches().Rectangle((-0.5, -0.5), t.width, t.height, fill=False, lw=1.0, ec="#404040"))
 
 
 def _ticker():
@@ -314,22 +307,22 @@ def _patches():
     return matplotlib.patches
 
 
-def _layer_rgb(layer: dict) -> str:
-    return _ROUTER_RGB[(layer["index"] * 7) % 20]  # neighbors in execution order get distant hues
+def _layer_rgb(lp: LayerPlan) -> str:
+    return _ROUTER_RGB[(lp.index * 7) % 20]  # neighbors in execution order get distant hues
 
 
-def _rect(ax, layer: dict, fill: bool, color: str, label: bool) -> None:
-    x, y, w, h = layer["rect"]
+def _rect(ax, lp: LayerPlan, fill: bool, color: str, label: bool) -> None:
+    x, y, w, h = lp.rect.to_attrs()
     ax.add_patch(_patches().Rectangle((x - 0.5, y - 0.5), w, h, fill=fill, fc=color, alpha=0.6 if fill else 1,
                                       ec="#303030" if fill else color, lw=1.2, zorder=2))
     if label:
-        ax.text(x + w / 2 - 0.5, y + h / 2 - 0.5, layer["name"].split("_", 1)[0], ha="center", va="center",
+        ax.text(x + w / 2 - 0.5, y + h / 2 - 0.5, lp.name.split("_", 1)[0], ha="center", va="center",
                 fontsize=7, clip_on=True, color="#202020", zorder=7)
 
 
 def _ports(ctx: _Ctx, ax) -> None:
     """The I/O port rows on the west and east edges, as the route pass models them."""
-    from .route import port_rows
+    from .ports import port_rows
 
     x0, y0, x1, y1 = ctx.view
     rows = [r for r in port_rows(ctx.target) if y0 <= r <= y1]
@@ -369,7 +362,7 @@ def _sram_heat(ctx: _Ctx, ax, layers):
     return _heat(ctx, ax, sram_map(ctx.plan, layers), cmap="viridis", vmin=0, vmax=1)
 
 
-def _routes(ax, routes: list[dict]) -> None:
+def _routes(ax, routes: list[Route]) -> None:
     """Every route as line segments in its router color, one LineCollection per color; bundles with more
     than SAMPLE paths also as their tinted, dashed box."""
     from matplotlib.collections import LineCollection
@@ -378,11 +371,11 @@ def _routes(ax, routes: list[dict]) -> None:
     sources: dict[int, list] = {}
     for r in routes:
         polylines, starts, big = _route_lines(r)
-        lines.setdefault(r["color"], []).extend(polylines)
-        sources.setdefault(r["color"], []).extend(starts)
+        lines.setdefault(r.color, []).extend(polylines)
+        sources.setdefault(r.color, []).extend(starts)
         if big:
-            x0, y0, x1, y1 = r["box"]
-            rgb = router_rgb(r["color"])
+            x0, y0, x1, y1 = r.box
+            rgb = router_rgb(r.color)
             ax.add_patch(_patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fc=rgb, alpha=0.07,
                                               lw=0, zorder=2))
             ax.add_patch(_patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=rgb,
@@ -394,20 +387,20 @@ def _routes(ax, routes: list[dict]) -> None:
         ax.scatter(pts[:, 0], pts[:, 1], s=7, c=rgb, zorder=4, linewidths=0)
 
 
-def _route_lines(r: dict) -> tuple[list, list, bool]:
+def _route_lines(r: Route) -> tuple[list, list, bool]:
     """(polylines, source points, drawn as a sample of a big bundle) of one route."""
-    if "box" not in r:
-        pts = [tuple(p) for p in r.get("path", [])]
+    if r.box is None:
+        pts = list(r.path or ())
         return ([pts], [pts[0]], False) if pts else ([], [], False)
-    x0, y0, x1, y1 = r["box"]
-    off = ((r["color"] % 5) - 2) * 0.12  # flows over the same box side by side, not on top of each other
-    if r.get("axis", "x") == "x":
-        rows = _sample(y0, y1, r["color"])
-        src = r.get("src", x0)
+    x0, y0, x1, y1 = r.box
+    off = ((r.color % 5) - 2) * 0.12  # flows over the same box side by side, not on top of each other
+    if r.axis == "x":
+        rows = _sample(y0, y1, r.color)
+        src = x0 if r.src is None else r.src
         return ([[(x0, y + off), (x1, y + off)] for y in rows], [(src, y + off) for y in rows],
                 y1 - y0 + 1 > SAMPLE)
-    cols = _sample(x0, x1, r["color"])
-    src = r.get("src", y0)
+    cols = _sample(x0, x1, r.color)
+    src = y0 if r.src is None else r.src
     return [[(x + off, y0), (x + off, y1)] for x in cols], [(x + off, src) for x in cols], x1 - x0 + 1 > SAMPLE
 
 
@@ -422,12 +415,12 @@ def _sample(lo: int, hi: int, salt: int) -> list[int]:
     return sorted({lo + min(n - 1, int((i + phase) * step)) for i in range(SAMPLE)})
 
 
-def _legend(where, routes: list[dict], fig_level: bool = False) -> None:
+def _legend(where, routes: list[Route], fig_level: bool = False) -> None:
     from matplotlib.lines import Line2D
 
     kinds: dict[int, set] = {}
     for r in routes:
-        kinds.setdefault(r["color"], set()).add(r["flow"])
+        kinds.setdefault(r.color, set()).add(r.flow)
     if not kinds:
         return
     handles = [Line2D([], [], color=router_rgb(c), lw=2, label=f"color {c}: {', '.join(sorted(kinds[c]))}")
@@ -439,11 +432,10 @@ def _legend(where, routes: list[dict], fig_level: bool = False) -> None:
                      title="router colors")
 
 
-def _layer_legend(ax, layers: list[dict], most: int = 40) -> None:
+def _layer_legend(ax, layers: list[LayerPlan], most: int = 40) -> None:
     from matplotlib.patches import Patch
 
-    handles = [Patch(fc=_layer_rgb(layer), alpha=0.6, ec="#303030", lw=0.5, label=layer["name"])
-               for layer in layers[:most]]
+    handles = [Patch(fc=_layer_rgb(lp), alpha=0.6, ec="#303030", lw=0.5, label=lp.name) for lp in layers[:most]]
     if len(layers) > most:
         handles.append(Patch(fc="white", ec="white", label=f"... and {len(layers) - most} more"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=6.5,
@@ -457,15 +449,15 @@ def _panel_size(view, longest: float) -> tuple[float, float]:
     return max(w * scale, 1.5), max(h * scale, 1.5)
 
 
-def _headline(plan: dict, chosen: dict | None) -> str:
-    t, tot = plan["target"], plan["totals"]
-    head = f"@{plan['model']} on {t['name']} ({t['width']}x{t['height']} PEs), {plan['mode']} mode"
+def _headline(plan: Plan, chosen: LayerPlan | None) -> str:
+    t, tot = target_of_plan(plan), plan.totals
+    head = f"@{plan.model} on {t.name} ({t.width}x{t.height} PEs), {plan.mode} mode"
     if chosen is None:
-        return f"{head}: {tot['layers']} layers, {format_cycles(tot['cycles'])} cycles, utilization {tot['utilization']:.1%}"
-    c = chosen["cost"]
-    x, y, w, h = chosen["rect"]
-    return (f"{head}\nlayer {chosen['name']} ({chosen['kind']}): {w}x{h} PEs at ({x},{y}), "
-            f"{format_cycles(c['total'])} cycles, {c['bound']}-bound, utilization {c['utilization']:.1%}")
+        return f"{head}: {tot.layers} layers, {format_cycles(tot.cycles)} cycles, utilization {tot.utilization:.1%}"
+    c = chosen.cost
+    x, y, w, h = chosen.rect.to_attrs()
+    return (f"{head}\nlayer {chosen.name} ({chosen.kind}): {w}x{h} PEs at ({x},{y}), "
+            f"{format_cycles(c.total)} cycles, {c.bound}-bound, utilization {c.utilization:.1%}")
 
 
 

@@ -1,7 +1,6 @@
-"""The hardware model: target descriptions with presets, and the cost model in cycles."""
+"""The hardware: target descriptions (mesh, SRAM, colors, clock, FLOPs per cycle, I/O), presets with their
+sources, and parsing a target spec. How a layer is tiled and costed on it is ``wafercc.mapping.tiling``."""
 
-from .cost import DoesNotFit, Shape, Tiling, search, seconds
 from .target import PRESETS, WSE2, WSE3, Target, parse_target, small_mesh
 
-__all__ = ["DoesNotFit", "PRESETS", "Shape", "Target", "Tiling", "WSE2", "WSE3", "parse_target", "search", "seconds",
-           "small_mesh"]
+__all__ = ["PRESETS", "Target", "WSE2", "WSE3", "parse_target", "small_mesh"]

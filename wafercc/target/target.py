@@ -56,6 +56,14 @@ class Target:
         table = dict(self.flops_per_cycle)
         return table.get(dtype.value, table["f32"])
 
+    def fmac_rate(self, dtype: DType) -> int:
+        """FLOPs per PE per cycle of a product accumulated in fp32: 16-bit operands use the fp16 x fp16 + fp32
+        FMAC (``@fmachs``: 2-wide on WSE-2, 4 on WSE-3), fp32 the scalar ``@fmacs`` [hardware.md §1.4]."""
+        table = dict(self.flops_per_cycle)
+        if dtype.itemsize == 2 and "f16acc32" in table:
+            return table["f16acc32"]
+        return self.flops(dtype)
+
     def peak_flops_per_s(self, dtype: DType = DType.f32) -> float:
         return self.pes * self.flops(dtype) * self.clock_hz
 

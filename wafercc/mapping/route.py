@@ -199,32 +199,13 @@ def _pathfinder(wanted, todo, t: Target, iterations: int, stats) -> list[Flow]:
     rect = {layer.name: layer.attrs["rect"] for layer in todo}
     step = max(layer.attrs["estimate"]["total"] for layer in todo)
     block = max(1, math.ceil(max(t.width, t.height) / 48))
-    gw, gh = -(-t.width // block), -(-t.height // block)
-    g = nx.grid_2d_graph(gw, gh).to_directed()
+    g = nx.grid_2d_graph(-(-t.width // block), -(-t.height // block)).to_directed()
     capacity = block * t.link_bytes_per_cycle * max(step, 1.0)
+    lanes = _lanes(wanted, rect, block)
     history = dict.fromkeys(g.edges, 0.0)
-    lanes = []
-    for a, b, n in wanted:
-        side = _facing_side(rect[a], rect[b])
-        span = rect[a][3] if side in "EW" else rect[a][2]
-        k = max(1, min(span, rect[b][3] if side in "EW" else rect[b][2]) // block)
-        for i in range(k):
-            src, dst = _port(rect[a], side, i, k), _port(rect[b], _OPPOSITE[side], i, k)
-            lanes.append((_block_of(src, block), _block_of(dst, block), n / k, a, b, src, dst))
     best, best_over = None, math.inf
     for it in range(iterations):
-        present = dict.fromkeys(g.edges, 0.0)
-        pres_fac = 0.5 * (1.6 ** it)
-        paths = []
-        for s, d, n, *_ in lanes:
-            def cost(u, v, _attrs, n=n):
-                over = max(0.0, present[(u, v)] + n - capacity) / capacity
-                return (1.0 + history[(u, v)]) * (1.0 + pres_fac * over)
-
-            p = nx.dijkstra_path(g, s, d, weight=cost) if s != d else [s]
-            for e in zip(p, p[1:]):
-                present[e] += n
-            paths.append(p)
+        paths, present = _route_round(g, lanes, history, capacity, 0.5 * (1.6**it))
         overuse = sum(max(0.0, load - capacity) for load in present.values())
         if stats is not None:
             stats["pathfinder rounds"] += 1
@@ -242,6 +223,37 @@ def _pathfinder(wanted, todo, t: Target, iterations: int, stats) -> list[Flow]:
         pts = [src] + [_centre(c, block, t) for c in p[1:-1]] + [dst]
         flows.append(Flow("transfer", b, path=_rectilinear(pts), nbytes=n, peer=a))
     return flows
+
+
+def _lanes(wanted, rect: dict, block: int) -> list[tuple]:
+    """(coarse source, coarse destination, bytes, producer, consumer, source PE, destination PE) of every
+    lane: a transfer is split into as many lanes as coarse blocks face each other."""
+    lanes = []
+    for a, b, n in wanted:
+        side = _facing_side(rect[a], rect[b])
+        span = rect[a][3] if side in "EW" else rect[a][2]
+        k = max(1, min(span, rect[b][3] if side in "EW" else rect[b][2]) // block)
+        for i in range(k):
+            src, dst = _port(rect[a], side, i, k), _port(rect[b], _OPPOSITE[side], i, k)
+            lanes.append((_block_of(src, block), _block_of(dst, block), n / k, a, b, src, dst))
+    return lanes
+
+
+def _route_round(g, lanes, history: dict, capacity: float, pres_fac: float) -> tuple[list, dict]:
+    """One negotiated-congestion round: each lane's cheapest path given the load the earlier lanes of this
+    round put on each edge (``present``) and the overuse of earlier rounds (``history``)."""
+    present = dict.fromkeys(g.edges, 0.0)
+    paths = []
+    for s, d, n, *_ in lanes:
+        def cost(u, v, _attrs, n=n):
+            over = max(0.0, present[(u, v)] + n - capacity) / capacity
+            return (1.0 + history[(u, v)]) * (1.0 + pres_fac * over)
+
+        p = nx.dijkstra_path(g, s, d, weight=cost) if s != d else [s]
+        for e in zip(p, p[1:]):
+            present[e] += n
+        paths.append(p)
+    return paths, present
 
 
 _OPPOSITE = {"E": "W", "W": "E", "S": "N", "N": "S"}

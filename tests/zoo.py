@@ -161,3 +161,244 @@ ALL = {
     "vit": vit,
     "resnet": resnet,
 }
+
+
+# -- the HF zoo: transformers architectures as their users call them ------------------------------------
+#
+# tests/models/test_hf_zoo.py compiles each entry for the default target and verifies it against eager
+# PyTorch on the plan-executing runtime. Unlike the five models above, the decoders keep their default config:
+# the KV cache is on, as `from_pretrained` leaves it, and each decoder also has a "-decode" entry: one token
+# against a cache prefilled by running the model on a prompt, the step `generate()` runs after the first.
+# Configs are tiny (1 layer unless the architecture alternates layer kinds, hidden 32, sequence 8) and built
+# from seeds: nothing is downloaded.
+
+import inspect  # noqa: E402
+
+HF_BATCH, HF_SEQ, HF_VOCAB = 2, 8, 128
+
+
+def _hf_ids(seq: int = HF_SEQ) -> torch.Tensor:
+    return torch.randint(0, HF_VOCAB, (HF_BATCH, seq), dtype=torch.long)
+
+
+def _hf_mask() -> torch.Tensor:
+    mask = torch.ones(HF_BATCH, HF_SEQ, dtype=torch.long)
+    mask[1, -3:] = 0  # the second sequence is padded
+    return mask
+
+
+def _hf_image() -> torch.Tensor:
+    return torch.randn(HF_BATCH, 3, 32, 32)
+
+
+class OutputField(nn.Module):
+    """forward(*tensors) -> one field of a transformers model's output; the tensors go in by keyword, in the
+    order of ``keys``, and every other argument keeps its default (the cache on, for a decoder)."""
+
+    def __init__(self, hf_model: nn.Module, keys, field: str):
+        super().__init__()
+        self.model, self.keys, self.field = hf_model, tuple(keys), field
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model(**dict(zip(self.keys, tensors))), self.field)
+
+
+def _cache_kwarg(hf_model: nn.Module) -> str:
+    # transformers 5.x calls it `cache`; `past_key_values` is the older name
+    return "cache" if "cache" in inspect.signature(hf_model.forward).parameters else "past_key_values"
+
+
+class DecodeStep(nn.Module):
+    """forward(input_ids (B, 1), k_0, v_0, k_1, v_1, ...) -> logits (B, 1, V): one decode step against a KV
+    cache given as tensors. wafercc compiles functions of tensors, so the DynamicCache is built here, from the
+    layers' keys and values, the way `generate()` hands the model the cache of the previous step."""
+
+    def __init__(self, hf_model: nn.Module):
+        super().__init__()
+        self.model = hf_model
+        self.cache_kwarg = _cache_kwarg(hf_model)
+
+    def forward(self, input_ids: torch.Tensor, *past: torch.Tensor) -> torch.Tensor:
+        cache = transformers.DynamicCache(ddp_cache_data=list(zip(past[0::2], past[1::2])), config=self.model.config)
+        return self.model(input_ids=input_ids, **{self.cache_kwarg: cache}).logits
+
+
+def prefill(hf_model: nn.Module, prompt: torch.Tensor) -> list[torch.Tensor]:
+    """Run the model on the prompt with its cache on; the cache's keys and values, layer by layer."""
+    with torch.no_grad():
+        out = hf_model(input_ids=prompt, use_cache=True)
+    cache = getattr(out, "cache", None) or out.past_key_values
+    past = []
+    for layer in cache.layers:
+        past += [layer.keys.clone(), layer.values.clone()]
+    return past
+
+
+def _causal_lm(make, decode: bool = False):
+    def build():
+        cls, config = make()
+        config._attn_implementation = "eager"
+        torch.manual_seed(0)
+        hf = cls(config).eval()
+        prompt = _hf_ids()
+        if not decode:
+            return OutputField(hf, ["input_ids"], "logits").eval(), (prompt,)
+        past = prefill(hf, prompt)
+        return DecodeStep(hf).eval(), (_hf_ids(seq=1), *past)
+
+    return build
+
+
+def _encoder(make, keys=("input_ids", "attention_mask"), field="last_hidden_state", inputs=None, part=None):
+    """An encoder (``part`` picks the encoder out of an encoder-decoder) as OutputField; text models get
+    input ids and a padding mask."""
+
+    def build():
+        cls, config = make()
+        config._attn_implementation = "eager"
+        torch.manual_seed(0)
+        hf = cls(config).eval()
+        if part is not None:
+            hf = part(hf)
+        args = inputs() if inputs is not None else (_hf_ids(), _hf_mask())
+        return OutputField(hf, keys, field).eval(), args
+
+    return build
+
+
+def _vision(make, field="last_hidden_state"):
+    return _encoder(make, keys=["pixel_values"], field=field, inputs=lambda: (_hf_image(),))
+
+
+_T, _V = transformers, HF_VOCAB
+_LM = dict(vocab_size=_V, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+           num_key_value_heads=2, max_position_embeddings=64)
+_ENC = dict(vocab_size=_V, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=64)
+_VIT = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+            intermediate_size=64)
+
+# Decoder LMs: family -> () -> (model class, config). Ordered roughly by how much they are used.
+DECODERS = {
+    "gpt2": lambda: (_T.GPT2LMHeadModel, _T.GPT2Config(vocab_size=_V, n_positions=64, n_embd=32, n_layer=1,
+                                                       n_head=4, bos_token_id=0, eos_token_id=0)),
+    "llama": lambda: (_T.LlamaForCausalLM, _T.LlamaConfig(**_LM)),
+    "mistral": lambda: (_T.MistralForCausalLM, _T.MistralConfig(**_LM)),
+    "qwen2": lambda: (_T.Qwen2ForCausalLM, _T.Qwen2Config(**_LM)),
+    "qwen3": lambda: (_T.Qwen3ForCausalLM, _T.Qwen3Config(**_LM, head_dim=8)),
+    "gemma": lambda: (_T.GemmaForCausalLM, _T.GemmaConfig(**_LM, head_dim=8)),
+    # two layers: one sliding-window (window 4, shorter than the prompt) and one global
+    "gemma2": lambda: (_T.Gemma2ForCausalLM, _T.Gemma2Config(**{**_LM, "num_hidden_layers": 2}, head_dim=8,
+                                                             sliding_window=4)),
+    "phi": lambda: (_T.PhiForCausalLM, _T.PhiConfig(**_LM)),
+    "phi3": lambda: (_T.Phi3ForCausalLM, _T.Phi3Config(**_LM, pad_token_id=0)),
+    "opt": lambda: (_T.OPTForCausalLM, _T.OPTConfig(vocab_size=_V, hidden_size=32, ffn_dim=64, num_hidden_layers=1,
+                                                    num_attention_heads=4, max_position_embeddings=64,
+                                                    word_embed_proj_dim=32, pad_token_id=1)),
+    "gpt_neox": lambda: (_T.GPTNeoXForCausalLM, _T.GPTNeoXConfig(vocab_size=_V, hidden_size=32, intermediate_size=64,
+                                                                 num_hidden_layers=1, num_attention_heads=4,
+                                                                 max_position_embeddings=64)),
+    "falcon": lambda: (_T.FalconForCausalLM, _T.FalconConfig(vocab_size=_V, hidden_size=32, num_hidden_layers=1,
+                                                             num_attention_heads=4)),
+    "bloom": lambda: (_T.BloomForCausalLM, _T.BloomConfig(vocab_size=_V, hidden_size=32, n_layer=1, n_head=4)),
+    "gptj": lambda: (_T.GPTJForCausalLM, _T.GPTJConfig(vocab_size=_V, n_embd=32, n_layer=1, n_head=4, rotary_dim=4,
+                                                       n_positions=64)),
+    # two layers: one global, one local (window 4)
+    "gpt_neo": lambda: (_T.GPTNeoForCausalLM, _T.GPTNeoConfig(vocab_size=_V, hidden_size=32, num_layers=2, num_heads=4,
+                                                              attention_types=[[["global", "local"], 1]], window_size=4,
+                                                              max_position_embeddings=64)),
+    "starcoder2": lambda: (_T.Starcoder2ForCausalLM, _T.Starcoder2Config(**_LM)),
+    "gpt_bigcode": lambda: (_T.GPTBigCodeForCausalLM, _T.GPTBigCodeConfig(vocab_size=_V, n_embd=32, n_layer=1,
+                                                                          n_head=4, n_positions=64)),
+    # mixtures of experts: transformers' default experts implementation, its grouped-matmul custom op
+    "mixtral": lambda: (_T.MixtralForCausalLM, _T.MixtralConfig(**_LM, num_local_experts=4, num_experts_per_tok=2)),
+    "qwen2_moe": lambda: (_T.Qwen2MoeForCausalLM, _T.Qwen2MoeConfig(**_LM, num_experts=4, num_experts_per_tok=2,
+                                                                    moe_intermediate_size=32,
+                                                                    shared_expert_intermediate_size=32)),
+}
+
+# Decoders whose cache is not a key/value cache (a state-space model's): the default forward only.
+STATE_DECODERS = {
+    "mamba": lambda: (_T.MambaForCausalLM, _T.MambaConfig(vocab_size=_V, hidden_size=32, state_size=4,
+                                                          num_hidden_layers=1, expand=2, conv_kernel=4)),
+}
+
+ENCODERS = {
+    "bert": _encoder(lambda: (_T.BertModel, _T.BertConfig(**_ENC))),
+    "roberta": _encoder(lambda: (_T.RobertaModel, _T.RobertaConfig(**_ENC, pad_token_id=1))),
+    "xlm_roberta": _encoder(lambda: (_T.XLMRobertaModel, _T.XLMRobertaConfig(**_ENC, pad_token_id=1))),
+    "distilbert": _encoder(lambda: (_T.DistilBertModel, _T.DistilBertConfig(vocab_size=_V, dim=32, n_layers=1,
+                                                                            n_heads=4, hidden_dim=64,
+                                                                            max_position_embeddings=64))),
+    "albert": _encoder(lambda: (_T.AlbertModel, _T.AlbertConfig(**_ENC, embedding_size=16))),
+    "electra": _encoder(lambda: (_T.ElectraModel, _T.ElectraConfig(**_ENC, embedding_size=16))),
+    "deberta_v2": _encoder(lambda: (_T.DebertaV2Model, _T.DebertaV2Config(
+        **_ENC, relative_attention=True, position_buckets=16, max_relative_positions=32, pos_att_type=["p2c", "c2p"]))),
+    "mpnet": _encoder(lambda: (_T.MPNetModel, _T.MPNetConfig(**_ENC))),
+    "t5_encoder": _encoder(lambda: (_T.T5EncoderModel, _T.T5Config(vocab_size=_V, d_model=32, d_kv=8, d_ff=64,
+                                                                   num_layers=1, num_heads=4))),
+    "bart_encoder": _encoder(lambda: (_T.BartModel, _T.BartConfig(vocab_size=_V, d_model=32, encoder_layers=1,
+                                                                  decoder_layers=1, encoder_attention_heads=4,
+                                                                  decoder_attention_heads=4, encoder_ffn_dim=64,
+                                                                  decoder_ffn_dim=64, max_position_embeddings=64)),
+                             part=lambda m: m.get_encoder()),
+    "clip_text": _encoder(lambda: (_T.CLIPTextModel, _T.CLIPTextConfig(
+        vocab_size=_V, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        max_position_embeddings=64, eos_token_id=2))),
+    "vit": _vision(lambda: (_T.ViTModel, _T.ViTConfig(**_VIT))),
+    "deit": _vision(lambda: (_T.DeiTModel, _T.DeiTConfig(**_VIT))),
+    "dinov2": _vision(lambda: (_T.Dinov2Model, _T.Dinov2Config(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2))),
+    "beit": _vision(lambda: (_T.BeitModel, _T.BeitConfig(**_VIT, use_relative_position_bias=True))),
+    "clip_vision": _vision(lambda: (_T.CLIPVisionModel, _T.CLIPVisionConfig(**_VIT))),
+    "swin": _vision(lambda: (_T.SwinModel, _T.SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1],
+                                                         num_heads=[2, 2], window_size=4))),
+    "convnext": _vision(lambda: (_T.ConvNextModel, _T.ConvNextConfig(hidden_sizes=[16, 32], depths=[1, 1],
+                                                                     num_stages=2))),
+    "resnet": _vision(lambda: (_T.ResNetModel, _T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
+                                                               layer_type="basic"))),
+    "mobilenet_v2": _vision(lambda: (_T.MobileNetV2Model, _T.MobileNetV2Config(image_size=32, depth_multiplier=0.25))),
+    # semantic segmentation: the decode head upsamples bilinearly
+    "segformer": _vision(lambda: (_T.SegformerForSemanticSegmentation,
+                                  _T.SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
+                                                     hidden_sizes=[16, 32], num_attention_heads=[1, 2],
+                                                     decoder_hidden_size=32, num_labels=4, patch_sizes=[7, 3],
+                                                     strides=[4, 2], mlp_ratios=[2, 2])), field="logits"),
+    "whisper_encoder": _encoder(lambda: (_T.WhisperModel, _T.WhisperConfig(
+        vocab_size=_V, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16, max_source_positions=16,
+        max_target_positions=16, pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=0)),
+                                keys=["input_features"], inputs=lambda: (torch.randn(HF_BATCH, 16, 32),),
+                                part=lambda m: m.get_encoder()),
+    "wav2vec2": _encoder(lambda: (_T.Wav2Vec2Model, _T.Wav2Vec2Config(hidden_size=32, num_hidden_layers=1,
+                                                                      num_attention_heads=4, intermediate_size=64,
+                                                                      conv_dim=(16, 16), conv_stride=(5, 2),
+                                                                      conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                                                                      num_conv_pos_embedding_groups=4)),
+                         keys=["input_values"], inputs=lambda: (torch.randn(HF_BATCH, 400),)),
+}
+
+# name -> builder, every entry of the zoo: "<family>" (default forward) and "<family>-decode".
+HF_ZOO = {}
+for _name, _make in DECODERS.items():
+    HF_ZOO[_name] = _causal_lm(_make)
+    HF_ZOO[_name + "-decode"] = _causal_lm(_make, decode=True)
+for _name, _make in STATE_DECODERS.items():
+    HF_ZOO[_name] = _causal_lm(_make)
+HF_ZOO.update(ENCODERS)
+
+# Architectures wafercc cannot compile, with the reason; each must fail with one clear error (exit 2 style
+# WaferError, no traceback) that says it. name -> (builder, words the error must contain).
+HF_EXPECTED_FAILURES = {
+    # sliding-window attention asks `is_index_global_attn.flatten().any().item()` and branches on it
+    "longformer": (_encoder(lambda: (_T.LongformerModel, _T.LongformerConfig(**_ENC, attention_window=4,
+                                                                             pad_token_id=1))),
+                   ["data-dependent", "modeling_longformer.py:"]),
+    # the router converts its classifier with `self.classifier = self.classifier.to(self.dtype)` in forward,
+    # which torch.export cannot trace
+    "switch_transformers_encoder": (
+        _encoder(lambda: (_T.SwitchTransformersEncoderModel,
+                          _T.SwitchTransformersConfig(vocab_size=_V, d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                                      num_sparse_encoder_layers=1, num_heads=4, num_experts=4))),
+        ["modeling_switch_transformers.py:"]),
+}

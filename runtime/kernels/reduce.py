@@ -142,3 +142,30 @@ def _log_softmax(op, x):
         return finish(op, np.zeros((), out_dtype(op)))
     z, d = _shifted(op, x)
     return finish(op, z - np.log(np.sum(np.exp(z), axis=d, keepdims=True)))
+
+
+def _cum_extreme(better):
+    """torch's loop: take x[i] when it is NaN, or when the running value is not NaN and x[i] is at least as
+    good (so ties move the index to the latest)."""
+
+    def k(op, x):
+        if x.ndim == 0:
+            return x, np.zeros((), I64)
+        d = attr(op, "dim") % x.ndim
+        v = np.moveaxis(up(x), d, -1)
+        acc = (np.maximum if better is np.greater_equal else np.minimum).accumulate(v, axis=-1)  # NaN propagates
+        prev = np.concatenate([v[..., :1], acc[..., :-1]], axis=-1)
+        take = better(v, prev) & ~np.isnan(prev) if v.dtype.kind == "f" else better(v, prev)
+        if v.dtype.kind == "f":
+            take |= np.isnan(v)
+        take[..., 0] = True
+        pos = np.where(take, np.arange(v.shape[-1]), 0)
+        idx = np.maximum.accumulate(pos, axis=-1) if v.shape[-1] else pos
+        vals = np.take_along_axis(v, idx, axis=-1)
+        return finish(op, np.moveaxis(vals, -1, d), 0), finish(op, np.moveaxis(idx, -1, d), 1)
+
+    return k
+
+
+kernel("cummax")(_cum_extreme(np.greater_equal))
+kernel("cummin")(_cum_extreme(np.less_equal))

@@ -161,6 +161,8 @@ SAMPLES: dict[str, list[Sample]] = {
     # -- issue 13: more math, writes into a copy, strided views, bilinear resize
     **{name: [([T("2x3xf32")], {}), ([T("4xi64")], {})] for name in ("acosh", "asinh", "atanh", "lgamma", "digamma")},
     "polygamma": [([T("2x3xf32")], {"n": 1})],
+    "cummax": [([T("2x3xf32")], {"dim": 1})],
+    "cummin": [([T("2x3xi64")], {"dim": 0})],
     "scatter": [([T("3x4xf32"), T("2x4xi64"), T("2x4xf32")], {"dim": 0}),
                 ([T("3x4xf32"), T("3x2xi64"), T("3x3xf32")], {"dim": 1, "reduce": "amax", "include_self": False})],
     "index_put": [([T("3x4xf32"), T("2xf32"), T("2xi64"), T("2xi64")], {"dims": [0, 1]}),

@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=3, help="samples per op (default 3)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--show", default="crash,wrong", help="statuses whose cases to list (default crash,wrong)")
+    p.add_argument("--log", help="also write every case's outcome to this file as it finishes")
     a = p.parse_args(argv)
     if not a.all and not a.op:
         p.error("give --all or --op NAME")
@@ -47,13 +48,23 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     outcomes: list[harness.Outcome] = []
     jobs = [(i, a.samples) for i in todo]
+    log = open(a.log, "w") if a.log else None  # noqa: SIM115  (closed below; written as cases finish)
+
+    def done(res: list[harness.Outcome]) -> None:
+        outcomes.extend(res)
+        if log:
+            log.writelines(f"{o.line()}  [{o.seconds:.1f} s]\n" for o in res)
+            log.flush()
+
     if a.jobs > 1 and len(todo) > 1:
         with mp.get_context("fork").Pool(a.jobs, maxtasksperchild=20) as pool:
             for res in pool.imap_unordered(_star, jobs):
-                outcomes += res
+                done(res)
     else:
         for j in jobs:
-            outcomes += _star(j)
+            done(_star(j))
+    if log:
+        log.close()
     outcomes.sort(key=lambda o: (o.op, o.index))
     report(outcomes, set(a.show.split(",")), time.perf_counter() - t0)
     bad = harness.problems(outcomes, harness.expected_unsupported() if a.all else _listed_only(outcomes))

@@ -147,6 +147,8 @@ REF.update({
     "acosh": _unary(A.acosh), "asinh": _unary(A.asinh), "atanh": _unary(A.atanh), "lgamma": _unary(A.lgamma),
     "digamma": _unary(A.digamma),
     "polygamma": lambda op, x: A.polygamma(_a(op, "n"), x),
+    "cummax": lambda op, x: tuple(A.cummax(x, _a(op, "dim"))),
+    "cummin": lambda op, x: tuple(A.cummin(x, _a(op, "dim"))),
     "scatter": lambda op, x, i, s: _scatter(op, x, i, s),
     "index_put": lambda op, x, v, *idx: A.index_put(x, _index_list(op, idx), v, _a(op, "accumulate", False)),
     "slice_scatter": lambda op, x, s: A.slice_scatter(x, s, _a(op, "dim"), _a(op, "start"), _a(op, "end"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.runtime.cases import C, SPECIAL, arr, bools, f32, ints, uniform
+from tests.runtime.cases import C, NAN, SPECIAL, arr, bools, f32, ints, uniform
 
 # Distinct indices along the scattered dim: with repeats, which write wins is unspecified in torch.
 _PERM = np.array([[2, 0, 1, 2], [0, 1, 2, 0]], np.int64)
@@ -25,6 +25,9 @@ MORE = [
     C("polygamma", [f32(4, 5, scale=3)], {"n": 2}, id="polygamma-2"),
     C("polygamma", [f32(4, 5, lo=0.5)], {"n": 0}, id="polygamma-0"),
     C("lgamma", [ints(5, lo=1, hi=9)], id="lgamma-int"),
+    C("cummax", [ints(3, 8, lo=0, hi=4).astype(np.float32)], {"dim": 1}),
+    C("cummin", [arr([[1.0, NAN, 0.0, -1.0], [2.0, 2.0, 1.0, 1.0]])], {"dim": 1}, id="cummin-nan-ties"),
+    C("cummax", [ints(4, 3, lo=0, hi=3)], {"dim": 0}, id="cummax-int"),
     C("scatter", [f32(3, 4), _PERM, f32(2, 4, seed=1)], {"dim": 0}),
     C("scatter", [f32(3, 4), ints(3, 5, lo=0, hi=4, seed=2), f32(3, 5, seed=1)], {"dim": 1, "reduce": "sum"},
       id="scatter-sum"),

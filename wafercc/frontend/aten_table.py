@@ -46,10 +46,6 @@ def _dims(dims, rank: int) -> list[int]:
     return sorted(_dim(d, rank) for d in dims)
 
 
-def _dtype(dt) -> DType | None:
-    return None if dt is None else TORCH_DTYPES[dt]
-
-
 # -- elementwise ------------------------------------------------------------------------------
 
 _UNARY = [
@@ -850,3 +846,42 @@ def _upsample_bilinear2d(ctx, x, output_size, align_corners, *scales):
     if factors and not align_corners:  # torch maps coordinates by the user's factor, which can differ from out / in
         attrs["scales"] = [None if f is None else float(f) for f in factors]
     return ctx.emit1("upsample_bilinear2d", [x], attrs)
+
+
+@conv(aten.addbmm.default)
+def _addbmm(ctx, bias, b1, b2, beta=1, alpha=1):
+    """beta * bias + alpha * sum_i b1[i] @ b2[i]: a batched product summed over the batch."""
+    y = ctx.emit1("sum", [ctx.emit1("bmm", [b1, b2])], {"dims": [0]})
+    if alpha != 1:
+        y = ctx.emit1("mul", [y, ctx.scalar_operand(alpha, y)])
+    if beta == 0:  # torch ignores the bias (NaN in it does not propagate)
+        return y if y.type.shape == tuple(ctx.meta_type().shape) else ctx.emit1("expand", [y], {"shape": list(
+            ctx.meta_type().shape)})
+    b = bias if beta == 1 else ctx.emit1("mul", [bias, ctx.scalar_operand(beta, bias)])
+    return ctx.emit1("add", [b, y])
+
+
+@conv(aten.diagonal_scatter.default)
+def _diagonal_scatter(ctx, x, src, offset=0, dim1=0, dim2=1):
+    """index_put at the diagonal's coordinates; src's diagonal axis (its last) moves to where numpy's
+    indexing puts the indexed dims: in place if dim1 and dim2 are adjacent, else first."""
+    d1, d2 = _dim(dim1, x.type.rank), _dim(dim2, x.type.rank)
+    n = src.type.shape[-1]
+    if n == 0:
+        return x
+    i1 = _const_ints(ctx, [k + max(-offset, 0) for k in range(n)])
+    i2 = _const_ints(ctx, [k + max(offset, 0) for k in range(n)])
+    lo, hi = (d1, d2) if d1 < d2 else (d2, d1)
+    idx = [i1, i2] if d1 < d2 else [i2, i1]
+    r = src.type.rank
+    where = lo if hi == lo + 1 else 0
+    perm = list(range(r - 1))
+    perm.insert(where, r - 1)
+    vals = ctx.emit1("permute", [src], {"dims": perm}) if perm != list(range(r)) else src
+    return ctx.emit1("index_put", [x, vals] + idx, {"dims": [lo, hi]})
+
+
+@conv(aten.cummax.default, aten.cummin.default)
+def _cum_extreme(ctx, x, dim):
+    name = "cummax" if ctx.node.target is aten.cummax.default else "cummin"
+    return ctx.emit(name, [x], {"dim": _dim(dim, x.type.rank)})

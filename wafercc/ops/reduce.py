@@ -122,3 +122,17 @@ defop("softmax", "x", _softmax, attrs={"dim": "int"}, flops=lambda op: 5 * _in_n
       doc="exp(x - max) / sum(exp(x - max)) along dim", torch=("aten._softmax",))
 defop("log_softmax", "x", _softmax, attrs={"dim": "int"}, flops=lambda op: 5 * _in_numel(op), family=F,
       doc="x - max - log(sum(exp(x - max))) along dim", torch=("aten._log_softmax",))
+
+
+def _cum_extreme(ts, a):
+    t = ts[0]
+    norm_dim(a["dim"], t.rank)
+    return [t, t.with_dtype(DType.i64)]
+
+
+defop("cummax", "x", _cum_extreme, attrs={"dim": "int"}, flops=_in_numel, family=F, num_results=2,
+      doc="running max along dim and the index where it was taken (the latest on ties; NaN sticks)",
+      torch=("aten.cummax",))
+defop("cummin", "x", _cum_extreme, attrs={"dim": "int"}, flops=_in_numel, family=F, num_results=2,
+      doc="running min along dim and the index where it was taken (the latest on ties; NaN sticks)",
+      torch=("aten.cummin",))

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from runtime.artifacts import PLAN_FILE, check_output_file, write_atomic
 from wafercc.errors import UsageError
-from wafercc.mapping.report import PLAN_FORMAT, format_bytes, format_cycles, format_report, format_tiling
+from wafercc.ir.plan import PLAN_FORMAT, LayerPlan, Plan, Route
+from wafercc.mapping.report import format_bytes, format_cycles, format_report, format_tiling, target_of_plan
 from wafercc.mapping.viz import FORMATS, find_layer, render
+from wafercc.target import Target
 
 
 
@@ -29,8 +31,9 @@ def add_commands(sub) -> None:
     add_viz(sub)
 
 
-def load_plan(out_dir: str | os.PathLike) -> dict:
-    """The plan dict of a compiled output directory; a UsageError when there is none."""
+def load_plan(out_dir: str | os.PathLike) -> Plan:
+    """The plan of a compiled output directory, loaded and checked (``Plan.from_json``: a plan that breaks
+    a rule is a PlanFormatError naming the layer, field and rule); a UsageError when there is none."""
     path = Path(out_dir) / PLAN_FILE
     advice = "compile with the default --emit routed"
     if not path.is_file():
@@ -42,7 +45,7 @@ def load_plan(out_dir: str | os.PathLike) -> dict:
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT or not plan.get("layers"):
         found = plan.get("format") if isinstance(plan, dict) else type(plan).__name__
         raise UsageError(f"{path} is not a plan (format {found!r}, expected {PLAN_FORMAT!r}): {advice}")
-    return plan
+    return Plan.from_json(plan)
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -61,7 +64,8 @@ def cmd_report(args) -> int:
     plan = load_plan(args.out_dir)
     layer = find_layer(plan, args.layer) if args.layer else None
     if args.json:
-        sys.stdout.write(json.dumps(layer if layer is not None else plan, indent=1, sort_keys=True) + "\n")
+        shown = layer.to_json() if layer is not None else plan.to_json()
+        sys.stdout.write(json.dumps(shown, indent=1, sort_keys=True) + "\n")
     elif layer is not None:
         sys.stdout.write(layer_detail(plan, layer))
     elif sys.stdout.isatty():
@@ -73,27 +77,26 @@ def cmd_report(args) -> int:
     return 0
 
 
-def report_rows(plan: dict) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
+def report_rows(plan: Plan) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
     """The table's cells: one row per layer and the totals row, as strings (``format_report``'s columns,
     plus latency + tail, so that a row's terms add up: total = max(compute, ingress, fabric) + lat+tail)."""
-    t = plan["target"]
-    budget = t["sram_bytes"] - t["runtime_reserved_bytes"]
-    colors = t["colors"] - t["reserved_colors"]
+    t = target_of_plan(plan)
+    budget, colors = t.usable_sram, t.usable_colors
     rows = []
-    for layer in plan["layers"]:
-        tl, c, mem = layer["tiling"], layer["cost"], layer["memory"]
-        x, y, w, h = layer["rect"]
+    for lp in plan.layers:
+        tl, c, mem = lp.tiling, lp.cost, lp.memory
+        x, y, w, h = lp.rect.to_attrs()
         rows.append((
-            layer["name"], layer["kind"], f"{w}x{h}@{x},{y}", format_tiling(tl), f"{tl['pes']:,}",
-            f"{mem['total']:,}/{budget:,}", f"{layer['colors']}/{colors}", format_bytes(layer["stream"]["bytes"]),
-            format_cycles(c["compute"]), format_cycles(c["ingress"]), format_cycles(c["fabric"]),
-            format_cycles(c["latency"] + c["tail"]),
-            format_cycles(c["total"]), c["bound"], f"{c['utilization']:.1%}",
+            lp.name, lp.kind, f"{w}x{h}@{x},{y}", format_tiling(tl), f"{tl.pes:,}",
+            f"{mem.total:,}/{budget:,}", f"{lp.colors}/{colors}", format_bytes(lp.stream.bytes),
+            format_cycles(c.compute), format_cycles(c.ingress), format_cycles(c.fabric),
+            format_cycles(c.latency + c.tail),
+            format_cycles(c.total), c.bound, f"{c.utilization:.1%}",
         ))
-    tot = plan["totals"]
-    total = ("total", f"{tot['layers']} layers", "", "", "", f"{tot['peak_bytes_per_pe']:,}/{budget:,}",
-             f"{tot['max_colors']}/{colors}", format_bytes(tot["weight_bytes_streamed"]), "", "", "", "",
-             format_cycles(tot["cycles"]), "", f"{tot['utilization']:.1%}")
+    tot = plan.totals
+    total = ("total", f"{tot.layers} layers", "", "", "", f"{tot.peak_bytes_per_pe:,}/{budget:,}",
+             f"{tot.max_colors}/{colors}", format_bytes(tot.weight_bytes_streamed), "", "", "", "",
+             format_cycles(tot.cycles), "", f"{tot.utilization:.1%}")
     return rows, total
 
 
@@ -102,16 +105,16 @@ REPORT_COLUMNS = ("layer", "kind", "rect WxH@x,y", "tiling M/y K/x N", "PEs", "S
 _BOUND_STYLE = {"compute": "green", "ingress": "yellow", "fabric": "red"}
 
 
-def rich_report(plan: dict):
+def rich_report(plan: Plan):
     """The per-layer table as a rich Table, for a terminal."""
     from rich.table import Table
 
-    t, tot = plan["target"], plan["totals"]
+    t, tot = target_of_plan(plan), plan.totals
     table = Table(
-        title=f"wafercc plan for @{plan['model']} on {t['name']} ({t['width']}x{t['height']} PEs, "
-              f"{t['clock_hz'] / 1e9:.2f} GHz), {plan['mode']} mode",
-        caption=f"{tot['layers']} layers, {tot['cycles']:,.0f} cycles = {tot['seconds'] * 1e3:.4g} ms, utilization "
-                f"{tot['utilization']:.1%}. Tiling: tile/parts of M on rows and K on columns; N chunk x steps "
+        title=f"wafercc plan for @{plan.model} on {t.name} ({t.width}x{t.height} PEs, "
+              f"{t.clock_hz / 1e9:.2f} GHz), {plan.mode} mode",
+        caption=f"{tot.layers} layers, {tot.cycles:,.0f} cycles = {tot.seconds * 1e3:.4g} ms, utilization "
+                f"{tot.utilization:.1%}. Tiling: tile/parts of M on rows and K on columns; N chunk x steps "
                 f"(g: row groups, p: passes over M). Cycles: compute, ingress and fabric overlap.",
         show_footer=True, header_style="bold", footer_style="bold", pad_edge=False,
     )
@@ -126,114 +129,110 @@ def rich_report(plan: dict):
     return table
 
 
-def layer_detail(plan: dict, layer: dict, most_routes: int = 64) -> str:
+def layer_detail(plan: Plan, lp: LayerPlan, most_routes: int = 64) -> str:
     """One layer in full: what it computes, its tiling, memory map, routes with colors, stream and cost."""
-    t = plan["target"]
-    a, tl = layer, layer["tiling"]
-    x, y, w, h = a["rect"]
-    dims = a.get("dims", {})
-    out = [f"layer @{a['name']}: {a['kind']}, index {a['index']}, step {a['step']}, {a['ops']} ops"
-           + (f", anchor {a['anchor']}" if "anchor" in a else "")]
-    out.append(f"  dims      {' '.join(f'{k}={v:,}' for k, v in dims.items()) or '-'}   dtype {a['dtype']}   "
-               f"{a['flops']:,} FLOPs")
-    out.append(f"  weights   {', '.join(a['weights']) or '-'} ({a['weight_bytes']:,} B)")
-    out.append(f"  rect      x={x} y={y} w={w} h={h}: {tl['pes']:,} PEs hold tiles ({tl['size'][0]}x{tl['size'][1]}) "
-               f"of the {t['width']}x{t['height']} mesh ({tl['pes'] / (t['width'] * t['height']):.1%})")
+    t = target_of_plan(plan)
+    tl = lp.tiling
+    x, y, w, h = lp.rect.to_attrs()
+    dims = sorted(lp.dims.to_attrs().items()) if lp.dims is not None else []  # B K M N, as plan.json sorts them
+    out = [f"layer @{lp.name}: {lp.kind}, index {lp.index}, step {lp.step}, {lp.ops} ops"
+           + (f", anchor {lp.anchor}" if lp.anchor is not None else "")]
+    out.append(f"  dims      {' '.join(f'{k}={v:,}' for k, v in dims) or '-'}   dtype {lp.dtype.value}   "
+               f"{lp.flops:,} FLOPs")
+    out.append(f"  weights   {', '.join('@' + w for w in lp.weights) or '-'} ({lp.weight_bytes:,} B)")
+    out.append(f"  rect      x={x} y={y} w={w} h={h}: {tl.pes:,} PEs hold tiles ({tl.size[0]}x{tl.size[1]}) "
+               f"of the {t.width}x{t.height} mesh ({tl.pes / (t.width * t.height):.1%})")
     out += ["", "tiling"]
-    n = tl["N"]
-    out.append(f"  M  on y     {tl['M']['parts']:,} parts, {tl['M']['tile']:,} per PE")
-    out.append(f"  K  on x     {tl['K']['parts']:,} parts, {tl['K']['tile']:,} per PE (partial sums reduced along rows)")
-    where = "streamed in time" if n["axis"] == "time" else f"on {n['axis']} (resident)"
-    out.append(f"  N  {where}: chunks of {_n(n['chunk'], 'column')} x {_n(n['steps'], 'step')}"
-               + (f", {n['groups']} row groups" if n["groups"] > 1 else ""))
-    out.append(f"  passes over M: {tl['passes']}")
-    out += ["", _memory(layer, t), "", *_routes(layer, t, most_routes), "", _stream(layer), "", *_cost(layer, t)]
+    n = tl.N
+    out.append(f"  M  on y     {tl.M.parts:,} parts, {tl.M.tile:,} per PE")
+    out.append(f"  K  on x     {tl.K.parts:,} parts, {tl.K.tile:,} per PE (partial sums reduced along rows)")
+    where = "streamed in time" if n.axis == "time" else f"on {n.axis} (resident)"
+    out.append(f"  N  {where}: chunks of {_n(n.chunk, 'column')} x {_n(n.steps, 'step')}"
+               + (f", {n.groups} row groups" if n.groups > 1 else ""))
+    out.append(f"  passes over M: {tl.passes}")
+    out += ["", _memory(lp, t), "", *_routes(lp, t, most_routes), "", _stream(lp), "", *_cost(lp, t)]
     return "\n".join(out) + "\n"
 
 
-def _memory(layer: dict, t: dict) -> str:
-    mem = layer["memory"]
-    head = (f"memory per PE: {mem['total']:,} of the {mem['budget']:,}-byte budget "
-            f"({mem['total'] / max(mem['budget'], 1):.1%}); SRAM {t['sram_bytes']:,} B, runtime "
-            f"{t['runtime_reserved_bytes']:,} B")
+def _memory(lp: LayerPlan, t: Target) -> str:
+    mem = lp.memory
+    head = (f"memory per PE: {mem.total:,} of the {mem.budget:,}-byte budget "
+            f"({mem.total / max(mem.budget, 1):.1%}); SRAM {t.sram_bytes:,} B, runtime "
+            f"{t.runtime_reserved_bytes:,} B")
     lines = [head, f"  {'offset':>7}  {'bytes':>7}  buffer"]
-    for e in layer.get("memmap", []):
-        lines.append(f"  {e['offset']:>7,}  {e['bytes']:>7,}  {e['buffer']}")
+    for e in lp.memmap or ():
+        lines.append(f"  {e.offset:>7,}  {e.bytes:>7,}  {e.buffer}")
     return "\n".join(lines)
 
 
-def _routes(layer: dict, t: dict, most: int) -> list[str]:
-    routes = layer["routes"]
-    links = layer["links"]
-    bx, by, bd = links["busiest"]
-    usable = t["colors"] - t["reserved_colors"]
-    head = (f"routes: {len(routes)} flows on {layer['colors']} colors of {usable} usable; busiest link "
-            f"({bx},{by}) {bd}: {links['bytes']:,} B = {links['cycles']:,.0f} cycles")
+def _routes(lp: LayerPlan, t: Target, most: int) -> list[str]:
+    routes = lp.routes
+    links = lp.links
+    bx, by, bd = links.busiest
+    head = (f"routes: {len(routes)} flows on {lp.colors} colors of {t.usable_colors} usable; busiest link "
+            f"({bx},{by}) {bd}: {links.bytes:,} B = {links.cycles:,.0f} cycles")
     lines = [head]
     by_color: dict[int, list] = {}
     for r in routes:
-        by_color.setdefault(r["color"], []).append(r)
+        by_color.setdefault(r.color, []).append(r)
     for color in sorted(by_color):
         rs = by_color[color]
-        kinds = sorted({r["flow"] for r in rs})
+        kinds = sorted({r.flow for r in rs})
         lines.append(f"  color {color:>2}: {len(rs)} x {', '.join(kinds)}")
     lines.append(f"  {'color':>5}  {'flow':<10} {'bytes':>10}  where")
     for r in routes[:most]:
-        lines.append(f"  {r['color']:>5}  {r['flow']:<10} {r['bytes']:>10,}  {_where(r)}")
+        lines.append(f"  {r.color:>5}  {r.flow:<10} {r.bytes:>10,}  {_where(r)}")
     if len(routes) > most:
         lines.append(f"  ... {len(routes) - most} more (wafercc report DIR --layer NAME --json lists every route)")
     return lines
 
 
-def _where(r: dict) -> str:
-    if "box" in r:
-        x0, y0, x1, y1 = r["box"]
-        axis = r.get("axis", "x")
+def _where(r: Route) -> str:
+    if r.box is not None:
+        x0, y0, x1, y1 = r.box
+        axis = r.axis
         n = (y1 - y0 + 1) if axis == "x" else (x1 - x0 + 1)
-        src = r.get("src", x0 if axis == "x" else y0)
+        src = r.src if r.src is not None else x0 if axis == "x" else y0
         text = f"box ({x0},{y0})-({x1},{y1}): {n} path{'s' * (n != 1)} along {axis} from {axis}={src}"
-        if "feeds" in r:
-            text += f", feeding columns {r['feeds'][0]}-{r['feeds'][1]}"
+        if r.feeds is not None:
+            text += f", feeding columns {r.feeds[0]}-{r.feeds[1]}"
         return text
-    pts = " -> ".join(f"({p[0]},{p[1]})" for p in r.get("path", []))
-    return f"path {pts}" + (f" (from @{r['peer']})" if r.get("peer") else "")
+    pts = " -> ".join(f"({p[0]},{p[1]})" for p in r.path or ())
+    return f"path {pts}" + (f" (from @{r.peer})" if r.peer else "")
 
 
-def _stream(layer: dict) -> str:
-    s = layer["stream"]
-    if not s["bytes"]:
-        return f"stream: nothing streamed (order {s['order']}; weights resident or none)"
-    return (f"stream: order {s['order']}, {s['bytes']:,} B in {_n(s['chunks'], 'chunk')} of {s['chunk_bytes']:,} B"
-            + ("; prefetched while the previous layer runs" if s["prefetch"] else ""))
+def _stream(lp: LayerPlan) -> str:
+    s = lp.stream
+    if not s.bytes:
+        return f"stream: nothing streamed (order {s.order}; weights resident or none)"
+    return (f"stream: order {s.order}, {s.bytes:,} B in {_n(s.chunks, 'chunk')} of {s.chunk_bytes:,} B"
+            + ("; prefetched while the previous layer runs" if s.prefetch else ""))
 
 
-def _cost(layer: dict, t: dict) -> list[str]:
-    c, est = layer["cost"], layer["estimate"]
-    clock = t["clock_hz"]
+def _cost(lp: LayerPlan, t: Target) -> list[str]:
+    c, est = lp.cost, lp.estimate
+    clock = t.clock_hz
     rows = [
-        ("compute", c["compute"], "FMACs over the PEs, plus a pipeline fill per chunk"),
-        ("ingress", c["ingress"], f"weights at {t['io_bytes_per_s'] / 1e9:g} GB/s from MemoryX"),
-        ("fabric", c["fabric"], (f"max of broadcast {est['broadcast']:,.0f}, reduce {est['reduce']:,.0f}, "
-                                 f"busiest link {layer['links']['cycles']:,.0f}")),
-        ("latency", c["latency"], "hops across the rectangle and relays of the reduction"),
-        ("tail", c["tail"], "the elementwise ops after the anchor"),
+        ("compute", c.compute, "FMACs over the PEs, plus a pipeline fill per chunk"),
+        ("ingress", c.ingress, f"weights at {t.io_bytes_per_s / 1e9:g} GB/s from MemoryX"),
+        ("fabric", c.fabric, (f"max of broadcast {est.broadcast:,.0f}, reduce {est.reduce:,.0f}, "
+                              f"busiest link {lp.links.cycles:,.0f}")),
+        ("latency", c.latency, "hops across the rectangle and relays of the reduction"),
+        ("tail", c.tail, "the elementwise ops after the anchor"),
     ]
     lines = [f"cost (cycles at {clock / 1e9:.2f} GHz)"]
     lines += [f"  {k:<11} {v:>12,.1f}  {why}" for k, v, why in rows]
-    lines.append(f"  {'total':<11} {c['total']:>12,.1f}  = max(compute, ingress, fabric) + latency + tail = "
-                 f"{c['total'] / clock * 1e6:.4g} us")
-    lines.append(f"  {'bound':<11} {c['bound']:>12}")
-    ratio = f", estimate / roofline = {c['total'] / c['roofline']:.3f}" if c["roofline"] else ""
-    lines.append(f"  {'roofline':<11} {c['roofline']:>12,.1f}  by {est.get('roofline_by', '?')}{ratio}")
-    lines.append(f"  {'utilization':<11} {c['utilization']:>12.2%}")
+    lines.append(f"  {'total':<11} {c.total:>12,.1f}  = max(compute, ingress, fabric) + latency + tail = "
+                 f"{c.total / clock * 1e6:.4g} us")
+    lines.append(f"  {'bound':<11} {c.bound:>12}")
+    ratio = f", estimate / roofline = {c.total / c.roofline:.3f}" if c.roofline else ""
+    lines.append(f"  {'roofline':<11} {c.roofline:>12,.1f}  by {est.roofline_by}{ratio}")
+    lines.append(f"  {'utilization':<11} {c.utilization:>12.2%}")
     return lines
 
 
 def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
-
-
-
 
 
 # -- viz --------------------------------------------------------------------------------------

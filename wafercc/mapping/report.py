@@ -4,37 +4,26 @@ these are views of it for programs and for people). The schema is in docs/plan.m
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
-from wafercc.ir import DType, Module, SymbolRef
+from wafercc.ir import Module
+from wafercc.ir.plan import PLAN_FORMAT, Plan, PlanFormatError, Tiling, load_plan, plain
+from wafercc.target import Target
 
 from .plan import target_of
 
-PLAN_FORMAT = "wafercc-plan/1"
-
-
-def _plain(v):
-    """Attribute values as JSON values: symbols as "@name", dtypes as their names."""
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, SymbolRef):
-        return str(v)
-    if isinstance(v, DType):
-        return v.value
-    return v
-
 
 def plan_dict(m: Module) -> dict:
+    """plan.json's dict of a mapped module (its plan loaded, so checked, on the way)."""
     t = target_of(m)
-    layers = sorted(m.layers.values(), key=lambda layer: layer.attrs["index"])
+    plan = load_plan(m)
     return {
         "format": PLAN_FORMAT,
         "model": m.name,
         "mode": m.attrs.get("mode", "stream"),
         "target": t.describe(),
-        "totals": _plain(m.attrs.get("plan.totals", {})),
-        "layers": [{"name": layer.name, **_plain(layer.attrs)} for layer in layers],
+        "totals": plain(m.attrs.get("plan.totals", {})),
+        "layers": [lp.to_json() for lp in plan.layers] if plan is not None else [],
     }
 
 
@@ -42,44 +31,61 @@ def plan_json(m: Module) -> str:
     return json.dumps(plan_dict(m), indent=1, sort_keys=True) + "\n"
 
 
+def as_plan(plan: Plan | dict) -> Plan:
+    """A typed plan: ``plan`` itself, or a plan.json dict loaded (and checked)."""
+    return plan if isinstance(plan, Plan) else Plan.from_json(plan)
+
+
+def target_of_plan(plan: Plan | dict) -> Target:
+    """The Target a plan was made for, from plan.json's ``target`` facts (unknown keys are ignored)."""
+    d = as_plan(plan).target
+    known = {f.name for f in fields(Target)}
+    kw = {k: v for k, v in d.items() if k in known}
+    kw["flops_per_cycle"] = tuple(sorted(d.get("flops_per_cycle", {}).items()))
+    try:
+        return Target(**kw)
+    except (TypeError, ValueError) as e:
+        raise PlanFormatError("", "target", f"not a target ({e})") from None
+
+
 COLUMNS = ("layer", "kind", "rect", "tiling (M/y K/x N)", "PEs", "SRAM/PE", "colors", "streamed", "compute",
            "ingress", "fabric", "total", "bound", "util")
 
 
-def format_report(plan: dict) -> str:
-    """A per-layer table with totals, from a plan dict (``plan_dict`` or a loaded plan.json)."""
-    t = plan["target"]
-    budget = t["sram_bytes"] - t["runtime_reserved_bytes"]
-    colors = t["colors"] - t["reserved_colors"]
+def format_report(plan: Plan | dict) -> str:
+    """A per-layer table with totals, from a typed plan or a plan.json dict (``plan_dict`` or a loaded
+    plan.json)."""
+    plan = as_plan(plan)
+    t = target_of_plan(plan)
+    budget, colors = t.usable_sram, t.usable_colors
     rows = []
-    for layer in plan["layers"]:
-        tl, c = layer["tiling"], layer["cost"]
+    for lp in plan.layers:
+        tl, c, (x, y, w, h) = lp.tiling, lp.cost, lp.rect.to_attrs()
         rows.append((
-            layer["name"], layer["kind"], "{}x{}@{},{}".format(*layer["rect"][2:], *layer["rect"][:2]),
-            format_tiling(tl),
-            f"{tl['pes']:,}", f"{layer['memory']['total']:,}/{budget:,}", f"{layer['colors']}/{colors}",
-            format_bytes(layer["stream"]["bytes"]), format_cycles(c["compute"]), format_cycles(c["ingress"]), format_cycles(c["fabric"]),
-            format_cycles(c["total"]), c["bound"], f"{c['utilization']:.1%}",
+            lp.name, lp.kind, f"{w}x{h}@{x},{y}", format_tiling(tl), f"{tl.pes:,}", f"{lp.memory.total:,}/{budget:,}",
+            f"{lp.colors}/{colors}", format_bytes(lp.stream.bytes), format_cycles(c.compute),
+            format_cycles(c.ingress), format_cycles(c.fabric), format_cycles(c.total), c.bound,
+            f"{c.utilization:.1%}",
         ))
-    tot = plan["totals"]
-    rows.append(("total", "", "", "", "", f"{tot['peak_bytes_per_pe']:,}/{budget:,}", f"{tot['max_colors']}/{colors}",
-                 format_bytes(tot["weight_bytes_streamed"]), "", "", "", format_cycles(tot["cycles"]), "",
-                 f"{tot['utilization']:.1%}"))
+    tot = plan.totals
+    rows.append(("total", "", "", "", "", f"{tot.peak_bytes_per_pe:,}/{budget:,}", f"{tot.max_colors}/{colors}",
+                 format_bytes(tot.weight_bytes_streamed), "", "", "", format_cycles(tot.cycles), "",
+                 f"{tot.utilization:.1%}"))
     widths = [max(len(str(r[i])) for r in [COLUMNS] + rows) for i in range(len(COLUMNS))]
     line = lambda r: "  ".join(str(v).ljust(w) if i < 4 or i == 12 else str(v).rjust(w)  # noqa: E731
                                for i, (v, w) in enumerate(zip(r, widths))).rstrip()
-    head = (f"wafercc plan for @{plan['model']} on {t['name']} ({t['width']}x{t['height']} PEs, "
-            f"{t['clock_hz'] / 1e9:.2f} GHz), mode {plan['mode']}: {tot['layers']} layers, "
-            f"{tot['cycles']:,.0f} cycles = {tot['seconds'] * 1e3:.4g} ms, utilization {tot['utilization']:.1%}")
+    head = (f"wafercc plan for @{plan.model} on {t.name} ({t.width}x{t.height} PEs, "
+            f"{t.clock_hz / 1e9:.2f} GHz), mode {plan.mode}: {tot.layers} layers, "
+            f"{tot.cycles:,.0f} cycles = {tot.seconds * 1e3:.4g} ms, utilization {tot.utilization:.1%}")
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([head, "", line(COLUMNS), sep] + [line(r) for r in rows[:-1]] + [sep, line(rows[-1])]) + "\n"
 
 
-def format_tiling(tl: dict) -> str:
+def format_tiling(tl: Tiling) -> str:
     """M tile/parts, K tile/parts, N chunk x steps, with row groups (g) and passes (p) when there are any."""
-    n = tl["N"]
-    return (f"{tl['M']['tile']}/{tl['M']['parts']} {tl['K']['tile']}/{tl['K']['parts']} {n['chunk']}x{n['steps']}"
-            + (f" g{n['groups']}" if n["groups"] > 1 else "") + (f" p{tl['passes']}" if tl["passes"] > 1 else ""))
+    n = tl.N
+    return (f"{tl.M.tile}/{tl.M.parts} {tl.K.tile}/{tl.K.parts} {n.chunk}x{n.steps}"
+            + (f" g{n.groups}" if n.groups > 1 else "") + (f" p{tl.passes}" if tl.passes > 1 else ""))
 
 
 def format_bytes(n: float) -> str:

@@ -97,6 +97,7 @@ def write_atomic(target: str | os.PathLike, content: Content) -> Path:
         os.chmod(tmp, 0o644)
         _step("file-written")
         os.replace(tmp, target)
+        _note_in_marker(target)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise _cannot_write(target, e) from None
@@ -104,6 +105,16 @@ def write_atomic(target: str | os.PathLike, content: Content) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _note_in_marker(target: Path) -> None:
+    """A file written into a wafercc output directory (``viz -o build/m/mesh.png``) joins the files its marker
+    lists: wafercc wrote it, so a later compile may replace the directory with it."""
+    marker = read_marker(target.parent) if (target.parent / MARKER_FILE).is_file() else None
+    if marker is None or target.name in marker["files"] or target.name == MARKER_FILE:
+        return
+    marker["files"] = sorted(marker["files"] + [target.name])
+    write_atomic(target.parent / MARKER_FILE, json.dumps(marker, sort_keys=True) + "\n")
 
 
 def check_output_file(target: str | os.PathLike, ours: Callable[[Path], bool], what: str, force: bool = False) -> Path:

@@ -7,8 +7,10 @@ values ('|V2') and read back as bfloat16 for a bf16 argument.
 
 from __future__ import annotations
 
+import lzma
 import os
 import zipfile
+import zlib
 from tokenize import TokenError
 from typing import Callable
 
@@ -139,7 +141,8 @@ def read_npz(path: str | os.PathLike, bounds: Callable[[list[str]], dict[str, in
             return {k: _member(path, z, i, limits.get(k, 0)) for k, i in zip(keys, infos)}
     except InputError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, EOFError, NotImplementedError,
+            RuntimeError, ValueError) as e:  # zlib/lzma: a member whose compressed stream is damaged
         raise InputError(f"'{path}' is not a valid .npz of {what} (a zip of .npy arrays): {e}") from None
     except OSError as e:
         raise InputError(f"cannot read {what} from '{path}': {e.strerror or e}") from None

@@ -212,14 +212,14 @@ def _read_manifest(path: Path, store_file: Path) -> dict:
 def _manifest_entry_problem(m) -> str:
     if not isinstance(m, dict):
         return f"is a JSON {type(m).__name__}, not an object"
-    if m.get("dtype") not in {d.value for d in _ST_NAME}:
+    if not isinstance(m.get("dtype"), str) or m["dtype"] not in {d.value for d in _ST_NAME}:
         return f"has dtype {m.get('dtype')!r}"
     if not _is_shape(m.get("shape")):
         return f"has shape {_short(m.get('shape'))}"
     sha = m.get("sha256")
     if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
         return f"has sha256 {_short(sha)}"
-    if m.get("kind") not in KINDS:
+    if not isinstance(m.get("kind"), str) or m["kind"] not in KINDS:
         return f"has kind {_short(m.get('kind'))} (one of {', '.join(KINDS)})"
     return ""
 
@@ -284,7 +284,8 @@ def _read_index(file: Path, manifest: dict) -> dict[str, TensorInfo]:
 def _tensor_info(file: Path, name: str, h, m: dict | None, base: int) -> TensorInfo:
     if m is None:
         raise StoreError(f"tensor '{name}' of '{file}' is not listed in {MANIFEST_FILE}")
-    if not (isinstance(h, dict) and h.get("dtype") in _DTYPE_OF_ST and _is_shape(h.get("shape"))
+    if not (isinstance(h, dict) and isinstance(h.get("dtype"), str) and h["dtype"] in _DTYPE_OF_ST
+            and _is_shape(h.get("shape"))
             and _is_offsets(h.get("data_offsets"))):
         raise StoreError(f"tensor '{name}' has a malformed entry in the header of '{file}': {_short(h)}; expected "
                          '{"dtype": "F32", "shape": [sizes >= 0], "data_offsets": [begin, end]}')

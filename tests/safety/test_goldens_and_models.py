@@ -66,18 +66,30 @@ def test_golden_model_through_a_symlink_out_of_the_root_is_refused(capsys, golde
     (lambda d: {**d, "outputs": [1]}, "outputs[0] must be an object, got a int"),
     (lambda d: {**d, "outputs": [{**d["outputs"][0], "dtype": "complex-ish"}]}, "outputs[0].dtype must be a numpy"),
     (lambda d: {**d, "outputs": [{**d["outputs"][0], "shape": [-3]}]}, "outputs[0].shape must be a list of sizes"),
+    (lambda d: {**d, "outputs": [{**d["outputs"][0], "dtype": "2.13.0+cpu"}]},  # found by tests/fuzz/golden.py
+     "outputs[0].dtype must be a numpy"),
     (lambda d: {**d, "outputs": [{**d["outputs"][0], "tolerance": {"rtol": "x"}}]},
      "outputs[0].tolerance.rtol must be a number"),
     (lambda d: {**d, "settings": "wse2"}, "settings must be an object"),
     (lambda d: {**d, "inputs": {"arrays": [{"name": "arg0", "shape": [2, 16], "dtype": "object"}]}},
      "inputs.arrays[0].dtype must be a numpy dtype"),
     (lambda d: {**d, "files": {"inputs.npz": 3}}, "files.inputs.npz must be a string"),
+    (lambda d: {**d, "settings": {**d["settings"], "mode": "sideways"}}, "settings.mode must be stream or pipeline"),
+    (lambda d: {**d, "settings": {**d["settings"], "target": "mesh:0x0"}}, "settings.target must be a target"),
 ])
 def test_damaged_golden_json_exits_2_naming_the_place(capsys, golden_copy, change, message):
     edit_json(golden_copy, change)
     code, err = cli(capsys, "golden", "check", golden_copy / "models" / "tiny.py", "--dir",
                     golden_copy / "goldens", "-q")
     assert code == 2 and message in err and "golden.json" in err, err
+
+
+def test_an_unknown_tolerance_field_is_ignored(capsys, golden_copy):
+    """Found by tests/fuzz/golden.py: an extra key in a recorded tolerance was a TypeError."""
+    edit_json(golden_copy, lambda d: {**d, "outputs": [{**d["outputs"][0], "tolerance": {
+        **d["outputs"][0]["tolerance"], "__metadata__": 1}}]})
+    code, out = cli(capsys, "golden", "check", "--dir", golden_copy / "goldens", "-q")
+    assert code == 0, out
 
 
 def test_deeply_nested_golden_json_exits_2(capsys, golden_copy):

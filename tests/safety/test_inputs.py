@@ -75,6 +75,8 @@ def test_store_header_that_is_not_an_object(store_copy, header, message):
     lambda h: {**h, "data_offsets": [9, 3]},
     lambda h: {**h, "data_offsets": [-4, 0]},
     lambda h: {**h, "data_offsets": [0, 10 ** 30]},
+    lambda h: {**h, "dtype": ["F32"]},  # found by tests/fuzz/store.py: an unhashable dtype was a TypeError
+    lambda h: {**h, "dtype": {"a": 1}},
 ])
 def test_store_header_entries_are_checked(store_copy, edit):
     header = header_of(store_copy)
@@ -123,6 +125,8 @@ def test_manifest_that_is_not_an_object(store_copy, doc, message):
     ({"dtype": "f32", "shape": [1], "sha256": 5, "kind": "parameter"}, "has sha256 5"),
     ({"dtype": "q8", "shape": [1], "sha256": "0" * 64, "kind": "parameter"}, "has dtype 'q8'"),
     ({"dtype": "f32", "shape": {"a": 1}, "sha256": "0" * 64, "kind": "parameter"}, "has shape"),
+    ({"dtype": ["f32"], "shape": [1], "sha256": "0" * 64, "kind": "parameter"}, "has dtype"),  # found by fuzzing
+    ({"dtype": "f32", "shape": [1], "sha256": "0" * 64, "kind": {}}, "has kind"),
 ])
 def test_manifest_entries_are_checked(store_copy, entry, message):
     doc = json.loads((store_copy / "manifest.json").read_text())
@@ -214,6 +218,21 @@ def test_member_headers_are_checked_before_allocation(tiny_compiled, tmp_path, p
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("x.npy", payload)
     with pytest.raises(InputError, match=message):
+        runtime.load_inputs(path, func)
+
+
+def test_a_damaged_deflate_stream_is_an_input_error(tiny_compiled, tmp_path):
+    """Found by tests/fuzz/npz.py: zlib.error escaped as a traceback."""
+    func = parse_file(tiny_compiled / "model.wir").func()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", npy_header("<f4", (2, 16)) + bytes(range(128)) * 4)
+    blob = bytearray(buf.getvalue())
+    start = blob.index(b"x.npy") + len("x.npy")  # the member's compressed data follows its local header
+    blob[start + 10:start + 30] = b"\xff" * 20
+    path = tmp_path / "z.npz"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(InputError, match="z.npz"):
         runtime.load_inputs(path, func)
 
 

@@ -107,6 +107,16 @@ def test_an_output_with_a_foreign_file_inside_is_refused(capsys, compiled, tmp_p
     assert (out / "mesh.png").read_bytes() == b"mine"
 
 
+def test_a_file_wafercc_writes_into_an_output_joins_it(capsys, compiled, tmp_path):
+    """`viz -o build/m/mesh.png` (the README's example), then a recompile: the picture is wafercc's."""
+    out = tmp_path / "m"
+    shutil.copytree(compiled, out)
+    assert cli(capsys, "viz", out, "-o", out / "mesh.png")[0] == 0
+    assert "mesh.png" in json.loads((out / MARKER_FILE).read_text())["files"]
+    code, err = cli(capsys, "compile", MLP, "-q", "--target", "mesh8", "-o", out)
+    assert code == 0, err
+
+
 def test_a_golden_is_not_a_compiled_model(capsys, tmp_path):
     g = tmp_path / "g"
     g.mkdir()

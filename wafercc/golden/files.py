@@ -118,7 +118,7 @@ _ARRAY = {"name": "str", "shape": "shape", "dtype": "dtype"}
 _TOLERANCE = {"rtol": "num", "atol": "num", "scale_atol": "bool", "min_pcc": "num?", "exact": "bool"}
 _GOLDEN_SCHEMA = {
     "name": "str", "model": "str", "entry": "str?",
-    "settings": {"target": "str", "mode": "str", "precision": "str", "capture?": "str"},
+    "settings": {"target": "target", "mode": "mode", "precision": "precision", "capture?": "capture"},
     "inputs": {"arrays": [_ARRAY], "seed?": "int?"},
     "tolerance_options?": {"rtol?": "num?", "atol?": "num?"},
     "outputs": [{**_ARRAY, "tolerance": _TOLERANCE}],
@@ -158,7 +158,17 @@ def _is_num(v) -> bool:
 def _is_dtype(v) -> bool:
     try:
         return isinstance(v, str) and not dtype_of(v).hasobject
-    except TypeError:
+    except (TypeError, ValueError):  # np.dtype("2.13.0+cpu") is a ValueError, np.dtype("x") a TypeError
+        return False
+
+
+def _is_target(v) -> bool:
+    from wafercc.target import parse_target
+    from wafercc.ir import WaferError
+
+    try:
+        return isinstance(v, str) and len(v) < 200 and parse_target(v) is not None
+    except (WaferError, ValueError):
         return False
 
 
@@ -169,6 +179,10 @@ _SCALARS = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "dict": (lambda v: isinstance(v, dict), "an object"),
     "dtype": (_is_dtype, "a numpy dtype name (float32, int64, bfloat16, ...)"),
+    "mode": (lambda v: v in ("stream", "pipeline"), "stream or pipeline"),
+    "precision": (lambda v: v in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
+    "capture": (lambda v: v in ("export", "fx"), "export or fx"),
+    "target": (_is_target, "a target (wse2, wse3, mesh8, mesh:WxH, ...)"),
     "shape": (lambda v: isinstance(v, list) and len(v) <= 64 and all(
         isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 40 for n in v), "a list of sizes >= 0"),
 }

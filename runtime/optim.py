@@ -65,7 +65,8 @@ def _fma(a, b, c) -> np.ndarray:
         fix = (e != 0) & ((si.view(np.int64) & 1) == 0) & np.isfinite(si)
         si[fix] = np.nextafter(si[fix], np.where(e[fix] > 0, np.inf, -np.inf))
         flat[idx] = si
-    return s.astype(F32)
+    with np.errstate(over="ignore"):  # beyond float32's range: infinity, as the hardware fma gives
+        return s.astype(F32)
 
 
 _LOW29 = np.int64((1 << 29) - 1)

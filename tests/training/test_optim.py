@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import runtime.optim as optim
 from runtime.optim import SGD, AdamW, OptimizerConfigError, from_dict
+from tests.training.util import torch_sqrt, ulps
 from wafercc.ir import WaferError
 
 SGD_CONFIGS = [
@@ -32,18 +33,6 @@ ADAMW_CONFIGS = [
     dict(lr=1e-2, weight_decay=0.0, maximize=True),
     dict(lr=1e-3, betas=(0.8, 0.99), weight_decay=0.5, amsgrad=True, maximize=True),
 ]
-
-
-def ulps(a: np.ndarray, b: np.ndarray) -> int:
-    """The largest distance in float32 ulps (units in the last place) between two arrays."""
-    ia, ib = (x.astype(np.float32).view(np.int32).astype(np.int64) for x in (a, b))
-    ia = np.where(ia < 0, -(ia & 0x7FFFFFFF), ia)
-    ib = np.where(ib < 0, -(ib & 0x7FFFFFFF), ib)
-    return int(np.abs(ia - ib).max())
-
-
-def torch_sqrt(x: np.ndarray) -> np.ndarray:
-    return torch.from_numpy(np.ascontiguousarray(x)).sqrt().numpy()
 
 
 def run_both(cfg, tcls, kw, n=4099, steps=6, foreach=False, seed=0, dtype=np.float32):

@@ -106,9 +106,9 @@ class Interpreter:
                  order: str = "grouped"):
         verify(module)  # the generic rules (SSA, symbols); op semantics are the kernels' business
         if precision not in PRECISIONS:
-            raise RuntimeExecutionError(f"error: unknown precision '{precision}' (use {', '.join(PRECISIONS)})")
+            raise RuntimeExecutionError(f"unknown precision '{precision}' (use {', '.join(PRECISIONS)})")
         if order not in REDUCTION_ORDERS:
-            raise RuntimeExecutionError(f"error: unknown reduction order '{order}' (use grouped or ring)")
+            raise RuntimeExecutionError(f"unknown reduction order '{order}' (use grouped or ring)")
         self.module = module
         self.func = _pick_func(module, func)
         self.store = store
@@ -119,7 +119,7 @@ class Interpreter:
         planned = self.layer_plan is not None and any(lp.tiling is not None for lp in self.layer_plan.layers)
         computes = any(op.name != "weight.get" for op in self.func.ops)  # an empty plan has nothing to follow
         if plan and not planned and computes:
-            raise RuntimeExecutionError(f"error: module @{module.name} has no tiled layers to follow: compile it "
+            raise RuntimeExecutionError(f"module @{module.name} has no tiled layers to follow: compile it "
                                         "with --emit tiled or later, or run without --plan")
         self.plan = planned if plan is None else plan and planned
         self._check_kernels_and_store()
@@ -132,11 +132,11 @@ class Interpreter:
         missing = [op for op in self.func.ops if op.name != "weight.get" and op.name not in KERNELS]
         if missing:
             listed = "\n  ".join(op.where() for op in missing)
-            raise RuntimeExecutionError(f"error: the runtime has no kernel for {len(missing)} op(s):\n  {listed}")
+            raise RuntimeExecutionError(f"the runtime has no kernel for {len(missing)} op(s):\n  {listed}")
         used = {op.attrs["symbol"].name: None for op in self.func.ops if op.name == "weight.get"}
         if used and self.store is None:
             raise RuntimeExecutionError(
-                f"error: @{self.func.name} reads weights ({', '.join('@' + n for n in list(used)[:4])}"
+                f"@{self.func.name} reads weights ({', '.join('@' + n for n in list(used)[:4])}"
                 f"{', ...' if len(used) > 4 else ''}) but no MemoryX store was given")
         if used:
             self.store.check(self.module.weights[n] for n in used)
@@ -215,7 +215,7 @@ class Interpreter:
         except WaferError:
             raise
         except Exception as e:
-            raise RuntimeExecutionError(f"error: {step.op.where()}: {type(e).__name__}: {e}", step.op) from e
+            raise RuntimeExecutionError(f"{step.op.where()}: {type(e).__name__}: {e}", step.op) from e
         clock.switch(-1)
         stats.seconds = clock.total()
         if self.planned is not None:
@@ -237,11 +237,11 @@ class Interpreter:
             out = tuple(round_to(r, self.precision) for r in out)
         if len(out) != len(step.expect):
             raise RuntimeExecutionError(
-                f"error: {step.op.where()}: the kernel returned {len(out)} result(s) for {len(step.expect)}", step.op)
+                f"{step.op.where()}: the kernel returned {len(out)} result(s) for {len(step.expect)}", step.op)
         for r, (shape, dt) in zip(out, step.expect):
             if r.shape != shape or r.dtype != dt:
                 raise RuntimeExecutionError(
-                    f"error: {step.op.where()}: the kernel returned {r.dtype}{list(r.shape)} but the op declares "
+                    f"{step.op.where()}: the kernel returned {r.dtype}{list(r.shape)} but the op declares "
                     f"{dt}{list(shape)} (a runtime bug, or a result type the op's rule would reject)", step.op)
         return out
 
@@ -285,4 +285,4 @@ def _pick_func(module: Module, name: str | None) -> Func:
     except KeyError:
         have = ", ".join("@" + f.name for f in module.funcs) or "none"
         raise RuntimeExecutionError(
-            f"error: module @{module.name} has no function @{name or 'forward'} (it has {have})") from None
+            f"module @{module.name} has no function @{name or 'forward'} (it has {have})") from None

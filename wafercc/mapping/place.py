@@ -54,7 +54,7 @@ def _floorplan(todo, width: int, height: int) -> None:
             direction = -direction
             x = width if direction < 0 else 0
         if y + shelf_h > height:
-            raise PlanError(f"error: the pipeline floorplan runs off the mesh at layer @{layer.name}")
+            raise PlanError(f"the pipeline floorplan runs off the mesh at layer @{layer.name}")
         left = x if direction > 0 else x - w
         layer.attrs["rect"] = [left, y, w, shelf_h]
         layer.attrs["step"] = 0

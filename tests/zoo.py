@@ -169,8 +169,8 @@ ALL = {
 # PyTorch on the plan-executing runtime. Unlike the five models above, the decoders keep their default config:
 # the KV cache is on, as `from_pretrained` leaves it, and each decoder also has a "-decode" entry: one token
 # against a cache prefilled by running the model on a prompt, the step `generate()` runs after the first.
-# Configs are tiny (1 layer unless the architecture alternates layer kinds, hidden 32, sequence 8) and built
-# from seeds: nothing is downloaded.
+# Attention is each model's default (sdpa where transformers has it). Configs are tiny (1 layer unless the
+# architecture alternates layer kinds, hidden 32, sequence 8) and built from seeds: nothing is downloaded.
 
 import inspect  # noqa: E402
 
@@ -237,7 +237,6 @@ def prefill(hf_model: nn.Module, prompt: torch.Tensor) -> list[torch.Tensor]:
 def _causal_lm(make, decode: bool = False):
     def build():
         cls, config = make()
-        config._attn_implementation = "eager"
         torch.manual_seed(0)
         hf = cls(config).eval()
         prompt = _hf_ids()
@@ -255,7 +254,6 @@ def _encoder(make, keys=("input_ids", "attention_mask"), field="last_hidden_stat
 
     def build():
         cls, config = make()
-        config._attn_implementation = "eager"
         torch.manual_seed(0)
         hf = cls(config).eval()
         if part is not None:

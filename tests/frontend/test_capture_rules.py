@@ -49,3 +49,33 @@ def test_cat_of_only_empty_operands():
             return torch.cat([torch.tensor([]), torch.tensor([])]).sum() + x
 
     assert compare_model(M(), (torch.randn(3),), plan=False).passed
+
+
+class _SdpaThenView(nn.Module):
+    """GPT-2's attention with sdpa: the output is transposed back, reshaped, and viewed by Conv1D."""
+
+    def forward(self, q, k, v):
+        b, h, n, e = q.shape
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = y.transpose(1, 2).reshape(b, n, h * e)
+        return y.view(-1, h * e) * 2
+
+
+def test_sdpa_output_keeps_the_kernels_layout_through_decomposition():
+    # Regression: torch's decomposition of the CPU flash-attention op lays its output out differently from the
+    # kernel, so run_decompositions failed with "Cannot view a tensor with shape torch.Size([2, 8, 32]) and
+    # strides (32, 64, 1)" on every GPT-2 with its default attention (sdpa).
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 8, 8) for _ in range(3))
+    assert compare_model(_SdpaThenView(), (q, k, v), plan=False).passed
+
+
+def test_the_sdpa_fix_matches_the_kernels_strides():
+    # If a torch release changes the kernel's layout, the fix must follow it.
+    from wafercc.frontend.decompose import _sdpa_flash_cpu
+
+    q = torch.randn(2, 4, 8, 8)
+    want = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, q, q)[0]
+    got = _sdpa_flash_cpu(q, q, q)[0]
+    assert got.stride() == want.stride()
+    torch.testing.assert_close(got, want)

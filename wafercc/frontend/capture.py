@@ -23,7 +23,7 @@ import torch.fx.traceback
 from wafercc.errors import CaptureError
 
 from .aten_table import CONVERTERS, IGNORED
-from .decompose import decompose_unsupported
+from .decompose import core_table, decompose_unsupported
 
 
 @dataclass
@@ -87,7 +87,7 @@ def _capture_export(model: torch.nn.Module, example_inputs: tuple) -> Captured:
     try:
         with torch.no_grad():
             ep = torch.export.export(model, example_inputs)
-            ep = ep.run_decompositions()
+            ep = ep.run_decompositions(core_table())
     except Exception as e:  # torch raises many types here; all mean "cannot capture"
         raise CaptureError(_explain_capture_failure("torch.export", e)) from None
     # Ops the importer has no converter for (library custom ops, core ops such as histc): decompose them

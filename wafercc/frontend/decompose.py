@@ -133,6 +133,28 @@ DECOMPOSITIONS: dict[str, Callable] = {
 }
 
 
+# -- the core-ATen table, with torch's decompositions fixed where they disagree with torch's kernels ----
+
+
+def _sdpa_flash_cpu(*args, **kwargs):
+    """torch's decomposition of the CPU flash-attention op returns its output in an (L, N, H, E) memory layout,
+    while the kernel (and its meta function, which export traced the model's later views with) returns it
+    contiguous. A model that views the attention output (GPT-2's Conv1D: ``x.view(-1, C)``) then fails in
+    ``run_decompositions``: "Cannot view a tensor with shape ... and strides ...". Same values, the kernel's
+    layout."""
+    from torch._decomp import decomposition_table
+
+    out, logsumexp = decomposition_table[aten._scaled_dot_product_flash_attention_for_cpu.default](*args, **kwargs)
+    return out.contiguous(), logsumexp
+
+
+def core_table():
+    """torch.export's default (core-ATen) decomposition table, with the fixes above."""
+    table = torch.export.default_decompositions()
+    table[aten._scaled_dot_product_flash_attention_for_cpu.default] = _sdpa_flash_cpu
+    return table
+
+
 # -- applying them ----------------------------------------------------------------------------------
 
 
@@ -183,7 +205,7 @@ def decompose_unsupported(ep, supported: Callable[[object], bool], rounds: int =
             todo[n.target] = (fn, source)
         if not todo:
             break
-        table = torch.export.default_decompositions()
+        table = core_table()
         for op, (fn, _) in todo.items():
             table[op] = fn
         try:
@@ -194,7 +216,7 @@ def decompose_unsupported(ep, supported: Callable[[object], bool], rounds: int =
             pass
         # One of them failed: apply them one at a time, to name the one that cannot be decomposed and why.
         for op, (fn, source) in todo.items():
-            table = torch.export.default_decompositions()
+            table = core_table()
             table[op] = fn
             try:
                 result.program = result.program.run_decompositions(table)

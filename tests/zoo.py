@@ -10,11 +10,10 @@ All of them export with ``torch.export.export(module, example_inputs)``
 (non-strict, i.e. the default strict=False; strict=True is not needed and was
 not used) followed by ``.run_decompositions()`` -- checked with torch 2.13 /
 transformers 5.x. The transformer models use ``attn_implementation="eager"``
-so attention shows up as explicit matmul/softmax ops. "sdpa" also works for
-bert/llama/vit, but NOT for gpt2: export succeeds, then run_decompositions()
-fails with "Cannot view a tensor with shape torch.Size([2, 16, 64]) and
-strides (64, 128, 1) as a tensor with shape (32, 64)!" (GPT-2's Conv1D does
-x.view(-1, C) on the transposed SDPA output). So eager is used everywhere.
+so attention shows up as explicit matmul/softmax ops. ("sdpa" works too: it
+once failed for gpt2 in run_decompositions() -- "Cannot view a tensor with
+shape ... and strides ..." -- which capture now fixes; the HF zoo below uses
+each model's default attention.)
 The decoders use ``use_cache=False`` so no KV-cache objects enter the graph.
 
     from tests.zoo import ALL

@@ -44,6 +44,16 @@ def test_grouped_mm_matches_the_loop(counts, tail, seed):
     torch.testing.assert_close(grouped_mm(x, w, offs), _grouped_mm_loop(x, w, offs), rtol=1e-6, atol=1e-6)
 
 
+def test_aten_grouped_mm_matches_torch():
+    # torch._grouped_mm (transformers' path for bf16 weights) leaves the rows past offs[-1] undefined
+    x, w = torch.randn(6, 8), torch.randn(3, 8, 8)
+    offs = torch.tensor([2, 2, 5], dtype=torch.int32)
+    got = DECOMPOSITIONS["aten::_grouped_mm"](x, w, offs)
+    torch.testing.assert_close(got[:5], torch._grouped_mm(x, w, offs=offs)[:5], rtol=1e-6, atol=1e-6)
+    with pytest.raises(Decline):
+        DECOMPOSITIONS["aten::_grouped_mm"](x, w, None)
+
+
 def test_grouped_mm_is_not_poisoned_by_other_groups():
     # a row times another group's weights may overflow; the row's own result must not turn into nan
     x = torch.tensor([[1e30], [1.0]])

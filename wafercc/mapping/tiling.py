@@ -270,14 +270,16 @@ def _elementwise(shape: Shape, t: Target, budget: int, width: int, height: int) 
 
 
 def _nothing_to_do(shape: Shape, t: Target) -> Tiling:
-    """A product with B, M, K or N = 0 (an empty batch, no tokens, an empty reduction, no outputs): one PE,
-    no buffers, and only the tail's work (an empty reduction still writes its zeros, or beta * bias)."""
+    """A product with B, M, K or N = 0 (an empty batch, no tokens, an empty reduction, no outputs): one PE
+    whose single tile covers every dim, no buffers, and only the tail's work (an empty reduction still writes
+    its zeros, or beta * bias)."""
     tail = shape.flops / t.flops(DType.f32)
     cost = {"compute": 0.0, "ingress": 0.0, "broadcast": 0.0, "reduce": 0.0, "latency": 0.0, "tail": round(tail, 1),
             "total": round(tail, 1), "bound": "compute", "roofline": 0.0, "roofline_by": "compute",
             "utilization": 0.0}
     memory = (("activation", 0), ("output", 0), ("accumulator", 0), ("weight", 0), ("tail", 0))
-    return Tiling(kt=1, mt=1, cx=1, ry=1, rn=1, nc=1, passes=1, memory=memory, cost=tuple(cost.items()))
+    return Tiling(kt=max(shape.K, 1), mt=max(shape.M, 1), cx=1, ry=1, rn=1, nc=max(shape.N, 1), passes=1,
+                  memory=memory, cost=tuple(cost.items()))
 
 
 __all__ = ["DoesNotFit", "Shape", "Tiling", "search"]

@@ -260,6 +260,7 @@ class TrainingStore:
             raise TrainingStoreError(f"cannot create a training store at '{target}': it exists and is not an "
                                      "empty directory; nothing was written")
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_temps(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.wafercc-tmp-{os.getpid()}-", dir=target.parent))
         try:
             _write_initial(tmp, tensors, optimizer, data or {})
@@ -356,6 +357,30 @@ class TrainingStore:
         return a
 
     # -- updating ----------------------------------------------------------------------------------
+
+    def set_optimizer(self, optimizer: Optimizer) -> None:
+        """New settings from the next step on (a learning-rate schedule: ``dataclasses.replace(ts.optimizer,
+        lr=...)``); saved by the next commit. The kind of state must not change (no SGD -> AdamW, no amsgrad
+        switched on): the store holds the state the old settings made."""
+        if self._active is not None:
+            raise TrainingStepError(f"step {self.step + 1} has begun: change the optimizer between steps")
+        if not isinstance(optimizer, Optimizer):
+            raise OptimizerConfigError(f"not an optimizer: {optimizer!r} (use runtime.optim.SGD or AdamW)")
+        if optimizer.kind != self.optimizer.kind or optimizer.state_names() != self.optimizer.state_names():
+            raise OptimizerConfigError(f"this store holds {self.optimizer.kind} state "
+                                       f"({', '.join(self.optimizer.state_names()) or 'none'}); {optimizer.kind} "
+                                       f"with {', '.join(optimizer.state_names()) or 'no state'} cannot use it")
+        self.optimizer = optimizer
+
+    def rollback(self) -> None:
+        """Forget everything since the last commit (a step that failed half way included): the store is at its
+        last checkpoint again, as reopening it would find it."""
+        doc = _read_checkpoint(self.dir / CHECKPOINT_FILE)
+        self.optimizer = from_dict(doc["optimizer"])
+        self.step, self.data = doc["step"], doc["data"]
+        self.current = self.committed
+        self._sha[1 - self.committed] = {}
+        self._active = None
 
     def begin_step(self, micro_batches: int = 1, clip_norm: float | None = None) -> StepUpdate:
         """Start optimizer step ``self.step + 1``: gradients of ``micro_batches`` micro-batches are summed
@@ -472,6 +497,7 @@ class StepUpdate:
     def add_grad(self, name: str, grad: np.ndarray, offset: int = 0) -> None:
         """The gradient of elements [offset, offset + grad.size) of parameter ``name`` (flat, row-major order)
         in the current micro-batch (f32, bf16 or f16; computed in f32)."""
+        self._live()
         if self.k >= self.K:
             raise TrainingStepError(f"step {self.number} has had its {self.K} micro-batch(es): call finish()")
         if name not in self._contrib:
@@ -515,6 +541,7 @@ class StepUpdate:
 
     def end_micro_batch(self) -> None:
         """Every gradient of this micro-batch has been delivered; each parameter's completely or not at all."""
+        self._live()
         for name, spans in self._cover.items():
             got = sum(b - a for a, b in spans)
             if got != self._numel[name]:
@@ -528,6 +555,7 @@ class StepUpdate:
 
     def finish(self) -> StepResult:
         """Apply what remains of the step (all of it when clipping) and make the result the current state."""
+        self._live()
         if self.k != self.K:
             raise TrainingStepError(f"step {self.number} has seen {self.k} of its {self.K} micro-batches; call "
                                     "end_micro_batch() after each")
@@ -554,6 +582,10 @@ class StepUpdate:
         self.s._active = None
         return StepResult(self.number, with_grad, None if norm is None else float(norm),
                           None if coef is None else float(coef))
+
+    def _live(self) -> None:
+        if self.s._active is not self:
+            raise TrainingStepError(f"step {self.number} is over (finished or rolled back); begin a new one")
 
     # -- the pieces --------------------------------------------------------------------------------
 
@@ -746,6 +778,25 @@ def _write_initial(d: Path, tensors, optimizer, data) -> None:
     doc = {"format": FORMAT, "step": 0, "slot": 0, "optimizer": optimizer.to_dict(), "data": data,
            "tensors": {f: dict(sorted(manifest[f].items())) for f in FILES}}
     _write_json_atomic(d / CHECKPOINT_FILE, doc, None)
+
+
+def _remove_dead_temps(target: Path) -> None:
+    """Temp directories that killed creators of ``target`` left (their process is gone)."""
+    prefix = f".{target.name}.wafercc-tmp-"
+    for p in target.parent.glob(prefix + "*"):
+        pid = p.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 # -- checkpoint.json ---------------------------------------------------------------------------------

@@ -241,3 +241,86 @@ def test_store_errors(tmp_path):
     with pytest.raises(TrainingStoreError, match="weight dtype must be one of f32, bf16, f16"):
         TrainingStore.create(tmp_path / "t", {"x": np.zeros(1, np.float32)}, SGD(lr=1), weight_dtype="i8")
     assert not (tmp_path / "t").exists()
+
+
+def test_chunks_in_any_order(tmp_path):
+    """Gradient pieces delivered back to front: the same numbers (the update is elementwise); the checksums,
+    which could not be taken as the chunks were written, are taken at commit (and verified on reopening)."""
+    train(tmp_path / "a", steps=3)
+    train(tmp_path / "b", steps=3, reverse=True)
+    ta, tb = (json.loads((tmp_path / d / "checkpoint.json").read_text())["tensors"] for d in "ab")
+    assert ta == tb
+    TrainingStore(tmp_path / "b").close()
+
+
+def test_rollback_forgets_a_failed_step(tmp_path):
+    train(tmp_path / "ref", steps=3)
+    train(tmp_path / "s", steps=2)
+    with TrainingStore(tmp_path / "s") as ts:
+        st = ts.begin_step(micro_batches=2, clip_norm=None)
+        st.add_grad("a", np.ones(100, np.float32))
+        with pytest.raises(TrainingStepError, match="delivered 100 of the 1517"):
+            st.end_micro_batch()
+        ts.rollback()
+        assert ts.step == 2 and ts.current == ts.committed
+        with pytest.raises(TrainingStepError, match="step 3 is over"):
+            st.add_grad("b", np.ones(3, np.float32))
+    train(tmp_path / "s", steps=3)
+    ref, got = (json.loads((tmp_path / d / "checkpoint.json").read_text())["tensors"] for d in ("ref", "s"))
+    assert got == ref
+
+
+def test_learning_rate_schedule_equals_torch(tmp_path):
+    """set_optimizer between steps, as a scheduler sets param_groups' lr: bit for bit with torch."""
+    from dataclasses import replace
+
+    data = batches(5, 1)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.3)
+    for micro in data:
+        opt.zero_grad()
+        for x, y in micro:
+            torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        sched.step()
+    init = {n: p.detach().numpy().copy() for n, p in mlp().named_parameters()}
+    ts = TrainingStore.create(tmp_path / "s", init, SGD(lr=0.1, momentum=0.9))
+    twin = mlp()
+    for i, micro in enumerate(data):
+        ts.set_optimizer(replace(ts.optimizer, lr=0.1 * 0.3 ** (i // 2)))
+        st = ts.begin_step()
+        with torch.no_grad():
+            for n, p in twin.named_parameters():
+                p.copy_(torch.from_numpy(ts.master(n).copy()))
+        twin.zero_grad()
+        torch.nn.functional.mse_loss(twin(micro[0][0]), micro[0][1]).backward()
+        for n, p in twin.named_parameters():
+            st.add_grad(n, p.grad.numpy())
+        st.end_micro_batch()
+        st.finish()
+    for n, p in model.named_parameters():
+        assert np.array_equal(ts.master(n), p.detach().numpy()), n
+    ts.commit()
+    ts.close()
+    with TrainingStore(tmp_path / "s") as ts:
+        assert ts.optimizer.lr == 0.1 * 0.3 ** 2  # the schedule's value is part of the checkpoint
+        with pytest.raises(optim.OptimizerConfigError, match="holds SGD state"):
+            ts.set_optimizer(AdamW())
+
+
+def test_killed_creation_leaves_nothing_behind(tmp_path):
+    dead = _dead_pid()
+    stale = tmp_path / f".s.wafercc-tmp-{dead}-abc"
+    stale.mkdir()
+    (stale / "x").write_text("half")
+    TrainingStore.create(tmp_path / "s", {"x": np.zeros(3, np.float32)}, SGD(lr=1)).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid

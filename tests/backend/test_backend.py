@@ -161,6 +161,20 @@ def test_an_unsupported_op_is_a_wafer_error_with_its_line():
         compiled(torch.randn(4, 8))
     msg = str(e.value)
     assert "fft" in msg and f"test_backend.py:{line_of('torch.fft.fft(x).real')}" in msg
+    assert "torch.compiler.disable" in msg
+
+
+@torch.compiler.disable
+def spectrum(x):
+    return torch.fft.fft(x).abs()
+
+
+def test_torch_compiler_disable_runs_an_unsupported_part_eagerly():
+    def f(x):
+        return torch.relu(spectrum(torch.tanh(x)) - 1)
+
+    x = torch.randn(4, 8)
+    assert close(torch.compile(f, backend="wafercc")(x), f(x))
 
 
 def test_bad_options_are_usage_errors():

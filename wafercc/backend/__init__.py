@@ -17,12 +17,15 @@ from collections.abc import Callable
 
 import torch
 
-from wafercc.errors import UsageError
+from wafercc.errors import UnsupportedOpError, UsageError
 from wafercc.ir import WaferError
 
 from .decompositions import decompositions
 from .graph import BackendCheckError, CompiledGraph, FailedGraph, graph_name
 from .options import BackendOptions
+
+UNSUPPORTED_HINT = ("torch.compile(backend=\"wafercc\") does not fall back to eager for these: run the code that "
+                    "uses them eagerly by wrapping it in torch.compiler.disable (docs/backend.md)")
 
 
 def wafercc_backend(gm: torch.fx.GraphModule, example_inputs, options: dict | None = None, mode: str | None = None,
@@ -47,6 +50,8 @@ def wafercc_backend(gm: torch.fx.GraphModule, example_inputs, options: dict | No
         def compile_one(graph: torch.fx.GraphModule, inputs) -> Callable:
             try:
                 compiled = CompiledGraph(graph, inputs, f"{base}_{kind}", opts)
+            except UnsupportedOpError as e:
+                compiled = FailedGraph(UnsupportedOpError(f"{e}\n{UNSUPPORTED_HINT}", e.items))
             except WaferError as e:
                 compiled = FailedGraph(e)
             if kind != "backward":

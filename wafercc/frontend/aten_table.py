@@ -885,3 +885,36 @@ def _diagonal_scatter(ctx, x, src, offset=0, dim1=0, dim2=1):
 def _cum_extreme(ctx, x, dim):
     name = "cummax" if ctx.node.target is aten.cummax.default else "cummin"
     return ctx.emit(name, [x], {"dim": _dim(dim, x.type.rank)})
+
+
+@conv(aten.max.default, aten.min.default)
+def _max_all(ctx, x):
+    return ctx.emit1("amax" if ctx.node.target is aten.max.default else "amin", [x], {"dims": []})
+
+
+CONVERTERS[aten.max.other] = _binary("maximum")
+CONVERTERS[aten.min.other] = _binary("minimum")
+
+# prims ops that torch's reference implementations (the _refs OpInfo variants) leave in a graph.
+_prims = torch.ops.prims
+CONVERTERS[_prims.abs.default] = _unary("abs")
+CONVERTERS[_prims.neg.default] = _unary("neg")
+CONVERTERS[_prims.mul.default] = _binary("mul")
+
+
+@conv(_prims.where.default)
+def _prims_where(ctx, cond, a, b):
+    return _where(ctx, cond, a, b)
+
+
+@conv(_prims.fmax.default, _prims.fmin.default)
+def _fmax(ctx, a, b):
+    """fmax / fmin: the other operand where one is NaN, else maximum / minimum."""
+    if not isinstance(a, Value):
+        a = ctx.constant(a, scalar_dtype(a, b.type.dtype))
+    b = ctx.scalar_operand(b, a)
+    m = ctx.emit1("maximum" if ctx.node.target is _prims.fmax.default else "minimum", [a, b])
+    if not m.type.dtype.is_float:
+        return m
+    m = ctx.emit1("where", [ctx.emit1("isnan", [b]), a, m])
+    return ctx.emit1("where", [ctx.emit1("isnan", [a]), b, m])

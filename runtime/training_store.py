@@ -3,7 +3,8 @@ place, chunk by chunk, as gradients arrive; checkpoints committed atomically (do
 
 A training store is a directory::
 
-    checkpoint.json              the commit record: step, which slot, optimizer, data position, and per tensor
+    checkpoint.json              the commit record: step, which slot, optimizer (and per-parameter overrides),
+                                 data position, and per tensor
                                  its file, kind, dtype, shape and sha256 (the manifest of the checkpoint)
     slot0/weights.safetensors    parameters (in the dtype they stream in: f32 or bf16) and buffers
     slot0/masters.safetensors    fp32 master of every parameter that streams in a narrower dtype
@@ -245,17 +246,18 @@ class TrainingStore:
     @classmethod
     def create(cls, path: str | os.PathLike, params: dict[str, np.ndarray], optimizer: Optimizer,
                buffers: dict[str, np.ndarray] | None = None, weight_dtype: str | dict[str, str] = "f32",
-               data: dict | None = None, chunk: int = CHUNK) -> TrainingStore:
+               data: dict | None = None, chunk: int = CHUNK,
+               overrides: dict[str, Optimizer] | None = None) -> TrainingStore:
         """Make a store at ``path`` (which must not exist, or be an empty directory) holding checkpoint 0 and
         open it. ``params`` are the trainable tensors (float; their values become the fp32 masters);
         ``weight_dtype`` is the dtype they stream in ("f32", "bf16" or "f16"; one for all, or per name): a
         narrower one gets an fp32 master and the streamed weight is the master rounded to nearest even.
-        ``buffers`` are stored as given and never updated by the optimizer."""
-        if not isinstance(optimizer, Optimizer):
-            raise OptimizerConfigError(f"not an optimizer: {optimizer!r} (use runtime.optim.SGD or AdamW)")
+        ``buffers`` are stored as given and never updated by the optimizer. ``overrides``: other settings of
+        the same optimizer for some parameters (torch's parameter groups: no weight decay on biases)."""
+        overrides = _check_optimizers(optimizer, overrides or {}, params)
         target = Path(path)
         buffers = buffers or {}
-        tensors = _initial_tensors(params, buffers, optimizer, weight_dtype)
+        tensors = _initial_tensors(params, buffers, lambda n: overrides.get(n, optimizer), weight_dtype)
         if target.exists() and not (target.is_dir() and not any(target.iterdir())):
             raise TrainingStoreError(f"cannot create a training store at '{target}': it exists and is not an "
                                      "empty directory; nothing was written")
@@ -263,7 +265,7 @@ class TrainingStore:
         _remove_dead_temps(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.wafercc-tmp-{os.getpid()}-", dir=target.parent))
         try:
-            _write_initial(tmp, tensors, optimizer, data or {})
+            _write_initial(tmp, tensors, _optimizer_doc(optimizer, overrides), data or {})
             _point("create:written")
             if target.exists():
                 target.rmdir()
@@ -295,6 +297,7 @@ class TrainingStore:
             p.unlink(missing_ok=True)
         doc = _read_checkpoint(self.dir / CHECKPOINT_FILE)
         self.optimizer: Optimizer = from_dict(doc["optimizer"])
+        self.overrides: dict[str, Optimizer] = {n: from_dict(d) for n, d in doc["overrides"].items()}
         self.step: int = doc["step"]
         self.data: dict = doc["data"]
         self.committed = self.current = doc["slot"]
@@ -340,7 +343,7 @@ class TrainingStore:
         """The optimizer state of parameter ``name`` (read-only views), with "step" as a 0-d float32."""
         if name not in self.params:
             raise TrainingStepError(f"'{name}' is not a parameter of this store")
-        out = {k: self._view("optimizer", f"{name}/{k}") for k in self.optimizer.state_names()}
+        out = {k: self._view("optimizer", f"{name}/{k}") for k in self.optimizer_for(name).state_names()}
         out["step"] = self._view("optimizer", f"{name}/step")
         return out
 
@@ -358,25 +361,32 @@ class TrainingStore:
 
     # -- updating ----------------------------------------------------------------------------------
 
-    def set_optimizer(self, optimizer: Optimizer) -> None:
+    def optimizer_for(self, name: str) -> Optimizer:
+        """The settings parameter ``name`` is updated with."""
+        return self.overrides.get(name, self.optimizer)
+
+    def set_optimizer(self, optimizer: Optimizer, overrides: dict[str, Optimizer] | None = None) -> None:
         """New settings from the next step on (a learning-rate schedule: ``dataclasses.replace(ts.optimizer,
-        lr=...)``); saved by the next commit. The kind of state must not change (no SGD -> AdamW, no amsgrad
-        switched on): the store holds the state the old settings made."""
+        lr=...)``, and the same for each override, which are replaced as a whole); saved by the next commit.
+        The kind of state must not change (no SGD -> AdamW, no amsgrad switched on): the store holds the state
+        the old settings made."""
         if self._active is not None:
             raise TrainingStepError(f"step {self.step + 1} has begun: change the optimizer between steps")
-        if not isinstance(optimizer, Optimizer):
-            raise OptimizerConfigError(f"not an optimizer: {optimizer!r} (use runtime.optim.SGD or AdamW)")
-        if optimizer.kind != self.optimizer.kind or optimizer.state_names() != self.optimizer.state_names():
-            raise OptimizerConfigError(f"this store holds {self.optimizer.kind} state "
-                                       f"({', '.join(self.optimizer.state_names()) or 'none'}); {optimizer.kind} "
-                                       f"with {', '.join(optimizer.state_names()) or 'no state'} cannot use it")
-        self.optimizer = optimizer
+        overrides = _check_optimizers(optimizer, overrides or {}, self.params)
+        for name in self.params:
+            old, new = self.optimizer_for(name), overrides.get(name, optimizer)
+            if new.kind != old.kind or new.state_names() != old.state_names():
+                raise OptimizerConfigError(
+                    f"parameter '{name}' has {old.kind} state ({', '.join(old.state_names()) or 'none'}); "
+                    f"{new.kind} with {', '.join(new.state_names()) or 'no state'} cannot use it")
+        self.optimizer, self.overrides = optimizer, overrides
 
     def rollback(self) -> None:
         """Forget everything since the last commit (a step that failed half way included): the store is at its
         last checkpoint again, as reopening it would find it."""
         doc = _read_checkpoint(self.dir / CHECKPOINT_FILE)
         self.optimizer = from_dict(doc["optimizer"])
+        self.overrides = {n: from_dict(d) for n, d in doc["overrides"].items()}
         self.step, self.data = doc["step"], doc["data"]
         self.current = self.committed
         self._sha[1 - self.committed] = {}
@@ -430,7 +440,7 @@ class TrainingStore:
         _fsync_dir(self.dir / f"slot{slot}")
         _point(f"commit{self.step}:synced")
         doc = {
-            "format": FORMAT, "step": self.step, "slot": slot, "optimizer": self.optimizer.to_dict(),
+            "format": FORMAT, "step": self.step, "slot": slot, **_optimizer_doc(self.optimizer, self.overrides),
             "data": self.data,
             "tensors": {f: {e.name: {"dtype": e.dtype, "shape": list(e.shape), "kind": e.kind,
                                      "sha256": shas[(f, e.name)], **({"of": e.of} if e.of else {})}
@@ -617,7 +627,7 @@ class StepUpdate:
     def _update(self, name: str, lo: int, hi: int, g: np.ndarray) -> None:
         """Elements [lo, hi) of parameter ``name`` take their update: read from the source generation, written
         to the working one (the same one after the first step since a commit)."""
-        s, opt = self.s, self.s.optimizer
+        s, opt = self.s, self.s.optimizer_for(name)
         src, dst = s._files[self.src], s._files[self.work]
         t = self._t.get(name)
         if t is None:
@@ -709,7 +719,24 @@ def clip_coefficient(total_norm: float, max_norm: float) -> tuple[np.float32, np
 # -- creating ----------------------------------------------------------------------------------------
 
 
-def _initial_tensors(params, buffers, optimizer, weight_dtype) -> dict[str, list[tuple[Entry, np.ndarray | None]]]:
+def _check_optimizers(optimizer, overrides, params) -> dict[str, Optimizer]:
+    for name, opt in [(None, optimizer), *overrides.items()]:
+        if not isinstance(opt, Optimizer):
+            what = "" if name is None else f" for '{name}'"
+            raise OptimizerConfigError(f"not an optimizer{what}: {opt!r} (use runtime.optim.SGD or AdamW)")
+        if name is not None and name not in params:
+            raise OptimizerConfigError(f"optimizer settings for '{name}', which is not a parameter")
+        if opt.kind != optimizer.kind:
+            raise OptimizerConfigError(f"'{name}' has {opt.kind} settings but the optimizer is {optimizer.kind}: "
+                                       "one optimizer, whose settings may differ per parameter")
+    return dict(overrides)
+
+
+def _optimizer_doc(optimizer, overrides) -> dict:
+    return {"optimizer": optimizer.to_dict(), "overrides": {n: o.to_dict() for n, o in sorted(overrides.items())}}
+
+
+def _initial_tensors(params, buffers, optimizer_for, weight_dtype) -> dict[str, list[tuple[Entry, np.ndarray | None]]]:
     """Per file, its entries and initial values (None: zeros)."""
     if not isinstance(params, dict) or not params:
         raise TrainingStoreError("a training store needs at least one parameter (a dict name -> array)")
@@ -735,7 +762,7 @@ def _initial_tensors(params, buffers, optimizer, weight_dtype) -> dict[str, list
         else:
             out["weights"].append((Entry(name, wd, shape, "parameter"), master.astype(_DT[wd][1])))
             out["masters"].append((Entry(name, "f32", shape, "master", of=name), master))
-        for k in optimizer.state_names():
+        for k in optimizer_for(name).state_names():
             out["optimizer"].append((Entry(f"{name}/{k}", "f32", shape, "optimizer", of=name), None))
         out["optimizer"].append((Entry(f"{name}/step", "f32", (), "optimizer", of=name), None))
     for name, value in buffers.items():
@@ -746,7 +773,7 @@ def _initial_tensors(params, buffers, optimizer, weight_dtype) -> dict[str, list
     return out
 
 
-def _write_initial(d: Path, tensors, optimizer, data) -> None:
+def _write_initial(d: Path, tensors, optimizer_doc: dict, data) -> None:
     if sys.byteorder != "little":
         raise TrainingStoreError("training stores are little-endian; this machine is not")
     try:
@@ -775,7 +802,7 @@ def _write_initial(d: Path, tensors, optimizer, data) -> None:
         _File(d / "slot1" / f"{f}.safetensors", entries, create=True).close()
     grads = [Entry(e.name, "f32", e.shape, "parameter") for e, _ in tensors["weights"] if e.kind == "parameter"]
     _File(d / GRADS_FILE, grads, create=True).close()
-    doc = {"format": FORMAT, "step": 0, "slot": 0, "optimizer": optimizer.to_dict(), "data": data,
+    doc = {"format": FORMAT, "step": 0, "slot": 0, **optimizer_doc, "data": data,
            "tensors": {f: dict(sorted(manifest[f].items())) for f in FILES}}
     _write_json_atomic(d / CHECKPOINT_FILE, doc, None)
 
@@ -836,13 +863,14 @@ def _read_checkpoint(path: Path) -> dict:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise TrainingStoreError(f"'{path}' is not a readable checkpoint record: {e}") from None
-    expected = ('{"format": "' + FORMAT + '", "step", "slot", "optimizer", "data", "tensors": '
+    expected = ('{"format": "' + FORMAT + '", "step", "slot", "optimizer", "overrides", "data", "tensors": '
                 '{"weights", "masters", "optimizer"}}')
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise TrainingStoreError(f"'{path}' is not a {FORMAT} checkpoint record; expected {expected}")
     step, slot, tensors = doc.get("step"), doc.get("slot"), doc.get("tensors")
     if (isinstance(step, bool) or not isinstance(step, int) or step < 0 or slot not in (0, 1)
             or not isinstance(doc.get("data"), dict) or not isinstance(tensors, dict)
+            or not isinstance(doc.get("overrides"), dict)
             or set(tensors) != set(FILES) or not all(isinstance(tensors[f], dict) for f in FILES)):
         raise TrainingStoreError(f"'{path}' is malformed; expected {expected}")
     for f in FILES:

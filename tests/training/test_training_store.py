@@ -305,7 +305,7 @@ def test_learning_rate_schedule_equals_torch(tmp_path):
     ts.close()
     with TrainingStore(tmp_path / "s") as ts:
         assert ts.optimizer.lr == 0.1 * 0.3 ** 2  # the schedule's value is part of the checkpoint
-        with pytest.raises(optim.OptimizerConfigError, match="holds SGD state"):
+        with pytest.raises(optim.OptimizerConfigError, match="has SGD state"):
             ts.set_optimizer(AdamW())
 
 
@@ -324,3 +324,50 @@ def _dead_pid() -> int:
     p = subprocess.Popen(["true"])
     p.wait()
     return p.pid
+
+
+def test_parameter_groups_equal_torch(tmp_path, monkeypatch):
+    """torch's parameter groups (weight decay on weights, none on biases, a different lr) as overrides."""
+    monkeypatch.setattr(optim, "_sqrt", torch_sqrt)
+    data = batches(3, 2)
+    model = mlp()
+    names = [n for n, _ in model.named_parameters()]
+    biases = [n for n in names if n.endswith("bias")]
+    params = dict(model.named_parameters())
+    topt = torch.optim.AdamW([{"params": [params[n] for n in names if n not in biases]},
+                              {"params": [params[n] for n in biases], "weight_decay": 0.0, "lr": 3e-2}],
+                             lr=1e-2, weight_decay=0.1)
+    for micro in data:
+        topt.zero_grad()
+        for x, y in micro:
+            (torch.nn.functional.mse_loss(model(x), y) / len(micro)).backward()
+        topt.step()
+    override = {n: AdamW(lr=3e-2, weight_decay=0.0) for n in biases}
+    ts = TrainingStore.create(tmp_path / "s", {n: p.detach().numpy().copy() for n, p in mlp().named_parameters()},
+                              AdamW(lr=1e-2, weight_decay=0.1), overrides=override)
+    twin = mlp()
+    for micro in data:
+        st = ts.begin_step(micro_batches=len(micro))
+        for x, y in micro:
+            with torch.no_grad():
+                for n, p in twin.named_parameters():
+                    p.copy_(torch.from_numpy(ts.master(n).copy()))
+            twin.zero_grad()
+            torch.nn.functional.mse_loss(twin(x), y).backward()
+            for n, p in twin.named_parameters():
+                st.add_grad(n, p.grad.numpy())
+            st.end_micro_batch()
+        st.finish()
+    for n, p in model.named_parameters():
+        assert np.array_equal(ts.master(n), p.detach().numpy()), n
+    ts.commit()
+    ts.close()
+    with TrainingStore(tmp_path / "s") as ts:
+        assert ts.optimizer_for("0.bias") == AdamW(lr=3e-2, weight_decay=0.0)
+        assert ts.optimizer_for("0.weight") == AdamW(lr=1e-2, weight_decay=0.1)
+        with pytest.raises(optim.OptimizerConfigError, match="'0.bias' has SGD settings but the optimizer is AdamW"):
+            ts.set_optimizer(AdamW(), {"0.bias": SGD(lr=1)})
+        with pytest.raises(optim.OptimizerConfigError, match="parameter '0.bias' has AdamW state"):
+            ts.set_optimizer(AdamW(), {"0.bias": AdamW(amsgrad=True)})
+        with pytest.raises(optim.OptimizerConfigError, match="'nope', which is not a parameter"):
+            ts.set_optimizer(AdamW(), {"nope": AdamW()})

@@ -145,9 +145,10 @@ def plan_module(captured: Captured, name: str, options: BackendOptions) -> tuple
     module = verify_module(imported.module)
     module.attrs["target"] = options.target
     module.attrs["mode"] = options.mode
-    for stage in STAGES:
-        passes = ",".join(stage.passes) or DEFAULT_PIPELINE
-        module = PassManager(passes, verifier=verify_module).run(module)
+    # One pipeline, verified once at its end (the driver verifies after every pass, for `--emit` and
+    # reproducers; here the first call's latency counts, and the final check covers the whole plan).
+    passes = ",".join(",".join(stage.passes) or DEFAULT_PIPELINE for stage in STAGES)
+    module = verify_module(PassManager(passes, verify_each=False).run(module))
     used = {op.attrs["symbol"].name for f in module.funcs for op in f.ops if op.name == "weight.get"}
     for sym in [s for s in module.weights if s not in used]:
         del module.weights[sym]

@@ -167,7 +167,8 @@ ALL = {
 # tests/models/test_hf_zoo.py compiles each entry for the default target and verifies it against eager
 # PyTorch on the plan-executing runtime. Unlike the five models above, the decoders keep their default config:
 # the KV cache is on, as `from_pretrained` leaves it, and each decoder also has a "-decode" entry: one token
-# against a cache prefilled by running the model on a prompt, the step `generate()` runs after the first.
+# against a cache prefilled by running the model on a batch of left-padded prompts, the step `generate()` runs
+# after the first.
 # Attention is each model's default (sdpa where transformers has it). Configs are tiny (1 layer unless the
 # architecture alternates layer kinds, hidden 32, sequence 8) and built from seeds: nothing is downloaded.
 
@@ -208,24 +209,31 @@ def _cache_kwarg(hf_model: nn.Module) -> str:
 
 
 class DecodeStep(nn.Module):
-    """forward(input_ids (B, 1), k_0, v_0, k_1, v_1, ...) -> logits (B, 1, V): one decode step against a KV
-    cache given as tensors. wafercc compiles functions of tensors, so the DynamicCache is built here, from the
-    layers' keys and values, the way `generate()` hands the model the cache of the previous step."""
+    """forward(input_ids (B, 1), attention_mask (B, T + 1), k_0, v_0, k_1, v_1, ...) -> logits (B, 1, V): one
+    decode step against a KV cache of T positions given as tensors, the mask covering the cache and the new
+    token, as `generate()` calls the model after the prompt. wafercc compiles functions of tensors, so the
+    DynamicCache is built here, from the layers' keys and values."""
 
     def __init__(self, hf_model: nn.Module):
         super().__init__()
         self.model = hf_model
         self.cache_kwarg = _cache_kwarg(hf_model)
 
-    def forward(self, input_ids: torch.Tensor, *past: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past: torch.Tensor) -> torch.Tensor:
         cache = transformers.DynamicCache(ddp_cache_data=list(zip(past[0::2], past[1::2])), config=self.model.config)
-        return self.model(input_ids=input_ids, **{self.cache_kwarg: cache}).logits
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **{self.cache_kwarg: cache}).logits
 
 
-def prefill(hf_model: nn.Module, prompt: torch.Tensor) -> list[torch.Tensor]:
+def _left_padded_mask() -> torch.Tensor:
+    mask = torch.ones(HF_BATCH, HF_SEQ, dtype=torch.long)
+    mask[1, :3] = 0  # a batch of prompts of different lengths is padded on the left for generation
+    return mask
+
+
+def prefill(hf_model: nn.Module, prompt: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
     """Run the model on the prompt with its cache on; the cache's keys and values, layer by layer."""
     with torch.no_grad():
-        out = hf_model(input_ids=prompt, use_cache=True)
+        out = hf_model(input_ids=prompt, attention_mask=mask, use_cache=True)
     cache = getattr(out, "cache", None) or out.past_key_values
     past = []
     for layer in cache.layers:
@@ -241,8 +249,10 @@ def _causal_lm(make, decode: bool = False):
         prompt = _hf_ids()
         if not decode:
             return OutputField(hf, ["input_ids"], "logits").eval(), (prompt,)
-        past = prefill(hf, prompt)
-        return DecodeStep(hf).eval(), (_hf_ids(seq=1), *past)
+        mask = _left_padded_mask()
+        past = prefill(hf, prompt, mask)
+        step_mask = torch.cat([mask, torch.ones(HF_BATCH, 1, dtype=torch.long)], dim=1)
+        return DecodeStep(hf).eval(), (_hf_ids(seq=1), step_mask, *past)
 
     return build
 

@@ -111,9 +111,9 @@ def test_decode_step_wrapper_agrees_with_the_full_forward():
     # whole sequence equal the logits of the one token against the prefilled cache.
     import torch
 
-    model, (token, *past) = zoo.HF_ZOO["llama-decode"]()
+    model, (token, mask, *past) = zoo.HF_ZOO["llama-decode"]()
     prompt_model, (prompt,) = zoo.HF_ZOO["llama"]()
     with torch.no_grad():
-        full = prompt_model(torch.cat([prompt, token], dim=1))[:, -1]
-        step = model(token, *past)[:, -1]
+        full = prompt_model.model(input_ids=torch.cat([prompt, token], dim=1), attention_mask=mask).logits[:, -1]
+        step = model(token, mask, *past)[:, -1]
     torch.testing.assert_close(step, full, rtol=1e-5, atol=1e-5)

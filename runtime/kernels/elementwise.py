@@ -103,6 +103,11 @@ def _isinf(op, x):
     return np.isinf(x) if x.dtype.kind == "f" or x.dtype.kind == "V" else np.zeros(x.shape, bool)
 
 
+@kernel("signbit")
+def _signbit(op, x):
+    return np.signbit(up(x)) if x.dtype.kind in "fV" else (x < 0) if x.dtype.kind == "i" else np.zeros(x.shape, bool)
+
+
 @kernel("logical_not")
 def _logical_not(op, x):
     return ~x.astype(bool)

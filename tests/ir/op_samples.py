@@ -79,6 +79,7 @@ SAMPLES: dict[str, list[Sample]] = {
     "isnan": [([T("2x3xf32")], {})],
     "isinf": [([T("2x3xf16")], {})],
     "logical_not": [([T("2x3xi64")], {})],
+    "signbit": [([T("2x3xf32")], {}), ([T("4xi64")], {})],
     "gelu": [([T("2x3xf32")], {}), ([T("2x3xf32")], {"approximate": "tanh"})],
     "leaky_relu": [([T("2x3xf32")], {"negative_slope": 0.2})],
     "elu": [([T("2x3xf32")], {"alpha": 0.5})],

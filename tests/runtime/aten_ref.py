@@ -145,7 +145,7 @@ REF.update({
 REF.update({
     "check": lambda op, c: (torch._assert_async(c.all()), c)[1],
     "acosh": _unary(A.acosh), "asinh": _unary(A.asinh), "atanh": _unary(A.atanh), "lgamma": _unary(A.lgamma),
-    "digamma": _unary(A.digamma),
+    "digamma": _unary(A.digamma), "signbit": _unary(A.signbit),
     "polygamma": lambda op, x: A.polygamma(_a(op, "n"), x),
     "cummax": lambda op, x: tuple(A.cummax(x, _a(op, "dim"))),
     "cummin": lambda op, x: tuple(A.cummin(x, _a(op, "dim"))),

@@ -25,6 +25,8 @@ MORE = [
     C("polygamma", [f32(4, 5, scale=3)], {"n": 2}, id="polygamma-2"),
     C("polygamma", [f32(4, 5, lo=0.5)], {"n": 0}, id="polygamma-0"),
     C("lgamma", [ints(5, lo=1, hi=9)], id="lgamma-int"),
+    C("signbit", [SPECIAL]),
+    C("signbit", [ints(6)], id="signbit-int"),
     C("cummax", [ints(3, 8, lo=0, hi=4).astype(np.float32)], {"dim": 1}),
     C("cummin", [arr([[1.0, NAN, 0.0, -1.0], [2.0, 2.0, 1.0, 1.0]])], {"dim": 1}, id="cummin-nan-ties"),
     C("cummax", [ints(4, 3, lo=0, hi=3)], {"dim": 0}, id="cummax-int"),

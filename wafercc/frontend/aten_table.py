@@ -52,7 +52,7 @@ _UNARY = [
     "neg", "abs", "sign", "floor", "ceil", "trunc", "relu", "bitwise_not", "exp", "exp2", "expm1", "log", "log2",
     "log10", "log1p", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
     "tanh", "erf", "sigmoid", "silu", "hardsigmoid", "hardswish", "mish", "isnan", "isinf", "logical_not",
-    "acosh", "asinh", "atanh", "lgamma", "digamma",
+    "acosh", "asinh", "atanh", "lgamma", "digamma", "signbit",
 ]
 
 
@@ -827,7 +827,7 @@ _refuse(["_fft_r2c", "_fft_c2r", "_fft_c2c", "view_as_complex", "view_as_real", 
         "it needs complex numbers, which wafercc does not support")
 _refuse(["rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "bernoulli", "normal",
          "uniform", "exponential", "geometric", "cauchy", "log_normal", "random", "multinomial", "poisson",
-         "native_dropout"],
+         "native_dropout", "normal_functional", "rrelu_with_noise", "rrelu_with_noise_functional"],
         "it draws random numbers, which the runtime cannot reproduce as torch's generator does "
         "(call model.eval() to turn dropout off)")
 
@@ -918,3 +918,6 @@ def _fmax(ctx, a, b):
         return m
     m = ctx.emit1("where", [ctx.emit1("isnan", [b]), a, m])
     return ctx.emit1("where", [ctx.emit1("isnan", [a]), b, m])
+
+for _n in ("uniform", "normal"):
+    REFUSED[getattr(_prims, _n).default] = REFUSED[aten.rand.default]

@@ -64,7 +64,8 @@ _UNARY = [
 for _name, _rule, _f, _aten, _doc in _UNARY:
     defop(_name, "x", _rule, flops=_flops(_f), family=F, doc=_doc, torch=(f"aten.{_aten}",))
 
-for _name, _doc in [("isnan", "x != x"), ("isinf", "x is +inf or -inf"), ("logical_not", "not x (bool result)")]:
+for _name, _doc in [("isnan", "x != x"), ("isinf", "x is +inf or -inf"), ("logical_not", "not x (bool result)"),
+                    ("signbit", "the sign bit of x: true for negative numbers, -0.0 and NaNs with the bit set")]:
     defop(_name, "x", to_bool, flops=_flops(1), family=F, doc=_doc, torch=(f"aten.{_name}",))
 
 

@@ -4,8 +4,8 @@ place, chunk by chunk, as gradients arrive; checkpoints committed atomically (do
 A training store is a directory::
 
     checkpoint.json              the commit record: step, which slot, optimizer (and per-parameter overrides),
-                                 data position, and per tensor
-                                 its file, kind, dtype, shape and sha256 (the manifest of the checkpoint)
+                                 data position, and per tensor its file, kind, dtype, shape and sha256 (the
+                                 manifest of the checkpoint)
     slot0/weights.safetensors    parameters (in the dtype they stream in: f32 or bf16) and buffers
     slot0/masters.safetensors    fp32 master of every parameter that streams in a narrower dtype
     slot0/optimizer.safetensors  per parameter: "<name>/exp_avg", "<name>/exp_avg_sq", ("<name>/max_exp_avg_sq"),

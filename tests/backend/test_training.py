@@ -92,3 +92,24 @@ def test_gradients_equal_eager_autograd():
     for (name, p), q in zip(eager.named_parameters(), ours.parameters()):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5), name
     assert torch.allclose(xe.grad, xo.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_the_loss_inside_the_compiled_function_with_check():
+    """The loss computed in the graph (a 0-d output), the forward and backward graphs compared with eager
+    on every call (check=True)."""
+    torch.manual_seed(0)
+    eager = mlp()
+    ours = copy.deepcopy(eager)
+
+    def loss_fn(model, x, y):
+        out = model(x)
+        return nn.functional.cross_entropy(out, y) + 0.1 * nn.functional.mse_loss(out, torch.zeros_like(out))
+
+    compiled = torch.compile(loss_fn, backend="wafercc", options={"check": True})
+    x, y = torch.randn(6, 12), torch.randint(0, 3, (6,))
+    got, want = compiled(ours, x, y), loss_fn(eager, x, y)
+    assert got.shape == () and torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    got.backward()
+    want.backward()
+    for (name, p), q in zip(eager.named_parameters(), ours.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), name

@@ -22,6 +22,7 @@ import torch.fx.traceback
 
 from wafercc.errors import CaptureError
 
+from . import aten_table
 from .aten_table import CONVERTERS, IGNORED
 from .decompose import core_table, decompose_unsupported
 
@@ -93,7 +94,7 @@ def _capture_export(model: torch.nn.Module, example_inputs: tuple) -> Captured:
     # Ops the importer has no converter for (library custom ops, core ops such as histc): decompose them
     # where wafercc, torch or the op's own implementation knows how (frontend/decompose.py).
     with torch.no_grad():
-        dec = decompose_unsupported(ep, importable)
+        dec = decompose_unsupported(ep, _leave_to_importer)
     ep = dec.program
     sig = ep.graph_signature
     nodes = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
@@ -167,6 +168,12 @@ def _capture_fx(model: torch.nn.Module, example_inputs: tuple) -> Captured:
 def importable(target) -> bool:
     """Whether the importer has a converter for (or deliberately drops) this FX call target."""
     return target in CONVERTERS or target in IGNORED or target is operator.getitem
+
+
+def _leave_to_importer(target) -> bool:
+    # what the importer takes, and what it refuses with a reason of its own (random numbers, data-dependent
+    # shapes): a decomposition would only turn the reason into a less telling op
+    return importable(target) or target in getattr(aten_table, "REFUSED", {})
 
 
 def _get_attr(gm: torch.nn.Module, target: str) -> torch.Tensor:

@@ -34,6 +34,7 @@ shared file mapping dirty pages stay in the page cache), so the process holds a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -151,7 +152,8 @@ class _File:
         if create:
             with open(path, "wb") as f:
                 f.write(head)
-                f.truncate(size)  # sparse: the data is written when the slot is first used
+                f.truncate(size)
+                _reserve(f.fileno(), size, path)
         try:
             self.fd = os.open(path, os.O_RDWR)
         except OSError as e:
@@ -215,6 +217,20 @@ class _File:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _reserve(fd: int, size: int, path: Path) -> None:
+    """Allocate the file's blocks now: a write through a memory map to a block the disk cannot provide kills the
+    process (SIGBUS), so a full disk must show at creation, as an error, not half way through a step."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TrainingStoreError(f"not enough disk space for '{path}': it needs {size:,} bytes") from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise TrainingStoreError(f"cannot allocate '{path}': {e.strerror}") from None
+    except AttributeError:  # no posix_fallocate (macOS): the file stays sparse
+        pass
 
 
 def _scratch(path: Path, entries: list[Entry]) -> _File:

@@ -371,3 +371,17 @@ def test_parameter_groups_equal_torch(tmp_path, monkeypatch):
             ts.set_optimizer(AdamW(), {"0.bias": AdamW(amsgrad=True)})
         with pytest.raises(optim.OptimizerConfigError, match="'nope', which is not a parameter"):
             ts.set_optimizer(AdamW(), {"nope": AdamW()})
+
+
+def test_full_disk_shows_at_creation(tmp_path, monkeypatch):
+    """Blocks are allocated when the files are made: a full disk is an error then, not a SIGBUS mid-step."""
+    import errno
+    import os
+
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(TrainingStoreError, match="not enough disk space for .*slot1/weights.safetensors"):
+        TrainingStore.create(tmp_path / "s", {"x": np.zeros(1000, np.float32)}, SGD(lr=1))
+    assert list(tmp_path.iterdir()) == []

@@ -85,6 +85,24 @@ def test_report_layer_by_index_prefix_and_json(plans):
     assert layer["index"] == 1 and {"tiling", "memmap", "routes", "cost"} <= set(layer)
 
 
+def test_report_txt_and_the_terminal_show_one_table(plans):
+    """One renderer: report.txt and the rich table have the same columns and cells."""
+    from rich.console import Console
+
+    from wafercc.cli.report import load_plan, rich_report
+    from wafercc.mapping.report import COLUMNS, table_rows
+
+    plan = load_plan(plans["stream"])
+    report = (plans["stream"] / "report.txt").read_text()
+    rows, total = table_rows(plan)
+    with open(os.devnull, "w") as sink:
+        console = Console(width=400, record=True, file=sink)
+        console.print(rich_report(plan))
+    text = console.export_text()
+    for cell in {c for r in [COLUMNS, total, *rows] for c in r if c}:
+        assert cell in report and cell in text, cell
+
+
 def test_report_rich_table_has_every_layer_and_totals(plans):
     from rich.console import Console
 
@@ -95,9 +113,9 @@ def test_report_rich_table_has_every_layer_and_totals(plans):
         console = Console(width=240, record=True, file=sink)
         console.print(rich_report(plan))
     text = console.export_text()
-    assert all(layer["name"] in text for layer in plan["layers"])
-    assert "lat+tail" in text and f"{plan['totals']['layers']} layers" in text
-    assert f"{plan['totals']['utilization']:.1%}" in text
+    assert all(lp.name in text for lp in plan.layers)
+    assert "lat+tail" in text and f"{plan.totals.layers} layers" in text
+    assert f"{plan.totals.utilization:.1%}" in text
 
 
 def test_report_missing_plan_exits_2(tmp_path):
@@ -198,7 +216,7 @@ def test_render_every_view(plans, mode, show):
     from wafercc.mapping.viz import render
 
     plan = load_plan(plans[mode])
-    for layer in ("all", plan["layers"][-1]["name"]):
+    for layer in ("all", plan.layers[-1].name):
         data = render(plan, "png", layer=layer, show=show)
         assert _png_size(data)[0] > 300
 
@@ -210,13 +228,13 @@ def test_link_load_recomputed_from_routes_matches_the_plan(plans):
 
     for mode in ("stream", "pipeline"):
         plan = load_plan(plans[mode])
-        for layer in plan["layers"]:
+        for layer in plan.layers:
             load = link_load(plan, [layer])
             best, _ = load.busiest()
-            x, y, d = layer["links"]["busiest"]
+            x, y, d = layer.links.busiest
             # plan.json keeps each route's bytes rounded to an integer: allow for that, nothing more
-            assert best == pytest.approx(layer["links"]["bytes"], rel=0.01, abs=2), layer["name"]
-            assert load.load[d][y, x] == pytest.approx(best, rel=0.01, abs=2), layer["name"]
+            assert best == pytest.approx(layer.links.bytes, rel=0.01, abs=2), layer.name
+            assert load.load[d][y, x] == pytest.approx(best, rel=0.01, abs=2), layer.name
 
 
 def test_pool_max_keeps_hot_spots():

@@ -20,7 +20,7 @@ from pathlib import Path
 from runtime.artifacts import PLAN_FILE, check_output_file, write_atomic
 from wafercc.errors import UsageError
 from wafercc.ir.plan import PLAN_FORMAT, LayerPlan, Plan, Route
-from wafercc.mapping.report import format_bytes, format_cycles, format_report, format_tiling, target_of_plan
+from wafercc.mapping.report import BOUND_COLUMN, COLUMNS, LEFT_ALIGNED, format_report, table_rows, target_of_plan, title
 from wafercc.mapping.viz import FORMATS, find_layer, render
 from wafercc.target import Target
 
@@ -77,54 +77,25 @@ def cmd_report(args) -> int:
     return 0
 
 
-def report_rows(plan: Plan) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
-    """The table's cells: one row per layer and the totals row, as strings (``format_report``'s columns,
-    plus latency + tail, so that a row's terms add up: total = max(compute, ingress, fabric) + lat+tail)."""
-    t = target_of_plan(plan)
-    budget, colors = t.usable_sram, t.usable_colors
-    rows = []
-    for lp in plan.layers:
-        tl, c, mem = lp.tiling, lp.cost, lp.memory
-        x, y, w, h = lp.rect.to_attrs()
-        rows.append((
-            lp.name, lp.kind, f"{w}x{h}@{x},{y}", format_tiling(tl), f"{tl.pes:,}",
-            f"{mem.total:,}/{budget:,}", f"{lp.colors}/{colors}", format_bytes(lp.stream.bytes),
-            format_cycles(c.compute), format_cycles(c.ingress), format_cycles(c.fabric),
-            format_cycles(c.latency + c.tail),
-            format_cycles(c.total), c.bound, f"{c.utilization:.1%}",
-        ))
-    tot = plan.totals
-    total = ("total", f"{tot.layers} layers", "", "", "", f"{tot.peak_bytes_per_pe:,}/{budget:,}",
-             f"{tot.max_colors}/{colors}", format_bytes(tot.weight_bytes_streamed), "", "", "", "",
-             format_cycles(tot.cycles), "", f"{tot.utilization:.1%}")
-    return rows, total
-
-
-REPORT_COLUMNS = ("layer", "kind", "rect WxH@x,y", "tiling M/y K/x N", "PEs", "SRAM/PE (B)", "colors", "streamed",
-                  "compute", "ingress", "fabric", "lat+tail", "total", "bound", "util")
 _BOUND_STYLE = {"compute": "green", "ingress": "yellow", "fabric": "red"}
 
 
 def rich_report(plan: Plan):
-    """The per-layer table as a rich Table, for a terminal."""
+    """The per-layer table of report.txt (``mapping.report.table_rows``) as a rich Table, for a terminal."""
     from rich.table import Table
 
-    t, tot = target_of_plan(plan), plan.totals
     table = Table(
-        title=f"wafercc plan for @{plan.model} on {t.name} ({t.width}x{t.height} PEs, "
-              f"{t.clock_hz / 1e9:.2f} GHz), {plan.mode} mode",
-        caption=f"{tot.layers} layers, {tot.cycles:,.0f} cycles = {tot.seconds * 1e3:.4g} ms, utilization "
-                f"{tot.utilization:.1%}. Tiling: tile/parts of M on rows and K on columns; N chunk x steps "
-                f"(g: row groups, p: passes over M). Cycles: compute, ingress and fabric overlap.",
+        title=title(plan),
+        caption="Tiling: tile/parts of M on rows and K on columns; N chunk x steps (g: row groups, p: passes "
+                "over M). Cycles: compute, ingress and fabric overlap.",
         show_footer=True, header_style="bold", footer_style="bold", pad_edge=False,
     )
-    rows, total = report_rows(plan)
-    for i, (col, foot) in enumerate(zip(REPORT_COLUMNS, total)):
-        table.add_column(col, footer=foot, justify="left" if i in (0, 1, 2, 3, 13) else "right",
-                         no_wrap=i in (0, 2, 3))
+    rows, total = table_rows(plan)
+    for i, (col, foot) in enumerate(zip(COLUMNS, total)):
+        table.add_column(col, footer=foot, justify="left" if i in LEFT_ALIGNED else "right", no_wrap=i in (0, 2, 3))
     for row in rows:
         cells = list(row)
-        cells[13] = f"[{_BOUND_STYLE.get(row[13], 'default')}]{row[13]}[/]"
+        cells[BOUND_COLUMN] = f"[{_BOUND_STYLE.get(row[BOUND_COLUMN], 'default')}]{row[BOUND_COLUMN]}[/]"
         table.add_row(*cells)
     return table
 

@@ -48,37 +48,55 @@ def target_of_plan(plan: Plan | dict) -> Target:
         raise PlanFormatError("", "target", f"not a target ({e})") from None
 
 
-COLUMNS = ("layer", "kind", "rect", "tiling (M/y K/x N)", "PEs", "SRAM/PE", "colors", "streamed", "compute",
-           "ingress", "fabric", "total", "bound", "util")
+# The per-layer table, one set of columns for report.txt and the terminal (``wafercc report``): a row's cost
+# terms add up, total = max(compute, ingress, fabric) + lat+tail.
+COLUMNS = ("layer", "kind", "rect WxH@x,y", "tiling M/y K/x N", "PEs", "SRAM/PE (B)", "colors", "streamed",
+           "compute", "ingress", "fabric", "lat+tail", "total", "bound", "util")
+LEFT_ALIGNED = frozenset({0, 1, 2, 3, 13})
+BOUND_COLUMN = 13
 
 
-def format_report(plan: Plan | dict) -> str:
-    """A per-layer table with totals, from a typed plan or a plan.json dict (``plan_dict`` or a loaded
-    plan.json)."""
+def table_rows(plan: Plan | dict) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
+    """The table's cells as strings: one row per layer, and the totals row."""
     plan = as_plan(plan)
     t = target_of_plan(plan)
     budget, colors = t.usable_sram, t.usable_colors
     rows = []
     for lp in plan.layers:
-        tl, c, (x, y, w, h) = lp.tiling, lp.cost, lp.rect.to_attrs()
+        tl, c, mem = lp.tiling, lp.cost, lp.memory
+        x, y, w, h = lp.rect.to_attrs()
         rows.append((
-            lp.name, lp.kind, f"{w}x{h}@{x},{y}", format_tiling(tl), f"{tl.pes:,}", f"{lp.memory.total:,}/{budget:,}",
-            f"{lp.colors}/{colors}", format_bytes(lp.stream.bytes), format_cycles(c.compute),
-            format_cycles(c.ingress), format_cycles(c.fabric), format_cycles(c.total), c.bound,
-            f"{c.utilization:.1%}",
+            lp.name, lp.kind, f"{w}x{h}@{x},{y}", format_tiling(tl), f"{tl.pes:,}",
+            f"{mem.total:,}/{budget:,}", f"{lp.colors}/{colors}", format_bytes(lp.stream.bytes),
+            format_cycles(c.compute), format_cycles(c.ingress), format_cycles(c.fabric),
+            format_cycles(c.latency + c.tail), format_cycles(c.total), c.bound, f"{c.utilization:.1%}",
         ))
     tot = plan.totals
-    rows.append(("total", "", "", "", "", f"{tot.peak_bytes_per_pe:,}/{budget:,}", f"{tot.max_colors}/{colors}",
-                 format_bytes(tot.weight_bytes_streamed), "", "", "", format_cycles(tot.cycles), "",
-                 f"{tot.utilization:.1%}"))
-    widths = [max(len(str(r[i])) for r in [COLUMNS] + rows) for i in range(len(COLUMNS))]
-    line = lambda r: "  ".join(str(v).ljust(w) if i < 4 or i == 12 else str(v).rjust(w)  # noqa: E731
-                               for i, (v, w) in enumerate(zip(r, widths))).rstrip()
-    head = (f"wafercc plan for @{plan.model} on {t.name} ({t.width}x{t.height} PEs, "
-            f"{t.clock_hz / 1e9:.2f} GHz), mode {plan.mode}: {tot.layers} layers, "
-            f"{tot.cycles:,.0f} cycles = {tot.seconds * 1e3:.4g} ms, utilization {tot.utilization:.1%}")
+    total = ("total", f"{tot.layers} layers", "", "", "", f"{tot.peak_bytes_per_pe:,}/{budget:,}",
+             f"{tot.max_colors}/{colors}", format_bytes(tot.weight_bytes_streamed), "", "", "", "",
+             format_cycles(tot.cycles), "", f"{tot.utilization:.1%}")
+    return rows, total
+
+
+def title(plan: Plan | dict) -> str:
+    plan = as_plan(plan)
+    t, tot = target_of_plan(plan), plan.totals
+    return (f"wafercc plan for @{plan.model} on {t.name} ({t.width}x{t.height} PEs, {t.clock_hz / 1e9:.2f} GHz), "
+            f"{plan.mode} mode: {tot.layers} layers, {tot.cycles:,.0f} cycles = {tot.seconds * 1e3:.4g} ms, "
+            f"utilization {tot.utilization:.1%}")
+
+
+def format_report(plan: Plan | dict) -> str:
+    """report.txt: the per-layer table with totals, from a typed plan or a plan.json dict."""
+    rows, total = table_rows(plan)
+    widths = [max(len(r[i]) for r in [COLUMNS, total, *rows]) for i in range(len(COLUMNS))]
+
+    def line(r) -> str:
+        return "  ".join(v.ljust(w) if i in LEFT_ALIGNED else v.rjust(w)
+                         for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+
     sep = "  ".join("-" * w for w in widths)
-    return "\n".join([head, "", line(COLUMNS), sep] + [line(r) for r in rows[:-1]] + [sep, line(rows[-1])]) + "\n"
+    return "\n".join([title(plan), "", line(COLUMNS), sep, *map(line, rows), sep, line(total)]) + "\n"
 
 
 def format_tiling(tl: Tiling) -> str:

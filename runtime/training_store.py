@@ -263,17 +263,20 @@ class TrainingStore:
     def create(cls, path: str | os.PathLike, params: dict[str, np.ndarray], optimizer: Optimizer,
                buffers: dict[str, np.ndarray] | None = None, weight_dtype: str | dict[str, str] = "f32",
                data: dict | None = None, chunk: int = CHUNK,
-               overrides: dict[str, Optimizer] | None = None) -> TrainingStore:
+               overrides: dict[str, Optimizer] | None = None,
+               state: dict[str, dict] | None = None) -> TrainingStore:
         """Make a store at ``path`` (which must not exist, or be an empty directory) holding checkpoint 0 and
         open it. ``params`` are the trainable tensors (float; their values become the fp32 masters);
         ``weight_dtype`` is the dtype they stream in ("f32", "bf16" or "f16"; one for all, or per name): a
         narrower one gets an fp32 master and the streamed weight is the master rounded to nearest even.
         ``buffers`` are stored as given and never updated by the optimizer. ``overrides``: other settings of
-        the same optimizer for some parameters (torch's parameter groups: no weight decay on biases)."""
+        the same optimizer for some parameters (torch's parameter groups: no weight decay on biases).
+        ``state``: optimizer state to start from, per parameter as torch's ``optimizer.state[p]`` holds it
+        ({"exp_avg", "exp_avg_sq", "step"} or {"momentum_buffer"}, arrays or numbers); missing: zeros, step 0."""
         overrides = _check_optimizers(optimizer, overrides or {}, params)
         target = Path(path)
         buffers = buffers or {}
-        tensors = _initial_tensors(params, buffers, lambda n: overrides.get(n, optimizer), weight_dtype)
+        tensors = _initial_tensors(params, buffers, lambda n: overrides.get(n, optimizer), weight_dtype, state or {})
         if target.exists() and not (target.is_dir() and not any(target.iterdir())):
             raise TrainingStoreError(f"cannot create a training store at '{target}': it exists and is not an "
                                      "empty directory; nothing was written")
@@ -752,7 +755,7 @@ def _optimizer_doc(optimizer, overrides) -> dict:
     return {"optimizer": optimizer.to_dict(), "overrides": {n: o.to_dict() for n, o in sorted(overrides.items())}}
 
 
-def _initial_tensors(params, buffers, optimizer_for, weight_dtype) -> dict[str, list[tuple[Entry, np.ndarray | None]]]:
+def _initial_tensors(params, buffers, optimizer_for, weight_dtype, state) -> dict[str, list]:
     """Per file, its entries and initial values (None: zeros)."""
     if not isinstance(params, dict) or not params:
         raise TrainingStoreError("a training store needs at least one parameter (a dict name -> array)")
@@ -778,14 +781,41 @@ def _initial_tensors(params, buffers, optimizer_for, weight_dtype) -> dict[str, 
         else:
             out["weights"].append((Entry(name, wd, shape, "parameter"), master.astype(_DT[wd][1])))
             out["masters"].append((Entry(name, "f32", shape, "master", of=name), master))
-        for k in optimizer_for(name).state_names():
-            out["optimizer"].append((Entry(f"{name}/{k}", "f32", shape, "optimizer", of=name), None))
-        out["optimizer"].append((Entry(f"{name}/step", "f32", (), "optimizer", of=name), None))
+        out["optimizer"] += _initial_state(name, shape, optimizer_for(name), state.get(name))
+    for name in state:
+        if name not in params:
+            raise TrainingStoreError(f"optimizer state given for '{name}', which is not a parameter")
     for name, value in buffers.items():
         a = np.asarray(value)
         if a.dtype not in _DT_OF_NP:
             raise TrainingStoreError(f"buffer '{name}' has dtype {a.dtype}, which a store cannot hold")
         out["weights"].append((Entry(name, _DT_OF_NP[a.dtype], tuple(a.shape), "buffer"), a))
+    return out
+
+
+def _initial_state(name: str, shape: tuple, opt: Optimizer, given) -> list[tuple[Entry, np.ndarray | None]]:
+    """A parameter's optimizer entries and starting values: zeros and step 0, or what ``given`` holds. An SGD
+    momentum buffer given without a step counts as made (step 1), as torch uses a buffer once it exists."""
+    given = dict(given or {})
+    names = opt.state_names()
+    extra = sorted(set(given) - set(names) - {"step"})
+    if extra:
+        raise TrainingStoreError(f"optimizer state of '{name}' has {', '.join(extra)}, which {opt.kind} does not "
+                                 f"keep (it keeps {', '.join(names + ('step',))})")
+    out: list[tuple[Entry, np.ndarray | None]] = []
+    for k in names:
+        v = given.get(k)
+        if v is not None:
+            v = np.asarray(v, dtype=F32)
+            if v.shape != shape:
+                raise TrainingStoreError(f"optimizer state '{k}' of '{name}' is {list(v.shape)}, the parameter is "
+                                         f"{list(shape)}")
+        out.append((Entry(f"{name}/{k}", "f32", shape, "optimizer", of=name), v))
+    step = given.get("step", 1 if given.get("momentum_buffer") is not None else 0)
+    step = float(np.asarray(step, dtype=np.float64))
+    if not (step >= 0 and step == int(step)):
+        raise TrainingStoreError(f"optimizer step of '{name}' must be a whole number >= 0, got {step}")
+    out.append((Entry(f"{name}/step", "f32", (), "optimizer", of=name), np.array(step, F32)))
     return out
 
 

@@ -385,3 +385,50 @@ def test_full_disk_shows_at_creation(tmp_path, monkeypatch):
     with pytest.raises(TrainingStoreError, match="not enough disk space for .*slot1/weights.safetensors"):
         TrainingStore.create(tmp_path / "s", {"x": np.zeros(1000, np.float32)}, SGD(lr=1))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_continue_a_torch_run(tmp_path, monkeypatch, kind):
+    """Parameters and torch's optimizer.state after 2 steps become a store, which takes steps 3-4: the result
+    is torch's after 4 steps, bit for bit (the state's layout and the step count carry over)."""
+    monkeypatch.setattr(optim, "_sqrt", torch_sqrt)
+    make = (lambda ps: torch.optim.SGD(ps, **SGD_KW)) if kind == "sgd" else \
+        (lambda ps: torch.optim.AdamW(ps, **ADAM_KW))
+    cfg = SGD(**SGD_KW) if kind == "sgd" else AdamW(**ADAM_KW)
+    data = batches(4, 1)
+    want, _ = torch_loop(data, make)
+    model = mlp()
+    topt = make(model.parameters())
+    for (x, y), in data[:2]:
+        topt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        topt.step()
+    params = {n: p.detach().numpy().copy() for n, p in model.named_parameters()}
+    state = {n: {k: (v.numpy().copy() if isinstance(v, torch.Tensor) else v) for k, v in topt.state[p].items()}
+             for n, p in model.named_parameters()}
+    ts = TrainingStore.create(tmp_path / "s", params, cfg, state=state)
+    for (x, y), in data[2:]:
+        st = ts.begin_step()
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(torch.from_numpy(ts.master(n).copy()))
+        model.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        for n, p in model.named_parameters():
+            st.add_grad(n, p.grad.numpy())
+        st.end_micro_batch()
+        st.finish()
+    for n, w in want.items():
+        assert np.array_equal(ts.master(n), w), n
+    ts.close()
+
+
+def test_bad_initial_state(tmp_path):
+    x = {"x": np.zeros(4, np.float32)}
+    for state, words in [({"y": {}}, "given for 'y', which is not a parameter"),
+                         ({"x": {"exp_avg": np.zeros(4)}}, "has exp_avg, which SGD does not keep"),
+                         ({"x": {"momentum_buffer": np.zeros(3)}}, "'momentum_buffer' of 'x' is [3]"),
+                         ({"x": {"step": -1}}, "whole number >= 0")]:
+        with pytest.raises(TrainingStoreError, match=words.replace("[", r"\[").replace("]", r"\]")):
+            TrainingStore.create(tmp_path / "s", x, SGD(lr=1, momentum=0.9), state=state)
+        assert not (tmp_path / "s").exists()

@@ -33,6 +33,7 @@ shared file mapping dirty pages stay in the page cache), so the process holds a 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import hashlib
@@ -219,6 +220,12 @@ class _File:
             self.fd = -1
 
 
+def _check_chunk(chunk) -> int:
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise TrainingStoreError(f"chunk must be a positive number of elements, got {chunk!r}")
+    return chunk
+
+
 def _reserve(fd: int, size: int, path: Path) -> None:
     """Allocate the file's blocks now: a write through a memory map to a block the disk cannot provide kills the
     process (SIGBUS), so a full disk must show at creation, as an error, not half way through a step."""
@@ -274,6 +281,7 @@ class TrainingStore:
         ``state``: optimizer state to start from, per parameter as torch's ``optimizer.state[p]`` holds it
         ({"exp_avg", "exp_avg_sq", "step"} or {"momentum_buffer"}, arrays or numbers); missing: zeros, step 0."""
         overrides = _check_optimizers(optimizer, overrides or {}, params)
+        _check_chunk(chunk)
         target = Path(path)
         buffers = buffers or {}
         tensors = _initial_tensors(params, buffers, lambda n: overrides.get(n, optimizer), weight_dtype, state or {})
@@ -300,9 +308,7 @@ class TrainingStore:
         self.dir = Path(path)
         if not (self.dir / CHECKPOINT_FILE).is_file():
             raise TrainingStoreError(f"'{self.dir}' is not a training store: it has no {CHECKPOINT_FILE}")
-        if not isinstance(chunk, int) or chunk < 1:
-            raise TrainingStoreError(f"chunk must be a positive number of elements, got {chunk!r}")
-        self.chunk = chunk
+        self.chunk = _check_chunk(chunk)
         self._lock_fd = _lock(self.dir)
         self._files: list[dict[str, _File]] = []
         try:
@@ -539,12 +545,16 @@ class StepUpdate:
         if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0 or offset + g.size > n:
             raise TrainingStepError(f"gradient chunk [{offset}, {offset + g.size}) of '{name}' is outside its "
                                     f"{n} elements")
-        spans = self._cover.setdefault(name, [])
         lo, hi = int(offset), int(offset) + g.size
-        if any(a < hi and lo < b for a, b in spans):
-            raise TrainingStepError(f"gradient chunk [{lo}, {hi}) of '{name}' overlaps one already delivered in "
-                                    f"micro-batch {self.k}")
-        spans.append((lo, hi))
+        if hi > lo:
+            spans = self._cover.setdefault(name, [])  # sorted, disjoint
+            i = bisect.bisect_left(spans, (lo, hi))
+            if (i > 0 and spans[i - 1][1] > lo) or (i < len(spans) and spans[i][0] < hi):
+                raise TrainingStepError(f"gradient chunk [{lo}, {hi}) of '{name}' overlaps one already delivered in "
+                                        f"micro-batch {self.k}")
+            spans.insert(i, (lo, hi))
+        else:
+            self._cover.setdefault(name, [])
         for a in range(0, g.size, self.s.chunk):
             self._take(name, lo + a, g[a:a + self.s.chunk].astype(F32, copy=False))
 

@@ -17,6 +17,7 @@ import ml_dtypes
 import numpy as np
 
 from wafercc.ir import DType, Op, TensorType
+from wafercc.ops import OPS
 
 Kernel = Callable[..., "np.ndarray | tuple[np.ndarray, ...]"]
 KERNELS: dict[str, Kernel] = {}
@@ -43,9 +44,14 @@ def kernel(*names: str) -> Callable[[Kernel], Kernel]:
     return register
 
 
-def attr(op: Op, name: str, default=None):
-    """The attribute ``name`` of ``op``, or ``default`` (the op table's default) when absent."""
-    return op.attrs.get(name, default)
+def attr(op: Op, name: str):
+    """The attribute ``name`` of ``op``, or the default the op table declares for it (the one place defaults
+    are written down); None for an attribute the op's kind does not declare."""
+    if name in op.attrs:
+        return op.attrs[name]
+    d = OPS.get(op.name)
+    spec = d.attrs.get(name) if d is not None else None
+    return None if spec is None or spec.required else spec.default
 
 
 def np_dtype(t: TensorType | DType) -> np.dtype:

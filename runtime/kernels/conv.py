@@ -28,11 +28,10 @@ def _spatial(v: list[int], n: int) -> list[int]:
 @kernel("convolution")
 def _convolution(op, x, w, bias=None):
     nsp = x.ndim - 2
-    stride, pad, dil, opad = (_spatial(attr(op, k, d), nsp) for k, d in
-                              [("stride", [1]), ("padding", [0]), ("dilation", [1]), ("output_padding", [0])])
-    groups = attr(op, "groups", 1)
+    stride, pad, dil, opad = (_spatial(attr(op, k), nsp) for k in ("stride", "padding", "dilation", "output_padding"))
+    groups = attr(op, "groups")
     xv, wv = up(x), up(w)
-    if attr(op, "transposed", False):
+    if attr(op, "transposed"):
         y = _conv_transposed(xv, wv, stride, pad, dil, opad, groups)
     else:
         y = _conv_forward(xv, wv, stride, pad, dil, groups)

@@ -28,7 +28,7 @@ def _full(op):
 def _arange(op):
     dt = out_dtype(op)
     n = op.results[0].type.shape[0]
-    start, step = attr(op, "start", 0), attr(op, "step", 1)
+    start, step = attr(op, "start"), attr(op, "step")
     if dt.kind in "iu":
         # torch converts start/end/step to the integer dtype first (arange(0.5, 3.5) -> 0, 1, 2).
         return (math.trunc(start) + np.arange(n, dtype=np.int64) * math.trunc(step)).astype(dt)

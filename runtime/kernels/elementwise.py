@@ -118,7 +118,7 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 @kernel("gelu")
 def _gelu(op, x):
-    if attr(op, "approximate", "none") == "tanh":
+    if attr(op, "approximate") == "tanh":
         # torch: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), in the compute dtype.
         v = up(x)
         inner = _SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)
@@ -130,12 +130,12 @@ def _gelu(op, x):
 @kernel("leaky_relu")
 def _leaky_relu(op, x):
     v = up(x)
-    return finish(op, np.where(v > 0, v, v * attr(op, "negative_slope", 0.01)))
+    return finish(op, np.where(v > 0, v, v * attr(op, "negative_slope")))
 
 
 @kernel("elu")
 def _elu(op, x):
-    alpha, scale, iscale = (attr(op, k, 1.0) for k in ("alpha", "scale", "input_scale"))
+    alpha, scale, iscale = (attr(op, k) for k in ("alpha", "scale", "input_scale"))
     v = up(x)
     neg = np.expm1(np.minimum(v, 0) * iscale) * (alpha * scale)  # minimum: no overflow on the x > 0 side
     return finish(op, np.where(v > 0, v * scale, neg))
@@ -143,7 +143,7 @@ def _elu(op, x):
 
 @kernel("softplus")
 def _softplus(op, x):
-    beta, threshold = attr(op, "beta", 1.0), attr(op, "threshold", 20.0)
+    beta, threshold = attr(op, "beta"), attr(op, "threshold")
     v = up(x)
     bx = v * beta
     soft = np.log1p(np.exp(np.minimum(bx, threshold))) / beta  # minimum: exp of the linear side is unused
@@ -272,5 +272,5 @@ class CheckFailed(AssertionError):
 @kernel("check")
 def _check(op, cond):
     if not np.all(cond):
-        raise CheckFailed(attr(op, "message", "") or "assertion failed")
+        raise CheckFailed(attr(op, "message") or "assertion failed")
     return cond

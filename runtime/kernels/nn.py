@@ -19,7 +19,7 @@ def _matmul(op, a, b):
 
 @kernel("addmm")
 def _addmm(op, bias, a, b):
-    beta, alpha = attr(op, "beta", 1), attr(op, "alpha", 1)
+    beta, alpha = attr(op, "beta"), attr(op, "alpha")
     y = np.matmul(up(a), up(b))
     if alpha != 1:
         y = y * alpha
@@ -50,7 +50,7 @@ def _layer_norm(op, x, weight=None, bias=None):
     mean = np.mean(v, axis=axes, keepdims=True)
     centered = v - mean
     var = np.mean(centered * centered, axis=axes, keepdims=True)  # biased, as torch
-    rstd = 1 / np.sqrt(var + attr(op, "eps", 1e-5))
+    rstd = 1 / np.sqrt(var + attr(op, "eps"))
     y = _affine(centered * rstd, weight, bias, x.shape[x.ndim - k:])
     return finish(op, y, 0), finish(op, mean, 1), finish(op, rstd, 2)
 
@@ -59,7 +59,7 @@ def _layer_norm(op, x, weight=None, bias=None):
 def _batch_norm(op, x, mean, var, weight=None, bias=None):
     shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
     # torch's CPU inference kernel: alpha = invstd * weight, beta = bias - mean * alpha, y = x * alpha + beta.
-    alpha = 1 / np.sqrt(up(var) + attr(op, "eps", 1e-5))
+    alpha = 1 / np.sqrt(up(var) + attr(op, "eps"))
     if weight is not None:
         alpha = alpha * up(weight)
     beta = -up(mean) * alpha
@@ -74,7 +74,7 @@ def _group_norm(op, x, weight=None, bias=None):
     v = up(x).reshape(n, g, -1)
     mean = np.mean(v, axis=2, keepdims=True)
     centered = v - mean
-    rstd = 1 / np.sqrt(np.mean(centered * centered, axis=2, keepdims=True) + attr(op, "eps", 1e-5))
+    rstd = 1 / np.sqrt(np.mean(centered * centered, axis=2, keepdims=True) + attr(op, "eps"))
     y = (centered * rstd).reshape(x.shape)
     y = _affine(y, weight, bias, (1, c) + (1,) * (x.ndim - 2))
     return finish(op, y, 0), finish(op, mean.reshape(n, g), 1), finish(op, rstd.reshape(n, g), 2)
@@ -127,7 +127,7 @@ def _linear_source(n_in: int, n_out: int, align_corners: bool, scale_factor: flo
 @kernel("upsample_bilinear2d")
 def _upsample_bilinear2d(op, x):
     oh, ow = attr(op, "output_size")
-    ac = attr(op, "align_corners", False)
+    ac = attr(op, "align_corners")
     sh, sw = attr(op, "scales") or (None, None)
     h0, h1, a0, a1 = _linear_source(x.shape[-2], oh, ac, sh)
     w0, w1, b0, b1 = _linear_source(x.shape[-1], ow, ac, sw)

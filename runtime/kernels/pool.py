@@ -16,11 +16,11 @@ from .base import F64, attr, finish, kernel, up
 def _params(op, dilation: bool = True):
     k = list(attr(op, "kernel_size"))
     k = k * 2 if len(k) == 1 else k
-    s = list(attr(op, "stride", [])) or k
+    s = list(attr(op, "stride")) or k
     s = s * 2 if len(s) == 1 else s
-    p = list(attr(op, "padding", [0]))
+    p = list(attr(op, "padding"))
     p = p * 2 if len(p) == 1 else p
-    d = list(attr(op, "dilation", [1])) if dilation else [1]
+    d = list(attr(op, "dilation")) if dilation else [1]
     d = d * 2 if len(d) == 1 else d
     return k, s, p, d
 
@@ -75,7 +75,7 @@ def _avg_pool2d(op, x):
     override = attr(op, "divisor_override")
     if override:
         return finish(op, total / override)
-    include_pad = attr(op, "count_include_pad", True)
+    include_pad = attr(op, "count_include_pad")
     dh = _divisor(out_hw[0], x.shape[-2], k[0], s[0], p[0], include_pad)
     dw = _divisor(out_hw[1], x.shape[-1], k[1], s[1], p[1], include_pad)
     return finish(op, total / (dh[:, None] * dw[None, :]).astype(total.dtype))

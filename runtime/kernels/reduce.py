@@ -12,14 +12,14 @@ from .base import F64, I64, attr, cast, compute_dtype, finish, kernel, out_dtype
 
 
 def _axes(op, x) -> tuple[int, ...]:
-    dims = attr(op, "dims", [])
+    dims = attr(op, "dims")
     if x.ndim == 0:  # torch takes dim 0 (or -1) of a 0-d tensor: there is nothing to reduce
         return ()
     return tuple(range(x.ndim)) if not dims else tuple(sorted(d % x.ndim for d in dims))
 
 
 def _keep(op) -> bool:
-    return attr(op, "keepdim", False)
+    return attr(op, "keepdim")
 
 
 def _acc_input(op, x):
@@ -66,7 +66,7 @@ def _all(op, x):
 @kernel("var")
 def _var(op, x):
     # Two-pass variance with ddof = correction; N - correction <= 0 gives inf/NaN, as in torch.
-    v = np.var(up(x), axis=_axes(op, x), ddof=attr(op, "correction", 1), keepdims=_keep(op))
+    v = np.var(up(x), axis=_axes(op, x), ddof=attr(op, "correction"), keepdims=_keep(op))
     return finish(op, v)
 
 

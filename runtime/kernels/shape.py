@@ -29,7 +29,7 @@ def _expand(op, x):
 @kernel("slice")
 def _slice(op, x):
     d = attr(op, "dim")
-    key = (slice(None),) * d + (slice(attr(op, "start"), attr(op, "end"), attr(op, "step", 1)),)
+    key = (slice(None),) * d + (slice(attr(op, "start"), attr(op, "end"), attr(op, "step")),)
     return x[key]
 
 
@@ -45,7 +45,7 @@ def _unsqueeze(op, x):
 
 @kernel("squeeze")
 def _squeeze(op, x):
-    dims = attr(op, "dims", []) or range(x.ndim)
+    dims = attr(op, "dims") or range(x.ndim)
     return x.squeeze(tuple(d for d in dims if x.shape[d] == 1))
 
 
@@ -102,7 +102,7 @@ def _pad(op, x):
     y = x[tuple(crop)]
     if not any(map(any, widths)):
         return y
-    return np.pad(y, widths, constant_values=cast(np.asarray(attr(op, "value", 0)), x.dtype))
+    return np.pad(y, widths, constant_values=cast(np.asarray(attr(op, "value")), x.dtype))
 
 
 def _descending_order(v: np.ndarray, axis: int) -> np.ndarray:
@@ -124,7 +124,7 @@ def _sort(op, x):
     if x.ndim == 0:
         return x, np.zeros((), np.int64)
     d = attr(op, "dim")
-    idx = _order(x, d, attr(op, "descending", False))
+    idx = _order(x, d, attr(op, "descending"))
     return np.take_along_axis(x, idx, axis=d), idx
 
 
@@ -134,19 +134,19 @@ def _topk(op, x):
     if x.ndim == 0:
         return x, np.zeros((), np.int64)
     d = attr(op, "dim")
-    idx = _order(x, d, attr(op, "largest", True))
+    idx = _order(x, d, attr(op, "largest"))
     idx = idx[(slice(None),) * d + (slice(0, k),)]
     return np.take_along_axis(x, idx, axis=d), idx
 
 
 @kernel("triu")
 def _triu(op, x):
-    return np.triu(x, attr(op, "diagonal", 0))
+    return np.triu(x, attr(op, "diagonal"))
 
 
 @kernel("tril")
 def _tril(op, x):
-    return np.tril(x, attr(op, "diagonal", 0))
+    return np.tril(x, attr(op, "diagonal"))
 
 
 @kernel("repeat")
@@ -170,7 +170,7 @@ _IDENTITY = {"sum": 0, "mean": 0, "prod": 1, "amax": -np.inf, "amin": np.inf}
 
 @kernel("scatter")
 def _scatter(op, x, index, src):
-    d, reduce, include = attr(op, "dim"), attr(op, "reduce", "none"), attr(op, "include_self", True)
+    d, reduce, include = attr(op, "dim"), attr(op, "reduce"), attr(op, "include_self")
     if x.ndim == 0:
         x, index, src = x.reshape(1), index.reshape(1), src.reshape(1)
     _check_bounds(index, x.shape[d])
@@ -218,7 +218,7 @@ def _index_put(op, x, values, *indices):
         key[d] = i
     out = np.array(x, copy=True)
     v = cast(values, x.dtype)
-    if attr(op, "accumulate", False):
+    if attr(op, "accumulate"):
         k = tuple(key)
         target = out[k]
         np.add.at(out, k, np.broadcast_to(v, target.shape))
@@ -231,7 +231,7 @@ def _index_put(op, x, values, *indices):
 def _slice_scatter(op, x, src):
     d = attr(op, "dim")
     out = np.array(x, copy=True)
-    out[(slice(None),) * d + (slice(attr(op, "start"), attr(op, "end"), attr(op, "step", 1)),)] = cast(src, x.dtype)
+    out[(slice(None),) * d + (slice(attr(op, "start"), attr(op, "end"), attr(op, "step")),)] = cast(src, x.dtype)
     return out
 
 
@@ -248,7 +248,7 @@ def _masked_scatter(op, x, mask, source):
 
 @kernel("diagonal")
 def _diagonal(op, x):
-    return np.diagonal(x, attr(op, "offset", 0), attr(op, "dim1", 0), attr(op, "dim2", 1))
+    return np.diagonal(x, attr(op, "offset"), attr(op, "dim1"), attr(op, "dim2"))
 
 
 @kernel("as_strided")
@@ -256,7 +256,7 @@ def _as_strided(op, x):
     flat = np.ascontiguousarray(x).reshape(-1)
     size, stride = attr(op, "size"), attr(op, "stride")
     item = flat.itemsize
-    base = flat[attr(op, "offset", 0):]
+    base = flat[attr(op, "offset"):]
     if not all(size):
         return np.zeros(size, x.dtype)
     return np.lib.stride_tricks.as_strided(base, shape=size, strides=[s * item for s in stride], writeable=False)

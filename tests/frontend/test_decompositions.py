@@ -236,3 +236,18 @@ def test_ops_torch_can_decompose_are_decomposed():
     assert not any(n.target is bilinear for n in dec.program.graph.nodes)
     torch.testing.assert_close(dec.program.module()(x), m(x))
     assert compare_model(m, (x,), plan=False).passed  # by the converter or the decomposition
+
+
+class _HistcAndIndexPut(nn.Module):
+    def forward(self, x):
+        idx = torch.tensor([3, 0, 5])
+        return torch.index_put(x, (idx,), x[:3] * 2) + torch.histc(x, bins=4, min=-2, max=2).sum()
+
+
+def test_the_fx_capture_uses_the_same_table():
+    from wafercc.frontend.capture import importable
+
+    m, x = _HistcAndIndexPut(), torch.randn(8)
+    cap = capture(m, (x,), method="fx")
+    assert all(importable(n.target) for n in cap.graph.nodes if n.op == "call_function")
+    assert compare_model(m, (x,), capture="fx", plan=False).passed

@@ -24,7 +24,7 @@ from wafercc.errors import CaptureError
 
 from . import aten_table
 from .aten_table import CONVERTERS, IGNORED
-from .decompose import core_table, decompose_unsupported
+from .decompose import core_table, decompose_unsupported, wafercc_decompositions
 
 
 @dataclass
@@ -146,7 +146,8 @@ def _capture_fx(model: torch.nn.Module, example_inputs: tuple) -> Captured:
             return torch.fx.Interpreter(traced).run(*args)
 
         with torch.no_grad(), torch.fx.traceback.preserve_node_meta():
-            gm = make_fx(run, decomposition_table=core_aten_decompositions(), tracing_mode="real")(*example_inputs)
+            table = {**core_aten_decompositions(), **wafercc_decompositions(_leave_to_importer)}
+            gm = make_fx(run, decomposition_table=table, tracing_mode="real")(*example_inputs)
     except Exception as e:
         raise CaptureError(_explain_capture_failure("make_fx (normalizing the fx graph to core ATen)", e)) from None
     params = dict(model.named_parameters())

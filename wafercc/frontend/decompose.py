@@ -133,6 +133,21 @@ DECOMPOSITIONS: dict[str, Callable] = {
 }
 
 
+def wafercc_decompositions(supported: Callable[[object], bool]) -> dict:
+    """wafercc's table as OpOverload -> function, for the ops ``supported`` rejects (and that exist: a library's
+    custom op only once the library is imported). For the torch.fx capture, whose make_fx takes a table."""
+    out = {}
+    for name, fn in DECOMPOSITIONS.items():
+        namespace, op = name.split("::")
+        try:
+            overload = getattr(getattr(torch.ops, namespace), op).default
+        except (AttributeError, RuntimeError):
+            continue
+        if not supported(overload):
+            out[overload] = fn
+    return out
+
+
 # -- the core-ATen table, with torch's decompositions fixed where they disagree with torch's kernels ----
 
 

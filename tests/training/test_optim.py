@@ -133,9 +133,11 @@ def _round_f32(x: Fraction) -> float:
     """x rounded to nearest-even float32 (via float64 candidates: exact comparisons in Fraction)."""
     if abs(x) >= 2**128 - 2**103:  # half an ulp above the largest float32: overflows to infinity
         return float("inf") if x > 0 else float("-inf")
-    f = np.float32(float(x))  # a close guess; fix it by comparing neighbours exactly
+    with np.errstate(all="ignore"):
+        f = np.float32(float(x))  # a close guess; fix it by comparing neighbours exactly
+        cands = (np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf)))
     best = None
-    for cand in (np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf))):
+    for cand in cands:
         if not np.isfinite(cand):
             continue
         d = abs(Fraction(float(cand)) - x)

@@ -211,3 +211,24 @@ def test_bf16():
     with torch.no_grad():
         got, want = compiled(x), model(x)
     assert got.dtype == torch.bfloat16 and close(got.float(), want.float(), tol=2e-2)
+
+
+def test_torch_compile_mode_is_refused_with_the_wafer_mode_named():
+    compiled = torch.compile(GeluMLP(), backend="wafercc", mode="reduce-overhead")
+    with pytest.raises(WaferError, match="options=\\{'mode': 'stream' \\| 'pipeline'\\}"):
+        compiled(torch.randn(4, 8))
+
+
+@pytest.mark.parametrize("options", [{"mode": "pipeline", "target": "wse3"}, {"precision": "bf16", "check": True},
+                                     {"plan": False}])
+def test_options_reach_the_plan_and_the_runtime(options, tmp_path):
+    torch.manual_seed(0)
+    model = GeluMLP()
+    compiled = torch.compile(model, backend="wafercc", options={**options, "dump_dir": str(tmp_path)})
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        got, want = compiled(x), model(x)
+    assert close(got, want, tol=2e-2 if options.get("precision") == "bf16" else 1e-5)
+    (graph,) = tmp_path.iterdir()
+    wir = (graph / "model.wir").read_text()
+    assert f'mode = "{options.get("mode", "stream")}"' in wir and f'target = "{options.get("target", "wse2")}"' in wir

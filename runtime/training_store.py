@@ -784,7 +784,7 @@ def _initial_tensors(params, buffers, optimizer_for, weight_dtype, state) -> dic
         if wd not in _STREAM_DTYPES:
             raise TrainingStoreError(f"parameter '{name}': weight dtype must be one of {', '.join(_STREAM_DTYPES)}, "
                                      f"got {wd!r}")
-        master = a.astype(F32)
+        master = np.asarray(a, F32)  # no copy of what is already f32
         shape = tuple(a.shape)
         if wd == "f32":
             out["weights"].append((Entry(name, "f32", shape, "parameter"), master))

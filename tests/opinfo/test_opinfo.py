@@ -22,7 +22,7 @@ SUBSET = [
     "mm", "bmm", "addmm", "matmul", "nn.functional.linear", "nn.functional.conv2d", "nn.functional.batch_norm",
     "nn.functional.layer_norm", "nn.functional.group_norm", "nn.functional.max_pool2d", "nn.functional.avg_pool2d",
     "nn.functional.adaptive_avg_pool2d", "nn.functional.interpolate.bilinear", "nn.functional.embedding",
-    "cdist", "nn.functional.pdist", "nn.functional.one_hot",
+    "cdist", "nn.functional.pdist", "cummax", "addbmm", "diagonal_scatter",
     # data movement
     "reshape", "permute", "transpose", "squeeze", "unsqueeze", "cat", "stack", "split", "gather", "scatter",
     "scatter_add", "scatter_reduce.sum", "index_select", "index_put", "diagonal", "as_strided", "masked_scatter",

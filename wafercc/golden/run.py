@@ -19,6 +19,7 @@ from wafercc.driver import compile
 from wafercc.golden.files import display_path, dtype_of, sha256, wir_sha256
 from wafercc.golden.result import Status
 from wafercc.ir import WaferError
+from wafercc.mapping.check import check_plan
 from wafercc.mapping.report import plan_json
 from wafercc.numerics import Tolerance, tolerance_for
 
@@ -123,9 +124,10 @@ def compile_subject(subject: Subject, options: Options) -> Compiled:
         result = compile(subject.model, subject.example_inputs, name=subject.name, capture=options.capture,
                          target=options.target, mode=options.mode)
         plan = plan_json(result.module)
+        typed = check_plan(result.module)  # the plan's promises, checked before the golden runs it
     except (Exception, SystemExit) as e:  # a model that exits fails its golden, never passes it
         raise Failed(Status.COMPILE_FAILED, error_text(e)) from e
-    totals = result.module.attrs.get("plan.totals", {})
+    totals = typed.totals.to_attrs() if typed is not None and typed.totals is not None else {}
     return Compiled(result, wir_sha256(result.text), sha256(plan), {k: totals[k] for k in PLAN_TOTALS if k in totals})
 
 

@@ -1,8 +1,8 @@
 """One FX graph of core-ATen ops (what AOTAutograd hands a compiler) compiled for the wafer and run by the
 reference runtime.
 
-``compile_graph(gm, example_inputs, name, options)`` returns a ``CompiledGraph``: a boxed callable
-(``compiled(args_list)``, AOTAutograd's calling convention) that converts the tensor arguments to numpy
+``CompiledGraph(gm, example_inputs, name, options)`` is a callable taking the arguments boxed
+(``compiled(args_list)``, AOTAutograd's calling convention) or not, that converts the tensor arguments to numpy
 without copying, runs the planned module in the runtime's interpreter (built once), and returns torch
 tensors. The graph is imported directly (its placeholders become the WIR function's arguments: parameters
 are inputs here, as AOTAutograd lifts them), so nothing is re-traced or re-exported.
@@ -214,13 +214,14 @@ class Program:
             imported, pairs, _ = import_with_pairs(self.captured, name=self.name)
             weights = {s: to_numpy(w.tensor) for s, w in imported.weights.items()}
             r = bisect_graph(self.captured, verify_module(imported.module), weights, pairs, arrays)
-            first = r.first
-            lines.append(r.text())
         except WaferError as e:
             lines.append(f"(bisect could not run: {e})")
-        if first is None:
-            lines.append("the graph-level WIR matches PyTorch everywhere: the mismatch comes from a pass or the "
-                         "mapping")
+        else:
+            first = r.first
+            lines.append(r.text())
+            if first is None:
+                lines.append("the graph-level WIR matches PyTorch everywhere: the mismatch comes from a pass, the "
+                             f"mapping or the {options.precision} storage (dump_dir keeps the planned module)")
         raise BackendCheckError("\n".join(lines), first)
 
 

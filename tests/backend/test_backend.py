@@ -232,3 +232,18 @@ def test_options_reach_the_plan_and_the_runtime(options, tmp_path):
     (graph,) = tmp_path.iterdir()
     wir = (graph / "model.wir").read_text()
     assert f'mode = "{options.get("mode", "stream")}"' in wir and f'target = "{options.get("target", "wse2")}"' in wir
+
+
+def test_repeat_calls_reuse_the_compiled_graph(monkeypatch):
+    import wafercc.backend.graph as graph
+
+    planned = []
+    plan_module = graph.plan_module
+    monkeypatch.setattr(graph, "plan_module", lambda *a, **k: planned.append(1) or plan_module(*a, **k))
+    torch.manual_seed(0)
+    model = GeluMLP()
+    compiled = torch.compile(model, backend="wafercc")
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        outs = [compiled(x) for _ in range(3)]
+    assert len(planned) == 1 and all(torch.equal(o, outs[0]) for o in outs)

@@ -293,6 +293,7 @@ class TrainingStore:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.wafercc-tmp-{os.getpid()}-", dir=target.parent))
         try:
             _write_initial(tmp, tensors, _optimizer_doc(optimizer, overrides), data or {})
+            tmp.chmod(0o755)  # mkdtemp makes it private; a store is an ordinary directory
             _point("create:written")
             if target.exists():
                 target.rmdir()

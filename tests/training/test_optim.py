@@ -108,12 +108,13 @@ def test_chunked_equals_whole(cfg):
         assert np.array_equal(s1[k], s2[k])
 
 
-def test_bf16_weight_is_the_master_rounded_as_torch_rounds():
+@pytest.mark.parametrize("ours, theirs", [(ml_dtypes.bfloat16, torch.bfloat16), (np.float16, torch.float16)])
+def test_narrow_weight_is_the_master_rounded_as_torch_rounds(ours, theirs):
+    """What the training store streams: the fp32 master rounded to nearest even (overflow, subnormals too)."""
     rng = np.random.default_rng(5)
     m = (rng.standard_normal(100_000) * 10.0 ** rng.integers(-30, 30, 100_000)).astype(np.float32)
-    ours = m.astype(ml_dtypes.bfloat16).view(np.uint16)
-    theirs = torch.from_numpy(m).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    assert np.array_equal(ours, theirs)
+    assert np.array_equal(m.astype(ours).view(np.uint16),
+                          torch.from_numpy(m).to(theirs).view(torch.int16).numpy().view(np.uint16))
 
 
 f32s = st.floats(width=32, allow_nan=False, allow_infinity=False)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from wafercc.errors import PlanError
 from wafercc.ir import Module
-from wafercc.ir.plan import ALIGN
+from wafercc.ir.plan import ALIGN, BUFFERS
 
-from .plan import layers, target_of
+from .plan import layers, mode_of, target_of, typed
 
-ORDER = ("activation", "output", "accumulator", "weight", "tail")
+ORDER = BUFFERS  # activation, output, accumulator, weight, tail
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,10 @@ class MemPlan:
 
     def run(self, module: Module, stats: Counter | None = None) -> Module:
         t = target_of(module)
+        mode = mode_of(module)
         for layer in layers(module, "tile", by="memplan"):
-            mem = layer.attrs["memory"]
-            entries = [("runtime", t.runtime_reserved_bytes)] + [(b, mem[b]) for b in ORDER if mem.get(b)]
+            mem = typed(layer, mode).memory
+            entries = [("runtime", t.runtime_reserved_bytes)] + [(b, mem.get(b)) for b in ORDER if mem.get(b)]
             offset, mmap = 0, []
             for name, size in entries:
                 mmap.append({"buffer": name, "offset": offset, "bytes": size})

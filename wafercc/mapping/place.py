@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from wafercc.errors import PlanError
 from wafercc.ir import Module
 
-from .plan import layers, mode_of, target_of
+from .plan import layers, mode_of, target_of, typed
 
 
 @dataclass(frozen=True)
@@ -34,21 +34,20 @@ class Place:
         todo = layers(module, "tile", by="place")
         if mode == "stream":
             for step, layer in enumerate(todo):
-                w, h = layer.attrs["tiling"]["size"]
+                w, h = typed(layer, mode).tiling.size
                 layer.attrs["rect"] = [0, 0, w, h]
                 layer.attrs["step"] = step
         else:
-            _floorplan(todo, t.width, t.height)
+            _floorplan(todo, [typed(layer, mode).tiling.region for layer in todo], t.width, t.height)
         if stats is not None:
             stats["layers placed"] += len(todo)
         return module
 
 
-def _floorplan(todo, width: int, height: int) -> None:
-    shelf_h = max(layer.attrs["tiling"]["region"][1] for layer in todo)
+def _floorplan(todo, regions: list[tuple[int, int]], width: int, height: int) -> None:
+    shelf_h = max(h for _, h in regions)
     x, y, direction = 0, 0, 1
-    for layer in todo:
-        w = layer.attrs["tiling"]["region"][0]
+    for layer, (w, _) in zip(todo, regions):
         if (direction > 0 and x + w > width) or (direction < 0 and x - w < 0):
             y += shelf_h
             direction = -direction

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from wafercc.errors import PlanError
 from wafercc.ir import DType, Layer, Module
+from wafercc.ir.plan import LayerPlan
 from wafercc.target import Target, parse_target
 
 from .tiling import Shape
@@ -66,3 +67,9 @@ def shape_of(layer: Layer) -> Shape:
         dtype=a["dtype"] if isinstance(a["dtype"], DType) else DType(a["dtype"]), weight_bytes=a["weight_bytes"],
         flops=a["flops"], tail_elements=a.get("tail_elements", 0),
     )
+
+
+def typed(layer: Layer, mode: str) -> LayerPlan:
+    """The layer's plan so far, loaded and checked: what a pass reads of the passes before it (a malformed
+    attribute is one error naming the layer and field, never a KeyError)."""
+    return LayerPlan.from_attrs(layer.name, layer.attrs, mode)

@@ -13,7 +13,7 @@ import numpy as np
 from .kernels.base import finish
 from .kernels.conv import conv_gemm, conv_transposed_gemm
 from .plan import Counters, PlanMatmul, TilePlan, plan_embedding, round_to
-from .schedule import WEIGHT, classify
+from .schedule import LAYER_ATTR, WEIGHT, classify
 
 # Which operand of each anchor is the streamed matrix W.
 _W_OPERAND = {"mm": 1, "addmm": 2, "bmm": 1, "convolution": 1, "embedding": 0}
@@ -40,7 +40,7 @@ class PlannedLayers:
                 w_syms = syms.get(id(op.operands[_W_OPERAND[op.name]]), set())
             other = set()
             for o in func.ops:
-                ref = o.attrs.get("plan.layer")
+                ref = o.attrs.get(LAYER_ATTR)
                 if ref is None or ref.name != lp.name or o.name == "weight.get" or _static(o, kind):
                     continue
                 for i, v in enumerate(o.operands):

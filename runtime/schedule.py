@@ -18,9 +18,9 @@ activation bytes from its definition to its last use.
 from __future__ import annotations
 
 from wafercc.ir import Func, Op, SymbolRef
+from wafercc.ir.plan import LAYER_ATTR  # set by the mapping passes on every op
 
 DYN, WEIGHT, CONST = 0, 1, 2  # what a value is derived from: run-time data / weights / constants only
-LAYER_ATTR = "plan.layer"  # set by the mapping passes on every op (wafercc/mapping/layers.py)
 
 
 def classify(f: Func, order: list[Op]) -> dict[int, int]:

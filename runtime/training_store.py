@@ -675,7 +675,8 @@ class StepUpdate:
         opt.step_chunk(p, g, state, t)
         if pf == "masters":
             w = dst["weights"].array(name)[lo:hi]
-            w[...] = p.astype(w.dtype)  # round to nearest even, as torch's .to(torch.bfloat16)
+            with np.errstate(over="ignore"):  # beyond f16's range: infinity, as torch's .to(torch.float16)
+                w[...] = p.astype(w.dtype)  # round to nearest even, as torch's .to(torch.bfloat16)
             targets.append(("weights", name))
             views[("weights", name)] = w
         for f, tname in targets:
@@ -790,7 +791,8 @@ def _initial_tensors(params, buffers, optimizer_for, weight_dtype, state) -> dic
         if wd == "f32":
             out["weights"].append((Entry(name, "f32", shape, "parameter"), master))
         else:
-            out["weights"].append((Entry(name, wd, shape, "parameter"), master.astype(_DT[wd][1])))
+            with np.errstate(over="ignore"):
+                out["weights"].append((Entry(name, wd, shape, "parameter"), master.astype(_DT[wd][1])))
             out["masters"].append((Entry(name, "f32", shape, "master", of=name), master))
         out["optimizer"] += _initial_state(name, shape, optimizer_for(name), state.get(name))
     for name in state:

@@ -123,6 +123,7 @@ def check_output_file(target: str | os.PathLike, ours: Callable[[Path], bool], w
     p = Path(target)
     if p.is_dir():
         raise OutputError(f"-o '{p}' is a directory; give the name of the file to write")
+    _check_parents(p)
     if p.exists() and not force and not _recognized(p, ours):
         raise OutputError(f"-o '{p}' exists and is not {what} that wafercc wrote: nothing was written; choose "
                           "another name, or pass --force to replace it")
@@ -151,6 +152,7 @@ def check_output_dir(target: str | os.PathLike, kind: str, legacy: Iterable[str]
     """The absolute ``target``, once writing a ``kind`` output there is allowed (OutputError otherwise):
     the commands call it before any work, ``write_dir_atomic`` again under the lock."""
     p = _abs(target)
+    _check_parents(p)
     problem = _refusal(p, kind, frozenset(legacy), force or p in _forced)
     if problem:
         raise OutputError(problem)
@@ -394,10 +396,14 @@ def _abs(target: str | os.PathLike) -> Path:
         return p
 
 
-def _make_parent(target: Path) -> None:
+def _check_parents(target: Path) -> None:
     above = next((a for a in target.parents if a.exists()), None)
     if above is not None and not above.is_dir():
         raise OutputError(f"cannot write '{target}': '{above}' is a file, not a folder; nothing was written")
+
+
+def _make_parent(target: Path) -> None:
+    _check_parents(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -405,5 +411,6 @@ def _make_parent(target: Path) -> None:
 
 
 def _cannot_write(target: Path, e: OSError) -> OutputError:
-    where = f" ({e.filename})" if e.filename and str(e.filename) != str(target) else ""
+    named = str(e.filename or "")
+    where = f" ({named})" if named and named != str(target) and _TMP not in named else ""
     return OutputError(f"cannot write '{target}': {e.strerror or e}{where}; nothing was written")

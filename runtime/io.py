@@ -7,6 +7,7 @@ values ('|V2') and read back as bfloat16 for a bf16 argument.
 
 from __future__ import annotations
 
+import functools
 import lzma
 import os
 import zipfile
@@ -88,32 +89,41 @@ def _listed(what: str, names: list[str]) -> str:
 
 def _check(arg: Value, v) -> np.ndarray:
     a = np.asarray(v)
+    if want := _type_problem(arg, a.dtype, a.shape):
+        raise InputError(want)
+    return a.view(ml_dtypes.bfloat16) if a.dtype == np.dtype("V2") else a  # bf16 read back from an npz file
+
+
+def _type_problem(arg: Value, dtype: np.dtype, shape: tuple) -> str:
     want = np_dtype(arg.type)
-    if want == ml_dtypes.bfloat16 and a.dtype == np.dtype("V2"):
-        a = a.view(ml_dtypes.bfloat16)  # bf16 read back from an npz file
-    if a.dtype != want or a.shape != arg.type.shape:
-        got = f"{a.dtype}{list(a.shape)}"
-        raise InputError(f"input %{arg.name} must be {arg.type} ({want}{list(arg.type.shape)}), got {got}")
-    return a
+    if want == ml_dtypes.bfloat16 and dtype == np.dtype("V2"):
+        dtype = want
+    if dtype != want or tuple(shape) != arg.type.shape:
+        return f"input %{arg.name} must be {arg.type} ({want}{list(arg.type.shape)}), got {dtype}{list(shape)}"
+    return ""
 
 
 def load_inputs(path: str | os.PathLike, func: Func) -> list[np.ndarray]:
-    """Read an npz keyed by argument names (or arg0, arg1, ...) and check it against ``func``. The keys and
-    each member's size are checked against the signature before anything is decompressed."""
+    """Read an npz keyed by argument names (or arg0, arg1, ...) and check it against ``func``. The keys, and
+    each member's type in its .npy header, are checked against the signature before anything is
+    decompressed or allocated."""
     check_fits(func)
-    names = [a.name for a in func.args]
-    by_pos = {f"arg{i}": n for i, n in enumerate(names)}
-    nbytes = {a.name: a.type.nbytes for a in func.args}
+    args = {a.name: a for a in func.args}
+    by_pos = {f"arg{i}": a.name for i, a in enumerate(func.args)}
+    arg_of: dict[str, Value] = {}  # member key -> its argument
 
     def bounds(keys: list[str]) -> dict[str, int]:
         positional = bool(keys) and all(k.startswith("arg") and k[3:].isdigit() for k in keys)
         named = {by_pos.get(k, k) if positional else k.lstrip("%"): k for k in keys}
         _match_names(func, list(named))
-        return {k: nbytes[n] for n, k in named.items()}
+        arg_of.update({k: args[n] for n, k in named.items()})
+        return {k: args[n].type.nbytes for n, k in named.items()}
 
-    data = read_npz(path, bounds, "inputs")
-    if data and all(k.startswith("arg") and k[3:].isdigit() for k in data):
-        data = {by_pos.get(k, k): v for k, v in data.items()}
+    def expect(key: str, dtype: np.dtype, shape: tuple) -> str:
+        return _type_problem(arg_of[key], dtype, shape)
+
+    data = read_npz(path, bounds, "inputs", expect)
+    data = {arg_of[k].name: v for k, v in data.items()}
     try:
         return bind_inputs(func, data)
     except InputError as e:
@@ -123,11 +133,13 @@ def load_inputs(path: str | os.PathLike, func: Func) -> list[np.ndarray]:
 NPY_HEADER_BYTES = 1 << 16  # what a member may hold beyond its array's bytes: the .npy header
 
 
-def read_npz(path: str | os.PathLike, bounds: Callable[[list[str]], dict[str, int]], what: str) -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike, bounds: Callable[[list[str]], dict[str, int]], what: str,
+             expect: Callable[[str, np.dtype, tuple], str] | None = None) -> dict[str, np.ndarray]:
     """The arrays of an .npz, read without trusting it: ``bounds(keys)`` checks the member names (raising
     InputError) and gives each member's largest array in bytes; a member's sizes, declared and actual, are
-    checked against it before it is decompressed, and its .npy header before anything is allocated. Object
-    arrays (pickles) are refused. InputError names the file, the member and what was wrong."""
+    checked against it before it is decompressed, and its .npy header (and ``expect(key, dtype, shape)``:
+    what is wrong with that type, or "") before anything is allocated. Object arrays (pickles) are refused.
+    InputError names the file, the member and what was wrong."""
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
@@ -138,7 +150,8 @@ def read_npz(path: str | os.PathLike, bounds: Callable[[list[str]], dict[str, in
                 limits = bounds(keys)
             except InputError as e:
                 raise InputError(f"{path}: {e}") from None
-            return {k: _member(path, z, i, limits.get(k, 0)) for k, i in zip(keys, infos)}
+            return {k: _member(path, z, i, limits.get(k, 0), expect and functools.partial(expect, k))
+                    for k, i in zip(keys, infos)}
     except InputError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, EOFError, NotImplementedError,
@@ -148,7 +161,7 @@ def read_npz(path: str | os.PathLike, bounds: Callable[[list[str]], dict[str, in
         raise InputError(f"cannot read {what} from '{path}': {e.strerror or e}") from None
 
 
-def _member(path, z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> np.ndarray:
+def _member(path, z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, expect=None) -> np.ndarray:
     where = f"'{path}' member {info.filename}"
     if info.file_size > limit + NPY_HEADER_BYTES:
         raise InputError(f"{where} holds {info.file_size:,} bytes; what it stands for takes at most {limit:,}")
@@ -162,6 +175,8 @@ def _member(path, z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> np.n
             raise InputError(f"{where} is not a .npy array: {e}") from None
         if dtype.hasobject:
             raise InputError(f"{where} holds Python objects (dtype {dtype}); only plain arrays are read")
+        if expect is not None and (problem := expect(dtype, shape)):
+            raise InputError(f"{path}: {problem}")
         need = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if need > limit:
             raise InputError(f"{where} holds {dtype}{list(shape)} ({need:,} bytes); what it stands for takes at "

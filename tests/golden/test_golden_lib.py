@@ -22,7 +22,8 @@ def check(root: Path, **kw) -> golden.GoldenResult:
 
 def test_record_writes_open_formats_from_eager(recorded_tiny):
     g = recorded_tiny / "goldens" / "tiny"
-    assert sorted(p.name for p in g.iterdir()) == ["eager.npz", "golden.json", "inputs.npz", "runtime.npz"]
+    assert sorted(p.name for p in g.iterdir()) == [  # .wafercc: the marker that makes it a golden to replace
+        ".wafercc", "eager.npz", "golden.json", "inputs.npz", "runtime.npz"]
     data = json.loads((g / "golden.json").read_text())
     assert data["model"] == "models/tiny.py"  # relative to the directory holding goldens/
     assert data["settings"] == {"capture": "export", "mode": "stream", "precision": "fp32", "target": "wse2"}

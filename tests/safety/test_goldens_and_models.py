@@ -92,6 +92,14 @@ def test_an_unknown_tolerance_field_is_ignored(capsys, golden_copy):
     assert code == 0, out
 
 
+def test_a_damaged_golden_can_be_re_recorded(capsys, golden_copy):
+    (golden_copy / "goldens" / "tiny" / "golden.json").write_text("[]")
+    code, out = cli(capsys, "golden", "record", golden_copy / "models" / "tiny.py", "--dir",
+                    golden_copy / "goldens", "--target", "mesh4", "-q")
+    assert code == 0, out
+    assert cli(capsys, "golden", "check", "--dir", golden_copy / "goldens", "-q")[0] == 0
+
+
 def test_deeply_nested_golden_json_exits_2(capsys, golden_copy):
     (golden_copy / "goldens" / "tiny" / "golden.json").write_text("[" * 100_000)
     code, err = cli(capsys, "golden", "check", "--dir", golden_copy / "goldens", "-q")

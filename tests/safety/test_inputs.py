@@ -207,7 +207,7 @@ def npy_header(descr: str, shape: tuple) -> bytes:
 @pytest.mark.parametrize("payload, message", [
     (b"not an npy", "is not a .npy array"),
     (b"\x93NUMPY\x01\x00" + struct.pack("<H", 20) + b"{'descr': '<f4', 'fo", "is not a .npy array"),
-    (npy_header("<f4", (1000000,)), "holds float32\\[1000000\\]"),
+    (npy_header("<f4", (1000000,)), "got float32\\[1000000\\]"),  # the type, from the header, before the data
     (npy_header("<f4", (2, 16)), "but it holds 0 bytes of data"),
     (npy_header("<f4", (2, 16)) + b"\0" * 1000, "but it holds more of data"),
     (npy_header("|O", (2, 16)), "holds Python objects"),
@@ -219,6 +219,14 @@ def test_member_headers_are_checked_before_allocation(tiny_compiled, tmp_path, p
         z.writestr("x.npy", payload)
     with pytest.raises(InputError, match=message):
         runtime.load_inputs(path, func)
+
+
+def test_a_header_larger_than_the_bound_is_refused_before_allocation(tmp_path):
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("out0.npy", npy_header("<f4", (10 ** 12,)))
+    with pytest.raises(InputError, match="holds float32\\[1000000000000\\] \\(4,000,000,000,000 bytes\\)"):
+        runtime.io.read_npz(path, lambda keys: {"out0": 64}, "outputs")
 
 
 def test_a_damaged_deflate_stream_is_an_input_error(tiny_compiled, tmp_path):

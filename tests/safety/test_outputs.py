@@ -88,6 +88,15 @@ def test_a_path_under_a_file_or_proc_is_an_error_not_a_traceback(capsys, tmp_pat
     assert code == 2 and "cannot create files in '/proc'" in err
 
 
+def test_run_o_under_a_file_or_proc_is_an_error(capsys, compiled, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, err = cli(capsys, "run", compiled, "-o", f / "o.npz")
+    assert code == 2 and "is a file, not a folder" in err
+    code, err = cli(capsys, "run", compiled, "-o", "/proc/o.npz")
+    assert code == 2 and "cannot write '/proc/o.npz'" in err and "wafercc-tmp" not in err
+
+
 def test_recompile_replaces_an_earlier_output_and_a_legacy_one(capsys, compiled, tmp_path):
     out = tmp_path / "again"
     shutil.copytree(compiled, out)

@@ -193,6 +193,17 @@ def _kind(v) -> str:
         type(v), f"a {type(v).__name__}")
 
 
+def recorded_model(golden: Path) -> str | None:
+    """The model path a golden.json names, or None when it is damaged: re-recording over a damaged golden is
+    how it gets repaired, so this read does not refuse."""
+    try:
+        data = json.loads((golden / GOLDEN_JSON).read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else None
+
+
 def model_path(golden: Path, recorded: object, root: Path) -> Path:
     """The model file golden.json names, once it lies inside the goldens' root: a golden runs only model files
     of its own tree (or named on the command line), never one a golden.json points at elsewhere."""

@@ -115,7 +115,7 @@ def _load(path, directory: Path, entry: str | None, explicit: bool) -> Subject |
 
 def _same_model(golden: Path, subject: Subject) -> None:
     """Two model files with one stem must not overwrite each other's golden."""
-    recorded = F.read_golden_json(golden).get("model")
-    if recorded != subject.source:
+    recorded = F.recorded_model(golden)
+    if recorded is not None and recorded != subject.source:
         raise UsageError(f"the golden '{golden}' was recorded from {recorded}, not {subject.source}: delete it "
                          "or record into another --dir")

@@ -259,11 +259,7 @@ def _read_index(file: Path, manifest: dict) -> dict[str, TensorInfo]:
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise StoreError(f"'{file}' has a malformed safetensors header: {_why(e)}") from None
-    if not isinstance(header, dict):
-        raise StoreError(f"'{file}' has a malformed safetensors header: a JSON {type(header).__name__}, expected "
-                         'an object {name: {"dtype", "shape", "data_offsets"}, ...}')
-    if not isinstance(header.pop("__metadata__", {}), dict):
-        raise StoreError(f"'{file}' has a malformed safetensors header: __metadata__ is not an object")
+    _check_header(file, header)
     base = 8 + n
     out = {}
     for name, h in header.items():
@@ -274,11 +270,24 @@ def _read_index(file: Path, manifest: dict) -> dict[str, TensorInfo]:
     for name in manifest:
         if name not in out:
             raise StoreError(f"tensor '{name}' is listed in {MANIFEST_FILE} but missing from '{file}'")
-    spans = sorted((i.begin, i.end, i.name) for i in out.values() if i.end > i.begin)
+    _check_disjoint(file, out)
+    return out
+
+
+def _check_disjoint(file: Path, tensors: dict[str, TensorInfo]) -> None:
+    spans = sorted((i.begin, i.end, i.name) for i in tensors.values() if i.end > i.begin)
     for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
         if begin < end:
             raise StoreError(f"'{file}': tensors '{a}' and '{b}' overlap in the data section")
-    return out
+
+
+def _check_header(file: Path, header) -> None:
+    """An object of tensor entries; its ``__metadata__`` (an object, if present) is taken out."""
+    if not isinstance(header, dict):
+        raise StoreError(f"'{file}' has a malformed safetensors header: a JSON {type(header).__name__}, expected "
+                         'an object {name: {"dtype", "shape", "data_offsets"}, ...}')
+    if not isinstance(header.pop("__metadata__", {}), dict):
+        raise StoreError(f"'{file}' has a malformed safetensors header: __metadata__ is not an object")
 
 
 def _tensor_info(file: Path, name: str, h, m: dict | None, base: int) -> TensorInfo:

@@ -22,7 +22,8 @@ from wafercc.golden.run import Options, Subject
 from wafercc.ir import WaferError
 
 __all__ = [
-    "FAILURES", "FORMAT", "GOLDEN_FILES", "GoldenResult", "Options", "OutputResult", "Status", "Subject", "WaferError", "check", "check_file",
+    "FAILURES", "FORMAT", "GOLDEN_FILES", "GoldenResult", "Options", "OutputResult", "Status", "Subject", "WaferError",
+    "check", "check_file",
     "check_golden", "counts", "exit_code", "format_result", "golden_names", "model_files", "print_summary", "record",
     "record_file", "root_of", "sanitize", "update_file",
 ]

@@ -189,26 +189,30 @@ class FastParser:
             else:
                 raise _GiveUp
 
+    def _list_at(self, s: str, pos: int, depth: int) -> tuple[list, int]:
+        """The list starting with the ``[`` at ``pos``, and the position after its ``]``."""
+        if depth > MAX_DEPTH:
+            raise _GiveUp
+        pos += 1
+        if s.startswith("]", pos):
+            return [], pos + 1
+        out = []
+        while True:
+            value, pos = self._value_at(s, pos, depth + 1)
+            out.append(value)
+            if s.startswith(", ", pos):
+                pos += 2
+            elif s.startswith("]", pos):
+                return out, pos + 1
+            else:
+                raise _GiveUp
+
     def _value_at(self, s: str, pos: int, depth: int = 0) -> tuple[Attr, int]:
         c = s[pos : pos + 1]
         if c == "{":
             return self._attrs_at(s, pos, depth)
         if c == "[":
-            if depth > MAX_DEPTH:
-                raise _GiveUp
-            pos += 1
-            if s.startswith("]", pos):
-                return [], pos + 1
-            out = []
-            while True:
-                value, pos = self._value_at(s, pos, depth + 1)
-                out.append(value)
-                if s.startswith(", ", pos):
-                    pos += 2
-                elif s.startswith("]", pos):
-                    return out, pos + 1
-                else:
-                    raise _GiveUp
+            return self._list_at(s, pos, depth)
         m = self._scalar(s, pos)
         if m is None:
             raise _GiveUp

@@ -251,3 +251,27 @@ def test_the_fx_capture_uses_the_same_table():
     cap = capture(m, (x,), method="fx")
     assert all(importable(n.target) for n in cap.graph.nodes if n.op == "call_function")
     assert compare_model(m, (x,), capture="fx", plan=False).passed
+
+
+class _ErfcxThenHistc(nn.Module):
+    def forward(self, x):
+        return torch.histc(torch.special.erfcx(x), bins=4, min=0, max=2)
+
+
+def test_a_decomposition_that_only_trades_the_op_for_another_is_not_kept():
+    # Regression: torch decomposes special_erfcx into prims::erfcx; the error named the prims op, which the
+    # model never calls. The op of the model is kept and the error says what its decomposition would need;
+    # the other op's decomposition (histc) is still applied.
+    from wafercc.frontend.capture import importable
+    from wafercc.frontend.decompose import core_table, decompose_unsupported
+
+    erfcx = {torch.ops.aten.special_erfcx.default, torch.ops.prims.erfcx.default}
+    histc_op = torch.ops.aten.histc.default
+    m, x = _ErfcxThenHistc(), torch.randn(6)
+    ep = torch.export.export(m, (x,)).run_decompositions(core_table())
+    dec = decompose_unsupported(ep, lambda t: t not in erfcx and t is not histc_op and importable(t))
+    targets = {n.target for n in dec.program.graph.nodes}
+    assert torch.ops.aten.special_erfcx.default in targets and torch.ops.prims.erfcx.default not in targets
+    assert histc_op not in targets and dec.applied == ["aten::histc"]
+    assert dec.failures == {
+        "aten::special_erfcx": "its decomposition brings prims::erfcx, which wafercc cannot take either"}

@@ -202,7 +202,39 @@ def _candidate(op) -> tuple[Callable | None, str]:
 def decompose_unsupported(ep, supported: Callable[[object], bool], rounds: int = 3) -> Decomposition:
     """Re-run ``ep.run_decompositions`` with a decomposition for every op ``supported`` rejects, until none
     is left that has one (a decomposition may bring ops of its own). The core-ATen table goes in each time,
-    so what a decomposition brings is normalized like the rest of the graph."""
+    so what a decomposition brings is normalized like the rest of the graph. A decomposition that trades the
+    op for others the importer cannot take either (``special_erfcx`` for ``prims::erfcx``) is not kept: the
+    error then names the op of the model, and says what its decomposition would need."""
+    before = _unsupported(ep, supported)
+    result = _decompose(ep, supported, rounds)
+    if not _unsupported(result.program, supported) - before:
+        return result
+    # The model will not compile: find which decompositions help and which only move the problem (rare, so
+    # the one-op-at-a-time runs are paid only here).
+    useful, traded = set(), {}
+    for op in before:
+        if qualname(op) in result.failures:
+            continue
+        trial = _decompose(ep, supported, rounds, skip=before - {op})
+        brought = _unsupported(trial.program, supported) - before
+        if brought:
+            traded[qualname(op)] = "its decomposition brings " + ", ".join(sorted(qualname(t) for t in brought)) + \
+                ", which wafercc cannot take either"
+        elif qualname(op) in trial.applied:
+            useful.add(op)
+    final = _decompose(ep, supported, rounds, skip=before - useful) if useful else Decomposition(ep)
+    final.failures.update(result.failures)
+    final.failures.update(traded)
+    return final
+
+
+def _unsupported(ep, supported) -> set:
+    return {n.target for n in ep.graph.nodes
+            if n.op == "call_function" and n.target is not operator.getitem and not supported(n.target)}
+
+
+def _decompose(ep, supported, rounds: int, skip: frozenset | set = frozenset()) -> Decomposition:
+    """The rounds of decomposition, leaving the ops in ``skip`` as they are."""
     result = Decomposition(ep)
     for _ in range(rounds):
         todo = {}
@@ -210,7 +242,7 @@ def decompose_unsupported(ep, supported: Callable[[object], bool], rounds: int =
             if n.op != "call_function" or n.target is operator.getitem or supported(n.target):
                 continue
             name = qualname(n.target)
-            if name in result.failures or n.target in todo:
+            if name in result.failures or n.target in todo or n.target in skip:
                 continue
             fn, source = _candidate(n.target)
             if fn is None:
@@ -220,25 +252,29 @@ def decompose_unsupported(ep, supported: Callable[[object], bool], rounds: int =
             todo[n.target] = (fn, source)
         if not todo:
             break
+        _apply(result, todo)
+    return result
+
+
+def _apply(result: Decomposition, todo: dict) -> None:
+    table = core_table()
+    for op, (fn, _) in todo.items():
+        table[op] = fn
+    try:
+        result.program = result.program.run_decompositions(table)
+        result.applied += [qualname(op) for op in todo]
+        return
+    except Exception:  # whatever tracing a decomposition raised; found below
+        pass
+    # One of them failed: apply them one at a time, to name the one that cannot be decomposed and why.
+    for op, (fn, source) in todo.items():
         table = core_table()
-        for op, (fn, _) in todo.items():
-            table[op] = fn
+        table[op] = fn
         try:
             result.program = result.program.run_decompositions(table)
-            result.applied += [qualname(op) for op in todo]
-            continue
-        except Exception:
-            pass
-        # One of them failed: apply them one at a time, to name the one that cannot be decomposed and why.
-        for op, (fn, source) in todo.items():
-            table = core_table()
-            table[op] = fn
-            try:
-                result.program = result.program.run_decompositions(table)
-                result.applied.append(qualname(op))
-            except Exception as e:  # whatever tracing the decomposition raised
-                result.failures[qualname(op)] = f"its decomposition ({source}) failed: {_reason(e)}"
-    return result
+            result.applied.append(qualname(op))
+        except Exception as e:  # whatever tracing the decomposition raised
+            result.failures[qualname(op)] = f"its decomposition ({source}) failed: {_reason(e)}"
 
 
 def _reason(e: BaseException) -> str:

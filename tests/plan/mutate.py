@@ -52,26 +52,29 @@ def _edits(value, path: tuple, full: bool) -> Iterator[tuple[tuple, str, object]
                 yield (i,), "removed", REMOVE
             for sub, what, new in _edits(v, path + (i,), full):
                 yield (i,) + sub, what, new
-    elif isinstance(value, bool):
-        yield (), f"{value} -> {not value}", not value
+    else:
+        for what, new in _leaf_edits(value, path, full):
+            yield (), what, new
+
+
+def _leaf_edits(value, path: tuple, full: bool) -> Iterator[tuple[str, object]]:
+    if isinstance(value, bool):
+        yield f"{value} -> {not value}", not value
     elif isinstance(value, int):
         for n in _ints(value, full):
-            yield (), f"{value} -> {n}", n
+            yield f"{value} -> {n}", n
     elif isinstance(value, float):
         for n in _floats(value, full):
-            yield (), f"{value} -> {n}", n
+            yield f"{value} -> {n}", n
     elif isinstance(value, str):
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
-        if key == "anchor":
-            options = ("%nothing",)
-        else:
-            options = _ALTERNATIVES.get(key, ()) + (value + "_x",)
+        options = ("%nothing",) if key == "anchor" else _ALTERNATIVES.get(key, ()) + (value + "_x",)
         for n in options:
             if n != value:
-                yield (), f"{value!r} -> {n!r}", n
+                yield f"{value!r} -> {n!r}", n
     elif isinstance(value, DType):
         n = DType.f16 if value != DType.f16 else DType.f32
-        yield (), f"{value.value} -> {n.value}", n
+        yield f"{value.value} -> {n.value}", n
 
 
 REMOVE = object()

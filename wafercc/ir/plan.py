@@ -337,28 +337,9 @@ class Route:
             raise f.fail("flow", f"a {flow} route is " + ("a routed path" if flow == "transfer" else
                                                            "a bundle: a box with an axis"), "plan-route")
         if f.has("box"):
-            box = f.ints("box", 4)
-            if box[0] > box[2] or box[1] > box[3]:
-                raise f.fail("box", f"{flow} box {list(box)} is empty", "plan-route")
-            axis = f.str("axis", ("x", "y"))
-            lo, hi = (box[0], box[2]) if axis == "x" else (box[1], box[3])
-            if f.has("src"):
-                src = f.int("src")
-                if not lo <= src <= hi:
-                    raise f.fail("src", f"{flow} source {axis}={src} lies outside its box {list(box)}", "plan-route")
-            if f.has("feeds"):
-                feeds = f.ints("feeds", 2)
-                if not box[0] <= feeds[0] <= feeds[1] <= box[2]:
-                    raise f.fail("feeds", f"{flow} feeds columns {list(feeds)} outside its box {list(box)}",
-                                 "plan-route")
-        elif f.has("path"):
-            pts = f.list("path")
-            if not pts:
-                raise f.fail("path", "expected at least one point, got []")
-            path = tuple(_point(p, f) for p in pts)
-            for (ax, ay), (bx, by) in zip(path, path[1:]):
-                if ax != bx and ay != by:
-                    raise f.fail("path", f"{flow} path jumps from ({ax},{ay}) to ({bx},{by})", "plan-route")
+            box, axis, src, feeds = _bundle(f, flow)
+        else:
+            path = _path(f, flow)
         if f.has("peer"):
             peer = f.str("peer")
         return cls(flow, color, nbytes, box, axis, src, feeds, path, peer)
@@ -383,6 +364,37 @@ class Route:
         if self.box is not None:
             return [self.box[:2], self.box[2:]]
         return list(self.path or ())
+
+
+def _bundle(f: _Fields, flow: str) -> tuple:
+    """(box, axis, src, feeds) of a bundle of straight paths."""
+    box = f.ints("box", 4)
+    if box[0] > box[2] or box[1] > box[3]:
+        raise f.fail("box", f"{flow} box {list(box)} is empty", "plan-route")
+    axis = f.str("axis", ("x", "y"))
+    lo, hi = (box[0], box[2]) if axis == "x" else (box[1], box[3])
+    src = feeds = None
+    if f.has("src"):
+        src = f.int("src")
+        if not lo <= src <= hi:
+            raise f.fail("src", f"{flow} source {axis}={src} lies outside its box {list(box)}", "plan-route")
+    if f.has("feeds"):
+        feeds = f.ints("feeds", 2)
+        if not box[0] <= feeds[0] <= feeds[1] <= box[2]:
+            raise f.fail("feeds", f"{flow} feeds columns {list(feeds)} outside its box {list(box)}", "plan-route")
+    return box, axis, src, feeds
+
+
+def _path(f: _Fields, flow: str) -> tuple[tuple[int, int], ...]:
+    """The corner points of a routed path, turning only at right angles."""
+    pts = f.list("path")
+    if not pts:
+        raise f.fail("path", "expected at least one point, got []")
+    path = tuple(_point(p, f) for p in pts)
+    for (ax, ay), (bx, by) in zip(path, path[1:]):
+        if ax != bx and ay != by:
+            raise f.fail("path", f"{flow} path jumps from ({ax},{ay}) to ({bx},{by})", "plan-route")
+    return path
 
 
 def _point(p, f: _Fields) -> tuple[int, int]:
@@ -562,49 +574,14 @@ class LayerPlan:
         f = _Fields(name, "", attrs)
         _check_stages(f)
         kind = f.str("kind", KINDS)
-        dtype = f.raw("dtype")
-        try:
-            dtype = dtype if isinstance(dtype, DType) else DType(dtype)
-        except ValueError:
-            raise f.fail("dtype", f"expected a dtype, got {_show(dtype)}") from None
-        weights = []
-        for w in f.list("weights"):
-            if isinstance(w, SymbolRef):
-                weights.append(w.name)
-            elif isinstance(w, str) and w.startswith("@"):
-                weights.append(w[1:])
-            else:
-                raise f.fail("weights", f"expected weight symbols, got {_show(w)}")
-        anchor = dims = None
-        if kind != "elementwise":
-            anchor = f.str("anchor")
-            if not anchor.startswith("%"):
-                raise f.fail("anchor", f"expected a value name like \"%addmm\", got {_show(anchor)}")
-            dims = Dims.from_attrs(f.sub("dims"))
-        else:
-            for k in ("anchor", "dims"):
-                if f.has(k):
-                    raise f.fail(k, "an elementwise layer has no anchor", "plan-anchor")
+        dtype, weights = _dtype(f), _weights(f)
+        anchor, dims = _anchor(f, kind)
         kw = dict(
             name=name, index=f.int("index"), kind=kind, ops=f.int("ops"), dtype=dtype, flops=f.int("flops"),
             weights=tuple(weights), weight_bytes=f.int("weight_bytes"), tail_elements=f.int("tail_elements"),
             structure=f.str("structure") if f.has("structure") else None, anchor=anchor, dims=dims,
         )
-        if f.has("tiling"):
-            kw.update(tiling=Tiling.from_attrs(f.sub("tiling"), mode), memory=Memory.from_attrs(f.sub("memory")),
-                      estimate=Estimate.from_attrs(f.sub("estimate")))
-        if f.has("rect"):
-            kw.update(rect=Rect.from_attrs(f, "rect"), step=f.int("step"))
-        if f.has("routes"):
-            routes = []
-            for i, r in enumerate(f.list("routes")):
-                routes.append(Route.from_attrs(_Fields(name, f"routes[{i}]", r)))
-            kw.update(routes=tuple(routes), colors=f.int("colors"), links=Links.from_attrs(f.sub("links")))
-        if f.has("memmap"):
-            kw.update(memmap=tuple(_mem_entry(_Fields(name, f"memmap[{i}]", e)) for i, e in
-                                   enumerate(f.list("memmap"))))
-        if f.has("cost"):
-            kw.update(cost=Cost.from_attrs(f.sub("cost")), stream=Stream.from_attrs(f.sub("stream")))
+        kw.update(_later_stages(f, mode))
         kw["extra"] = tuple((k, v) for k, v in attrs.items() if k not in _KNOWN)
         lp = cls(**kw)
         _check_layer(lp, f, mode)
@@ -638,6 +615,56 @@ class LayerPlan:
     def to_json(self) -> dict:
         """The layer as plan.json has it: its name, and the attributes as JSON values."""
         return {"name": self.name, **plain(self.to_attrs())}
+
+
+def _dtype(f: _Fields) -> DType:
+    v = f.raw("dtype")
+    try:
+        return v if isinstance(v, DType) else DType(v)
+    except ValueError:
+        raise f.fail("dtype", f"expected a dtype, got {_show(v)}") from None
+
+
+def _weights(f: _Fields) -> tuple[str, ...]:
+    out = []
+    for w in f.list("weights"):
+        if isinstance(w, SymbolRef):
+            out.append(w.name)
+        elif isinstance(w, str) and w.startswith("@"):
+            out.append(w[1:])
+        else:
+            raise f.fail("weights", f"expected weight symbols, got {_show(w)}")
+    return tuple(out)
+
+
+def _anchor(f: _Fields, kind: str) -> tuple[str | None, Dims | None]:
+    if kind == "elementwise":
+        for k in ("anchor", "dims"):
+            if f.has(k):
+                raise f.fail(k, "an elementwise layer has no anchor", "plan-anchor")
+        return None, None
+    anchor = f.str("anchor")
+    if not anchor.startswith("%"):
+        raise f.fail("anchor", f"expected a value name like \"%addmm\", got {_show(anchor)}")
+    return anchor, Dims.from_attrs(f.sub("dims"))
+
+
+def _later_stages(f: _Fields, mode: str) -> dict:
+    """The fields of the tile, place, route, memplan and cost stages that ran."""
+    kw: dict = {}
+    if f.has("tiling"):
+        kw.update(tiling=Tiling.from_attrs(f.sub("tiling"), mode), memory=Memory.from_attrs(f.sub("memory")),
+                  estimate=Estimate.from_attrs(f.sub("estimate")))
+    if f.has("rect"):
+        kw.update(rect=Rect.from_attrs(f, "rect"), step=f.int("step"))
+    if f.has("routes"):
+        routes = tuple(Route.from_attrs(_Fields(f.layer, f"routes[{i}]", r)) for i, r in enumerate(f.list("routes")))
+        kw.update(routes=routes, colors=f.int("colors"), links=Links.from_attrs(f.sub("links")))
+    if f.has("memmap"):
+        kw["memmap"] = tuple(_mem_entry(_Fields(f.layer, f"memmap[{i}]", e)) for i, e in enumerate(f.list("memmap")))
+    if f.has("cost"):
+        kw.update(cost=Cost.from_attrs(f.sub("cost")), stream=Stream.from_attrs(f.sub("stream")))
+    return kw
 
 
 def _mem_entry(f: _Fields) -> MemEntry:
@@ -978,29 +1005,35 @@ def _check_ops(m: Module, plan: Plan) -> None:
         if count.get(lp.name, 0) != lp.ops:
             raise PlanFormatError(lp.name, "ops", f"{lp.ops}, but {count.get(lp.name, 0)} ops of @forward name the "
                                   "layer", "plan-anchor")
-        for w in lp.weights:
-            if w not in m.weights:
-                raise PlanFormatError(lp.name, "weights", f"@{w} is not a declared weight", "plan-anchor")
-        nbytes = sum(m.weights[w].type.nbytes for w in lp.weights)
-        if lp.weight_bytes != nbytes:
-            raise PlanFormatError(lp.name, "weight_bytes", f"{lp.weight_bytes:,}, but its weights hold {nbytes:,}",
-                                  "plan-anchor")
-        if lp.anchor is None:
-            continue
-        op = by_result.get(lp.anchor[1:])
-        ref = op.attrs.get(LAYER_ATTR) if op is not None else None
-        if op is None or op.name not in ANCHOR_KINDS or not isinstance(ref, SymbolRef) or ref.name != lp.name:
-            raise PlanFormatError(lp.name, "anchor", f"{lp.anchor} is not an anchor op (mm, addmm, bmm, convolution, "
-                                  "embedding) of this layer", "plan-anchor")
-        if lp.kind not in ANCHOR_KINDS[op.name]:
-            raise PlanFormatError(lp.name, "kind", f"{lp.kind!r}, but its anchor is a {op.name}", "plan-anchor")
-        dims = Dims(**matmul_dims(op))
-        if lp.dims != dims:
-            raise PlanFormatError(lp.name, "dims", f"{_dims(lp.dims)}, but its anchor {lp.anchor} is {_dims(dims)}",
-                                  "plan-anchor")
-        if lp.dtype != op.results[0].type.dtype:
-            raise PlanFormatError(lp.name, "dtype", f"{lp.dtype.value}, but its anchor {lp.anchor} gives "
-                                  f"{op.results[0].type.dtype.value}", "plan-anchor")
+        _check_weights(m, lp)
+        if lp.anchor is not None:
+            _check_anchor(lp, by_result.get(lp.anchor[1:]))
+
+
+def _check_weights(m: Module, lp: LayerPlan) -> None:
+    for w in lp.weights:
+        if w not in m.weights:
+            raise PlanFormatError(lp.name, "weights", f"@{w} is not a declared weight", "plan-anchor")
+    nbytes = sum(m.weights[w].type.nbytes for w in lp.weights)
+    if lp.weight_bytes != nbytes:
+        raise PlanFormatError(lp.name, "weight_bytes", f"{lp.weight_bytes:,}, but its weights hold {nbytes:,}",
+                              "plan-anchor")
+
+
+def _check_anchor(lp: LayerPlan, op: Op | None) -> None:
+    ref = op.attrs.get(LAYER_ATTR) if op is not None else None
+    if op is None or op.name not in ANCHOR_KINDS or not isinstance(ref, SymbolRef) or ref.name != lp.name:
+        raise PlanFormatError(lp.name, "anchor", f"{lp.anchor} is not an anchor op (mm, addmm, bmm, convolution, "
+                              "embedding) of this layer", "plan-anchor")
+    if lp.kind not in ANCHOR_KINDS[op.name]:
+        raise PlanFormatError(lp.name, "kind", f"{lp.kind!r}, but its anchor is a {op.name}", "plan-anchor")
+    dims = Dims(**matmul_dims(op))
+    if lp.dims != dims:
+        raise PlanFormatError(lp.name, "dims", f"{_dims(lp.dims)}, but its anchor {lp.anchor} is {_dims(dims)}",
+                              "plan-anchor")
+    if lp.dtype != op.results[0].type.dtype:
+        raise PlanFormatError(lp.name, "dtype", f"{lp.dtype.value}, but its anchor {lp.anchor} gives "
+                              f"{op.results[0].type.dtype.value}", "plan-anchor")
 
 
 def _dims(d: Dims) -> str:

@@ -55,47 +55,57 @@ def check_target(plan: Plan, t: Target) -> None:
     """The rules that need the target: the mesh, the SRAM and the colors."""
     steps: dict[int, list[LayerPlan]] = {}
     for lp in plan.layers:
+        _check_layer(lp, t)
         if lp.rect is not None:
-            r = lp.rect
-            if r.x + r.w > t.width or r.y + r.h > t.height:
-                raise _fail(lp.name, "plan-rect", f"rect {r.to_attrs()} leaves the {t.width}x{t.height} mesh")
             steps.setdefault(lp.step, []).append(lp)
-        if lp.memory is not None and lp.memory.total > t.usable_sram:
-            raise _fail(lp.name, "plan-memory", f"needs {lp.memory.total:,} bytes per PE, the budget is "
-                        f"{t.usable_sram:,}")
-        if lp.memmap:
-            end = max(e.end for e in lp.memmap)
-            if end > t.sram_bytes:
-                raise _fail(lp.name, "plan-memory", f"memory map ends at {end:,}, past {t.sram_bytes:,} bytes")
-            if lp.memmap[0].bytes != t.runtime_reserved_bytes:
-                raise _fail(lp.name, "plan-memory", f"memory map reserves {lp.memmap[0].bytes:,} bytes for the "
-                            f"runtime; {t.name} reserves {t.runtime_reserved_bytes:,}")
     checked: set = set()  # identical route sets (reused plans of identical layers) are checked once
     for step, group in sorted(steps.items()):
         _check_overlap(group)
         fingerprint = tuple(r for lp in group for r in lp.routes or ())
-        if fingerprint in checked:
-            continue
-        checked.add(fingerprint)
-        for lp in group:
-            for r in lp.routes or ():
-                _check_route(lp.name, r, t)
-        flows = [_flow(lp.name, r) for lp in group for r in lp.routes or ()]
-        if flows:
-            if max(f.color for f in flows) >= t.usable_colors:
-                bad = next(f for f in flows if f.color >= t.usable_colors)
-                raise _fail(bad.layer, "plan-colors", f"{bad.kind} uses color {bad.color}; {t.name} has "
-                            f"{t.usable_colors} usable colors")
-            most, x, y, clash = router_colors(flows)
-            if clash is not None:
-                k, cx, cy = clash
-                here = [f for f in flows if f.color == k and _passes(f, cx, cy)]
-                raise _fail(here[0].layer, "plan-colors", f"{_flows(here)} cross router ({cx},{cy}) on color {k} "
-                            f"at step {step}: a router cannot tell their wavelets apart")
-            if most > t.usable_colors:
-                here = [f for f in flows if _passes(f, x, y)]
-                raise _fail(here[0].layer, "plan-colors", f"router ({x},{y}) needs {most} colors at step {step}; "
-                            f"{t.name} has {t.usable_colors} usable; flows through it: {_flows(here)}")
+        if fingerprint not in checked:
+            checked.add(fingerprint)
+            _check_step_routes(step, group, t)
+
+
+def _check_layer(lp: LayerPlan, t: Target) -> None:
+    if lp.rect is not None:
+        r = lp.rect
+        if r.x + r.w > t.width or r.y + r.h > t.height:
+            raise _fail(lp.name, "plan-rect", f"rect {r.to_attrs()} leaves the {t.width}x{t.height} mesh")
+    if lp.memory is not None and lp.memory.total > t.usable_sram:
+        raise _fail(lp.name, "plan-memory", f"needs {lp.memory.total:,} bytes per PE, the budget is "
+                    f"{t.usable_sram:,}")
+    if lp.memmap:
+        end = max(e.end for e in lp.memmap)
+        if end > t.sram_bytes:
+            raise _fail(lp.name, "plan-memory", f"memory map ends at {end:,}, past {t.sram_bytes:,} bytes")
+        if lp.memmap[0].bytes != t.runtime_reserved_bytes:
+            raise _fail(lp.name, "plan-memory", f"memory map reserves {lp.memmap[0].bytes:,} bytes for the "
+                        f"runtime; {t.name} reserves {t.runtime_reserved_bytes:,}")
+
+
+def _check_step_routes(step: int, group: list[LayerPlan], t: Target) -> None:
+    """Every route of one time step inside the mesh, and the step's colors within the budget."""
+    for lp in group:
+        for r in lp.routes or ():
+            _check_route(lp.name, r, t)
+    flows = [_flow(lp.name, r) for lp in group for r in lp.routes or ()]
+    if not flows:
+        return
+    if max(f.color for f in flows) >= t.usable_colors:
+        bad = next(f for f in flows if f.color >= t.usable_colors)
+        raise _fail(bad.layer, "plan-colors", f"{bad.kind} uses color {bad.color}; {t.name} has "
+                    f"{t.usable_colors} usable colors")
+    most, x, y, clash = router_colors(flows)
+    if clash is not None:
+        k, cx, cy = clash
+        here = [f for f in flows if f.color == k and _passes(f, cx, cy)]
+        raise _fail(here[0].layer, "plan-colors", f"{_flows(here)} cross router ({cx},{cy}) on color {k} "
+                    f"at step {step}: a router cannot tell their wavelets apart")
+    if most > t.usable_colors:
+        here = [f for f in flows if _passes(f, x, y)]
+        raise _fail(here[0].layer, "plan-colors", f"router ({x},{y}) needs {most} colors at step {step}; "
+                    f"{t.name} has {t.usable_colors} usable; flows through it: {_flows(here)}")
 
 
 def _check_overlap(group: list[LayerPlan]) -> None:

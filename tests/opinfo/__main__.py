@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.opinfo", description=__doc__.splitlines()[0])
     p.add_argument("--all", action="store_true", help="every op of op_db")
     p.add_argument("--op", action="append", default=[], help="ops whose full name contains this (repeatable)")
+    p.add_argument("--exact", action="store_true", help="--op names an op exactly")
     p.add_argument("--samples", type=int, default=3, help="samples per op (default 3)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--show", default="crash,wrong", help="statuses whose cases to list (default crash,wrong)")
@@ -44,7 +45,10 @@ def main(argv=None) -> int:
         p.error("give --all or --op NAME")
     _OPS[:] = harness.op_db()
     harness.preload()  # import wafercc once, before the workers fork
-    todo = [i for i, op in enumerate(_OPS) if a.all or any(s in harness.full_name(op) for s in a.op)]
+    def chosen(name: str) -> bool:
+        return a.all or any((s == name) if a.exact else (s in name) for s in a.op)
+
+    todo = [i for i, op in enumerate(_OPS) if chosen(harness.full_name(op))]
     t0 = time.perf_counter()
     outcomes: list[harness.Outcome] = []
     jobs = [(i, a.samples) for i in todo]

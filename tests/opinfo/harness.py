@@ -48,7 +48,21 @@ def op_db():
 
 
 def preload() -> None:
-    import wafercc.numerics.eager  # noqa: F401  (and with it the compiler and the runtime)
+    """Import every module a case uses, by compiling one: workers forked after this all run the same code,
+    even if the checkout changes while the sweep runs."""
+    from wafercc.numerics import compare_model
+
+    compare_model(CaseModel(torch.relu, _Sample(torch.ones(2, 2))), (torch.ones(2, 2),), bisect=False)
+
+
+@dataclass
+class _Sample:
+    input: object
+    args: tuple = ()
+    kwargs: dict = None
+
+    def __post_init__(self):
+        self.kwargs = self.kwargs or {}
 
 
 def full_name(op) -> str:

@@ -148,7 +148,7 @@ CASES = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", action="append", choices=sorted(CASES), help="run only these cases")
-    ap.add_argument("--layers", type=int, default=1, help="LLaMA blocks planned for the prefill case (extrapolated to 32)")
+    ap.add_argument("--layers", type=int, default=1, help="LLaMA blocks planned for prefill (extrapolated to 32)")
     ap.add_argument("--goal", type=float, default=0.10, help="allowed relative error")
     args = ap.parse_args(argv)
     head = f"{'case':<16} {'what':<46} {'published':>12} {'predicted':>12} {'unit':<9} {'ratio':>6}  source"

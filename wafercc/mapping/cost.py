@@ -49,7 +49,7 @@ class Cost:
             if not t.overlap_ingress:  # weights must arrive before the layer starts
                 total += parts["ingress"]
             bound = max(parts, key=parts.get)
-            fpc = t.fmac_rate(shape_of(layer).dtype)
+            fpc = t.fmac_peak(shape_of(layer).dtype)
             a["cost"] = {
                 **{k: round(v, 1) for k, v in parts.items()}, "latency": est["latency"], "tail": est["tail"],
                 "total": round(total, 1), "bound": bound, "roofline": est["roofline"],
@@ -74,11 +74,12 @@ def _totals(todo, t, mode: str) -> dict:
     if mode == "stream":
         cycles = sum(c["total"] for c in costs)
     else:
-        cycles = max(c["total"] for c in costs) + sum(c["latency"] for c in costs)
+        # the slowest layer's step without its own latency, plus the fill through every layer's latency
+        cycles = max(c["total"] - c["latency"] for c in costs) + sum(c["latency"] for c in costs)
     flops = sum(layer.attrs["flops"] for layer in todo)
     streamed = sum(layer.attrs["stream"]["bytes"] for layer in todo)
     peak = max(layer.attrs["memory"]["total"] for layer in todo)
-    fpc = t.fmac_rate(shape_of(todo[0]).dtype)
+    fpc = t.fmac_peak(shape_of(todo[0]).dtype)
     return {
         "layers": len(todo), "cycles": round(cycles, 1), "seconds": cycles / t.clock_hz, "flops": flops,
         "weight_bytes_streamed": streamed, "peak_bytes_per_pe": peak,

@@ -134,14 +134,15 @@ def _stream_flows(layer: Layer, t: Target, prev: Layer | None) -> list[Flow]:
 
 
 def _replication_bytes(a: dict) -> float:
-    """Activation bytes copied to the row groups (N split over rows) beyond the first, over all columns."""
+    """Activation bytes multicast from the first row group (N split over rows) down to the others, over all
+    columns: a multicast crosses each link once, so one group's tiles whatever the number of groups."""
     tl = a["tiling"]
     groups = tl["N"]["groups"]
     if groups <= 1 or a["kind"] == "elementwise":
         return 0.0
     dims = a.get("dims", {})
     rows_of_group = tl["M"]["parts"] * tl["M"]["tile"]
-    return tl["passes"] * (groups - 1) * dims.get("B", 1) * rows_of_group * dims.get("K", 1) * a["dtype"].itemsize
+    return tl["passes"] * dims.get("B", 1) * rows_of_group * dims.get("K", 1) * a["dtype"].itemsize
 
 
 def _input_bytes(layer: Layer) -> float:

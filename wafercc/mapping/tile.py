@@ -121,16 +121,24 @@ def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tupl
     work = [max(layer.attrs["flops"], 1) for layer in todo]
     for shelves in range(1, t.height + 1):
         h = t.height // shelves
-        spare = max(shelves * h * t.width - sum(floor), 0) // 2  # half for balance, half for shelf slack
-        areas = [f + spare * w // sum(work) for f, w in zip(floor, work)]
-        widths = [max(1, min(t.width, -(-a // h))) for a in areas]
-        # The minimum area was measured on a square; a strip of height h may need to be wider.
-        widths = [w if _fits(layer, t, budget, w, h) else _min_width(layer, t, budget, h) for layer, w in
-                  zip(todo, widths)]
-        if all(w <= t.width for w in widths) and _fits_on_shelves(widths, t.width, shelves):
-            return {layer.name: (wd, h) for layer, wd in zip(todo, widths)}
+        # Share out all the spare area first (a lone layer gets the whole mesh), then less and less of it
+        # until the rounded-up widths fit the shelves: no half of the wafer is kept idle for slack.
+        for share in (1.0, 0.875, 0.75, 0.5):
+            widths = _widths(todo, t, budget, floor, work, h, int(max(shelves * h * t.width - sum(floor), 0) * share))
+            if all(w <= t.width for w in widths) and _fits_on_shelves(widths, t.width, shelves):
+                return {layer.name: (wd, h) for layer, wd in zip(todo, widths)}
     raise PlanError(f"pipeline mode cannot give {len(todo)} layers a region each on {t.name} "
                     f"({t.width}x{t.height}); use --mode stream")
+
+
+def _widths(todo: list[Layer], t: Target, budget: int, floor: list[int], work: list[int], h: int,
+            spare: int) -> list[int]:
+    """Each layer's width on shelves of height h: its floor area plus its FLOPs' share of ``spare``."""
+    areas = [f + spare * w // sum(work) for f, w in zip(floor, work)]
+    widths = [max(1, min(t.width, a // h)) for a in areas]
+    # The minimum area was measured on a square; a strip of height h may need to be wider.
+    return [w if _fits(layer, t, budget, w, h) else _min_width(layer, t, budget, h) for layer, w in
+            zip(todo, widths)]
 
 
 def _fits(layer: Layer, t: Target, budget: int, w: int, h: int) -> bool:

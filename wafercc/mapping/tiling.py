@@ -93,7 +93,8 @@ def _candidates(total: int, most_parts: int) -> np.ndarray:
 # the way, which divides the dimension best): 1.25 finds the same plans as 1.08 on GPT-3 shapes, 10x faster.
 GROWTH = 1.25
 
-_NC = np.array([1, 2, 4, 8, 16, 32, 64, 128], dtype=np.int64)
+# chunk widths tried; the last stands for "all of the row group's outputs at once" (nc = nt)
+_NC = np.array([1, 2, 4, 8, 16, 32, 64, 128, 1 << 40], dtype=np.int64)
 
 
 def search(shape: Shape, target: Target, mode: str = "stream", max_sram: int | None = None,
@@ -125,7 +126,7 @@ class _Grid:
         pass_counts = np.array(pass_list, dtype=np.int64)
         self.kt = _candidates(K, width)[:, None, None, None, None]
         self.mt = _candidates(M, height * int(pass_counts[-1]))[None, :, None, None, None]  # passes shrink tiles
-        self.rn = np.array([1, 2, 4, 8, 16, 32, 64], dtype=np.int64)[None, None, :, None, None]
+        self.rn = _row_groups(M, N, height)[None, None, :, None, None]
         self.passes = pass_counts[None, None, None, None, :]
         self.cx = -(-K // self.kt)
         self.ry = -(-M // (self.mt * self.passes))  # rows that hold one pass's tokens
@@ -136,6 +137,17 @@ class _Grid:
         self.on_mesh = (self.cx <= width) & (self.rows <= height)
         shape_all = np.broadcast_shapes(self.cx.shape, self.rows.shape, self.nc.shape)
         self.ok = np.broadcast_to(self.on_mesh & (self.rn <= N), shape_all).copy()
+
+
+def _row_groups(M: int, N: int, height: int) -> np.ndarray:
+    """Row-group counts worth trying: 1 to 64, and for a few tokens (GEMV, decode: M rows would leave most
+    of the mesh idle) every power of two up to the rows the tokens leave, and exactly that many, so N can
+    spread over the whole height."""
+    groups = {1, 2, 4, 8, 16, 32, 64}
+    spare = height // max(M, 1)
+    if spare > 64:
+        groups |= {1 << i for i in range(7, spare.bit_length())} | {spare}
+    return np.array(sorted(g for g in groups if g <= max(N, 1)) or [1], dtype=np.int64)
 
 
 def _search_grid(shape: Shape, t: Target, mode: str, budget: int, width: int, height: int,
@@ -171,7 +183,7 @@ def _memory(shape: Shape, g: _Grid, mode: str) -> dict[str, np.ndarray]:
     }
 
 
-def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: int, width: int) -> dict[str, np.ndarray]:
+def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int) -> dict[str, np.ndarray]:
     """Each cost term of every candidate, in cycles, and their ``total``."""
     e, B = shape.dtype.itemsize, shape.B
     passes = g.passes
@@ -181,28 +193,43 @@ def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: int, width: int) 
         compute = passes * B * g.steps * (g.mt * g.kt * g.nc * 2 / fpc + t.fmac_pipeline_fill_cycles)
     weight_stream = shape.weight_bytes * (passes if mode == "stream" else 0)
     ingress = weight_stream / t.io_bytes_per_cycle if shape.kind != "attention" else 0 * compute
-    # Each column's link carries its K-slice of every streamed weight column (all row groups share it);
-    # attention streams its second operand from the wafer instead of MemoryX, over the same columns.
-    col_bytes = g.kt * shape.N * e * B * (passes if mode == "stream" else 1)
+    # Streamed: each column's link carries its K-slice of every streamed weight column (all row groups share
+    # it); attention streams its second operand from the wafer instead of MemoryX, over the same columns.
+    # Resident (pipeline): a row group's weights are spread over its ry rows and circulate among them (a
+    # systolic shift down the column, overlapped with the FMACs): (ry - 1) / ry of them cross a link; with
+    # one row per group (GEMV, decode) every PE holds all the weights it needs and none move.
+    if mode == "stream":
+        col_bytes = g.kt * shape.N * e * B * passes
+    else:
+        col_bytes = g.kt * g.nt * e * B * (g.ry - 1) / g.ry
     # Each I/O port's row carries the weights of the run of columns it feeds (as route lays them out).
     port_row = busiest_port_run(g.cx, t, width) * (weight_stream / g.cx) / t.link_bytes_per_cycle \
         if shape.kind != "attention" else 0
     # With rn row groups, every group needs its own copy of the activations: the first group's ry rows of
-    # tiles are multicast down each column to the other rn - 1 groups.
-    replicate = passes * B * (g.rn - 1) * g.ry * g.mt * g.kt * e
+    # tiles are multicast down each column to the other rn - 1 groups. A multicast crosses each link once,
+    # so a column's links carry one group's tiles, whatever the number of groups.
+    replicate = passes * B * (g.rn > 1) * g.ry * g.mt * g.kt * e
     broadcast = np.maximum((col_bytes + replicate) / t.link_bytes_per_cycle, port_row)
     # Ring reduce-scatter along each row: every PE forwards (cx - 1) / cx of its partial sums.
     reduce = passes * B * g.mt * g.nt * ACC_BYTES * (g.cx - 1) / np.maximum(g.cx, 1) / t.link_bytes_per_cycle
-    latency = g.rows * t.hop_cycles + g.cx * (t.hop_cycles + t.relay_cycles)
+    # The operands cross the rectangle's rows from the edge they enter at, at hop_cycles per router; the
+    # partial sums climb a reduction tree rooted mid-row (half the columns away), whose relay stages each
+    # pass through a core.
+    fabric = np.maximum(broadcast, reduce)
+    latency = (g.rows + g.cx // 2) * t.hop_cycles + t.reduce_stages(g.cx) * t.relay_cycles
+    # Compute and fabric overlap chunk by chunk (one chunk's transfers while the next computes): a two-stage
+    # pipeline over the chunks, so one chunk of the smaller of the two stays exposed (the first chunk's
+    # operands before any FMAC, the last chunk's partial sums after the last one).
+    latency = latency + np.minimum(compute, fabric) / (passes * B * g.steps)
     tail_flops = shape.flops if shape.kind == "gather" else max(shape.flops - 2 * B * shape.M * shape.K * shape.N, 0)
     tail = tail_flops / (g.rows * g.cx * t.flops(DType.f32))
-    overlapped = np.maximum(np.maximum(compute, broadcast), np.maximum(reduce, ingress if t.overlap_ingress else 0))
+    overlapped = np.maximum(np.maximum(compute, fabric), ingress if t.overlap_ingress else 0)
     total = overlapped + latency + tail + (0 if t.overlap_ingress else ingress)
     return {"compute": compute, "ingress": ingress, "broadcast": broadcast, "reduce": reduce, "latency": latency,
             "tail": tail, "total": np.where(g.ok, total, np.inf)}
 
 
-def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: int, memory: dict, mem, terms: dict) -> Tiling:
+def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, memory: dict, mem, terms: dict) -> Tiling:
     """Among tilings within 0.5% of the fastest, the one that streams the weights the fewest times (MemoryX
     traffic is a cost the cycle count does not see: power, the other systems of a cluster); then the fastest;
     among equals (a fabric bound can hide compute) the least compute, then the least fabric traffic, then
@@ -224,7 +251,7 @@ def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: int, memory: dict
     limiting = max(("compute", "ingress", "broadcast", "reduce"), key=lambda k: chosen[k])
     cost = {**{k: round(v, 1) for k, v in chosen.items()}, "total": round(tot, 1), "bound": limiting,
             "roofline": round(bound, 1), "roofline_by": "compute" if ideal >= io else "ingress",
-            "utilization": sig4(shape.flops / (tot * t.pes * fpc)) if tot > 0 else 0.0}
+            "utilization": sig4(shape.flops / (tot * t.pes * t.fmac_peak(shape.dtype))) if tot > 0 else 0.0}
     return Tiling(
         kt=int(pick(g.kt)), mt=int(pick(g.mt)), cx=int(pick(g.cx)), ry=int(pick(g.ry)), rn=int(pick(g.rn)),
         nc=int(pick(g.nc)), passes=int(pick(g.passes)),
@@ -232,7 +259,7 @@ def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: int, memory: dict
     )
 
 
-def _bound(shape: Shape, t: Target, fpc: int, mode: str) -> tuple[float, float, float]:
+def _bound(shape: Shape, t: Target, fpc: float, mode: str) -> tuple[float, float, float]:
     """The roofline: max(all FLOPs at the whole mesh's peak, the weights at the I/O bandwidth); in pipeline
     mode no weight streams, so compute alone."""
     ideal = shape.flops / (t.pes * fpc)

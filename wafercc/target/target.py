@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
+import numpy as np
+
 from wafercc.errors import UsageError
 from wafercc.ir import DType
 
@@ -35,6 +37,14 @@ class Target:
     # Efficiency factors of the cost model (documented in docs/hardware.md):
     fmac_pipeline_fill_cycles: int = 8  # start-up of a DSD vector op; paid once per streamed chunk
     overlap_ingress: bool = True  # next layer's weights stream while this layer computes [§3.1.5]
+    # Sustained fraction of the FMAC SIMD peak a GEMM kernel reaches per PE: [SGEMM] measured 349.0 TFLOP/s
+    # fp32 on 750 x 750 PEs at 0.85 GHz = 0.73 FLOP/cycle/PE of the scalar @fmacs's 2 (its SUMMA traffic
+    # overlaps the FMACs, so this is the FMAC loop's own rate). Fitted to that one measurement; 16-bit
+    # products are assumed to reach the same fraction of @fmachs (docs/hardware.md, "Calibration").
+    fmac_sustained: float = 0.365
+    # Levels of the reduction tree that combines partial sums along a row (WaferLLM's K-tree with K = 2: K + 1
+    # routes at a root, about K * n**(1/K) / 2 relay stages over n columns) [§5.5, WLLM].
+    reduce_tree_levels: int = 2
 
     @property
     def pes(self) -> int:
@@ -56,13 +66,25 @@ class Target:
         table = dict(self.flops_per_cycle)
         return table.get(dtype.value, table["f32"])
 
-    def fmac_rate(self, dtype: DType) -> int:
-        """FLOPs per PE per cycle of a product accumulated in fp32: 16-bit operands use the fp16 x fp16 + fp32
-        FMAC (``@fmachs``: 2-wide on WSE-2, 4 on WSE-3), fp32 the scalar ``@fmacs`` [hardware.md §1.4]."""
+    def fmac_peak(self, dtype: DType) -> int:
+        """Peak FLOPs per PE per cycle of a product accumulated in fp32: 16-bit operands use the fp16 x fp16 +
+        fp32 FMAC (``@fmachs``: 2-wide on WSE-2, 4 on WSE-3), fp32 the scalar ``@fmacs`` [hardware.md §1.4].
+        The 8 (16 on WSE-3) of ``f16``/``bf16`` is ``@fmach``, which accumulates in 16 bits: not what a
+        product with fp32 accumulators runs."""
         table = dict(self.flops_per_cycle)
         if dtype.itemsize == 2 and "f16acc32" in table:
             return table["f16acc32"]
         return self.flops(dtype)
+
+    def fmac_rate(self, dtype: DType) -> float:
+        """Sustained FLOPs per PE per cycle of a product: the peak times ``fmac_sustained`` (the cost model's
+        compute rate, and its roofline's)."""
+        return self.fmac_peak(dtype) * self.fmac_sustained
+
+    def reduce_stages(self, n):
+        """Relay stages on the critical path of a reduction tree over n PEs of a row (n may be an array)."""
+        k = self.reduce_tree_levels
+        return np.where(n > 1, np.ceil(k * np.power(np.maximum(n, 1), 1.0 / k) / 2), 0)
 
     def peak_flops_per_s(self, dtype: DType = DType.f32) -> float:
         return self.pes * self.flops(dtype) * self.clock_hz

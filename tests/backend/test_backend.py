@@ -219,8 +219,27 @@ def test_torch_compile_mode_is_refused_with_the_wafer_mode_named():
         compiled(torch.randn(4, 8))
 
 
+_PLANNED_RUNS: list[bool] = []
+
+
+@pytest.fixture
+def record_plan_mode(monkeypatch):
+    """Which way each runtime interpreter the backend builds runs: following the plan or at graph level."""
+    import runtime as rt
+
+    real = rt.Interpreter
+
+    def interpreter(*args, **kwargs):
+        interp = real(*args, **kwargs)
+        _PLANNED_RUNS.append(bool(interp.plan))
+        return interp
+
+    monkeypatch.setattr(rt, "Interpreter", interpreter)
+
+
+@pytest.mark.usefixtures("record_plan_mode")
 @pytest.mark.parametrize("options", [{"mode": "pipeline", "target": "wse3"}, {"precision": "bf16", "check": True},
-                                     {"plan": False}])
+                                     {"plan": True}, {"plan": False}])
 def test_options_reach_the_plan_and_the_runtime(options, tmp_path):
     torch.manual_seed(0)
     model = GeluMLP()
@@ -229,6 +248,7 @@ def test_options_reach_the_plan_and_the_runtime(options, tmp_path):
     with torch.no_grad():
         got, want = compiled(x), model(x)
     assert close(got, want, tol=2e-2 if options.get("precision") == "bf16" else 1e-5)
+    assert _PLANNED_RUNS[-1] == options.get("plan", options.get("check", False))
     (graph,) = tmp_path.iterdir()
     wir = (graph / "model.wir").read_text()
     assert f'mode = "{options.get("mode", "stream")}"' in wir and f'target = "{options.get("target", "wse2")}"' in wir

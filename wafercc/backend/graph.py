@@ -231,8 +231,8 @@ def compile_program(gm: torch.fx.GraphModule, name: str, options: BackendOptions
     if not captured.outputs:
         return prog
     prog.module, prog.weights, kinds = plan_module(captured, name, options)
-    prog.interp = runtime.Interpreter(prog.module, runtime.MemoryStore(prog.weights), plan=options.plan,
-                                      precision=options.precision)
+    prog.interp = runtime.Interpreter(prog.module, runtime.MemoryStore(prog.weights),
+                                      plan=None if options.faithful else False, precision=options.precision)
     if options.dump_dir is not None:
         files = {PLAN_FILE: plan_json(prog.module), REPORT_FILE: format_report(plan_dict(prog.module)),
                  "graph.py": gm.code}

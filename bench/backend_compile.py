@@ -42,8 +42,13 @@ print(times[0], times[1], err)
 def first_call(backend: str) -> tuple[float, float, float] | None:
     """(first call s, second call s, max |compiled - eager|) for ``backend``, in a cold subprocess."""
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, TORCHINDUCTOR_FX_GRAPH_CACHE="0",
-                   TORCHINDUCTOR_AUTOGRAD_CACHE="0", PYTHONWARNINGS="ignore")
+        env = dict(
+            os.environ,
+            TORCHINDUCTOR_CACHE_DIR=cache,
+            TORCHINDUCTOR_FX_GRAPH_CACHE="0",
+            TORCHINDUCTOR_AUTOGRAD_CACHE="0",
+            PYTHONWARNINGS="ignore",
+        )
         r = subprocess.run([sys.executable, "-c", CODE, backend], cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode:
         print(f"torch.compile(backend={backend!r}) failed:\n{r.stderr[-2000:]}")

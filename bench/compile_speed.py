@@ -77,8 +77,10 @@ def bench_passes(model, inputs) -> None:
         print_module(m)
 
     ours_s = median_time(ours, runs=5)
-    print(f"1. GPT-2 small: torch.export + run_decompositions {export_s:.2f} s; wafercc import + passes + mapping "
-          f"+ print {ours_s:.2f} s; ratio {ours_s / export_s:.3f} (goal <= 0.2)")
+    print(
+        f"1. GPT-2 small: torch.export + run_decompositions {export_s:.2f} s; wafercc import + passes + mapping "
+        f"+ print {ours_s:.2f} s; ratio {ours_s / export_s:.3f} (goal <= 0.2)"
+    )
     whole = median_time(lambda: wafercc.compile(model, inputs, name="gpt2"), runs=1)
     return whole
 
@@ -95,22 +97,38 @@ def bench_inductor(whole: float) -> None:
         "print(time.perf_counter() - t)\n"
     )
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, TORCHINDUCTOR_FX_GRAPH_CACHE="0",
-                   TORCHINDUCTOR_AUTOGRAD_CACHE="0", PYTHONWARNINGS="ignore")
+        env = dict(
+            os.environ,
+            TORCHINDUCTOR_CACHE_DIR=cache,
+            TORCHINDUCTOR_FX_GRAPH_CACHE="0",
+            TORCHINDUCTOR_AUTOGRAD_CACHE="0",
+            PYTHONWARNINGS="ignore",
+        )
         r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode:
         print(f"2. torch.compile failed:\n{r.stderr[-2000:]}")
         return
     first = float(r.stdout.strip().splitlines()[-1])
-    print(f"2. whole wafercc.compile {whole:.2f} s; torch.compile(inductor) first call, cold cache {first:.2f} s; "
-          f"ratio {whole / first:.3f} (goal <= 0.2)")
+    print(
+        f"2. whole wafercc.compile {whole:.2f} s; torch.compile(inductor) first call, cold cache {first:.2f} s; "
+        f"ratio {whole / first:.3f} (goal <= 0.2)"
+    )
 
 
 def bench_large(config: str, target: str, goal_s: float) -> None:
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, GPT_CONFIG=config, PYTHONWARNINGS="ignore")
-        cmd = [sys.executable, "-m", "wafercc.cli", "compile", "examples/gpt_1t.py", "--target", target,
-               "-o", str(Path(d) / "out")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "wafercc.cli",
+            "compile",
+            "examples/gpt_1t.py",
+            "--target",
+            target,
+            "-o",
+            str(Path(d) / "out"),
+        ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t = time.perf_counter()
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -121,8 +139,10 @@ def bench_large(config: str, target: str, goal_s: float) -> None:
             return
         plan = next((line.strip() for line in r.stdout.splitlines() if "plan on" in line), "")
         peak = max(rss, before) / 2**20  # KiB -> GiB
-        print(f"3. {config} on {target}: {wall:.1f} s wall (goal <= {goal_s:.0f} s), peak RSS {peak:.2f} GiB "
-              f"(goal <= 4)\n   {plan}")
+        print(
+            f"3. {config} on {target}: {wall:.1f} s wall (goal <= {goal_s:.0f} s), peak RSS {peak:.2f} GiB "
+            f"(goal <= 4)\n   {plan}"
+        )
 
 
 def main() -> None:

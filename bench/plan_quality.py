@@ -29,8 +29,12 @@ from wafercc.ir import parse
 from wafercc.passes import run_pipeline
 
 D_MODEL, D_FF = 12288, 49152
-MATMULS = (("qkv", D_MODEL, 3 * D_MODEL), ("attn_out", D_MODEL, D_MODEL), ("fc1", D_MODEL, D_FF),
-           ("fc2", D_FF, D_MODEL))
+MATMULS = (
+    ("qkv", D_MODEL, 3 * D_MODEL),
+    ("attn_out", D_MODEL, D_MODEL),
+    ("fc1", D_MODEL, D_FF),
+    ("fc2", D_FF, D_MODEL),
+)
 MATMULS_BY = {name: (k, n) for name, k, n in MATMULS}
 MAPPING = "partition,tile,place,route,memplan,cost"
 
@@ -54,7 +58,6 @@ def block_wir(tokens: int, dtype: str, target: str) -> str:
     return "\n".join(lines)
 
 
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--target", default="wse2")
@@ -68,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     took = time.perf_counter() - start
     layers = sorted(module.layers.values(), key=lambda layer: layer.attrs["index"])
     clock = module.attrs["plan.totals"]["seconds"] / module.attrs["plan.totals"]["cycles"]
-    print(f"GPT-3 block matmuls, M = {args.tokens:,} tokens, {args.dtype}, on {args.target} (stream); "
-          f"mapped in {took:.2f} s")
-    head = (f"{'layer':<14} {'K x N':>13} {'rect':>9} {'passes':>6} {'compute':>9} {'ingress':>9} {'fabric':>9} "
-            f"{'estimate':>10} {'roofline':>10} {'by':>8} {'ratio':>6} {'bound':>8} {'util':>6}")
+    print(
+        f"GPT-3 block matmuls, M = {args.tokens:,} tokens, {args.dtype}, on {args.target} (stream); "
+        f"mapped in {took:.2f} s"
+    )
+    head = (
+        f"{'layer':<14} {'K x N':>13} {'rect':>9} {'passes':>6} {'compute':>9} {'ingress':>9} {'fabric':>9} "
+        f"{'estimate':>10} {'roofline':>10} {'by':>8} {'ratio':>6} {'bound':>8} {'util':>6}"
+    )
     print(head)
     print("-" * len(head))
     worst = 0.0
@@ -84,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         ratio = c["total"] / c["roofline"]
         worst = max(worst, ratio)
         by = a["estimate"]["roofline_by"]
-        print(f"{layer.name:<14} {a['dims']['K']:>6}x{a['dims']['N']:<6} {a['rect'][2]:>4}x{a['rect'][3]:<4} "
-              f"{a['tiling']['passes']:>6} {ms(c['compute'])} {ms(c['ingress'])} {ms(c['fabric'])} "
-              f"{c['total'] * clock * 1e3:>8.2f}ms {c['roofline'] * clock * 1e3:>8.2f}ms "
-              f"{by:>8} {ratio:>6.3f} {c['bound']:>8} {c['utilization']:>6.1%}")
+        print(
+            f"{layer.name:<14} {a['dims']['K']:>6}x{a['dims']['N']:<6} {a['rect'][2]:>4}x{a['rect'][3]:<4} "
+            f"{a['tiling']['passes']:>6} {ms(c['compute'])} {ms(c['ingress'])} {ms(c['fabric'])} "
+            f"{c['total'] * clock * 1e3:>8.2f}ms {c['roofline'] * clock * 1e3:>8.2f}ms "
+            f"{by:>8} {ratio:>6.3f} {c['bound']:>8} {c['utilization']:>6.1%}"
+        )
     verdict = "meets" if worst <= args.goal else "MISSES"
     print(f"worst estimate/roofline = {worst:.3f}; goal <= {args.goal}: {verdict}")
     return 0 if worst <= args.goal else 1

@@ -51,8 +51,15 @@ def build(layers: int, seq: int):
             return self.lm(input_ids=input_ids).logits
 
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_layer=layers, n_embd=768, n_head=12, n_positions=max(128, seq), vocab_size=VOCAB,
-                                  use_cache=False, attn_implementation="eager")
+    cfg = transformers.GPT2Config(
+        n_layer=layers,
+        n_embd=768,
+        n_head=12,
+        n_positions=max(128, seq),
+        vocab_size=VOCAB,
+        use_cache=False,
+        attn_implementation="eager",
+    )
     return Logits(transformers.GPT2LMHeadModel(cfg)).eval()
 
 
@@ -74,8 +81,12 @@ def step_compile(work: Path, args) -> dict:
             raise
         fallback = str(e).splitlines()[0]
         result = wafercc.compile(model, (ids,), name="gpt2_small", emit="graph", out_dir=work / "model")
-    return {"seconds": time.perf_counter() - t, "ops": len(result.module.func().ops), "fallback": fallback,
-            "weight_bytes": sum(a.nbytes for a in result.weights.values())}
+    return {
+        "seconds": time.perf_counter() - t,
+        "ops": len(result.module.func().ops),
+        "fallback": fallback,
+        "weight_bytes": sum(a.nbytes for a in result.weights.values()),
+    }
 
 
 def step_eager(work: Path, args) -> dict:
@@ -125,8 +136,14 @@ def child(step: str, work: Path, argv: list[str], threads: int | None) -> dict:
     env = dict(os.environ)
     if threads:  # both libraries' pools: torch (OpenMP) and numpy (OpenBLAS or MKL)
         env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-    proc = subprocess.run([sys.executable, __file__, "--step", step, "--work", str(work), *argv],
-                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--step", step, "--work", str(work), *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
     if proc.returncode != 0:
         sys.exit(f"the {step} step failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -152,16 +169,30 @@ def main() -> None:
 
     import numpy as np
 
-    argv = ["--runs", str(args.runs), "--warmup", str(args.warmup), "--seq", str(args.seq),
-            "--layers", str(args.layers), "--emit", args.emit]
+    argv = [
+        "--runs",
+        str(args.runs),
+        "--warmup",
+        str(args.warmup),
+        "--seq",
+        str(args.seq),
+        "--layers",
+        str(args.layers),
+        "--emit",
+        args.emit,
+    ]
     with tempfile.TemporaryDirectory(prefix="wafercc-speed-") as tmp:
         work = Path(tmp)
         c = child("compile", work, argv, args.threads)
-        print(f"GPT-2 small shape ({args.layers} layers, d 768, 12 heads, vocab {VOCAB}), batch 1, seq {args.seq}: "
-              f"{c['ops']} ops, {c['weight_bytes'] / 1e6:.0f} MB of weights; compiled once in {c['seconds']:.1f} s")
+        print(
+            f"GPT-2 small shape ({args.layers} layers, d 768, 12 heads, vocab {VOCAB}), batch 1, seq {args.seq}: "
+            f"{c['ops']} ops, {c['weight_bytes'] / 1e6:.0f} MB of weights; compiled once in {c['seconds']:.1f} s"
+        )
         if c["fallback"]:
-            print(f"  NOTE: compiling to --emit {args.emit} failed ({c['fallback']}); timing the graph-level "
-                  "module instead (no plan)")
+            print(
+                f"  NOTE: compiling to --emit {args.emit} failed ({c['fallback']}); timing the graph-level "
+                "module instead (no plan)"
+            )
         e = child("eager", work, argv, args.threads)
         r = child("runtime", work, argv, args.threads)
         want = np.load(work / "eager.npy")
@@ -169,14 +200,18 @@ def main() -> None:
         scale = float(np.abs(want).max())
 
     eager = statistics.median(e["times"])
-    print(f"measured in separate subprocesses, one after the other (eager: torch with {e['threads']} threads; "
-          f"runtime: numpy); median of {args.runs} runs after {args.warmup} warm-up runs each")
+    print(
+        f"measured in separate subprocesses, one after the other (eager: torch with {e['threads']} threads; "
+        f"runtime: numpy); median of {args.runs} runs after {args.warmup} warm-up runs each"
+    )
     print(f"  eager PyTorch             {eager * 1e3:9.1f} ms")
     for label, title in (("plan", "runtime (plan-faithful)"), ("no_plan", "runtime (plan off)")):
         t = statistics.median(r[label]["times"])
         note = "" if label != "plan" or r[label]["planned"] else "  (the module has no plan: same as plan off)"
-        print(f"  {title:<25} {t * 1e3:9.1f} ms   runtime/eager {t / eager:5.2f}   max abs error "
-              f"{errors[label]:.3g} (logits up to {scale:.3g}){note}")
+        print(
+            f"  {title:<25} {t * 1e3:9.1f} ms   runtime/eager {t / eager:5.2f}   max abs error "
+            f"{errors[label]:.3g} (logits up to {scale:.3g}){note}"
+        )
     for label, what, goal in (("no_plan", "graph-level runtime", GOAL), ("plan", "plan-faithful runtime", PLAN_GOAL)):
         ratio = statistics.median(r[label]["times"]) / eager
         print(f"{what} / eager = {ratio:.2f}  (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})")

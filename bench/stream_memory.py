@@ -60,7 +60,7 @@ def build(layers: int, width: int):
     for _ in range(layers):
         blocks += [nn.Linear(width, width, device="meta"), nn.ReLU()]
     model = nn.Sequential(*blocks).to_empty(device="cpu").eval()
-    bound = width ** -0.5
+    bound = width**-0.5
     with torch.no_grad():
         for p in model.parameters():
             p.uniform_(-bound, bound)
@@ -97,25 +97,33 @@ def main() -> None:
         out = Path(args.keep) if args.keep else Path(tmp) / "deep_mlp"
         t = time.perf_counter()
         nbytes, compile_s = compile_to(out, args.layers, args.width, args.batch)
-        print(f"model: {args.layers} x Linear({args.width}, {args.width}) + ReLU, batch {args.batch}: "
-              f"{nbytes / 1e9:.3f} GB of fp32 weights; built and compiled in {time.perf_counter() - t:.1f} s "
-              f"(compile {compile_s:.1f} s) -> {out}")
+        print(
+            f"model: {args.layers} x Linear({args.width}, {args.width}) + ReLU, batch {args.batch}: "
+            f"{nbytes / 1e9:.3f} GB of fp32 weights; built and compiled in {time.perf_counter() - t:.1f} s "
+            f"(compile {compile_s:.1f} s) -> {out}"
+        )
         store = (out / "weights.safetensors").stat().st_size
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(out)], capture_output=True, text=True, cwd=ROOT,
-                              check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(out)], capture_output=True, text=True, cwd=ROOT, check=False
+        )
         if proc.returncode != 0:
             sys.exit(f"the runtime failed:\n{proc.stderr}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
 
     ratio = r["hwm_bytes"] / nbytes
-    print(f"runtime subprocess: {r['seconds']:.2f} s; streamed {r['streamed'] / 1e9:.3f} GB "
-          f"(store file {store / 1e9:.3f} GB); runtime's own count: peak resident weights "
-          f"{r['peak_resident_weights'] / 1e6:.1f} MB, peak activations {r['peak_activations'] / 1e6:.2f} MB"
-          + ("; NOTE: torch was imported in the subprocess" if r["torch_loaded"] else ""))
-    print(f"getrusage ru_maxrss {r['maxrss_bytes'] / 1e6:.1f} MB "
-          "(includes the parent's RSS at fork: see the docstring)")
-    print(f"peak RSS (VmHWM) {r['hwm_bytes'] / 1e6:.1f} MB / weights {nbytes / 1e6:.1f} MB = {ratio:.3f}  "
-          f"(goal <= {GOAL}: {'met' if ratio <= GOAL else 'NOT met'})")
+    print(
+        f"runtime subprocess: {r['seconds']:.2f} s; streamed {r['streamed'] / 1e9:.3f} GB "
+        f"(store file {store / 1e9:.3f} GB); runtime's own count: peak resident weights "
+        f"{r['peak_resident_weights'] / 1e6:.1f} MB, peak activations {r['peak_activations'] / 1e6:.2f} MB"
+        + ("; NOTE: torch was imported in the subprocess" if r["torch_loaded"] else "")
+    )
+    print(
+        f"getrusage ru_maxrss {r['maxrss_bytes'] / 1e6:.1f} MB (includes the parent's RSS at fork: see the docstring)"
+    )
+    print(
+        f"peak RSS (VmHWM) {r['hwm_bytes'] / 1e6:.1f} MB / weights {nbytes / 1e6:.1f} MB = {ratio:.3f}  "
+        f"(goal <= {GOAL}: {'met' if ratio <= GOAL else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ class EncoderLayer(nn.Module):
         self.ln2 = nn.LayerNorm(d_model, eps=LN_EPS)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        x = self.ln1(x + self.attn(x, keep))           # post-LN, as in BERT
+        x = self.ln1(x + self.attn(x, keep))  # post-LN, as in BERT
         x = self.ln2(x + self.fc2(F.gelu(self.fc1(x))))
         return x
 
@@ -109,7 +109,7 @@ class BertEncoder(nn.Module):
 def _example_inputs() -> tuple:
     B, T, n_pad = 2, 16, 5
     attention_mask = torch.ones(B, T, dtype=torch.long)
-    attention_mask[1, T - n_pad:] = 0
+    attention_mask[1, T - n_pad :] = 0
     input_ids = torch.randint(1, VOCAB_SIZE, (B, T), dtype=torch.long) * attention_mask  # pad id 0
     return input_ids, attention_mask
 

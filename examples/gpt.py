@@ -65,8 +65,14 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab_size: int = VOCAB_SIZE, d_model: int = D_MODEL,
-                 n_heads: int = N_HEADS, n_layers: int = N_LAYERS, max_seq: int = MAX_SEQ):
+    def __init__(
+        self,
+        vocab_size: int = VOCAB_SIZE,
+        d_model: int = D_MODEL,
+        n_heads: int = N_HEADS,
+        n_layers: int = N_LAYERS,
+        max_seq: int = MAX_SEQ,
+    ):
         super().__init__()
         self.tok_emb = nn.Embedding(vocab_size, d_model)
         self.pos_emb = nn.Embedding(max_seq, d_model)

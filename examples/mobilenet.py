@@ -43,9 +43,9 @@ class InvertedResidual(nn.Module):
         self.use_residual = stride == 1 and cin == cout
         layers = []
         if expand_ratio != 1:
-            layers.append(conv_bn_act(cin, hidden, 1))                              # expand
+            layers.append(conv_bn_act(cin, hidden, 1))  # expand
         layers.append(conv_bn_act(hidden, hidden, 3, stride=stride, groups=hidden))  # depthwise
-        layers.append(conv_bn_act(hidden, cout, 1, act=None))                       # linear project
+        layers.append(conv_bn_act(hidden, cout, 1, act=None))  # linear project
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

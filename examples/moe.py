@@ -70,19 +70,25 @@ class MoE(nn.Module):
         self.experts = nn.ModuleList([Expert(d_model, d_hidden) for _ in range(n_experts)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(self.router(x), dim=-1)                     # (B, T, E)
-        top_idx = torch.topk(probs, self.top_k, dim=-1).indices           # (B, T, K)
-        experts = torch.arange(self.n_experts, device=x.device)           # (E,)
-        chosen = (top_idx.unsqueeze(-1) == experts).any(dim=-2)           # (B, T, E) bool
+        probs = torch.softmax(self.router(x), dim=-1)  # (B, T, E)
+        top_idx = torch.topk(probs, self.top_k, dim=-1).indices  # (B, T, K)
+        experts = torch.arange(self.n_experts, device=x.device)  # (E,)
+        chosen = (top_idx.unsqueeze(-1) == experts).any(dim=-2)  # (B, T, E) bool
         gates = probs * chosen.to(probs.dtype)
-        gates = gates / gates.sum(dim=-1, keepdim=True)                   # renormalize over the top k
-        outs = torch.stack([e(x) for e in self.experts], dim=-1)          # (B, T, C, E), dense
-        return (outs * gates.unsqueeze(-2)).sum(dim=-1)                   # (B, T, C)
+        gates = gates / gates.sum(dim=-1, keepdim=True)  # renormalize over the top k
+        outs = torch.stack([e(x) for e in self.experts], dim=-1)  # (B, T, C, E), dense
+        return (outs * gates.unsqueeze(-2)).sum(dim=-1)  # (B, T, C)
 
 
 class MoEBlock(nn.Module):
-    def __init__(self, d_model: int = D_MODEL, n_heads: int = N_HEADS, d_expert: int = D_EXPERT,
-                 n_experts: int = N_EXPERTS, top_k: int = TOP_K):
+    def __init__(
+        self,
+        d_model: int = D_MODEL,
+        n_heads: int = N_HEADS,
+        d_expert: int = D_EXPERT,
+        n_experts: int = N_EXPERTS,
+        top_k: int = TOP_K,
+    ):
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
         self.attn = MultiHeadSelfAttention(d_model, n_heads)

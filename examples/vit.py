@@ -64,8 +64,16 @@ class EncoderBlock(nn.Module):
 
 
 class ViT(nn.Module):
-    def __init__(self, image_size: int = IMAGE_SIZE, patch: int = PATCH, d_model: int = D_MODEL,
-                 n_heads: int = N_HEADS, n_layers: int = N_LAYERS, d_mlp: int = D_MLP, num_classes: int = 10):
+    def __init__(
+        self,
+        image_size: int = IMAGE_SIZE,
+        patch: int = PATCH,
+        d_model: int = D_MODEL,
+        n_heads: int = N_HEADS,
+        n_layers: int = N_LAYERS,
+        d_mlp: int = D_MLP,
+        num_classes: int = 10,
+    ):
         super().__init__()
         n_patches = (image_size // patch) ** 2
         self.patch_embed = nn.Conv2d(3, d_model, kernel_size=patch, stride=patch)
@@ -77,8 +85,8 @@ class ViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
-        x = self.patch_embed(x)                 # (B, C, H/p, W/p)
-        x = x.flatten(2).transpose(1, 2)        # (B, N, C)
+        x = self.patch_embed(x)  # (B, C, H/p, W/p)
+        x = x.flatten(2).transpose(1, 2)  # (B, N, C)
         cls = self.cls_token.expand(B, -1, -1)  # (B, 1, C)
         x = torch.cat([cls, x], dim=1) + self.pos_emb
         for block in self.blocks:

@@ -22,8 +22,13 @@ from .kernels import KERNELS
 from .store import MemoryStore, Store, write_store
 
 
-def run(module_or_path: Module | str | os.PathLike, inputs=None, store: Store | str | os.PathLike | None = None,
-        seed: int = 0, func: str | None = None) -> RunResult:
+def run(
+    module_or_path: Module | str | os.PathLike,
+    inputs=None,
+    store: Store | str | os.PathLike | None = None,
+    seed: int = 0,
+    func: str | None = None,
+) -> RunResult:
     """Run a module (or a compiled model directory, or a .wir file) and return its outputs and stats.
 
     ``inputs``: a list (by position), a dict (by argument name), a path to an .npz, or None for seeded
@@ -68,7 +73,23 @@ def _load(m: Module | str | os.PathLike) -> tuple[Module, Path | None]:
 
 
 __all__ = [
-    "KERNELS", "MANIFEST_FILE", "STORE_FILE", "WIR_FILE", "MemoryStore", "InputError", "Interpreter", "LayerStat", "RunResult", "RunStats",
-    "RuntimeExecutionError", "Store", "StoreError", "bind_inputs", "load_inputs", "random_inputs", "run",
-    "save_outputs", "write_store",
+    "KERNELS",
+    "MANIFEST_FILE",
+    "STORE_FILE",
+    "WIR_FILE",
+    "MemoryStore",
+    "InputError",
+    "Interpreter",
+    "LayerStat",
+    "RunResult",
+    "RunStats",
+    "RuntimeExecutionError",
+    "Store",
+    "StoreError",
+    "bind_inputs",
+    "load_inputs",
+    "random_inputs",
+    "run",
+    "save_outputs",
+    "write_store",
 ]

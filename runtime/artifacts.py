@@ -125,8 +125,10 @@ def check_output_file(target: str | os.PathLike, ours: Callable[[Path], bool], w
         raise OutputError(f"-o '{p}' is a directory; give the name of the file to write")
     _check_parents(p)
     if p.exists() and not force and not _recognized(p, ours):
-        raise OutputError(f"-o '{p}' exists and is not {what} that wafercc wrote: nothing was written; choose "
-                          "another name, or pass --force to replace it")
+        raise OutputError(
+            f"-o '{p}' exists and is not {what} that wafercc wrote: nothing was written; choose "
+            "another name, or pass --force to replace it"
+        )
     return p
 
 
@@ -159,8 +161,9 @@ def check_output_dir(target: str | os.PathLike, kind: str, legacy: Iterable[str]
     return p
 
 
-def write_dir_atomic(target: str | os.PathLike, fill: Callable[[Path], None], kind: str = KIND_MODEL,
-                     legacy: Iterable[str] = ()) -> Path:
+def write_dir_atomic(
+    target: str | os.PathLike, fill: Callable[[Path], None], kind: str = KIND_MODEL, legacy: Iterable[str] = ()
+) -> Path:
     """Make directory ``target`` all at once: ``fill`` writes the files into a sibling temp directory, which
     then takes ``target``'s place in one exchange. A failure leaves ``target`` as it was; a reader never
     sees half of it; an existing ``target`` must pass ``check_output_dir``. ``legacy``: the files an
@@ -197,8 +200,13 @@ def read_marker(directory: Path) -> dict | None:
         data = json.loads((directory / MARKER_FILE).read_text())
     except (OSError, ValueError, RecursionError):
         return None
-    ok = (isinstance(data, dict) and data.get("format") == MARKER_FORMAT and isinstance(data.get("kind"), str)
-          and isinstance(data.get("files"), list) and all(isinstance(f, str) for f in data["files"]))
+    ok = (
+        isinstance(data, dict)
+        and data.get("format") == MARKER_FORMAT
+        and isinstance(data.get("kind"), str)
+        and isinstance(data.get("files"), list)
+        and all(isinstance(f, str) for f in data["files"])
+    )
     return data if ok else None
 
 
@@ -219,8 +227,14 @@ def _refusal(p: Path, kind: str, legacy: frozenset[str], force: bool) -> str:
         return ""
     if p.is_symlink() or not p.is_dir():
         what = "a symbolic link" if p.is_symlink() else "a file"
-        return "" if force else (f"'{p}' exists and is {what}, not a wafercc {kind} directory: nothing was written; "
-                                 "choose another -o, or pass --force to replace it")
+        return (
+            ""
+            if force
+            else (
+                f"'{p}' exists and is {what}, not a wafercc {kind} directory: nothing was written; "
+                "choose another -o, or pass --force to replace it"
+            )
+        )
     if force:
         return ""
     try:
@@ -231,18 +245,24 @@ def _refusal(p: Path, kind: str, legacy: frozenset[str], force: bool) -> str:
         return ""
     marker = read_marker(p) if MARKER_FILE in names else None
     if marker is not None and marker["kind"] != kind:
-        return (f"'{p}' is a wafercc {marker['kind']}, not a {kind}: nothing was written; choose another -o, or "
-                "pass --force to replace it")
+        return (
+            f"'{p}' is a wafercc {marker['kind']}, not a {kind}: nothing was written; choose another -o, or "
+            "pass --force to replace it"
+        )
     known = set(marker["files"]) | {MARKER_FILE} if marker is not None else set(legacy)
     extra = sorted(names - known)
     if marker is None and (extra or not legacy):
         shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-        return (f"'{p}' exists and is not a wafercc {kind} output (it holds {shown}): nothing was written; choose "
-                "another -o, or pass --force to replace it")
+        return (
+            f"'{p}' exists and is not a wafercc {kind} output (it holds {shown}): nothing was written; choose "
+            "another -o, or pass --force to replace it"
+        )
     if extra:
         shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
-        return (f"'{p}' is a wafercc {kind} output, but also holds {shown}, which wafercc did not write there: "
-                "nothing was written; move them, or pass --force to replace the whole directory")
+        return (
+            f"'{p}' is a wafercc {kind} output, but also holds {shown}, which wafercc did not write there: "
+            "nothing was written; move them, or pass --force to replace the whole directory"
+        )
     return ""
 
 
@@ -325,7 +345,7 @@ def _siblings(target: Path, tag: str) -> list[Path]:
 
 
 def _pid_of(name: str, target_name: str) -> int | None:
-    rest = name[len(f".{target_name}.{_TMP}-"):]
+    rest = name[len(f".{target_name}.{_TMP}-") :]
     head = rest.split("-", 1)[0]
     return int(head) if head.isdigit() else None
 
@@ -357,14 +377,17 @@ def _locked(target: Path) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise OutputError(f"cannot write '{target}': cannot create files in '{target.parent}' ({e.strerror}); "
-                              "nothing was written") from None
+            raise OutputError(
+                f"cannot write '{target}': cannot create files in '{target.parent}' ({e.strerror}); nothing was written"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise OutputError(f"'{target}' is being written by another wafercc process (it holds {path.name}): "
-                              "nothing was written; wait for it and try again") from None
+            raise OutputError(
+                f"'{target}' is being written by another wafercc process (it holds {path.name}): "
+                "nothing was written; wait for it and try again"
+            ) from None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:

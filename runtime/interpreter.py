@@ -48,10 +48,12 @@ class RunStats:
 
     def summary(self) -> str:
         mib = 1 << 20
-        return (f"{len(self.layers)} layers in {self.seconds * 1e3:.1f} ms; weights streamed "
-                f"{self.weight_bytes_streamed / mib:.2f} MiB, "
-                f"peak resident {self.peak_resident_weight_bytes / mib:.2f} MiB; "
-                f"peak activations {self.peak_activation_bytes / mib:.2f} MiB")
+        return (
+            f"{len(self.layers)} layers in {self.seconds * 1e3:.1f} ms; weights streamed "
+            f"{self.weight_bytes_streamed / mib:.2f} MiB, "
+            f"peak resident {self.peak_resident_weight_bytes / mib:.2f} MiB; "
+            f"peak activations {self.peak_activation_bytes / mib:.2f} MiB"
+        )
 
 
 @dataclass
@@ -94,6 +96,7 @@ class _Step:
         self.release: tuple[str, ...] = ()  # weights whose pages the store may drop after this step
         self.layer = 0
 
+
 # How a layer adds its routed partial sums: one BLAS product, or column by column in route order.
 REDUCTION_ORDERS = ("grouped", "ring")
 
@@ -101,9 +104,16 @@ REDUCTION_ORDERS = ("grouped", "ring")
 class Interpreter:
     """``Interpreter(module, store).run(inputs) -> RunResult`` for one function of ``module``."""
 
-    def __init__(self, module: Module, store: Store | None = None, func: str | None = None,
-                 lazy_weights: bool = True, plan: bool | None = None, precision: str = "fp32",
-                 order: str = "grouped"):
+    def __init__(
+        self,
+        module: Module,
+        store: Store | None = None,
+        func: str | None = None,
+        lazy_weights: bool = True,
+        plan: bool | None = None,
+        precision: str = "fp32",
+        order: str = "grouped",
+    ):
         verify(module)  # the generic rules (SSA, symbols); op semantics are the kernels' business
         if precision not in PRECISIONS:
             raise RuntimeExecutionError(f"unknown precision '{precision}' (use {', '.join(PRECISIONS)})")
@@ -119,8 +129,10 @@ class Interpreter:
         planned = self.layer_plan is not None and any(lp.tiling is not None for lp in self.layer_plan.layers)
         computes = any(op.name != "weight.get" for op in self.func.ops)  # an empty plan has nothing to follow
         if plan and not planned and computes:
-            raise RuntimeExecutionError(f"module @{module.name} has no tiled layers to follow: compile it "
-                                        "with --emit tiled or later, or run without --plan")
+            raise RuntimeExecutionError(
+                f"module @{module.name} has no tiled layers to follow: compile it "
+                "with --emit tiled or later, or run without --plan"
+            )
         self.plan = planned if plan is None else plan and planned
         self._check_kernels_and_store()
         order_ops = sink_static(self.func) if lazy_weights else list(self.func.ops)
@@ -137,7 +149,8 @@ class Interpreter:
         if used and self.store is None:
             raise RuntimeExecutionError(
                 f"@{self.func.name} reads weights ({', '.join('@' + n for n in list(used)[:4])}"
-                f"{', ...' if len(used) > 4 else ''}) but no MemoryX store was given")
+                f"{', ...' if len(used) > 4 else ''}) but no MemoryX store was given"
+            )
         if used:
             self.store.check(self.module.weights[n] for n in used)
 
@@ -237,12 +250,15 @@ class Interpreter:
             out = tuple(round_to(r, self.precision) for r in out)
         if len(out) != len(step.expect):
             raise RuntimeExecutionError(
-                f"{step.op.where()}: the kernel returned {len(out)} result(s) for {len(step.expect)}", step.op)
+                f"{step.op.where()}: the kernel returned {len(out)} result(s) for {len(step.expect)}", step.op
+            )
         for r, (shape, dt) in zip(out, step.expect):
             if r.shape != shape or r.dtype != dt:
                 raise RuntimeExecutionError(
                     f"{step.op.where()}: the kernel returned {r.dtype}{list(r.shape)} but the op declares "
-                    f"{dt}{list(shape)} (a runtime bug, or a result type the op's rule would reject)", step.op)
+                    f"{dt}{list(shape)} (a runtime bug, or a result type the op's rule would reject)",
+                    step.op,
+                )
         return out
 
 
@@ -285,4 +301,5 @@ def _pick_func(module: Module, name: str | None) -> Func:
     except KeyError:
         have = ", ".join("@" + f.name for f in module.funcs) or "none"
         raise RuntimeExecutionError(
-            f"module @{module.name} has no function @{name or 'forward'} (it has {have})") from None
+            f"module @{module.name} has no function @{name or 'forward'} (it has {have})"
+        ) from None

@@ -52,11 +52,16 @@ def check_fits(func: Func, limit: int | None = None) -> None:
         return
     big = max(values, key=lambda v: v.type.nbytes)
     args = sum(a.type.nbytes for a in func.args)
-    need, what = (big.type.nbytes, f"%{big.name} ({big.type})") if big.type.nbytes >= args else \
-        (args, f"its {len(func.args)} inputs")
+    need, what = (
+        (big.type.nbytes, f"%{big.name} ({big.type})")
+        if big.type.nbytes >= args
+        else (args, f"its {len(func.args)} inputs")
+    )
     if need > limit:
-        raise RuntimeExecutionError(f"running {signature(func)} needs at least {need:,} bytes for {what}, more "
-                                    f"than this machine's {limit:,} bytes of memory; run a smaller shape")
+        raise RuntimeExecutionError(
+            f"running {signature(func)} needs at least {need:,} bytes for {what}, more "
+            f"than this machine's {limit:,} bytes of memory; run a smaller shape"
+        )
 
 
 def bind_inputs(func: Func, inputs) -> list[np.ndarray]:
@@ -133,8 +138,12 @@ def load_inputs(path: str | os.PathLike, func: Func) -> list[np.ndarray]:
 NPY_HEADER_BYTES = 1 << 16  # what a member may hold beyond its array's bytes: the .npy header
 
 
-def read_npz(path: str | os.PathLike, bounds: Callable[[list[str]], dict[str, int]], what: str,
-             expect: Callable[[str, np.dtype, tuple], str] | None = None) -> dict[str, np.ndarray]:
+def read_npz(
+    path: str | os.PathLike,
+    bounds: Callable[[list[str]], dict[str, int]],
+    what: str,
+    expect: Callable[[str, np.dtype, tuple], str] | None = None,
+) -> dict[str, np.ndarray]:
     """The arrays of an .npz, read without trusting it: ``bounds(keys)`` checks the member names (raising
     InputError) and gives each member's largest array in bytes; a member's sizes, declared and actual, are
     checked against it before it is decompressed, and its .npy header (and ``expect(key, dtype, shape)``:
@@ -150,12 +159,22 @@ def read_npz(path: str | os.PathLike, bounds: Callable[[list[str]], dict[str, in
                 limits = bounds(keys)
             except InputError as e:
                 raise InputError(f"{path}: {e}") from None
-            return {k: _member(path, z, i, limits.get(k, 0), expect and functools.partial(expect, k))
-                    for k, i in zip(keys, infos)}
+            return {
+                k: _member(path, z, i, limits.get(k, 0), expect and functools.partial(expect, k))
+                for k, i in zip(keys, infos)
+            }
     except InputError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, EOFError, NotImplementedError,
-            RuntimeError, ValueError) as e:  # zlib/lzma: a member whose compressed stream is damaged
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        lzma.LZMAError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+    ) as e:  # zlib/lzma: a member whose compressed stream is damaged
         raise InputError(f"'{path}' is not a valid .npz of {what} (a zip of .npy arrays): {e}") from None
     except OSError as e:
         raise InputError(f"cannot read {what} from '{path}': {e.strerror or e}") from None
@@ -168,8 +187,9 @@ def _member(path, z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, expect=
     with z.open(info) as f:
         try:
             version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(f)
         except (ValueError, TypeError, SyntaxError, KeyError, EOFError, TokenError, RecursionError) as e:
             raise InputError(f"{where} is not a .npy array: {e}") from None
@@ -179,14 +199,17 @@ def _member(path, z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, expect=
             raise InputError(f"{path}: {problem}")
         need = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if need > limit:
-            raise InputError(f"{where} holds {dtype}{list(shape)} ({need:,} bytes); what it stands for takes at "
-                             f"most {limit:,} bytes")
+            raise InputError(
+                f"{where} holds {dtype}{list(shape)} ({need:,} bytes); what it stands for takes at most {limit:,} bytes"
+            )
         raw = np.empty(need, np.uint8)  # the declared sizes may lie: never read past what the header promised
         got = f.readinto(memoryview(raw)) if need else 0
         more = bool(f.read(1))
     if got != need or more:
-        raise InputError(f"{where}: its header says {dtype}{list(shape)} ({need:,} bytes) but it holds "
-                         f"{'more' if more else f'{got:,} bytes'} of data")
+        raise InputError(
+            f"{where}: its header says {dtype}{list(shape)} ({need:,} bytes) but it holds "
+            f"{'more' if more else f'{got:,} bytes'} of data"
+        )
     return raw.view(dtype).reshape(shape, order="F" if fortran else "C")
 
 
@@ -195,9 +218,9 @@ def save_outputs(path: str | os.PathLike, outputs: list[np.ndarray], func: Func 
     if func is not None:
         declared = func.declared_result_types()
         if len(declared) != len(outputs) or any(
-                np.shape(o) != t.shape or np.asarray(o).dtype != np_dtype(t) for o, t in zip(outputs, declared)):
-            raise InputError(f"outputs do not match the results of @{func.name}: "
-                             f"({', '.join(map(str, declared))})")
+            np.shape(o) != t.shape or np.asarray(o).dtype != np_dtype(t) for o, t in zip(outputs, declared)
+        ):
+            raise InputError(f"outputs do not match the results of @{func.name}: ({', '.join(map(str, declared))})")
     # A file object: np.savez would append ".npz" to a name.
     write_atomic(path, lambda f: np.savez(f, **{f"out{i}": np.asarray(o) for i, o in enumerate(outputs)}))
 

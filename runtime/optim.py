@@ -138,8 +138,10 @@ class SGD:
         for name in ("nesterov", "maximize"):
             object.__setattr__(self, name, _flag("SGD", name, getattr(self, name)))
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise OptimizerConfigError("SGD: nesterov momentum needs momentum > 0 and dampening = 0 "
-                                       f"(got momentum={self.momentum:g}, dampening={self.dampening:g})")
+            raise OptimizerConfigError(
+                "SGD: nesterov momentum needs momentum > 0 and dampening = 0 "
+                f"(got momentum={self.momentum:g}, dampening={self.dampening:g})"
+            )
 
     def state_names(self) -> tuple[str, ...]:
         """The per-parameter float32 tensors (each the parameter's shape) this optimizer keeps."""
@@ -194,8 +196,9 @@ class AdamW:
         betas = self.betas
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise OptimizerConfigError(f"AdamW: betas must be two numbers (beta1, beta2), got {betas!r}")
-        object.__setattr__(self, "betas", tuple(_number("AdamW", f"betas[{i}]", b, 0.0, 1.0)
-                                                for i, b in enumerate(betas)))
+        object.__setattr__(
+            self, "betas", tuple(_number("AdamW", f"betas[{i}]", b, 0.0, 1.0) for i, b in enumerate(betas))
+        )
         for name in ("amsgrad", "maximize"):
             object.__setattr__(self, name, _flag("AdamW", name, getattr(self, name)))
 
@@ -232,8 +235,13 @@ class AdamW:
         param += (_f32(-step_size) * exp_avg) / denom
 
     def to_dict(self) -> dict:
-        return {"type": self.kind, **{f.name: (list(getattr(self, f.name)) if f.name == "betas"
-                                               else getattr(self, f.name)) for f in fields(self)}}
+        return {
+            "type": self.kind,
+            **{
+                f.name: (list(getattr(self, f.name)) if f.name == "betas" else getattr(self, f.name))
+                for f in fields(self)
+            },
+        }
 
 
 Optimizer = SGD | AdamW
@@ -249,8 +257,10 @@ def from_dict(d) -> Optimizer:
     names = {f.name for f in fields(cls)}
     extra = sorted(set(d) - names - {"type"})
     if extra:
-        raise OptimizerConfigError(f"{d['type']}: unknown setting{'s' if len(extra) > 1 else ''} "
-                                   f"{', '.join(extra)} (it takes {', '.join(sorted(names))})")
+        raise OptimizerConfigError(
+            f"{d['type']}: unknown setting{'s' if len(extra) > 1 else ''} "
+            f"{', '.join(extra)} (it takes {', '.join(sorted(names))})"
+        )
     args = {k: (tuple(v) if k == "betas" and isinstance(v, list) else v) for k, v in d.items() if k != "type"}
     try:
         return cls(**args)

@@ -79,8 +79,16 @@ class TilePlan:
         t = lp.tiling
         cx = t.K.parts
         return cls(
-            mt=t.M.tile, ry=t.M.parts, kt=t.K.tile, cx=cx, groups=t.N.groups, nc=t.N.chunk, steps=t.N.steps,
-            passes=t.passes, columns=_gathered(lp, cx), budget=max(lp.memory.get("weight"), 1) * cx * t.rows,
+            mt=t.M.tile,
+            ry=t.M.parts,
+            kt=t.K.tile,
+            cx=cx,
+            groups=t.N.groups,
+            nc=t.N.chunk,
+            steps=t.N.steps,
+            passes=t.passes,
+            columns=_gathered(lp, cx),
+            budget=max(lp.memory.get("weight"), 1) * cx * t.rows,
         )
 
 
@@ -168,8 +176,12 @@ class PlanMatmul:
         e = x_item if self.precision == "fp32" else 2
         we = w_item if self.precision == "fp32" else 2
         nt = -(-N // p.groups)
-        return {"activation": B * p.mt * p.kt * e, "output": B * p.mt * -(-nt // p.cx) * e,
-                "accumulator": 2 * p.mt * min(p.nc, nt) * 4, "weight": 2 * p.kt * min(p.nc, nt) * we}
+        return {
+            "activation": B * p.mt * p.kt * e,
+            "output": B * p.mt * -(-nt // p.cx) * e,
+            "accumulator": 2 * p.mt * min(p.nc, nt) * 4,
+            "weight": 2 * p.kt * min(p.nc, nt) * we,
+        }
 
 
 def _chunk_ranges(s0: int, s1: int, nc: int, nt: int, groups: int, N: int) -> list[tuple[int, int]]:

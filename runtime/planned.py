@@ -83,19 +83,24 @@ class PlannedLayers:
         if op.name == "bmm":
             return lambda op, a, b: finish(op, mm(a, b, streamed, counters()))
         if op.name == "addmm":
+
             def addmm(op, bias, a, b):
                 y = mm(a[None], b[None], streamed, counters())[0]
                 beta, alpha = op.attrs.get("beta", 1), op.attrs.get("alpha", 1)
-                return finish(op, round_to(np.float32(beta) * bias.astype(np.float32) + np.float32(alpha) * y,
-                                           precision))
+                return finish(
+                    op, round_to(np.float32(beta) * bias.astype(np.float32) + np.float32(alpha) * y, precision)
+                )
+
             return addmm
         if op.name == "embedding":
             return lambda op, table, ids: finish(op, plan_embedding(plan, table, ids, precision, counters()))
 
         def convolution(op, x, w, bias=None):
             nsp = x.ndim - 2
-            stride, pad, dil, opad = (_spatial(op.attrs.get(k, [d]), nsp) for k, d in
-                                      (("stride", 1), ("padding", 0), ("dilation", 1), ("output_padding", 0)))
+            stride, pad, dil, opad = (
+                _spatial(op.attrs.get(k, [d]), nsp)
+                for k, d in (("stride", 1), ("padding", 0), ("dilation", 1), ("output_padding", 0))
+            )
             xf, wf, groups = x.astype(np.float32), w.astype(np.float32), op.attrs.get("groups", 1)
             if op.attrs.get("transposed", False):
                 cols, wm, fold = conv_transposed_gemm(xf, wf, stride, pad, dil, opad, groups)
@@ -114,8 +119,11 @@ def _spatial(v, n: int) -> list[int]:
 
 
 def _static(op, kind: dict) -> bool:
-    return all(kind.get(id(r)) != 0 for r in op.results) and op.name != "weight.get" and all(
-        kind.get(id(v)) != 0 for v in op.operands)
+    return (
+        all(kind.get(id(r)) != 0 for r in op.results)
+        and op.name != "weight.get"
+        and all(kind.get(id(v)) != 0 for v in op.operands)
+    )
 
 
 def _symbols(func) -> dict[int, set]:

@@ -34,8 +34,16 @@ FORMAT = "wafercc-memoryx/1"
 KINDS = ("parameter", "buffer", "constant")
 
 _ST_NAME = {
-    DType.f64: "F64", DType.f32: "F32", DType.f16: "F16", DType.bf16: "BF16", DType.i64: "I64",
-    DType.i32: "I32", DType.i16: "I16", DType.i8: "I8", DType.u8: "U8", DType.bool: "BOOL",
+    DType.f64: "F64",
+    DType.f32: "F32",
+    DType.f16: "F16",
+    DType.bf16: "BF16",
+    DType.i64: "I64",
+    DType.i32: "I32",
+    DType.i16: "I16",
+    DType.i8: "I8",
+    DType.u8: "U8",
+    DType.bool: "BOOL",
 }
 _DTYPE_OF_ST = {v: k for k, v in _ST_NAME.items()}
 _DTYPE_OF_NP = {v: k for k, v in NP_DTYPE.items()}
@@ -119,7 +127,7 @@ class Store:
             pass  # advice only: platforms without it keep the pages
 
     def _verify(self, info: TensorInfo) -> None:
-        digest = hashlib.sha256(memoryview(self._mm)[info.begin:info.end] if self._mm else b"").hexdigest()
+        digest = hashlib.sha256(memoryview(self._mm)[info.begin : info.end] if self._mm else b"").hexdigest()
         if digest != info.sha256:
             raise StoreError(
                 f"weight '{info.name}' in {STORE_FILE} does not match its sha256 in {MANIFEST_FILE}: "
@@ -190,8 +198,9 @@ def _read_manifest(path: Path, store_file: Path) -> dict:
         raise StoreError(f"no MemoryX store: '{store_file}' does not exist")
     try:
         if path.stat().st_size > MAX_MANIFEST:
-            raise StoreError(f"'{path}' is {path.stat().st_size:,} bytes: more than a manifest can be "
-                             f"({MAX_MANIFEST:,})")
+            raise StoreError(
+                f"'{path}' is {path.stat().st_size:,} bytes: more than a manifest can be ({MAX_MANIFEST:,})"
+            )
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise StoreError(f"'{path}' is missing: a MemoryX store needs its manifest beside {STORE_FILE}") from None
@@ -199,13 +208,17 @@ def _read_manifest(path: Path, store_file: Path) -> dict:
         raise StoreError(f"'{path}' is not a readable JSON manifest: {_why(e)}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("tensors"), dict):
         found = doc.get("format") if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
-        raise StoreError(f"'{path}' is not a {FORMAT} manifest (format: {found!r}); expected "
-                         '{"format": "wafercc-memoryx/1", "tensors": {...}}')
+        raise StoreError(
+            f"'{path}' is not a {FORMAT} manifest (format: {found!r}); expected "
+            '{"format": "wafercc-memoryx/1", "tensors": {...}}'
+        )
     for name, m in doc["tensors"].items():
         problem = _manifest_entry_problem(m)
         if problem:
-            raise StoreError(f"'{path}': tensor '{name}' {problem}; expected "
-                             '{"dtype": "f32", "shape": [...], "sha256": "<64 hex digits>", "kind": "parameter"}')
+            raise StoreError(
+                f"'{path}': tensor '{name}' {problem}; expected "
+                '{"dtype": "f32", "shape": [...], "sha256": "<64 hex digits>", "kind": "parameter"}'
+            )
     return doc["tensors"]
 
 
@@ -225,13 +238,20 @@ def _manifest_entry_problem(m) -> str:
 
 
 def _is_shape(v) -> bool:
-    return isinstance(v, list) and len(v) <= MAX_RANK and all(
-        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 62 for n in v)
+    return (
+        isinstance(v, list)
+        and len(v) <= MAX_RANK
+        and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 62 for n in v)
+    )
 
 
 def _is_offsets(v) -> bool:
-    return isinstance(v, list) and len(v) == 2 and all(
-        isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in v) and v[0] <= v[1]
+    return (
+        isinstance(v, list)
+        and len(v) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in v)
+        and v[0] <= v[1]
+    )
 
 
 def _short(v) -> str:
@@ -253,8 +273,9 @@ def _read_index(file: Path, manifest: dict) -> dict[str, TensorInfo]:
         if 8 + n > size:
             raise StoreError(f"'{file}' is truncated: its header needs {8 + n} bytes, the file has {size}")
         if n > MAX_HEADER:
-            raise StoreError(f"'{file}' has a {n:,}-byte header: more than a safetensors header can be "
-                             f"({MAX_HEADER:,})")
+            raise StoreError(
+                f"'{file}' has a {n:,}-byte header: more than a safetensors header can be ({MAX_HEADER:,})"
+            )
         try:
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
@@ -284,8 +305,10 @@ def _check_disjoint(file: Path, tensors: dict[str, TensorInfo]) -> None:
 def _check_header(file: Path, header) -> None:
     """An object of tensor entries; its ``__metadata__`` (an object, if present) is taken out."""
     if not isinstance(header, dict):
-        raise StoreError(f"'{file}' has a malformed safetensors header: a JSON {type(header).__name__}, expected "
-                         'an object {name: {"dtype", "shape", "data_offsets"}, ...}')
+        raise StoreError(
+            f"'{file}' has a malformed safetensors header: a JSON {type(header).__name__}, expected "
+            'an object {name: {"dtype", "shape", "data_offsets"}, ...}'
+        )
     if not isinstance(header.pop("__metadata__", {}), dict):
         raise StoreError(f"'{file}' has a malformed safetensors header: __metadata__ is not an object")
 
@@ -293,11 +316,17 @@ def _check_header(file: Path, header) -> None:
 def _tensor_info(file: Path, name: str, h, m: dict | None, base: int) -> TensorInfo:
     if m is None:
         raise StoreError(f"tensor '{name}' of '{file}' is not listed in {MANIFEST_FILE}")
-    if not (isinstance(h, dict) and isinstance(h.get("dtype"), str) and h["dtype"] in _DTYPE_OF_ST
-            and _is_shape(h.get("shape"))
-            and _is_offsets(h.get("data_offsets"))):
-        raise StoreError(f"tensor '{name}' has a malformed entry in the header of '{file}': {_short(h)}; expected "
-                         '{"dtype": "F32", "shape": [sizes >= 0], "data_offsets": [begin, end]}')
+    if not (
+        isinstance(h, dict)
+        and isinstance(h.get("dtype"), str)
+        and h["dtype"] in _DTYPE_OF_ST
+        and _is_shape(h.get("shape"))
+        and _is_offsets(h.get("data_offsets"))
+    ):
+        raise StoreError(
+            f"tensor '{name}' has a malformed entry in the header of '{file}': {_short(h)}; expected "
+            '{"dtype": "F32", "shape": [sizes >= 0], "data_offsets": [begin, end]}'
+        )
     dtype = _DTYPE_OF_ST[h["dtype"]]
     t = TensorType(tuple(h["shape"]), dtype)
     begin, end = h["data_offsets"]

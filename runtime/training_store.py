@@ -70,10 +70,16 @@ _KILL_ENV = "WAFERCC_TEST_KILL_AT"  # fault injection: os._exit(86) at the point
 _TRACE_ENV = "WAFERCC_TEST_TRACE_POINTS"  # a file to which every point's name is appended
 
 _DT = {  # WIR dtype name -> (safetensors name, numpy dtype)
-    "f64": ("F64", np.dtype(np.float64)), "f32": ("F32", np.dtype(np.float32)),
-    "f16": ("F16", np.dtype(np.float16)), "bf16": ("BF16", np.dtype(ml_dtypes.bfloat16)),
-    "i64": ("I64", np.dtype(np.int64)), "i32": ("I32", np.dtype(np.int32)), "i16": ("I16", np.dtype(np.int16)),
-    "i8": ("I8", np.dtype(np.int8)), "u8": ("U8", np.dtype(np.uint8)), "bool": ("BOOL", np.dtype(np.bool_)),
+    "f64": ("F64", np.dtype(np.float64)),
+    "f32": ("F32", np.dtype(np.float32)),
+    "f16": ("F16", np.dtype(np.float16)),
+    "bf16": ("BF16", np.dtype(ml_dtypes.bfloat16)),
+    "i64": ("I64", np.dtype(np.int64)),
+    "i32": ("I32", np.dtype(np.int32)),
+    "i16": ("I16", np.dtype(np.int16)),
+    "i8": ("I8", np.dtype(np.int8)),
+    "u8": ("U8", np.dtype(np.uint8)),
+    "bool": ("BOOL", np.dtype(np.bool_)),
 }
 _DT_OF_NP = {v[1]: k for k, v in _DT.items()}
 _STREAM_DTYPES = ("f32", "bf16", "f16")
@@ -163,8 +169,11 @@ class _File:
         found = os.pread(self.fd, len(head), 0)
         if found != head or actual != size:
             os.close(self.fd)
-            why = "its header does not match checkpoint.json" if found != head else \
-                f"it is {actual} bytes, the layout needs {size}"
+            why = (
+                "its header does not match checkpoint.json"
+                if found != head
+                else f"it is {actual} bytes, the layout needs {size}"
+            )
             raise TrainingStoreError(f"'{path}' does not belong to this store: {why}")
         self.mm = mmap.mmap(self.fd, size) if size else None
 
@@ -267,11 +276,18 @@ class TrainingStore:
     """An open training store at its last checkpoint (the lock file makes it this process's alone)."""
 
     @classmethod
-    def create(cls, path: str | os.PathLike, params: dict[str, np.ndarray], optimizer: Optimizer,
-               buffers: dict[str, np.ndarray] | None = None, weight_dtype: str | dict[str, str] = "f32",
-               data: dict | None = None, chunk: int = CHUNK,
-               overrides: dict[str, Optimizer] | None = None,
-               state: dict[str, dict] | None = None) -> TrainingStore:
+    def create(
+        cls,
+        path: str | os.PathLike,
+        params: dict[str, np.ndarray],
+        optimizer: Optimizer,
+        buffers: dict[str, np.ndarray] | None = None,
+        weight_dtype: str | dict[str, str] = "f32",
+        data: dict | None = None,
+        chunk: int = CHUNK,
+        overrides: dict[str, Optimizer] | None = None,
+        state: dict[str, dict] | None = None,
+    ) -> TrainingStore:
         """Make a store at ``path`` (which must not exist, or be an empty directory) holding checkpoint 0 and
         open it. ``params`` are the trainable tensors (float; their values become the fp32 masters);
         ``weight_dtype`` is the dtype they stream in ("f32", "bf16" or "f16"; one for all, or per name): a
@@ -286,8 +302,10 @@ class TrainingStore:
         buffers = buffers or {}
         tensors = _initial_tensors(params, buffers, lambda n: overrides.get(n, optimizer), weight_dtype, state or {})
         if target.exists() and not (target.is_dir() and not any(target.iterdir())):
-            raise TrainingStoreError(f"cannot create a training store at '{target}': it exists and is not an "
-                                     "empty directory; nothing was written")
+            raise TrainingStoreError(
+                f"cannot create a training store at '{target}': it exists and is not an "
+                "empty directory; nothing was written"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_temps(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.wafercc-tmp-{os.getpid()}-", dir=target.parent))
@@ -327,8 +345,12 @@ class TrainingStore:
         self.step: int = doc["step"]
         self.data: dict = doc["data"]
         self.committed = self.current = doc["slot"]
-        self._entries = {f: [Entry(n, m["dtype"], tuple(m["shape"]), m["kind"], of=m.get("of"))
-                             for n, m in doc["tensors"][f].items()] for f in FILES}
+        self._entries = {
+            f: [
+                Entry(n, m["dtype"], tuple(m["shape"]), m["kind"], of=m.get("of")) for n, m in doc["tensors"][f].items()
+            ]
+            for f in FILES
+        }
         self._sha: list[dict[tuple[str, str], str | None]] = [{}, {}]
         self._sha[self.committed] = {(f, n): m["sha256"] for f in FILES for n, m in doc["tensors"][f].items()}
         for slot in (0, 1):
@@ -354,8 +376,10 @@ class TrainingStore:
         files = self._files[self.committed]
         for (f, name), sha in self._sha[self.committed].items():
             if files[f].sha256(name, self.chunk * 4) != sha:
-                raise TrainingStoreError(f"tensor '{name}' in slot{self.committed}/{f}.safetensors does not match "
-                                         f"its sha256 in {CHECKPOINT_FILE}: the checkpoint is corrupted ({self.dir})")
+                raise TrainingStoreError(
+                    f"tensor '{name}' in slot{self.committed}/{f}.safetensors does not match "
+                    f"its sha256 in {CHECKPOINT_FILE}: the checkpoint is corrupted ({self.dir})"
+                )
 
     def weight(self, name: str) -> np.ndarray:
         """The streamed weight (parameter or buffer) as it is now, read-only, in its shape."""
@@ -404,7 +428,8 @@ class TrainingStore:
             if new.kind != old.kind or new.state_names() != old.state_names():
                 raise OptimizerConfigError(
                     f"parameter '{name}' has {old.kind} state ({', '.join(old.state_names()) or 'none'}); "
-                    f"{new.kind} with {', '.join(new.state_names()) or 'no state'} cannot use it")
+                    f"{new.kind} with {', '.join(new.state_names()) or 'no state'} cannot use it"
+                )
         self.optimizer, self.overrides = optimizer, overrides
 
     def rollback(self) -> None:
@@ -466,11 +491,24 @@ class TrainingStore:
         _fsync_dir(self.dir / f"slot{slot}")
         _point(f"commit{self.step}:synced")
         doc = {
-            "format": FORMAT, "step": self.step, "slot": slot, **_optimizer_doc(self.optimizer, self.overrides),
+            "format": FORMAT,
+            "step": self.step,
+            "slot": slot,
+            **_optimizer_doc(self.optimizer, self.overrides),
             "data": self.data,
-            "tensors": {f: {e.name: {"dtype": e.dtype, "shape": list(e.shape), "kind": e.kind,
-                                     "sha256": shas[(f, e.name)], **({"of": e.of} if e.of else {})}
-                            for e in sorted(files[f].entries.values(), key=lambda e: e.name)} for f in FILES},
+            "tensors": {
+                f: {
+                    e.name: {
+                        "dtype": e.dtype,
+                        "shape": list(e.shape),
+                        "kind": e.kind,
+                        "sha256": shas[(f, e.name)],
+                        **({"of": e.of} if e.of else {}),
+                    }
+                    for e in sorted(files[f].entries.values(), key=lambda e: e.name)
+                }
+                for f in FILES
+            },
         }
         _write_json_atomic(self.dir / CHECKPOINT_FILE, doc, f"commit{self.step}:written")
         _point(f"commit{self.step}:renamed")
@@ -507,8 +545,12 @@ class StepUpdate:
     def __init__(self, store: TrainingStore, micro_batches: int, clip_norm: float | None):
         if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1:
             raise TrainingStepError(f"micro_batches must be an integer >= 1, got {micro_batches!r}")
-        if clip_norm is not None and (isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float))
-                                      or not math.isfinite(clip_norm) or clip_norm < 0):
+        if clip_norm is not None and (
+            isinstance(clip_norm, bool)
+            or not isinstance(clip_norm, (int, float))
+            or not math.isfinite(clip_norm)
+            or clip_norm < 0
+        ):
             raise TrainingStepError(f"clip_norm must be a finite number >= 0 (or none), got {clip_norm!r}")
         self.s = store
         self.K = micro_batches
@@ -544,20 +586,22 @@ class StepUpdate:
         g = g.reshape(-1)
         n = self._numel[name]
         if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0 or offset + g.size > n:
-            raise TrainingStepError(f"gradient chunk [{offset}, {offset + g.size}) of '{name}' is outside its "
-                                    f"{n} elements")
+            raise TrainingStepError(
+                f"gradient chunk [{offset}, {offset + g.size}) of '{name}' is outside its {n} elements"
+            )
         lo, hi = int(offset), int(offset) + g.size
         if hi > lo:
             spans = self._cover.setdefault(name, [])  # sorted, disjoint
             i = bisect.bisect_left(spans, (lo, hi))
             if (i > 0 and spans[i - 1][1] > lo) or (i < len(spans) and spans[i][0] < hi):
-                raise TrainingStepError(f"gradient chunk [{lo}, {hi}) of '{name}' overlaps one already delivered in "
-                                        f"micro-batch {self.k}")
+                raise TrainingStepError(
+                    f"gradient chunk [{lo}, {hi}) of '{name}' overlaps one already delivered in micro-batch {self.k}"
+                )
             spans.insert(i, (lo, hi))
         else:
             self._cover.setdefault(name, [])
         for a in range(0, g.size, self.s.chunk):
-            self._take(name, lo + a, g[a:a + self.s.chunk].astype(F32, copy=False))
+            self._take(name, lo + a, g[a : a + self.s.chunk].astype(F32, copy=False))
 
     def _take(self, name: str, lo: int, g: np.ndarray) -> None:
         hi = lo + g.size
@@ -585,8 +629,9 @@ class StepUpdate:
         for name, spans in self._cover.items():
             got = sum(b - a for a, b in spans)
             if got != self._numel[name]:
-                raise TrainingStepError(f"micro-batch {self.k} delivered {got} of the {self._numel[name]} gradient "
-                                        f"elements of '{name}'")
+                raise TrainingStepError(
+                    f"micro-batch {self.k} delivered {got} of the {self._numel[name]} gradient elements of '{name}'"
+                )
             self._contrib[name] += 1
             if self.k == self.K - 1:
                 self._averaged.add(name)
@@ -597,8 +642,9 @@ class StepUpdate:
         """Apply what remains of the step (all of it when clipping) and make the result the current state."""
         self._live()
         if self.k != self.K:
-            raise TrainingStepError(f"step {self.number} has seen {self.k} of its {self.K} micro-batches; call "
-                                    "end_micro_batch() after each")
+            raise TrainingStepError(
+                f"step {self.number} has seen {self.k} of its {self.K} micro-batches; call end_micro_batch() after each"
+            )
         with_grad = [n for n in self.s.params if self._contrib[n] > 0]
         for name in with_grad:  # gradients of earlier micro-batches only: take their mean now
             if name not in self._averaged:
@@ -620,8 +666,9 @@ class StepUpdate:
         self.s.current = self.work
         self.s.step = self.number
         self.s._active = None
-        return StepResult(self.number, with_grad, None if norm is None else float(norm),
-                          None if coef is None else float(coef))
+        return StepResult(
+            self.number, with_grad, None if norm is None else float(norm), None if coef is None else float(coef)
+        )
 
     def _live(self) -> None:
         if self.s._active is not self:
@@ -758,8 +805,10 @@ def _check_optimizers(optimizer, overrides, params) -> dict[str, Optimizer]:
         if name is not None and name not in params:
             raise OptimizerConfigError(f"optimizer settings for '{name}', which is not a parameter")
         if opt.kind != optimizer.kind:
-            raise OptimizerConfigError(f"'{name}' has {opt.kind} settings but the optimizer is {optimizer.kind}: "
-                                       "one optimizer, whose settings may differ per parameter")
+            raise OptimizerConfigError(
+                f"'{name}' has {opt.kind} settings but the optimizer is {optimizer.kind}: "
+                "one optimizer, whose settings may differ per parameter"
+            )
     return dict(overrides)
 
 
@@ -775,8 +824,9 @@ def _initial_tensors(params, buffers, optimizer_for, weight_dtype, state) -> dic
     names = set()
     for name, value in list(params.items()) + list(buffers.items()):
         if not isinstance(name, str) or not name or "/" in name or name == "__metadata__" or name in names:
-            raise TrainingStoreError(f"tensor name {name!r} cannot be stored (names are unique, non-empty, "
-                                     "without '/')")
+            raise TrainingStoreError(
+                f"tensor name {name!r} cannot be stored (names are unique, non-empty, without '/')"
+            )
         names.add(name)
     for name, value in params.items():
         a = np.asarray(value)
@@ -784,8 +834,9 @@ def _initial_tensors(params, buffers, optimizer_for, weight_dtype, state) -> dic
             raise TrainingStoreError(f"parameter '{name}' is {a.dtype}: trainable parameters are floating point")
         wd = weight_dtype.get(name, "f32") if isinstance(weight_dtype, dict) else weight_dtype
         if wd not in _STREAM_DTYPES:
-            raise TrainingStoreError(f"parameter '{name}': weight dtype must be one of {', '.join(_STREAM_DTYPES)}, "
-                                     f"got {wd!r}")
+            raise TrainingStoreError(
+                f"parameter '{name}': weight dtype must be one of {', '.join(_STREAM_DTYPES)}, got {wd!r}"
+            )
         master = np.asarray(a, F32)  # no copy of what is already f32
         shape = tuple(a.shape)
         if wd == "f32":
@@ -813,16 +864,19 @@ def _initial_state(name: str, shape: tuple, opt: Optimizer, given) -> list[tuple
     names = opt.state_names()
     extra = sorted(set(given) - set(names) - {"step"})
     if extra:
-        raise TrainingStoreError(f"optimizer state of '{name}' has {', '.join(extra)}, which {opt.kind} does not "
-                                 f"keep (it keeps {', '.join(names + ('step',))})")
+        raise TrainingStoreError(
+            f"optimizer state of '{name}' has {', '.join(extra)}, which {opt.kind} does not "
+            f"keep (it keeps {', '.join(names + ('step',))})"
+        )
     out: list[tuple[Entry, np.ndarray | None]] = []
     for k in names:
         v = given.get(k)
         if v is not None:
             v = np.asarray(v, dtype=F32)
             if v.shape != shape:
-                raise TrainingStoreError(f"optimizer state '{k}' of '{name}' is {list(v.shape)}, the parameter is "
-                                         f"{list(shape)}")
+                raise TrainingStoreError(
+                    f"optimizer state '{k}' of '{name}' is {list(v.shape)}, the parameter is {list(shape)}"
+                )
         out.append((Entry(f"{name}/{k}", "f32", shape, "optimizer", of=name), v))
     step = given.get("step", 1 if given.get("momentum_buffer") is not None else 0)
     step = float(np.asarray(step, dtype=np.float64))
@@ -854,15 +908,26 @@ def _write_initial(d: Path, tensors, optimizer_doc: dict, data) -> None:
                 raw = np.zeros(e.numel, e.np_dtype) if v is None else np.ascontiguousarray(v, e.np_dtype).reshape(-1)
                 b = raw.view(np.uint8)
                 out.write(b)
-                manifest[f][e.name] = {"dtype": e.dtype, "shape": list(e.shape), "kind": e.kind,
-                                       "sha256": hashlib.sha256(b).hexdigest(), **({"of": e.of} if e.of else {})}
+                manifest[f][e.name] = {
+                    "dtype": e.dtype,
+                    "shape": list(e.shape),
+                    "kind": e.kind,
+                    "sha256": hashlib.sha256(b).hexdigest(),
+                    **({"of": e.of} if e.of else {}),
+                }
             out.flush()
             os.fsync(out.fileno())
         _File(d / "slot1" / f"{f}.safetensors", entries, create=True).close()
     grads = [Entry(e.name, "f32", e.shape, "parameter") for e, _ in tensors["weights"] if e.kind == "parameter"]
     _File(d / GRADS_FILE, grads, create=True).close()
-    doc = {"format": FORMAT, "step": 0, "slot": 0, **optimizer_doc, "data": data,
-           "tensors": {f: dict(sorted(manifest[f].items())) for f in FILES}}
+    doc = {
+        "format": FORMAT,
+        "step": 0,
+        "slot": 0,
+        **optimizer_doc,
+        "data": data,
+        "tensors": {f: dict(sorted(manifest[f].items())) for f in FILES},
+    }
     _write_json_atomic(d / CHECKPOINT_FILE, doc, None)
 
 
@@ -870,7 +935,7 @@ def _remove_dead_temps(target: Path) -> None:
     """Temp directories that killed creators of ``target`` left (their process is gone)."""
     prefix = f".{target.name}.wafercc-tmp-"
     for p in target.parent.glob(prefix + "*"):
-        pid = p.name[len(prefix):].split("-", 1)[0]
+        pid = p.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)) and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
 
@@ -922,15 +987,24 @@ def _read_checkpoint(path: Path) -> dict:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise TrainingStoreError(f"'{path}' is not a readable checkpoint record: {e}") from None
-    expected = ('{"format": "' + FORMAT + '", "step", "slot", "optimizer", "overrides", "data", "tensors": '
-                '{"weights", "masters", "optimizer"}}')
+    expected = (
+        '{"format": "' + FORMAT + '", "step", "slot", "optimizer", "overrides", "data", "tensors": '
+        '{"weights", "masters", "optimizer"}}'
+    )
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise TrainingStoreError(f"'{path}' is not a {FORMAT} checkpoint record; expected {expected}")
     step, slot, tensors = doc.get("step"), doc.get("slot"), doc.get("tensors")
-    if (isinstance(step, bool) or not isinstance(step, int) or step < 0 or slot not in (0, 1)
-            or not isinstance(doc.get("data"), dict) or not isinstance(tensors, dict)
-            or not isinstance(doc.get("overrides"), dict)
-            or set(tensors) != set(FILES) or not all(isinstance(tensors[f], dict) for f in FILES)):
+    if (
+        isinstance(step, bool)
+        or not isinstance(step, int)
+        or step < 0
+        or slot not in (0, 1)
+        or not isinstance(doc.get("data"), dict)
+        or not isinstance(tensors, dict)
+        or not isinstance(doc.get("overrides"), dict)
+        or set(tensors) != set(FILES)
+        or not all(isinstance(tensors[f], dict) for f in FILES)
+    ):
         raise TrainingStoreError(f"'{path}' is malformed; expected {expected}")
     for f in FILES:
         for name, m in tensors[f].items():
@@ -948,8 +1022,11 @@ def _entry_problem(name, m) -> str:
     if m.get("dtype") not in _DT:
         return f"has dtype {m.get('dtype')!r}"
     shape = m.get("shape")
-    if not (isinstance(shape, list) and len(shape) <= 64 and all(
-            isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 48 for n in shape)):
+    if not (
+        isinstance(shape, list)
+        and len(shape) <= 64
+        and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 48 for n in shape)
+    ):
         return "has a malformed shape"
     if m.get("kind") not in KINDS:
         return f"has kind {m.get('kind')!r} (one of {', '.join(KINDS)})"
@@ -973,10 +1050,19 @@ def _lock(d: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise TrainingStoreError(f"the training store '{d}' is open in another process (it holds {LOCK_FILE}); "
-                                 "wait for it to finish") from None
+        raise TrainingStoreError(
+            f"the training store '{d}' is open in another process (it holds {LOCK_FILE}); wait for it to finish"
+        ) from None
     return fd
 
 
-__all__ = ["CHECKPOINT_FILE", "FORMAT", "StepResult", "StepUpdate", "TrainingStepError", "TrainingStore",
-           "TrainingStoreError", "clip_coefficient"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "FORMAT",
+    "StepResult",
+    "StepUpdate",
+    "TrainingStepError",
+    "TrainingStore",
+    "TrainingStoreError",
+    "clip_coefficient",
+]

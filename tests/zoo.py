@@ -58,8 +58,7 @@ class _BertWrapper(nn.Module):
         self.model = hf_model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                          return_dict=True).last_hidden_state
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
 
 
 class _ImageLogitsWrapper(nn.Module):
@@ -77,9 +76,16 @@ def gpt2():
     """GPT-2: 2 layers, d=64, 4 heads, vocab 256, context 64; input ids (2, 16)."""
     torch.manual_seed(0)
     config = transformers.GPT2Config(
-        vocab_size=VOCAB, n_positions=64, n_embd=64, n_layer=2, n_head=4,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=0, eos_token_id=0,  # default 50256 is outside the tiny vocab
+        vocab_size=VOCAB,
+        n_positions=64,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,  # default 50256 is outside the tiny vocab
         attn_implementation="eager",
     )
     m = _LogitsWrapper(transformers.GPT2LMHeadModel(config)).eval()
@@ -94,9 +100,14 @@ def bert():
     """
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, max_position_embeddings=64,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=VOCAB,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
         attn_implementation="eager",
     )
     m = _BertWrapper(transformers.BertModel(config, add_pooling_layer=False)).eval()
@@ -111,9 +122,14 @@ def llama():
     SwiGLU, vocab 256; input ids (2, 16) -> logits (2, 16, 256)."""
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=64, tie_word_embeddings=False,
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
         attn_implementation="eager",
     )
     m = _LogitsWrapper(transformers.LlamaForCausalLM(config)).eval()
@@ -125,9 +141,16 @@ def vit():
     d=64, 4 heads, ffn 128, 10 classes; input (2, 3, 32, 32) -> logits (2, 10)."""
     torch.manual_seed(0)
     config = transformers.ViTConfig(
-        image_size=32, patch_size=8, num_channels=3, hidden_size=64,
-        num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=10,
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=10,
         attn_implementation="eager",
     )
     m = _ImageLogitsWrapper(transformers.ViTForImageClassification(config)).eval()
@@ -139,8 +162,13 @@ def resnet():
     10 classes; input (2, 3, 32, 32) -> logits (2, 10). BatchNorm in eval mode."""
     torch.manual_seed(0)
     config = transformers.ResNetConfig(
-        num_channels=3, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
-        layer_type="basic", hidden_act="relu", num_labels=10,
+        num_channels=3,
+        embedding_size=16,
+        hidden_sizes=[16, 32],
+        depths=[1, 1],
+        layer_type="basic",
+        hidden_act="relu",
+        num_labels=10,
     )
     hf = transformers.ResNetForImageClassification(config)
     # Give BatchNorm non-trivial running statistics so it is not an identity.
@@ -278,111 +306,265 @@ def _vision(make, field="last_hidden_state"):
 
 
 _T, _V = transformers, HF_VOCAB
-_LM = dict(vocab_size=_V, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-           num_key_value_heads=2, max_position_embeddings=64)
-_ENC = dict(vocab_size=_V, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=64)
-_VIT = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-            intermediate_size=64)
+_LM = dict(
+    vocab_size=_V,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+)
+_ENC = dict(
+    vocab_size=_V,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
+_VIT = dict(
+    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64
+)
 
 # Decoder LMs: family -> () -> (model class, config). Ordered roughly by how much they are used.
 DECODERS = {
-    "gpt2": lambda: (_T.GPT2LMHeadModel, _T.GPT2Config(vocab_size=_V, n_positions=64, n_embd=32, n_layer=1,
-                                                       n_head=4, bos_token_id=0, eos_token_id=0)),
+    "gpt2": lambda: (
+        _T.GPT2LMHeadModel,
+        _T.GPT2Config(vocab_size=_V, n_positions=64, n_embd=32, n_layer=1, n_head=4, bos_token_id=0, eos_token_id=0),
+    ),
     "llama": lambda: (_T.LlamaForCausalLM, _T.LlamaConfig(**_LM)),
     "mistral": lambda: (_T.MistralForCausalLM, _T.MistralConfig(**_LM)),
     "qwen2": lambda: (_T.Qwen2ForCausalLM, _T.Qwen2Config(**_LM)),
     "qwen3": lambda: (_T.Qwen3ForCausalLM, _T.Qwen3Config(**_LM, head_dim=8)),
     "gemma": lambda: (_T.GemmaForCausalLM, _T.GemmaConfig(**_LM, head_dim=8)),
     # two layers: one sliding-window (window 4, shorter than the prompt) and one global
-    "gemma2": lambda: (_T.Gemma2ForCausalLM, _T.Gemma2Config(**{**_LM, "num_hidden_layers": 2}, head_dim=8,
-                                                             sliding_window=4)),
+    "gemma2": lambda: (
+        _T.Gemma2ForCausalLM,
+        _T.Gemma2Config(**{**_LM, "num_hidden_layers": 2}, head_dim=8, sliding_window=4),
+    ),
     "phi": lambda: (_T.PhiForCausalLM, _T.PhiConfig(**_LM)),
     "phi3": lambda: (_T.Phi3ForCausalLM, _T.Phi3Config(**_LM, pad_token_id=0)),
-    "opt": lambda: (_T.OPTForCausalLM, _T.OPTConfig(vocab_size=_V, hidden_size=32, ffn_dim=64, num_hidden_layers=1,
-                                                    num_attention_heads=4, max_position_embeddings=64,
-                                                    word_embed_proj_dim=32, pad_token_id=1)),
-    "gpt_neox": lambda: (_T.GPTNeoXForCausalLM, _T.GPTNeoXConfig(vocab_size=_V, hidden_size=32, intermediate_size=64,
-                                                                 num_hidden_layers=1, num_attention_heads=4,
-                                                                 max_position_embeddings=64)),
-    "falcon": lambda: (_T.FalconForCausalLM, _T.FalconConfig(vocab_size=_V, hidden_size=32, num_hidden_layers=1,
-                                                             num_attention_heads=4)),
+    "opt": lambda: (
+        _T.OPTForCausalLM,
+        _T.OPTConfig(
+            vocab_size=_V,
+            hidden_size=32,
+            ffn_dim=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            word_embed_proj_dim=32,
+            pad_token_id=1,
+        ),
+    ),
+    "gpt_neox": lambda: (
+        _T.GPTNeoXForCausalLM,
+        _T.GPTNeoXConfig(
+            vocab_size=_V,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+        ),
+    ),
+    "falcon": lambda: (
+        _T.FalconForCausalLM,
+        _T.FalconConfig(vocab_size=_V, hidden_size=32, num_hidden_layers=1, num_attention_heads=4),
+    ),
     "bloom": lambda: (_T.BloomForCausalLM, _T.BloomConfig(vocab_size=_V, hidden_size=32, n_layer=1, n_head=4)),
-    "gptj": lambda: (_T.GPTJForCausalLM, _T.GPTJConfig(vocab_size=_V, n_embd=32, n_layer=1, n_head=4, rotary_dim=4,
-                                                       n_positions=64)),
+    "gptj": lambda: (
+        _T.GPTJForCausalLM,
+        _T.GPTJConfig(vocab_size=_V, n_embd=32, n_layer=1, n_head=4, rotary_dim=4, n_positions=64),
+    ),
     # two layers: one global, one local (window 4)
-    "gpt_neo": lambda: (_T.GPTNeoForCausalLM, _T.GPTNeoConfig(vocab_size=_V, hidden_size=32, num_layers=2, num_heads=4,
-                                                              attention_types=[[["global", "local"], 1]], window_size=4,
-                                                              max_position_embeddings=64)),
+    "gpt_neo": lambda: (
+        _T.GPTNeoForCausalLM,
+        _T.GPTNeoConfig(
+            vocab_size=_V,
+            hidden_size=32,
+            num_layers=2,
+            num_heads=4,
+            attention_types=[[["global", "local"], 1]],
+            window_size=4,
+            max_position_embeddings=64,
+        ),
+    ),
     "starcoder2": lambda: (_T.Starcoder2ForCausalLM, _T.Starcoder2Config(**_LM)),
-    "gpt_bigcode": lambda: (_T.GPTBigCodeForCausalLM, _T.GPTBigCodeConfig(vocab_size=_V, n_embd=32, n_layer=1,
-                                                                          n_head=4, n_positions=64)),
+    "gpt_bigcode": lambda: (
+        _T.GPTBigCodeForCausalLM,
+        _T.GPTBigCodeConfig(vocab_size=_V, n_embd=32, n_layer=1, n_head=4, n_positions=64),
+    ),
     # mixtures of experts: transformers' default experts implementation, its grouped-matmul custom op
     "mixtral": lambda: (_T.MixtralForCausalLM, _T.MixtralConfig(**_LM, num_local_experts=4, num_experts_per_tok=2)),
-    "qwen2_moe": lambda: (_T.Qwen2MoeForCausalLM, _T.Qwen2MoeConfig(**_LM, num_experts=4, num_experts_per_tok=2,
-                                                                    moe_intermediate_size=32,
-                                                                    shared_expert_intermediate_size=32)),
+    "qwen2_moe": lambda: (
+        _T.Qwen2MoeForCausalLM,
+        _T.Qwen2MoeConfig(
+            **_LM, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32
+        ),
+    ),
 }
 
 # Decoders whose cache is not a key/value cache (a state-space model's): the default forward only.
 STATE_DECODERS = {
-    "mamba": lambda: (_T.MambaForCausalLM, _T.MambaConfig(vocab_size=_V, hidden_size=32, state_size=4,
-                                                          num_hidden_layers=1, expand=2, conv_kernel=4)),
+    "mamba": lambda: (
+        _T.MambaForCausalLM,
+        _T.MambaConfig(vocab_size=_V, hidden_size=32, state_size=4, num_hidden_layers=1, expand=2, conv_kernel=4),
+    ),
 }
 
 ENCODERS = {
     "bert": _encoder(lambda: (_T.BertModel, _T.BertConfig(**_ENC))),
     "roberta": _encoder(lambda: (_T.RobertaModel, _T.RobertaConfig(**_ENC, pad_token_id=1))),
     "xlm_roberta": _encoder(lambda: (_T.XLMRobertaModel, _T.XLMRobertaConfig(**_ENC, pad_token_id=1))),
-    "distilbert": _encoder(lambda: (_T.DistilBertModel, _T.DistilBertConfig(vocab_size=_V, dim=32, n_layers=1,
-                                                                            n_heads=4, hidden_dim=64,
-                                                                            max_position_embeddings=64))),
+    "distilbert": _encoder(
+        lambda: (
+            _T.DistilBertModel,
+            _T.DistilBertConfig(
+                vocab_size=_V, dim=32, n_layers=1, n_heads=4, hidden_dim=64, max_position_embeddings=64
+            ),
+        )
+    ),
     "albert": _encoder(lambda: (_T.AlbertModel, _T.AlbertConfig(**_ENC, embedding_size=16))),
     "electra": _encoder(lambda: (_T.ElectraModel, _T.ElectraConfig(**_ENC, embedding_size=16))),
-    "deberta_v2": _encoder(lambda: (_T.DebertaV2Model, _T.DebertaV2Config(
-        **_ENC, relative_attention=True, position_buckets=16, max_relative_positions=32, pos_att_type=["p2c", "c2p"]))),
+    "deberta_v2": _encoder(
+        lambda: (
+            _T.DebertaV2Model,
+            _T.DebertaV2Config(
+                **_ENC,
+                relative_attention=True,
+                position_buckets=16,
+                max_relative_positions=32,
+                pos_att_type=["p2c", "c2p"],
+            ),
+        )
+    ),
     "mpnet": _encoder(lambda: (_T.MPNetModel, _T.MPNetConfig(**_ENC))),
-    "t5_encoder": _encoder(lambda: (_T.T5EncoderModel, _T.T5Config(vocab_size=_V, d_model=32, d_kv=8, d_ff=64,
-                                                                   num_layers=1, num_heads=4))),
-    "bart_encoder": _encoder(lambda: (_T.BartModel, _T.BartConfig(vocab_size=_V, d_model=32, encoder_layers=1,
-                                                                  decoder_layers=1, encoder_attention_heads=4,
-                                                                  decoder_attention_heads=4, encoder_ffn_dim=64,
-                                                                  decoder_ffn_dim=64, max_position_embeddings=64)),
-                             part=lambda m: m.get_encoder()),
-    "clip_text": _encoder(lambda: (_T.CLIPTextModel, _T.CLIPTextConfig(
-        vocab_size=_V, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-        max_position_embeddings=64, eos_token_id=2))),
+    "t5_encoder": _encoder(
+        lambda: (_T.T5EncoderModel, _T.T5Config(vocab_size=_V, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4))
+    ),
+    "bart_encoder": _encoder(
+        lambda: (
+            _T.BartModel,
+            _T.BartConfig(
+                vocab_size=_V,
+                d_model=32,
+                encoder_layers=1,
+                decoder_layers=1,
+                encoder_attention_heads=4,
+                decoder_attention_heads=4,
+                encoder_ffn_dim=64,
+                decoder_ffn_dim=64,
+                max_position_embeddings=64,
+            ),
+        ),
+        part=lambda m: m.get_encoder(),
+    ),
+    "clip_text": _encoder(
+        lambda: (
+            _T.CLIPTextModel,
+            _T.CLIPTextConfig(
+                vocab_size=_V,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=4,
+                max_position_embeddings=64,
+                eos_token_id=2,
+            ),
+        )
+    ),
     "vit": _vision(lambda: (_T.ViTModel, _T.ViTConfig(**_VIT))),
     "deit": _vision(lambda: (_T.DeiTModel, _T.DeiTConfig(**_VIT))),
-    "dinov2": _vision(lambda: (_T.Dinov2Model, _T.Dinov2Config(
-        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2))),
+    "dinov2": _vision(
+        lambda: (
+            _T.Dinov2Model,
+            _T.Dinov2Config(
+                image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, mlp_ratio=2
+            ),
+        )
+    ),
     "beit": _vision(lambda: (_T.BeitModel, _T.BeitConfig(**_VIT, use_relative_position_bias=True))),
     "clip_vision": _vision(lambda: (_T.CLIPVisionModel, _T.CLIPVisionConfig(**_VIT))),
-    "swin": _vision(lambda: (_T.SwinModel, _T.SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1],
-                                                         num_heads=[2, 2], window_size=4))),
-    "convnext": _vision(lambda: (_T.ConvNextModel, _T.ConvNextConfig(hidden_sizes=[16, 32], depths=[1, 1],
-                                                                     num_stages=2))),
-    "resnet": _vision(lambda: (_T.ResNetModel, _T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
-                                                               layer_type="basic"))),
+    "swin": _vision(
+        lambda: (
+            _T.SwinModel,
+            _T.SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4),
+        )
+    ),
+    "convnext": _vision(
+        lambda: (_T.ConvNextModel, _T.ConvNextConfig(hidden_sizes=[16, 32], depths=[1, 1], num_stages=2))
+    ),
+    "resnet": _vision(
+        lambda: (
+            _T.ResNetModel,
+            _T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic"),
+        )
+    ),
     "mobilenet_v2": _vision(lambda: (_T.MobileNetV2Model, _T.MobileNetV2Config(image_size=32, depth_multiplier=0.25))),
     # semantic segmentation: the decode head upsamples bilinearly
-    "segformer": _vision(lambda: (_T.SegformerForSemanticSegmentation,
-                                  _T.SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
-                                                     hidden_sizes=[16, 32], num_attention_heads=[1, 2],
-                                                     decoder_hidden_size=32, num_labels=4, patch_sizes=[7, 3],
-                                                     strides=[4, 2], mlp_ratios=[2, 2])), field="logits"),
-    "whisper_encoder": _encoder(lambda: (_T.WhisperModel, _T.WhisperConfig(
-        vocab_size=_V, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=16, max_source_positions=16,
-        max_target_positions=16, pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=0)),
-                                keys=["input_features"], inputs=lambda: (torch.randn(HF_BATCH, 16, 32),),
-                                part=lambda m: m.get_encoder()),
-    "wav2vec2": _encoder(lambda: (_T.Wav2Vec2Model, _T.Wav2Vec2Config(hidden_size=32, num_hidden_layers=1,
-                                                                      num_attention_heads=4, intermediate_size=64,
-                                                                      conv_dim=(16, 16), conv_stride=(5, 2),
-                                                                      conv_kernel=(10, 3), num_conv_pos_embeddings=16,
-                                                                      num_conv_pos_embedding_groups=4)),
-                         keys=["input_values"], inputs=lambda: (torch.randn(HF_BATCH, 400),)),
+    "segformer": _vision(
+        lambda: (
+            _T.SegformerForSemanticSegmentation,
+            _T.SegformerConfig(
+                num_encoder_blocks=2,
+                depths=[1, 1],
+                sr_ratios=[2, 1],
+                hidden_sizes=[16, 32],
+                num_attention_heads=[1, 2],
+                decoder_hidden_size=32,
+                num_labels=4,
+                patch_sizes=[7, 3],
+                strides=[4, 2],
+                mlp_ratios=[2, 2],
+            ),
+        ),
+        field="logits",
+    ),
+    "whisper_encoder": _encoder(
+        lambda: (
+            _T.WhisperModel,
+            _T.WhisperConfig(
+                vocab_size=_V,
+                d_model=32,
+                encoder_layers=1,
+                decoder_layers=1,
+                encoder_attention_heads=4,
+                decoder_attention_heads=4,
+                encoder_ffn_dim=64,
+                decoder_ffn_dim=64,
+                num_mel_bins=16,
+                max_source_positions=16,
+                max_target_positions=16,
+                pad_token_id=0,
+                bos_token_id=0,
+                eos_token_id=0,
+                decoder_start_token_id=0,
+            ),
+        ),
+        keys=["input_features"],
+        inputs=lambda: (torch.randn(HF_BATCH, 16, 32),),
+        part=lambda m: m.get_encoder(),
+    ),
+    "wav2vec2": _encoder(
+        lambda: (
+            _T.Wav2Vec2Model,
+            _T.Wav2Vec2Config(
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=4,
+                intermediate_size=64,
+                conv_dim=(16, 16),
+                conv_stride=(5, 2),
+                conv_kernel=(10, 3),
+                num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=4,
+            ),
+        ),
+        keys=["input_values"],
+        inputs=lambda: (torch.randn(HF_BATCH, 400),),
+    ),
 }
 
 # name -> builder, every entry of the zoo: "<family>" (default forward) and "<family>-decode".
@@ -398,14 +580,28 @@ HF_ZOO.update(ENCODERS)
 # WaferError, no traceback) that says it. name -> (builder, words the error must contain).
 HF_EXPECTED_FAILURES = {
     # sliding-window attention asks `is_index_global_attn.flatten().any().item()` and branches on it
-    "longformer": (_encoder(lambda: (_T.LongformerModel, _T.LongformerConfig(**_ENC, attention_window=4,
-                                                                             pad_token_id=1))),
-                   ["data-dependent", "modeling_longformer.py:"]),
+    "longformer": (
+        _encoder(lambda: (_T.LongformerModel, _T.LongformerConfig(**_ENC, attention_window=4, pad_token_id=1))),
+        ["data-dependent", "modeling_longformer.py:"],
+    ),
     # the router converts its classifier with `self.classifier = self.classifier.to(self.dtype)` in forward,
     # which torch.export cannot trace
     "switch_transformers_encoder": (
-        _encoder(lambda: (_T.SwitchTransformersEncoderModel,
-                          _T.SwitchTransformersConfig(vocab_size=_V, d_model=32, d_kv=8, d_ff=64, num_layers=2,
-                                                      num_sparse_encoder_layers=1, num_heads=4, num_experts=4))),
-        ["modeling_switch_transformers.py:", "converts or moves one of its modules"]),
+        _encoder(
+            lambda: (
+                _T.SwitchTransformersEncoderModel,
+                _T.SwitchTransformersConfig(
+                    vocab_size=_V,
+                    d_model=32,
+                    d_kv=8,
+                    d_ff=64,
+                    num_layers=2,
+                    num_sparse_encoder_layers=1,
+                    num_heads=4,
+                    num_experts=4,
+                ),
+            )
+        ),
+        ["modeling_switch_transformers.py:", "converts or moves one of its modules"],
+    ),
 }

@@ -38,5 +38,16 @@ def check(model, example_inputs, **kwargs):
     return coverage_report(model, example_inputs, **kwargs)
 
 
-__all__ = ["Module", "ParseError", "VerifyError", "WaferError", "check", "compile", "parse", "parse_file", "print",
-           "print_module", "verify"]
+__all__ = [
+    "Module",
+    "ParseError",
+    "VerifyError",
+    "WaferError",
+    "check",
+    "compile",
+    "parse",
+    "parse_file",
+    "print",
+    "print_module",
+    "verify",
+]

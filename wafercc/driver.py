@@ -31,7 +31,7 @@ from wafercc.errors import UsageError
 from wafercc.ir import Module, print_module
 from wafercc.mapping.plan import MODES
 from wafercc.mapping.report import format_report, plan_dict, plan_json
-from wafercc.mapping.verify import verify_plan
+from wafercc.mapping.check import check_plan
 from wafercc.ops import verify as verify_ops
 from wafercc.passes import DEFAULT_PIPELINE, PassManager
 from wafercc.target import parse_target
@@ -62,7 +62,7 @@ def verify_module(module: Module) -> Module:
     the module is mapped, every promise of its plan. Raises VerifyError."""
     verify_ops(module)
     if module.layers:
-        verify_plan(module)
+        check_plan(module)
     return module
 
 
@@ -143,8 +143,11 @@ def compile(
     result = CompileResult(module, weights, kinds, imported.op_counts, timings, with_weights=with_weights)
     if out_dir is not None:
         with timed("write", f"writing {out_dir}"):
-            views = {PLAN_FILE: plan_json(module), REPORT_FILE: format_report(plan_dict(module))} if emit == "routed" \
+            views = (
+                {PLAN_FILE: plan_json(module), REPORT_FILE: format_report(plan_dict(module))}
+                if emit == "routed"
                 else {}
+            )
             result.out_dir = write_output(Path(out_dir), module, weights if with_weights else None, kinds, views)
     return result
 
@@ -165,8 +168,13 @@ class _Timer:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t
 
 
-def write_output(out_dir: Path, module: Module, weights: dict[str, np.ndarray] | None, kinds: dict[str, str],
-                 extra_files: dict[str, str] | None = None) -> Path:
+def write_output(
+    out_dir: Path,
+    module: Module,
+    weights: dict[str, np.ndarray] | None,
+    kinds: dict[str, str],
+    extra_files: dict[str, str] | None = None,
+) -> Path:
     """Write the compiled model into ``out_dir`` all at once (a failure leaves no partial output, and a
     reader never sees a half-written model). ``weights=None`` (a plan without weight data) writes no
     MemoryX store. An existing ``out_dir`` is replaced only when it is an earlier compiled model (or empty,

@@ -33,6 +33,12 @@ class UsageError(WaferError):
 
 
 __all__ = [
-    "CaptureError", "ModelFileError", "ParseError", "PlanError", "UnsupportedOpError", "UsageError", "VerifyError",
+    "CaptureError",
+    "ModelFileError",
+    "ParseError",
+    "PlanError",
+    "UnsupportedOpError",
+    "UsageError",
+    "VerifyError",
     "WaferError",
 ]

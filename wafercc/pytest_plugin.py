@@ -32,19 +32,28 @@ class WaferGoldenWarning(UserWarning):
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("wafercc", "wafercc goldens (the wafer_golden fixture)")
-    group.addoption("--wafer-update-goldens", action="store_true",
-                    help="re-record every golden the tests check, from eager PyTorch")
-    group.addoption("--wafer-no-record", action="store_true",
-                    help="a missing golden fails its test instead of being recorded (use in CI)")
-    group.addoption("--wafer-golden-dir", metavar="DIR",
-                    help="the goldens' directory, relative to the rootdir (default: goldens/ next to each test file)")
+    group.addoption(
+        "--wafer-update-goldens", action="store_true", help="re-record every golden the tests check, from eager PyTorch"
+    )
+    group.addoption(
+        "--wafer-no-record",
+        action="store_true",
+        help="a missing golden fails its test instead of being recorded (use in CI)",
+    )
+    group.addoption(
+        "--wafer-golden-dir",
+        metavar="DIR",
+        help="the goldens' directory, relative to the rootdir (default: goldens/ next to each test file)",
+    )
     parser.addini("wafer_golden_dir", "as --wafer-golden-dir", default="")
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line(
-        "markers", "wafer(target=None, mode=None, precision=None, seed=None, rtol=None, atol=None): options of "
-                   "every wafer_golden.check in the test (the check's own arguments win)")
+        "markers",
+        "wafer(target=None, mode=None, precision=None, seed=None, rtol=None, atol=None): options of "
+        "every wafer_golden.check in the test (the check's own arguments win)",
+    )
     config.stash[_RECORDED] = []
 
 
@@ -76,9 +85,20 @@ class WaferGolden:
             return Path(self.config.rootpath) / configured  # an absolute DIR stays absolute
         return Path(self.request.path).parent / "goldens"
 
-    def check(self, model, example_inputs, name: str | None = None, *, target: str | None = None,
-              mode: str | None = None, precision: str | None = None, seed: int | None = None,
-              rtol: float | None = None, atol: float | None = None, bisect: bool = True):
+    def check(
+        self,
+        model,
+        example_inputs,
+        name: str | None = None,
+        *,
+        target: str | None = None,
+        mode: str | None = None,
+        precision: str | None = None,
+        seed: int | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        bisect: bool = True,
+    ):
         """Record (first run, or --wafer-update-goldens) or check the golden ``name`` (default: the test's
         name; a non-default target, mode or precision is appended, so parametrized tests get one golden
         each). Fails the test with a one-screen report when the numbers drifted or the model fails to
@@ -86,21 +106,25 @@ class WaferGolden:
         from wafercc import golden
 
         given = {"target": target, "mode": mode, "precision": precision, "seed": seed, "rtol": rtol, "atol": atol}
-        opts = {**DEFAULTS, **{k: v for k, v in self.marked.items() if v is not None},
-                **{k: v for k, v in given.items() if v is not None}}
+        opts = {
+            **DEFAULTS,
+            **{k: v for k, v in self.marked.items() if v is not None},
+            **{k: v for k, v in given.items() if v is not None},
+        }
         options = golden.Options(**opts)
-        gname = golden.sanitize("-".join([name or self.request.node.name]
-                                         + [opts[k] for k in DEFAULTS if opts[k] != DEFAULTS[k]]))
+        gname = golden.sanitize(
+            "-".join([name or self.request.node.name] + [opts[k] for k in DEFAULTS if opts[k] != DEFAULTS[k]])
+        )
         inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-        subject = golden.Subject(gname, model, tuple(inputs), self.request.node.nodeid,
-                                 root=Path(self.config.rootpath))
+        subject = golden.Subject(gname, model, tuple(inputs), self.request.node.nodeid, root=Path(self.config.rootpath))
         where = self.directory() / gname
         if self.config.getoption("wafer_update_goldens") or not (where / "golden.json").is_file():
             return self._record(subject, where, options)
         try:
             self._same_options(where, options)
-            r = golden.check(subject, where, target=options.target, mode=options.mode,
-                             precision=options.precision, run_bisect=bisect)
+            r = golden.check(
+                subject, where, target=options.target, mode=options.mode, precision=options.precision, run_bisect=bisect
+            )
         except golden.WaferError as e:  # a damaged or foreign golden: its message says what to do
             pytest.fail(str(e), pytrace=False)
         if not r.ok:
@@ -113,8 +137,11 @@ class WaferGolden:
         from wafercc import golden
 
         if not where.joinpath("golden.json").is_file() and self.config.getoption("wafer_no_record"):
-            pytest.fail(f"no golden '{subject.name}' in {where.parent} (--wafer-no-record): record it by running "
-                        "the test once without --wafer-no-record, and commit it", pytrace=False)
+            pytest.fail(
+                f"no golden '{subject.name}' in {where.parent} (--wafer-no-record): record it by running "
+                "the test once without --wafer-no-record, and commit it",
+                pytrace=False,
+            )
         r = golden.record(subject, where, options)
         if r.status is not golden.Status.RECORDED:
             pytest.fail(golden.format_result(r), pytrace=False)
@@ -128,5 +155,8 @@ class WaferGolden:
 
         recorded = options_of(read_golden_json(where))
         if recorded != options:
-            pytest.fail(f"the golden {where} was recorded with {recorded}, the test asks for {options}: "
-                        "re-record it with --wafer-update-goldens", pytrace=False)
+            pytest.fail(
+                f"the golden {where} was recorded with {recorded}, the test asks for {options}: "
+                "re-record it with --wafer-update-goldens",
+                pytrace=False,
+            )

@@ -58,7 +58,7 @@ def conv_gemm(x, w, stride, pad, dil, groups):
     win = sliding_window_view(x, eff, axis=sp_axes)  # [N, C, O'..., eff...]
     steps = tuple(slice(None, None, s) for s in stride) + tuple(slice(None, None, d) for d in dil)
     win = win[(slice(None),) * 2 + steps]
-    out_sp = win.shape[2:2 + nsp]
+    out_sp = win.shape[2 : 2 + nsp]
     cg, og, kk = c // groups, cout // groups, math.prod(ks)
     # [N, G, cg, O..., k...] -> [G, N, O..., cg, k...] -> im2col [G, N*O, cg*k] (the one copy)
     win = win.reshape((n, groups, cg) + out_sp + tuple(ks))

@@ -29,9 +29,14 @@ def _same_unary(fn, ints_identity: bool = False):
 
 
 for _name, _fn, _ident in [
-    ("neg", np.negative, False), ("abs", np.abs, False), ("floor", np.floor, True), ("ceil", np.ceil, True),
-    ("trunc", np.trunc, True), ("round", np.round, True),  # np.round: half to even, like torch
-    ("relu", lambda x: np.maximum(x, x.dtype.type(0)), False), ("bitwise_not", np.invert, False),
+    ("neg", np.negative, False),
+    ("abs", np.abs, False),
+    ("floor", np.floor, True),
+    ("ceil", np.ceil, True),
+    ("trunc", np.trunc, True),
+    ("round", np.round, True),  # np.round: half to even, like torch
+    ("relu", lambda x: np.maximum(x, x.dtype.type(0)), False),
+    ("bitwise_not", np.invert, False),
 ]:
     kernel(_name)(_same_unary(_fn, _ident))
 
@@ -62,12 +67,33 @@ def _hardsigmoid(x):  # torch: min(max(x + 3, 0), 6) / 6
 
 
 _FLOAT_UNARY = {
-    "exp": np.exp, "exp2": np.exp2, "expm1": np.expm1, "log": np.log, "log2": np.log2, "log10": np.log10,
-    "log1p": np.log1p, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x), "reciprocal": lambda x: 1 / x,
-    "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
-    "acosh": np.arccosh, "asinh": np.arcsinh, "atanh": np.arctanh, "lgamma": lgamma, "digamma": digamma,
-    "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "sigmoid": _sigmoid,
-    "silu": lambda x: x * _sigmoid(x), "hardsigmoid": _hardsigmoid,
+    "exp": np.exp,
+    "exp2": np.exp2,
+    "expm1": np.expm1,
+    "log": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "log1p": np.log1p,
+    "sqrt": np.sqrt,
+    "rsqrt": lambda x: 1 / np.sqrt(x),
+    "reciprocal": lambda x: 1 / x,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "asin": np.arcsin,
+    "acos": np.arccos,
+    "atan": np.arctan,
+    "acosh": np.arccosh,
+    "asinh": np.arcsinh,
+    "atanh": np.arctanh,
+    "lgamma": lgamma,
+    "digamma": digamma,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
+    "silu": lambda x: x * _sigmoid(x),
+    "hardsigmoid": _hardsigmoid,
     "hardswish": lambda x: x * np.minimum(np.maximum(x + 3, 0), 6) / 6,
     "mish": lambda x: x * np.tanh(np.log1p(np.exp(x))),
     # erf is computed in f64 (see special.py), then rounded to the result dtype.
@@ -187,11 +213,17 @@ def _int_divisor(b):
 
 
 _BINARY = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "maximum": np.maximum, "minimum": np.minimum,
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
     "remainder": lambda a, b: np.remainder(a, _int_divisor(b)),  # Python's %: the sign of b, ints and floats
     "fmod": lambda a, b: np.fmod(a, _int_divisor(b)),  # C's fmod: the sign of a
     "atan2": np.arctan2,
-    "bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor,
+    "bitwise_and": np.bitwise_and,
+    "bitwise_or": np.bitwise_or,
+    "bitwise_xor": np.bitwise_xor,
 }
 for _name, _fn in _BINARY.items():
     kernel(_name)(_binary(_fn))
@@ -199,8 +231,12 @@ for _name, _fn in _BINARY.items():
 
 # torch's pow(tensor, scalar) special-cases these exponents (and they are ~200x faster than powf).
 _POW_FAST = {
-    2.0: lambda x: x * x, 3.0: lambda x: x * x * x, 0.5: np.sqrt, -0.5: lambda x: 1 / np.sqrt(x),
-    -1.0: lambda x: 1 / x, -2.0: lambda x: 1 / (x * x),
+    2.0: lambda x: x * x,
+    3.0: lambda x: x * x * x,
+    0.5: np.sqrt,
+    -0.5: lambda x: 1 / np.sqrt(x),
+    -1.0: lambda x: 1 / x,
+    -2.0: lambda x: 1 / (x * x),
 }
 
 
@@ -254,8 +290,14 @@ def _compare(fn):
     return k
 
 
-for _name, _fn in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal),
-                   ("gt", np.greater), ("ge", np.greater_equal)]:
+for _name, _fn in [
+    ("eq", np.equal),
+    ("ne", np.not_equal),
+    ("lt", np.less),
+    ("le", np.less_equal),
+    ("gt", np.greater),
+    ("ge", np.greater_equal),
+]:
     kernel(_name)(_compare(_fn))
 
 

@@ -51,7 +51,7 @@ def _layer_norm(op, x, weight=None, bias=None):
     centered = v - mean
     var = np.mean(centered * centered, axis=axes, keepdims=True)  # biased, as torch
     rstd = 1 / np.sqrt(var + attr(op, "eps"))
-    y = _affine(centered * rstd, weight, bias, x.shape[x.ndim - k:])
+    y = _affine(centered * rstd, weight, bias, x.shape[x.ndim - k :])
     return finish(op, y, 0), finish(op, mean, 1), finish(op, rstd, 2)
 
 

@@ -32,7 +32,7 @@ def _windows(x, out_hw, k, s, p, d, fill):
     widths = [(0, 0)] * (x.ndim - 2) + [(p[0], right[0]), (p[1], right[1])]
     xp = np.pad(x, widths, constant_values=fill) if any(p) or any(right) else x
     win = sliding_window_view(xp, eff, axis=(-2, -1))
-    win = win[..., : (out_hw[0] - 1) * s[0] + 1: s[0], : (out_hw[1] - 1) * s[1] + 1: s[1], :: d[0], :: d[1]]
+    win = win[..., : (out_hw[0] - 1) * s[0] + 1 : s[0], : (out_hw[1] - 1) * s[1] + 1 : s[1], :: d[0], :: d[1]]
     return win.reshape(win.shape[:-2] + (k[0] * k[1],))
 
 

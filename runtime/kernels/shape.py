@@ -183,8 +183,11 @@ def _scatter(op, x, index, src):
         out[key] = s
         return cast(out, x.dtype).reshape(op.results[0].type.shape)
     if not include:
-        out[key] = _IDENTITY[reduce] if out.dtype.kind == "f" or reduce in ("sum", "mean", "prod") else \
-            (np.iinfo(out.dtype).min if reduce == "amax" else np.iinfo(out.dtype).max)
+        out[key] = (
+            _IDENTITY[reduce]
+            if out.dtype.kind == "f" or reduce in ("sum", "mean", "prod")
+            else (np.iinfo(out.dtype).min if reduce == "amax" else np.iinfo(out.dtype).max)
+        )
     if reduce == "mean":
         np.add.at(out, key, s)
         count = np.full(out.shape, 1 if include else 0, np.int64)
@@ -204,8 +207,9 @@ def _scatter(op, x, index, src):
 
 def _check_bounds(index: np.ndarray, n: int) -> None:
     if index.size and (index.min() < -n or index.max() >= n):
-        raise IndexError(f"index {int(index.max() if index.max() >= n else index.min())} is out of bounds "
-                         f"for a dim of size {n}")
+        raise IndexError(
+            f"index {int(index.max() if index.max() >= n else index.min())} is out of bounds for a dim of size {n}"
+        )
     if index.size and index.min() < 0:
         raise IndexError(f"index {int(index.min())} is negative (torch's scatter does not wrap)")
 
@@ -256,7 +260,7 @@ def _as_strided(op, x):
     flat = np.ascontiguousarray(x).reshape(-1)
     size, stride = attr(op, "size"), attr(op, "stride")
     item = flat.itemsize
-    base = flat[attr(op, "offset"):]
+    base = flat[attr(op, "offset") :]
     if not all(size):
         return np.zeros(size, x.dtype)
     return np.lib.stride_tricks.as_strided(base, shape=size, strides=[s * item for s in stride], writeable=False)

@@ -238,8 +238,10 @@ def record_plan_mode(monkeypatch):
 
 
 @pytest.mark.usefixtures("record_plan_mode")
-@pytest.mark.parametrize("options", [{"mode": "pipeline", "target": "wse3"}, {"precision": "bf16", "check": True},
-                                     {"plan": True}, {"plan": False}])
+@pytest.mark.parametrize(
+    "options",
+    [{"mode": "pipeline", "target": "wse3"}, {"precision": "bf16", "check": True}, {"plan": True}, {"plan": False}],
+)
 def test_options_reach_the_plan_and_the_runtime(options, tmp_path):
     torch.manual_seed(0)
     model = GeluMLP()

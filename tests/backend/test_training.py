@@ -36,8 +36,7 @@ class SmallCNN(nn.Module):
 
 
 def mlp():
-    return nn.Sequential(nn.Linear(12, 32), nn.GELU(), nn.Linear(32, 32), nn.Tanh(), nn.LayerNorm(32),
-                         nn.Linear(32, 3))
+    return nn.Sequential(nn.Linear(12, 32), nn.GELU(), nn.Linear(32, 32), nn.Tanh(), nn.LayerNorm(32), nn.Linear(32, 3))
 
 
 def train(model, opt_cls, batches, steps: int, **opt_args) -> list[float]:

@@ -15,8 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def wafercc(*args, cwd=ROOT, input=None):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "wafercc.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, input=input, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "wafercc.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        input=input,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +37,13 @@ def mlp_out(tmp_path_factory):
 def test_compile_writes_wir_store_and_manifest(mlp_out):
     out, r = mlp_out
     assert sorted(p.name for p in out.iterdir()) == [  # .wafercc: the marker that makes it ours to replace
-        ".wafercc", "manifest.json", "model.wir", "plan.json", "report.txt", "weights.safetensors"]
+        ".wafercc",
+        "manifest.json",
+        "model.wir",
+        "plan.json",
+        "report.txt",
+        "weights.safetensors",
+    ]
     assert "compiled examples/mlp.py" in r.stdout
     from wafercc.ir import parse_file
     from wafercc.ops import verify

@@ -63,9 +63,14 @@ def test_grouped_mm_is_not_poisoned_by_other_groups():
 
 
 @settings(max_examples=60, deadline=None)
-@given(values=st.lists(st.one_of(st.floats(-3, 7, width=32), st.sampled_from([0.0, 5.0, -1.0, float("nan")])),
-                       min_size=1, max_size=20),
-       bins=st.integers(1, 7), lo=st.sampled_from([0.0, -1.0, 0.5]), width=st.sampled_from([5.0, 3.0, 1.5]))
+@given(
+    values=st.lists(
+        st.one_of(st.floats(-3, 7, width=32), st.sampled_from([0.0, 5.0, -1.0, float("nan")])), min_size=1, max_size=20
+    ),
+    bins=st.integers(1, 7),
+    lo=st.sampled_from([0.0, -1.0, 0.5]),
+    width=st.sampled_from([5.0, 3.0, 1.5]),
+)
 def test_histc_matches_torch(values, bins, lo, width):
     x = torch.tensor(values, dtype=torch.float32)
     assert torch.equal(histc(x, bins, lo, lo + width), torch.histc(x, bins, lo, lo + width))
@@ -173,7 +178,7 @@ def test_a_custom_op_with_a_static_implementation_is_decomposed():
     assert compare_model(m, (x,), plan=False).passed
 
 
-DATA_DEPENDENT_OP = textwrap.dedent('''
+DATA_DEPENDENT_OP = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -191,14 +196,18 @@ DATA_DEPENDENT_OP = textwrap.dedent('''
 
     model = M()
     example_inputs = (torch.randn(3, 4),)
-''')
+""")
 
 
 def test_a_custom_op_that_cannot_be_decomposed_is_one_clear_error(tmp_path):
     path = tmp_path / "dd_op.py"
     path.write_text(DATA_DEPENDENT_OP)
-    r = subprocess.run([sys.executable, "-m", "wafercc.cli", "compile", str(path), "-o", str(tmp_path / "out")],
-                       capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "wafercc.cli", "compile", str(path), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert f"wafercc_test::repeat_rows  at {path.name}:15" in r.stderr or f"{path}:15" in r.stderr, r.stderr
@@ -208,8 +217,10 @@ def test_a_custom_op_that_cannot_be_decomposed_is_one_clear_error(tmp_path):
 
 def test_the_error_in_process_names_the_op():
     ns = {}
-    exec(compile(DATA_DEPENDENT_OP.replace("wafercc_test::repeat_rows", "wafercc_test::repeat_rows2"), "dd.py",
-                 "exec"), ns)
+    exec(
+        compile(DATA_DEPENDENT_OP.replace("wafercc_test::repeat_rows", "wafercc_test::repeat_rows2"), "dd.py", "exec"),
+        ns,
+    )
     with pytest.raises(UnsupportedOpError, match=r"wafercc_test::repeat_rows2 .*\n.*not decomposed"):
         import_graph(capture(ns["model"], ns["example_inputs"]))
 
@@ -274,4 +285,5 @@ def test_a_decomposition_that_only_trades_the_op_for_another_is_not_kept():
     assert torch.ops.aten.special_erfcx.default in targets and torch.ops.prims.erfcx.default not in targets
     assert histc_op not in targets and dec.applied == ["aten::histc"]
     assert dec.failures == {
-        "aten::special_erfcx": "its decomposition brings prims::erfcx, which wafercc cannot take either"}
+        "aten::special_erfcx": "its decomposition brings prims::erfcx, which wafercc cannot take either"
+    }

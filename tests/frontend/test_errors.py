@@ -36,7 +36,9 @@ def test_unsupported_ops_are_all_listed_with_locations():
     assert "test_errors.py:" in msg
     assert "not decomposed: a custom op with no Python implementation to trace" in msg
     assert [op for op, _ in e.value.items] == [
-        "wafercc_errors_test::blur", "wafercc_errors_test::warp", "wafercc_errors_test::blur",
+        "wafercc_errors_test::blur",
+        "wafercc_errors_test::warp",
+        "wafercc_errors_test::blur",
     ]
 
 
@@ -93,8 +95,11 @@ def test_training_mode_buffer_update_is_refused():
         ("def f(:\n", None, "syntax error in the model file"),
         ("raise ValueError('boom')\n", None, "loading the model file raised ValueError: boom"),
         ("import torch\nm = torch.nn.ReLU()\nx = (torch.ones(1),)\n", "net:inp", "defines no 'net' for the model"),
-        ("import torch\ndef get_model():\n    raise RuntimeError('no')\nexample_inputs = ()\n", None,
-         "get_model() raised RuntimeError: no"),
+        (
+            "import torch\ndef get_model():\n    raise RuntimeError('no')\nexample_inputs = ()\n",
+            None,
+            "get_model() raised RuntimeError: no",
+        ),
     ],
 )
 def test_model_file_errors(tmp_path, source, entry, message):

@@ -33,8 +33,13 @@ def run(name: str, mod, budget: float) -> Counter:
     counts: Counter = Counter()
     deadline = time.monotonic() + budget
 
-    @settings(max_examples=10**9, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=10**9,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(mod.mutants())
     def one(mutant):
         if time.monotonic() > deadline:

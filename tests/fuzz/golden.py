@@ -75,7 +75,7 @@ def _workdir() -> Path:
 
 
 def check(kind: str, files: dict[str, bytes]) -> str:
-    """"rejected" (a UsageError naming the golden) or "accepted" (everything read and consistent)."""
+    """ "rejected" (a UsageError naming the golden) or "accepted" (everything read and consistent)."""
     from wafercc.golden.check import _recorded, _tolerances, _verified
     from wafercc.golden.models import root_of
     from wafercc.golden.record import options_of

@@ -13,9 +13,39 @@ import json
 from hypothesis import strategies as st
 
 EXTREMES = [
-    None, True, False, 0, -1, 1, 2 ** 31, 2 ** 63, 2 ** 64 + 1, -(2 ** 63), 10 ** 40, 1.5, -0.0, float("nan"),
-    float("inf"), "", "x", "F32", "f32", "bfloat16", "object", "|O", "../x.py", "/etc/passwd", "x" * 100_000,
-    [], [1], [-1], [0, 10 ** 12], [2 ** 40, 2 ** 40], [[]], {}, {"a": 1},
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**31,
+    2**63,
+    2**64 + 1,
+    -(2**63),
+    10**40,
+    1.5,
+    -0.0,
+    float("nan"),
+    float("inf"),
+    "",
+    "x",
+    "F32",
+    "f32",
+    "bfloat16",
+    "object",
+    "|O",
+    "../x.py",
+    "/etc/passwd",
+    "x" * 100_000,
+    [],
+    [1],
+    [-1],
+    [0, 10**12],
+    [2**40, 2**40],
+    [[]],
+    {},
+    {"a": 1},
 ]
 
 
@@ -130,4 +160,4 @@ def bytes_mutant(draw, data: bytes):
     if kind == "dup":
         return data[:b] + data[a:b] + data[b:]
     run = draw(st.binary(min_size=1, max_size=16))
-    return data[:a] + run + data[a + len(run):]
+    return data[:a] + run + data[a + len(run) :]

@@ -46,8 +46,10 @@ def seeds() -> dict[str, dict[str, bytes]]:
     """name -> {member name: .npy bytes} for inputs keyed by name and by position."""
     rng = np.random.default_rng(0)
     arrays = {"x": rng.standard_normal((8, 16)).astype(np.float32), "ids": np.arange(8, dtype=np.int64)}
-    return {"by-name": {f"{k}.npy": _npy(v) for k, v in arrays.items()},
-            "by-position": {f"arg{i}.npy": _npy(v) for i, v in enumerate(arrays.values())}}
+    return {
+        "by-name": {f"{k}.npy": _npy(v) for k, v in arrays.items()},
+        "by-position": {f"arg{i}.npy": _npy(v) for i, v in enumerate(arrays.values())},
+    }
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -61,8 +63,8 @@ HEADERS = [
     {"descr": "<f4", "fortran_order": True, "shape": (16, 8)},
     {"descr": "<f8", "fortran_order": False, "shape": (8, 16)},
     {"descr": "|O", "fortran_order": False, "shape": (8, 16)},
-    {"descr": "<f4", "fortran_order": False, "shape": (10 ** 12,)},
-    {"descr": "<f4", "fortran_order": False, "shape": (2 ** 62, 2 ** 62)},
+    {"descr": "<f4", "fortran_order": False, "shape": (10**12,)},
+    {"descr": "<f4", "fortran_order": False, "shape": (2**62, 2**62)},
     {"descr": "<f4", "fortran_order": False, "shape": ()},
     {"descr": "<f4", "fortran_order": False, "shape": (0, 16)},
     {"descr": "V2", "fortran_order": False, "shape": (8, 16)},
@@ -78,7 +80,7 @@ def _with_header(npy: bytes, header: dict) -> bytes:
     (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(buf)
     out = io.BytesIO()
     np.lib.format.write_array_header_1_0(out, header)
-    return out.getvalue() + npy[buf.tell():]
+    return out.getvalue() + npy[buf.tell() :]
 
 
 @st.composite
@@ -91,8 +93,9 @@ def mutants(draw) -> tuple[str, bytes]:
     kind = draw(st.sampled_from(["rename", "drop", "double", "extra", "bomb", "header", "data", "zip"]))
     compress = draw(st.booleans())
     if kind == "rename":
-        members[draw(st.sampled_from(["y.npy", "arg7.npy", "%x.npy", "x", "arg0.npy", "../x.npy", "x.npy.npy"]))] = \
+        members[draw(st.sampled_from(["y.npy", "arg7.npy", "%x.npy", "x", "arg0.npy", "../x.npy", "x.npy.npy"]))] = (
             members.pop(k)
+        )
     elif kind == "drop":
         members.pop(k)
     elif kind == "extra":
@@ -129,7 +132,7 @@ def _path() -> Path:
 
 
 def check(kind: str, blob: bytes) -> str:
-    """"rejected" (an InputError naming the file) or "accepted" (arrays of the signature's types)."""
+    """ "rejected" (an InputError naming the file) or "accepted" (arrays of the signature's types)."""
     path = _path()
     path.write_bytes(blob)
     try:

@@ -42,22 +42,25 @@ def seed() -> tuple[bytes, bytes]:
 
 def _split(store: bytes) -> tuple[dict, bytes]:
     (n,) = struct.unpack("<Q", store[:8])
-    return json.loads(store[8:8 + n]), store[8 + n:]
+    return json.loads(store[8 : 8 + n]), store[8 + n :]
 
 
 @st.composite
 def mutants(draw) -> tuple[str, bytes, bytes]:
     """(what was mutated, store bytes, manifest bytes)."""
     store, manifest = seed()
-    kind = draw(st.sampled_from(["header", "header", "header", "length", "store-bytes", "manifest", "manifest",
-                                 "manifest-bytes"]))
+    kind = draw(
+        st.sampled_from(
+            ["header", "header", "header", "length", "store-bytes", "manifest", "manifest", "manifest-bytes"]
+        )
+    )
     if kind == "header":
         header, data = _split(store)
         body = dumps(draw(json_mutant(header)))
         return kind, struct.pack("<Q", len(body)) + body + data, manifest
     if kind == "length":
         (n,) = struct.unpack("<Q", store[:8])
-        new = draw(st.sampled_from([0, 1, n - 1, n + 1, n + 8, len(store), 2 ** 63, 2 ** 64 - 1]))
+        new = draw(st.sampled_from([0, 1, n - 1, n + 1, n + 8, len(store), 2**63, 2**64 - 1]))
         return kind, struct.pack("<Q", new) + store[8:], manifest
     if kind == "store-bytes":
         return kind, draw(bytes_mutant(store)), manifest
@@ -72,7 +75,7 @@ def _workdir() -> Path:
 
 
 def check(kind: str, store: bytes, manifest: bytes) -> str:
-    """"rejected" (a StoreError naming the file) or "accepted" (every tensor read and checked)."""
+    """ "rejected" (a StoreError naming the file) or "accepted" (every tensor read and checked)."""
     d = _workdir()
     (d / STORE_FILE).write_bytes(store)
     (d / MANIFEST_FILE).write_bytes(manifest)
@@ -82,7 +85,7 @@ def check(kind: str, store: bytes, manifest: bytes) -> str:
                 info = s.info(name)
                 a = s.get(name)
                 assert a.shape == info.type.shape
-                assert hashlib.sha256(store[info.begin:info.end]).hexdigest() == info.sha256
+                assert hashlib.sha256(store[info.begin : info.end]).hexdigest() == info.sha256
     except WaferError as e:
         assert isinstance(e, runtime.StoreError), f"{type(e).__name__}: {e}"
         assert STORE_FILE in str(e) or MANIFEST_FILE in str(e) or str(d) in str(e), str(e)

@@ -12,16 +12,25 @@ from tests.golden.util import RELU_LINE, write_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 # Runs the CLI with the runtime's relu slightly off: a compiler change the check must catch.
-OFF_RELU = ("import sys, runtime.kernels as K; relu = K.KERNELS['relu']; "
-            "K.KERNELS['relu'] = lambda op, x: relu(op, x) * x.dtype.type(1.001); "
-            "from wafercc.cli import main; sys.exit(main(sys.argv[1:]))")
+OFF_RELU = (
+    "import sys, runtime.kernels as K; relu = K.KERNELS['relu']; "
+    "K.KERNELS['relu'] = lambda op, x: relu(op, x) * x.dtype.type(1.001); "
+    "from wafercc.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 def wafercc(*args, cwd, off_relu: bool = False):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     head = ["-c", OFF_RELU] if off_relu else ["-m", "wafercc.cli"]
-    return subprocess.run([sys.executable, *head, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, *head, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_record_then_check_passes(tmp_path):

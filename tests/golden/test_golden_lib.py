@@ -23,7 +23,12 @@ def check(root: Path, **kw) -> golden.GoldenResult:
 def test_record_writes_open_formats_from_eager(recorded_tiny):
     g = recorded_tiny / "goldens" / "tiny"
     assert sorted(p.name for p in g.iterdir()) == [  # .wafercc: the marker that makes it a golden to replace
-        ".wafercc", "eager.npz", "golden.json", "inputs.npz", "runtime.npz"]
+        ".wafercc",
+        "eager.npz",
+        "golden.json",
+        "inputs.npz",
+        "runtime.npz",
+    ]
     data = json.loads((g / "golden.json").read_text())
     assert data["model"] == "models/tiny.py"  # relative to the directory holding goldens/
     assert data["settings"] == {"capture": "export", "mode": "stream", "precision": "fp32", "target": "wse2"}
@@ -157,8 +162,10 @@ def test_npz_bytes_are_deterministic_and_read_back(tmp_path):
     (tmp_path / "a.npz").write_bytes(blob)
     with zipfile.ZipFile(tmp_path / "a.npz") as z:
         assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}  # not today's date
-    back = F.read_npz(tmp_path / "a.npz", [{"name": "out0", "shape": [2, 3], "dtype": "float32"},
-                                           {"name": "out1", "shape": [3], "dtype": "bfloat16"}])
+    back = F.read_npz(
+        tmp_path / "a.npz",
+        [{"name": "out0", "shape": [2, 3], "dtype": "float32"}, {"name": "out1", "shape": [3], "dtype": "bfloat16"}],
+    )
     assert [a.dtype.name for a in back] == ["float32", "bfloat16"]
     assert all(np.array_equal(a, b) for a, b in zip(back, arrays.values()))
 
@@ -166,8 +173,10 @@ def test_npz_bytes_are_deterministic_and_read_back(tmp_path):
 def test_meta_models_are_skipped_in_a_directory_and_refused_by_name(tmp_path):
     meta = tmp_path / "models" / "huge.py"
     meta.parent.mkdir()
-    meta.write_text("import torch\nwith torch.device('meta'):\n    model = torch.nn.Linear(4, 4)\n"
-                    "    example_inputs = (torch.randn(2, 4),)\n")
+    meta.write_text(
+        "import torch\nwith torch.device('meta'):\n    model = torch.nn.Linear(4, 4)\n"
+        "    example_inputs = (torch.randn(2, 4),)\n"
+    )
     r = golden.record_file(meta, tmp_path / "goldens", golden.Options(), explicit=False)
     assert r.status is S.SKIPPED and "meta device" in r.message
     with pytest.raises(UsageError, match="meta device"):
@@ -177,8 +186,10 @@ def test_meta_models_are_skipped_in_a_directory_and_refused_by_name(tmp_path):
 def test_model_files_of_a_directory_and_stem_clashes(tmp_path):
     for name in ("b.py", "a.py", "_helper.py", "test_a.py", "conftest.py", "notes.txt"):
         (tmp_path / name).write_text("")
-    assert [(p.name, explicit) for p, explicit in golden.model_files([str(tmp_path)])] == [("a.py", False),
-                                                                                          ("b.py", False)]
+    assert [(p.name, explicit) for p, explicit in golden.model_files([str(tmp_path)])] == [
+        ("a.py", False),
+        ("b.py", False),
+    ]
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.py").write_text("")
     with pytest.raises(UsageError, match="would share the golden 'a'"):

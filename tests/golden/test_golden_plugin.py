@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-TEST_FILE = '''
+TEST_FILE = """
 import pytest
 import torch
 from torch import nn
@@ -28,9 +28,9 @@ def test_tiny(wafer_golden):
 def test_tiny_wse3(wafer_golden):
     model, inputs = tiny(SEED)
     wafer_golden.check(model, inputs, name="tiny")
-'''
+"""
 
-OFF_RELU = '''
+OFF_RELU = """
 import pytest
 
 
@@ -40,7 +40,7 @@ def off_relu(monkeypatch):
 
     relu = K.KERNELS["relu"]
     monkeypatch.setitem(K.KERNELS, "relu", lambda op, x: relu(op, x) * x.dtype.type(1.001))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +69,12 @@ def project(torch_warm, pytester):
 def test_first_run_records_then_checks(project):
     r = project.runpytest("-q")
     r.assert_outcomes(passed=2)
-    r.stdout.fnmatch_lines(["*wafercc: recorded 2 golden(s) from eager PyTorch*", "*goldens/tiny", "*goldens/tiny-wse3"])
+    r.stdout.fnmatch_lines(
+        ["*wafercc: recorded 2 golden(s) from eager PyTorch*", "*goldens/tiny", "*goldens/tiny-wse3"]
+    )
     goldens = project.path / "goldens"
     assert sorted(p.name for p in goldens.iterdir()) == ["tiny", "tiny-wse3"]
-    before = {p: p.read_bytes() for p in goldens.rglob("*")  if p.is_file()}
+    before = {p: p.read_bytes() for p in goldens.rglob("*") if p.is_file()}
     r = project.runpytest("-q")
     r.assert_outcomes(passed=2)
     assert "recorded" not in r.stdout.str()
@@ -84,14 +86,16 @@ def test_drift_fails_with_the_first_diverging_op(project):
     project.makeconftest(OFF_RELU)
     r = project.runpytest("-q", "-k", "test_tiny and not wse3")
     r.assert_outcomes(failed=1)
-    r.stdout.fnmatch_lines([
-        "drifted: test_model.py::test_tiny on wse2 (stream, fp32)",
-        "*the runtime drifted from the eager golden (out0 by max abs *",
-        "*out0 * [2, 2] * f32 * FAIL*",
-        "*first diverging op*",
-        "*%relu = relu*",
-        "*compared with FX node 'relu' (aten.relu)*",
-    ])
+    r.stdout.fnmatch_lines(
+        [
+            "drifted: test_model.py::test_tiny on wse2 (stream, fp32)",
+            "*the runtime drifted from the eager golden (out0 by max abs *",
+            "*out0 * [2, 2] * f32 * FAIL*",
+            "*first diverging op*",
+            "*%relu = relu*",
+            "*compared with FX node 'relu' (aten.relu)*",
+        ]
+    )
     assert "Traceback" not in r.stdout.str()
 
 

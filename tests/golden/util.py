@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 # The relu line is the op the drift tests break; RELU_LINE is its line number in the file.
-TINY = textwrap.dedent('''\
+TINY = textwrap.dedent("""\
     import torch
     from torch import nn
 
@@ -26,7 +26,7 @@ TINY = textwrap.dedent('''\
 
     model = Tiny().eval()
     example_inputs = (torch.randn(BATCH, 16),)
-    ''')
+    """)
 RELU_LINE = 14
 RELU_SOURCE = "h = torch.relu(self.fc1(x))  # the op the tests break"
 

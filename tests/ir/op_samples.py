@@ -164,16 +164,22 @@ SAMPLES: dict[str, list[Sample]] = {
     "polygamma": [([T("2x3xf32")], {"n": 1})],
     "cummax": [([T("2x3xf32")], {"dim": 1})],
     "cummin": [([T("2x3xi64")], {"dim": 0})],
-    "scatter": [([T("3x4xf32"), T("2x4xi64"), T("2x4xf32")], {"dim": 0}),
-                ([T("3x4xf32"), T("3x2xi64"), T("3x3xf32")], {"dim": 1, "reduce": "amax", "include_self": False})],
-    "index_put": [([T("3x4xf32"), T("2xf32"), T("2xi64"), T("2xi64")], {"dims": [0, 1]}),
-                  ([T("3x4xf32"), T("f32"), T("3x4xbool")], {"dims": [0], "accumulate": True})],
+    "scatter": [
+        ([T("3x4xf32"), T("2x4xi64"), T("2x4xf32")], {"dim": 0}),
+        ([T("3x4xf32"), T("3x2xi64"), T("3x3xf32")], {"dim": 1, "reduce": "amax", "include_self": False}),
+    ],
+    "index_put": [
+        ([T("3x4xf32"), T("2xf32"), T("2xi64"), T("2xi64")], {"dims": [0, 1]}),
+        ([T("3x4xf32"), T("f32"), T("3x4xbool")], {"dims": [0], "accumulate": True}),
+    ],
     "slice_scatter": [([T("4x6xf32"), T("4x2xf32")], {"dim": 1, "start": 1, "end": 5, "step": 2})],
     "masked_scatter": [([T("3x4xf32"), T("4xbool"), T("12xf32")], {})],
     "diagonal": [([T("3x4xf32")], {"offset": 1}), ([T("2x3x4xf32")], {"dim1": 2, "dim2": 0, "offset": -1})],
     "as_strided": [([T("12xf32")], {"size": [3, 3], "stride": [3, 1], "offset": 1})],
-    "upsample_bilinear2d": [([T("1x3x4x4xf32")], {"output_size": [7, 5]}),
-                            ([T("1x3x4x4xf32")], {"output_size": [8, 8], "align_corners": True})],
+    "upsample_bilinear2d": [
+        ([T("1x3x4x4xf32")], {"output_size": [7, 5]}),
+        ([T("1x3x4x4xf32")], {"output_size": [8, 8], "align_corners": True}),
+    ],
 }
 
 

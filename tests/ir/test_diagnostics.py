@@ -197,10 +197,7 @@ def verify_error(text: str, check=verify) -> VerifyError:
         ),
         (
             body("%a = weight.get @w : tensor<3xf32>"),
-            (
-                "'weight.get' (%a): result type tensor<3xf32> does not match weight @w : tensor<2xf32> "
-                "[symbol-type]"
-            ),
+            ("'weight.get' (%a): result type tensor<3xf32> does not match weight @w : tensor<2xf32> [symbol-type]"),
         ),
         (
             body(result="tensor<3xf32>"),

@@ -24,8 +24,17 @@ def gpt2_small_graph_text() -> str:
     from wafercc.ir import print_module
     from wafercc.passes import DEFAULT_PIPELINE, run_pipeline
 
-    config = transformers.GPT2Config(n_layer=12, n_embd=768, n_head=12, n_positions=128, vocab_size=50257,
-                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, attn_implementation="eager")
+    config = transformers.GPT2Config(
+        n_layer=12,
+        n_embd=768,
+        n_head=12,
+        n_positions=128,
+        vocab_size=50257,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        attn_implementation="eager",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.device("meta"):

@@ -37,9 +37,12 @@ def test_layer_too_large_for_the_whole_mesh_names_it_and_by_how_much():
     131,072: 196,620 bytes, 149,516 (317%) over 47,104."""
     msg = _error(map_text, linear_wir(4, 65536, 8), "mesh4")
     # (with every buffer rounded up to memplan's 16-byte alignment: 196,640 bytes, 149,536 over)
-    assert re.search(r"layer @L0_fc \(matmul, dims B=1 M=4 K=65536 N=8\) does not fit on the whole 4x4 mesh "
-                     r"of mesh4: its smallest tiling needs 196,6[24]0 bytes per PE, 149,5[13]6 bytes \(317%\) over the "
-                     r"47,104-byte budget", msg), msg
+    assert re.search(
+        r"layer @L0_fc \(matmul, dims B=1 M=4 K=65536 N=8\) does not fit on the whole 4x4 mesh "
+        r"of mesh4: its smallest tiling needs 196,6[24]0 bytes per PE, 149,5[13]6 bytes \(317%\) over the "
+        r"47,104-byte budget",
+        msg,
+    ), msg
 
 
 def test_layer_too_large_in_pipeline_mode_names_it():
@@ -70,8 +73,14 @@ def test_memplan_overflow_prints_the_map():
     # runtime 2048 | activation 128 @2048 | output 64 @2176 | accumulator 64 @2240 | weight 512 @2304
     assert "layer @L0_fc needs 2,816 bytes per PE, 256 over the 2,560 bytes of SRAM of mesh:4x4,sram-kib=2.5:" in msg
     table = [line.split() for line in msg.splitlines()[1:]]
-    assert table == [["offset", "bytes", "buffer"], ["0", "2048", "runtime"], ["2048", "128", "activation"],
-                     ["2176", "64", "output"], ["2240", "64", "accumulator"], ["2304", "512", "weight"]]
+    assert table == [
+        ["offset", "bytes", "buffer"],
+        ["0", "2048", "runtime"],
+        ["2048", "128", "activation"],
+        ["2176", "64", "output"],
+        ["2240", "64", "accumulator"],
+        ["2304", "512", "weight"],
+    ]
 
 
 # -- colors -----------------------------------------------------------------------------------
@@ -83,11 +92,19 @@ def test_unroutable_names_the_router_and_its_flows():
     the west port's ingress enters, also carries the column broadcast, the activation copy to the second row group
     and both reduce rings."""
     msg = _error(map_text, linear_wir(8, 64, 32), "mesh:8x8,colors=6,reserved-colors=3")
-    assert re.search(r"router \(0,4\) needs 5 colors but mesh:8x8,colors=6,reserved-colors=3 has 3 "
-                     r"usable; flows through it: ", msg), msg
+    assert re.search(
+        r"router \(0,4\) needs 5 colors but mesh:8x8,colors=6,reserved-colors=3 has 3 "
+        r"usable; flows through it: ",
+        msg,
+    ), msg
     flows = msg.split("flows through it: ")[1].split(", ")
-    assert sorted(flows) == ["broadcast of @L0_fc", "ingress of @L0_fc", "reduce of @L0_fc", "reduce of @L0_fc",
-                             "replicate of @L0_fc"]
+    assert sorted(flows) == [
+        "broadcast of @L0_fc",
+        "ingress of @L0_fc",
+        "reduce of @L0_fc",
+        "reduce of @L0_fc",
+        "replicate of @L0_fc",
+    ]
 
 
 def test_color_error_names_a_router_that_is_really_over(graph_text):
@@ -109,35 +126,41 @@ def test_color_error_names_a_router_that_is_really_over(graph_text):
 # -- targets ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("wse9", "unknown target 'wse9' (presets: wse2, wse3, mesh4, mesh8, mesh16, mesh32; or mesh:WxH)"),
-    ("", "unknown target ''"),
-    ("mesh:4", "bad mesh 'mesh:4': write mesh:WxH, e.g. mesh:16x16"),
-    ("mesh:axb", "bad mesh 'mesh:axb'"),
-    ("mesh:4x4x4", "bad mesh 'mesh:4x4x4'"),
-    ("mesh:0x4", "mesh 0x4 is out of range (1 to 4,000,000 PEs)"),
-    ("mesh:3000x3000", "mesh 3000x3000 is out of range"),
-    ("wse2,foo=1", "unknown target option 'foo=1' (known: sram-kib=, sram-bytes=, colors="),
-    ("mesh:4x4,colors", "unknown target option 'colors'"),
-    ("wse2,colors=abc", "target option 'colors' needs a number, got 'abc'"),
-    ("mesh:4x4,sram-kib=nan", "target option 'sram-kib' needs a number, got 'nan'"),
-    ("mesh:4x4,colors=4", "target 'mesh:4x4,colors=4' leaves 1 routable colors; a layer needs at least 3"),
-    ("mesh:4x4,sram-kib=1", "target 'mesh:4x4,sram-kib=1' has no SRAM left after the runtime's 2048 bytes"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("wse9", "unknown target 'wse9' (presets: wse2, wse3, mesh4, mesh8, mesh16, mesh32; or mesh:WxH)"),
+        ("", "unknown target ''"),
+        ("mesh:4", "bad mesh 'mesh:4': write mesh:WxH, e.g. mesh:16x16"),
+        ("mesh:axb", "bad mesh 'mesh:axb'"),
+        ("mesh:4x4x4", "bad mesh 'mesh:4x4x4'"),
+        ("mesh:0x4", "mesh 0x4 is out of range (1 to 4,000,000 PEs)"),
+        ("mesh:3000x3000", "mesh 3000x3000 is out of range"),
+        ("wse2,foo=1", "unknown target option 'foo=1' (known: sram-kib=, sram-bytes=, colors="),
+        ("mesh:4x4,colors", "unknown target option 'colors'"),
+        ("wse2,colors=abc", "target option 'colors' needs a number, got 'abc'"),
+        ("mesh:4x4,sram-kib=nan", "target option 'sram-kib' needs a number, got 'nan'"),
+        ("mesh:4x4,colors=4", "target 'mesh:4x4,colors=4' leaves 1 routable colors; a layer needs at least 3"),
+        ("mesh:4x4,sram-kib=1", "target 'mesh:4x4,sram-kib=1' has no SRAM left after the runtime's 2048 bytes"),
+    ],
+)
 def test_bad_target_specs(spec, message):
     with pytest.raises(UsageError) as info:
         parse_target(spec)
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("spec, option", [
-    ("mesh:4x4,sram-kib=inf", "sram-kib"),  # OverflowError: cannot convert float infinity to integer
-    ("mesh:4x4,clock-ghz=0", "clock-ghz"),  # accepted; tile then dies with ZeroDivisionError
-    ("mesh:4x4,clock-ghz=-1", "clock-ghz"),  # accepted; plans take negative seconds
-    ("mesh:4x4,io-gbps=0", "io-gbps"),  # accepted; tile: ZeroDivisionError
-    ("mesh:4x4,link-bytes=0", "link-bytes"),  # accepted; route: ZeroDivisionError
-    ("mesh:4x4,reserved-colors=-10", "reserved-colors"),  # accepted: 34 usable colors of 24
-])
+@pytest.mark.parametrize(
+    "spec, option",
+    [
+        ("mesh:4x4,sram-kib=inf", "sram-kib"),  # OverflowError: cannot convert float infinity to integer
+        ("mesh:4x4,clock-ghz=0", "clock-ghz"),  # accepted; tile then dies with ZeroDivisionError
+        ("mesh:4x4,clock-ghz=-1", "clock-ghz"),  # accepted; plans take negative seconds
+        ("mesh:4x4,io-gbps=0", "io-gbps"),  # accepted; tile: ZeroDivisionError
+        ("mesh:4x4,link-bytes=0", "link-bytes"),  # accepted; route: ZeroDivisionError
+        ("mesh:4x4,reserved-colors=-10", "reserved-colors"),  # accepted: 34 usable colors of 24
+    ],
+)
 def test_target_options_out_of_range_are_usage_errors(spec, option):
     with pytest.raises(UsageError) as info:
         parse_target(spec)
@@ -160,7 +183,8 @@ def test_compile_rejects_a_bad_target_before_capturing(monkeypatch, example_mode
 
 def test_unknown_mode_and_missing_target():
     assert "unknown mode 'sideways' (use stream or pipeline)" in _error(
-        run_pipeline, parse(linear_wir(8, 64, 32)), "partition{target=mesh4 mode=sideways}")
+        run_pipeline, parse(linear_wir(8, 64, 32)), "partition{target=mesh4 mode=sideways}"
+    )
     assert "names no target" in _error(run_pipeline, parse(linear_wir(8, 64, 32)), "partition,tile")
 
 
@@ -169,7 +193,8 @@ def test_passes_out_of_order_say_what_must_run_first():
     assert "place needs the 'tile' pass to have run first" in _error(run_pipeline, parse(layers), "place")
     assert "route needs the 'place' pass to have run first" in _error(run_pipeline, parse(layers), "tile,route")
     assert "tile needs layers: run partition first" in _error(
-        run_pipeline, parse(linear_wir(8, 64, 32)), "tile{target=mesh4}")
+        run_pipeline, parse(linear_wir(8, 64, 32)), "tile{target=mesh4}"
+    )
 
 
 # -- pipeline mode without room for the weights ----------------------------------------------
@@ -225,8 +250,11 @@ def test_verifier_route_leaving_the_mesh(mapped_mlp):
 
 
 def test_verifier_path_that_jumps(mapped_mlp):
-    text = _edit(mapped_mlp, '{flow = "reduce", color = 0, bytes = 24, box = [0, 0, 3, 3], axis = "x", src = 0}',
-                 '{flow = "transfer", color = 0, bytes = 24, path = [[0, 0], [3, 3]]}')
+    text = _edit(
+        mapped_mlp,
+        '{flow = "reduce", color = 0, bytes = 24, box = [0, 0, 3, 3], axis = "x", src = 0}',
+        '{flow = "transfer", color = 0, bytes = 24, path = [[0, 0], [3, 3]]}',
+    )
     e = _violation(text)
     assert str(e) == "layer @L0_fc1: routes[4].path: transfer path jumps from (0,0) to (3,3) [plan-route]"
 
@@ -250,15 +278,23 @@ def test_verifier_two_flows_on_one_color_through_one_router(mapped_mlp):
 def test_verifier_memory_over_budget(mapped_mlp):
     e = _violation(_edit(mapped_mlp, "total = 1216, budget = 47104", "total = 47105, budget = 47104"))
     assert str(e) == "layer @L0_fc1: memory.total: 47,105 is not the sum of the buffers, 1,216 [plan-memory]"
-    text = _edit(mapped_mlp, "weight = 1024, tail = 16, total = 1216, budget = 47104",
-                 "weight = 1024, tail = 16, total = 1216, budget = 1215")
+    text = _edit(
+        mapped_mlp,
+        "weight = 1024, tail = 16, total = 1216, budget = 47104",
+        "weight = 1024, tail = 16, total = 1216, budget = 1215",
+    )
     e = _violation(text)
     assert str(e) == "layer @L0_fc1: memory.total: needs 1,216 bytes per PE, the budget is 1,215 [plan-memory]"
 
 
 def test_verifier_memory_map_past_sram(mapped_mlp):
-    e = _violation(_edit(mapped_mlp, '{buffer = "free", offset = 3264, bytes = 45888}',
-                         '{buffer = "free", offset = 3264, bytes = 45889}'))
+    e = _violation(
+        _edit(
+            mapped_mlp,
+            '{buffer = "free", offset = 3264, bytes = 45888}',
+            '{buffer = "free", offset = 3264, bytes = 45889}',
+        )
+    )
     assert str(e) == "layer @L0_fc1: memory map ends at 49,153, past 49,152 bytes [plan-memory]"
 
 

@@ -49,9 +49,12 @@ def _mapped(plan, cases):
 
 
 def test_stream_layers_cost_at_least_their_roofline(plan):
-    low = [(_id(case), layer.name, layer.attrs["cost"]["total"], layer.attrs["cost"]["roofline"])
-           for case, m in _mapped(plan, STREAM) for layer in layers_in_order(m)
-           if layer.attrs["cost"]["total"] < layer.attrs["cost"]["roofline"]]
+    low = [
+        (_id(case), layer.name, layer.attrs["cost"]["total"], layer.attrs["cost"]["roofline"])
+        for case, m in _mapped(plan, STREAM)
+        for layer in layers_in_order(m)
+        if layer.attrs["cost"]["total"] < layer.attrs["cost"]["roofline"]
+    ]
     assert low == []
 
 
@@ -59,8 +62,11 @@ def test_pipeline_layers_cost_at_least_their_roofline(plan):
     """examples/mlp.py on wse2: fc1's weights are resident, so nothing streams (ingress 0), but the roofline
     still counts 803,840 bytes at 176 B/cycle = 4,555 cycles, above the layer's whole cost."""
     m = plan("mlp", "wse2", "pipeline")
-    low = [(layer.name, layer.attrs["cost"]["total"], layer.attrs["cost"]["roofline"]) for layer in layers_in_order(m)
-           if layer.attrs["cost"]["total"] < layer.attrs["cost"]["roofline"]]
+    low = [
+        (layer.name, layer.attrs["cost"]["total"], layer.attrs["cost"]["roofline"])
+        for layer in layers_in_order(m)
+        if layer.attrs["cost"]["total"] < layer.attrs["cost"]["roofline"]
+    ]
     assert low == []
 
 
@@ -102,9 +108,11 @@ def test_gpt2_small_pipeline_on_wse2_fits_or_says_why(plan, graph_text):
             assert "weights" in msg and "SRAM" in msg, msg
             return
         region = re.search(r"does not fit on a (\d+)x(\d+) region", msg)
-        assert region is None, (f"the weights ({weights / 2**20:,.0f} MiB) fit in wse2's SRAM "
-                                f"({capacity / 2**20:,.0f} MiB), yet the floorplan gives a layer a region "
-                                f"{region.group(1)}x{region.group(2)} it cannot fit in: {msg}")
+        assert region is None, (
+            f"the weights ({weights / 2**20:,.0f} MiB) fit in wse2's SRAM "
+            f"({capacity / 2**20:,.0f} MiB), yet the floorplan gives a layer a region "
+            f"{region.group(1)}x{region.group(2)} it cannot fit in: {msg}"
+        )
         return
     assert weights <= capacity
     wafercc.verify(m)

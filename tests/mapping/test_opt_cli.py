@@ -19,17 +19,36 @@ STAGES = ["layers", "tiled", "routed"]
 # issue 14: the recalibrated cost model (sustained rate, tree latency, exposed chunk) picks another tiling
 RECALIBRATED = "cost model recalibrated (issue 14); expectations not yet re-derived by hand"
 
+
 def wafercc(*args):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "wafercc.cli", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, env=env, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "wafercc.cli", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
 
 
 def _compile_stages(out: Path, model: str, target: str, mode: str) -> dict[str, Path]:
     files = {}
     for emit in STAGES:
-        r = wafercc("compile", f"examples/{model}.py", "--target", target, "--mode", mode, "--emit", emit,
-                    "-o", out / emit, "-q")
+        r = wafercc(
+            "compile",
+            f"examples/{model}.py",
+            "--target",
+            target,
+            "--mode",
+            mode,
+            "--emit",
+            emit,
+            "-o",
+            out / emit,
+            "-q",
+        )
         assert r.returncode == 0, r.stderr
         files[emit] = out / emit / "model.wir"
     return files
@@ -45,8 +64,19 @@ def cnn_pipeline_stages(tmp_path_factory):
     out = tmp_path_factory.mktemp("cnn")
     files = {}
     for emit in ("tiled", "routed"):
-        r = wafercc("compile", "examples/cnn.py", "--target", "mesh16", "--mode", "pipeline", "--emit", emit,
-                    "-o", out / emit, "-q")
+        r = wafercc(
+            "compile",
+            "examples/cnn.py",
+            "--target",
+            "mesh16",
+            "--mode",
+            "pipeline",
+            "--emit",
+            emit,
+            "-o",
+            out / emit,
+            "-q",
+        )
         assert r.returncode == 0, r.stderr
         files[emit] = out / emit / "model.wir"
     return files

@@ -15,8 +15,12 @@ from wafercc.mapping.tiling import DoesNotFit, Shape, search
 from wafercc.target import parse_target
 
 PRESETS = ["mesh4", "mesh8", "mesh16", "mesh32", "wse2", "wse3"]
-small_meshes = st.builds(lambda w, h, kib: f"mesh:{w}x{h}" + (f",sram-kib={kib}" if kib else ""),
-                         st.integers(1, 48), st.integers(1, 48), st.sampled_from([0, 8, 16, 96]))
+small_meshes = st.builds(
+    lambda w, h, kib: f"mesh:{w}x{h}" + (f",sram-kib={kib}" if kib else ""),
+    st.integers(1, 48),
+    st.integers(1, 48),
+    st.sampled_from([0, 8, 16, 96]),
+)
 targets = st.one_of(st.sampled_from(PRESETS), small_meshes)
 dims = st.one_of(st.integers(1, 64), st.integers(1, 100_000))
 dtypes = st.sampled_from([DType.f32, DType.f16])
@@ -28,8 +32,9 @@ def ceil(a: int, b: int) -> int:
 
 
 def _shape(B, M, K, N, dtype) -> Shape:
-    return Shape("matmul", B, M, K, N, dtype, weight_bytes=B * K * N * dtype.itemsize, flops=2 * B * M * K * N,
-                 tail_elements=0)
+    return Shape(
+        "matmul", B, M, K, N, dtype, weight_bytes=B * K * N * dtype.itemsize, flops=2 * B * M * K * N, tail_elements=0
+    )
 
 
 @SEARCH
@@ -50,8 +55,13 @@ def test_search_stream_tiling_fits_covers_and_costs_at_least_the_roofline(target
     assert 1 <= tl.rn <= N and 1 <= tl.nc <= ceil(N, tl.rn)
     # The per-PE buffers are the docstring's formulas, and they fit.
     nt = ceil(N, tl.rn)
-    assert dict(tl.memory) == {"activation": tl.mt * tl.kt * e * B, "output": tl.mt * ceil(nt, tl.cx) * e * B,
-                               "accumulator": 2 * tl.mt * tl.nc * 4, "weight": 2 * tl.kt * tl.nc * e, "tail": 0}
+    assert dict(tl.memory) == {
+        "activation": tl.mt * tl.kt * e * B,
+        "output": tl.mt * ceil(nt, tl.cx) * e * B,
+        "accumulator": 2 * tl.mt * tl.nc * 4,
+        "weight": 2 * tl.kt * tl.nc * e,
+        "tail": 0,
+    }
     assert tl.memory_bytes <= t.usable_sram
     c = tl.cost_dict()
     assert c["total"] > 0 and c["total"] >= c["roofline"]
@@ -91,8 +101,13 @@ def test_search_pipeline_tiling_has_room_for_every_weight(target, B, M, K, N, dt
 
 @settings(max_examples=60, deadline=None, derandomize=True)
 @example(target="mesh4", M=1, K=2974, N=311, dtype="f32")  # N in 2 row groups: 156 columns each, not 155
-@given(target=st.one_of(st.sampled_from(["mesh4", "mesh8", "mesh16", "mesh32"]), small_meshes),
-       M=st.integers(1, 600), K=st.integers(1, 5000), N=st.integers(1, 5000), dtype=st.sampled_from(["f32", "f16"]))
+@given(
+    target=st.one_of(st.sampled_from(["mesh4", "mesh8", "mesh16", "mesh32"]), small_meshes),
+    M=st.integers(1, 600),
+    K=st.integers(1, 5000),
+    N=st.integers(1, 5000),
+    dtype=st.sampled_from(["f32", "f16"]),
+)
 def test_tile_covers_every_dimension_within_the_budget(target, M, K, N, dtype):
     """What the tile pass records: parts x tile covers M and K exactly once, chunk x steps x groups covers N,
     and the buffers fit the budget."""
@@ -106,8 +121,13 @@ def test_tile_covers_every_dimension_within_the_budget(target, M, K, N, dtype):
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(name=st.sampled_from(["mlp", "gpt2", "cnn"]), w=st.integers(1, 40), h=st.integers(1, 40),
-       mode=st.sampled_from(["stream", "pipeline"]), extra=st.sampled_from(["", ",sram-kib=16", ",colors=10"]))
+@given(
+    name=st.sampled_from(["mlp", "gpt2", "cnn"]),
+    w=st.integers(1, 40),
+    h=st.integers(1, 40),
+    mode=st.sampled_from(["stream", "pipeline"]),
+    extra=st.sampled_from(["", ",sram-kib=16", ",colors=10"]),
+)
 def test_random_meshes_give_sound_plans_or_a_plan_error(graph_text, name, w, h, mode, extra):
     target = f"mesh:{w}x{h}{extra}"
     try:
@@ -145,8 +165,9 @@ def test_same_model_compiles_to_the_same_bytes(example_models):
     assert plan_json(first.module) == plan_json(second.module)
 
 
-@pytest.mark.parametrize("name, target, mode", [("gpt2", "mesh16", "pipeline"), ("resnet", "mesh32", "pipeline"),
-                                               ("gpt2", "wse2", "stream")])
+@pytest.mark.parametrize(
+    "name, target, mode", [("gpt2", "mesh16", "pipeline"), ("resnet", "mesh32", "pipeline"), ("gpt2", "wse2", "stream")]
+)
 def test_mapping_is_deterministic(graph_text, name, target, mode):
     from wafercc.mapping.report import plan_json
 

@@ -32,24 +32,39 @@ def test_linear_on_mesh4_by_hand():
     # 4: one chunk would leave its 520 broadcast cycles exposed (total 2813.5 + 16 + 520 = 3349.5), 8 chunks
     # expose an eighth (2869.5 + 16 + 65 = 2950.5), 16 chunks pay more pipeline fills than they hide (2981).
     assert a["tiling"] == {
-        "M": {"axis": "y", "parts": 4, "tile": 2}, "K": {"axis": "x", "parts": 4, "tile": 16},
-        "N": {"axis": "time", "groups": 1, "chunk": 4, "steps": 8}, "passes": 1, "pes": 16, "size": [4, 4],
-        "region": [4, 4]}
+        "M": {"axis": "y", "parts": 4, "tile": 2},
+        "K": {"axis": "x", "parts": 4, "tile": 16},
+        "N": {"axis": "time", "groups": 1, "chunk": 4, "steps": 8},
+        "passes": 1,
+        "pes": 16,
+        "size": [4, 4],
+        "region": [4, 4],
+    }
     assert a["memory"] == {
         "activation": 2 * 16 * 4,  # 128
         "output": 2 * (32 // 4) * 4,  # 64: this column's quarter of the 32 outputs of its 2 tokens
         "accumulator": 2 * 2 * 4 * 4,  # 64
         "weight": 2 * 16 * 4 * 4,  # 512: two chunks of 16 x 4
-        "tail": 0, "total": 768, "budget": BUDGET}
+        "tail": 0,
+        "total": 768,
+        "budget": BUDGET,
+    }
     # Buffers from address 0, 16-byte aligned, the runtime's 2 KiB first.
     assert [(e["buffer"], e["offset"], e["bytes"]) for e in a["memmap"]] == [
-        ("runtime", 0, 2048), ("activation", 2048, 128), ("output", 2176, 64), ("accumulator", 2240, 64),
-        ("weight", 2304, 512), ("free", 2816, 48 * 1024 - 2816)]
+        ("runtime", 0, 2048),
+        ("activation", 2048, 128),
+        ("output", 2176, 64),
+        ("accumulator", 2240, 64),
+        ("weight", 2304, 512),
+        ("free", 2816, 48 * 1024 - 2816),
+    ]
     # Weights + bias = 32*64*4 + 32*4 = 8320 bytes; each of the 4 columns gets a quarter.
     assert a["weight_bytes"] == 8320
     ingress = [r for r in a["routes"] if r["flow"] == "ingress"]
     assert [(r["box"], r["feeds"], r["bytes"]) for r in ingress] == [
-        ([0, 2, 1, 2], [0, 1], 8320 // 4), ([2, 2, 3, 2], [2, 3], 8320 // 4)]
+        ([0, 2, 1, 2], [0, 1], 8320 // 4),
+        ([2, 2, 3, 2], [2, 3], 8320 // 4),
+    ]
     assert sum(r["bytes"] * (r["feeds"][1] - r["feeds"][0] + 1) for r in ingress) == a["weight_bytes"]
     # The busiest link: west port (0,2) eastward carries column 1's share (2080) and the eastward half of
     # row 2's reduce ring: 2 tokens x 32 partial sums x 4 B x 3/4 forwarded / 2 directions = 96.
@@ -57,7 +72,11 @@ def test_linear_on_mesh4_by_hand():
     # Two reduce directions, ingress, broadcast: 4 colors.
     assert a["colors"] == 4
     assert sorted({(r["flow"], r["color"]) for r in a["routes"]}) == [
-        ("broadcast", 3), ("ingress", 2), ("reduce", 0), ("reduce", 1)]
+        ("broadcast", 3),
+        ("ingress", 2),
+        ("reduce", 0),
+        ("reduce", 1),
+    ]
     c = a["cost"]
     compute = 8 * (2 * 16 * 4 * 2 / FPC + 8)  # 2869.5: 8 chunks of mt*kt*nc FMACs + a pipeline fill each
     assert c["compute"] == round(compute, 1)
@@ -93,8 +112,15 @@ def test_more_tokens_than_rows_on_mesh4():
     assert a["tiling"]["M"] == {"axis": "y", "parts": 4, "tile": 16}
     assert a["tiling"]["K"] == {"axis": "x", "parts": 4, "tile": 16}
     assert a["tiling"]["N"] == {"axis": "time", "groups": 1, "chunk": 32, "steps": 1}
-    assert a["memory"] == {"activation": 16 * 16 * 4, "output": 16 * 8 * 4, "accumulator": 2 * 16 * 32 * 4,
-                           "weight": 2 * 16 * 32 * 4, "tail": 0, "total": 9728, "budget": BUDGET}
+    assert a["memory"] == {
+        "activation": 16 * 16 * 4,
+        "output": 16 * 8 * 4,
+        "accumulator": 2 * 16 * 32 * 4,
+        "weight": 2 * 16 * 32 * 4,
+        "tail": 0,
+        "total": 9728,
+        "budget": BUDGET,
+    }
     # ring: 16 tokens x 32 partial sums x 4 B x 3/4 / 2 = 768, on top of column 1's 8192/4 = 2048
     assert a["links"]["bytes"] == 2048 + 768
     assert (a["cost"]["compute"], a["cost"]["total"]) == (16 * 16 * 32 * 2 / 2 + 8, 8200 + 28)
@@ -123,8 +149,15 @@ def test_port_row_outside_a_short_layer_on_mesh8():
     assert a["tiling"]["K"] == {"axis": "x", "parts": 8, "tile": 8}
     assert a["tiling"]["N"] == {"axis": "time", "groups": 2, "chunk": 5, "steps": 1}
     assert a["rect"] == [0, 0, 8, 2]
-    assert a["memory"] == {"activation": 3 * 8 * 4, "output": 3 * 1 * 4, "accumulator": 2 * 3 * 5 * 4,
-                           "weight": 2 * 8 * 5 * 4, "tail": 0, "total": 548, "budget": BUDGET}
+    assert a["memory"] == {
+        "activation": 3 * 8 * 4,
+        "output": 3 * 1 * 4,
+        "accumulator": 2 * 3 * 5 * 4,
+        "weight": 2 * 8 * 5 * 4,
+        "tail": 0,
+        "total": 548,
+        "budget": BUDGET,
+    }
     per_column = 64 * 10 * 4 // 8  # 320
     broadcast = sorted(r["box"] for r in a["routes"] if r["flow"] == "broadcast")
     assert broadcast == [[0, 0, 3, 4], [4, 0, 7, 4]]  # down from row 4 to rows 0..1
@@ -149,9 +182,15 @@ def test_row_groups_on_mesh16_f16():
     assert (tl["M"]["parts"], tl["M"]["tile"], tl["K"]["parts"], tl["K"]["tile"]) == (1, 100, 16, 32)
     assert tl["N"] == {"axis": "time", "groups": 16, "chunk": 32, "steps": 1}
     assert tl["size"] == [16, 16]
-    assert a["memory"] == {"activation": 100 * 32 * 2, "output": 100 * (32 // 16) * 2,
-                           "accumulator": 2 * 100 * 32 * 4, "weight": 2 * 32 * 32 * 2, "tail": 0, "total": 36496,
-                           "budget": BUDGET}
+    assert a["memory"] == {
+        "activation": 100 * 32 * 2,
+        "output": 100 * (32 // 16) * 2,
+        "accumulator": 2 * 100 * 32 * 4,
+        "weight": 2 * 32 * 32 * 2,
+        "tail": 0,
+        "total": 36496,
+        "budget": BUDGET,
+    }
     assert a["estimate"]["compute"] == 100 * 32 * 32 * 2 / 4 + 8
     per_column = 512 * 512 * 2 // 16  # 32768 bytes of weights per column
     assert {r["bytes"] for r in a["routes"] if r["flow"] in ("ingress", "broadcast")} == {per_column}
@@ -161,7 +200,6 @@ def test_row_groups_on_mesh16_f16():
     ring = 100 * 32 * 4 * 15 / 16 / 2  # 6000
     assert a["links"] == {"busiest": [0, 8, "E"], "bytes": 7 * per_column + ring, "cycles": (7 * per_column + ring) / 4}
     assert a["colors"] == 5  # ingress, broadcast, replicate, two reduce rings
-
 
 
 def test_pipeline_weights_are_resident_somewhere():

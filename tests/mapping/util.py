@@ -30,8 +30,10 @@ def linear_wir(M: int, K: int, N: int, *, bias: bool = False, dtype: str = "f32"
         f"    %wt = permute %w {{dims = [1, 0]}} : tensor<{K}x{N}x{dtype}>",
     ]
     if bias:
-        lines += [f"    %b = weight.get @fc.bias : tensor<{N}x{dtype}>",
-                  f"    %h = addmm %b, %x, %wt : tensor<{M}x{N}x{dtype}>"]
+        lines += [
+            f"    %b = weight.get @fc.bias : tensor<{N}x{dtype}>",
+            f"    %h = addmm %b, %x, %wt : tensor<{M}x{N}x{dtype}>",
+        ]
     else:
         lines.append(f"    %h = mm %x, %wt : tensor<{M}x{N}x{dtype}>")
     lines += ["    return %h", "  }", "}", ""]
@@ -61,8 +63,20 @@ def route_flows(layer_name: str, routes: list[dict]) -> list[Flow]:
     for r in routes:
         box = tuple(r["box"]) if "box" in r else None
         feeds = tuple(r["feeds"]) if "feeds" in r else None
-        out.append(Flow(r["flow"], layer_name, box, r.get("axis", "x"), r.get("src"), r.get("bytes", 0), feeds,
-                        [tuple(p) for p in r.get("path", [])], r["color"], r.get("peer", "")))
+        out.append(
+            Flow(
+                r["flow"],
+                layer_name,
+                box,
+                r.get("axis", "x"),
+                r.get("src"),
+                r.get("bytes", 0),
+                feeds,
+                [tuple(p) for p in r.get("path", [])],
+                r["color"],
+                r.get("peer", ""),
+            )
+        )
     return out
 
 
@@ -82,8 +96,10 @@ def router_color_usage(flows: list[Flow], width: int, height: int, colors: int) 
     ys = sorted({0, height} | {rc[1] for _, rc in rects} | {rc[3] + 1 for _, rc in rects})
     ix = {x: i for i, x in enumerate(xs)}
     iy = {y: i for i, y in enumerate(ys)}
-    small = [Flow(f.kind, f.layer, (ix[x0], iy[y0], ix[x1 + 1] - 1, iy[y1 + 1] - 1), color=f.color)
-             for f, (x0, y0, x1, y1) in rects]
+    small = [
+        Flow(f.kind, f.layer, (ix[x0], iy[y0], ix[x1 + 1] - 1, iy[y1 + 1] - 1), color=f.color)
+        for f, (x0, y0, x1, y1) in rects
+    ]
     return int(color_usage(small, len(xs) - 1, len(ys) - 1, colors).max())
 
 
@@ -97,8 +113,12 @@ def same_color_conflicts(flows: list[Flow]) -> list[tuple[str, str, int]]:
         rects = [_router_rects(f) for f in group]
         for i in range(len(group)):
             for j in range(i + 1, len(group)):
-                if any(a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3] for a in rects[i] for b in rects[j]):
-                    out.append((f"{group[i].kind} of @{group[i].layer}", f"{group[j].kind} of @{group[j].layer}", color))
+                if any(
+                    a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3] for a in rects[i] for b in rects[j]
+                ):
+                    out.append(
+                        (f"{group[i].kind} of @{group[i].layer}", f"{group[j].kind} of @{group[j].layer}", color)
+                    )
     return out
 
 
@@ -137,47 +157,66 @@ def plan_problems(m: Module, check_colors: bool = True) -> list[str]:
             bad.append(f"op %{op.results[0].name if op.results else op.name} has no layer ({ref})")
     steps: dict[int, list] = {}
     for layer in layers_in_order(m):
-        a, name = layer.attrs, layer.name
-        bad += tiling_problems(name, a, t)
-        x, y, w, h = a["rect"]
-        if x < 0 or y < 0 or x + w > t.width or y + h > t.height or w < 1 or h < 1:
-            bad.append(f"@{name}: rect {a['rect']} leaves the {t.width}x{t.height} mesh")
-        if a["tiling"]["size"][0] > w or a["tiling"]["size"][1] > h:
-            bad.append(f"@{name}: tiling size {a['tiling']['size']} larger than rect {a['rect']}")
-        for r in a["routes"]:
-            pts = [tuple(r["box"][:2]), tuple(r["box"][2:])] if "box" in r else [tuple(p) for p in r["path"]]
-            if any(not (0 <= px < t.width and 0 <= py < t.height) for px, py in pts):
-                bad.append(f"@{name}: {r['flow']} route {pts} leaves the mesh")
-            if "box" in r and (r["box"][0] > r["box"][2] or r["box"][1] > r["box"][3]):
-                bad.append(f"@{name}: {r['flow']} box {r['box']} is empty")
-            if "path" in r and any(ax != bx and ay != by for (ax, ay), (bx, by) in pairwise(pts)):
-                bad.append(f"@{name}: {r['flow']} path {pts} is not rectilinear")
-        end = max(e["offset"] + e["bytes"] for e in a["memmap"])
-        if end != t.sram_bytes or any(e["offset"] % 16 for e in a["memmap"]):
-            bad.append(f"@{name}: memory map ends at {end}, not at the {t.sram_bytes}-byte SRAM, or is unaligned")
-        c = a["cost"]
-        if not c["total"] > 0 or c["bound"] not in BOUNDS or not 0 <= c["utilization"] <= 1:
-            bad.append(f"@{name}: cost {c}")
-        steps.setdefault(a["step"], []).append(layer)
+        bad += tiling_problems(layer.name, layer.attrs, t) + _layer_problems(layer.name, layer.attrs, t)
+        steps.setdefault(layer.attrs["step"], []).append(layer)
     for step, group in steps.items():
-        rects = [(layer.name, layer.attrs["rect"]) for layer in group]
-        for i, (na, ra) in enumerate(rects):
-            for nb, rb in rects[i + 1:]:
-                if ra[0] < rb[0] + rb[2] and rb[0] < ra[0] + ra[2] and ra[1] < rb[1] + rb[3] and rb[1] < ra[1] + ra[3]:
-                    bad.append(f"step {step}: @{na} {ra} overlaps @{nb} {rb}")
-        if check_colors:
-            flows = [f for layer in group for f in route_flows(layer.name, layer.attrs["routes"])]
-            if any(not 0 <= f.color < t.usable_colors for f in flows):
-                bad.append(f"step {step}: a color outside 0..{t.usable_colors - 1}")
-            else:
-                most = router_color_usage(flows, t.width, t.height, t.usable_colors)
-                if most > t.usable_colors:
-                    bad.append(f"step {step}: a router uses {most} colors, {t.usable_colors} usable")
-            for a_, b_, color in same_color_conflicts(flows):
-                bad.append(f"step {step}: {a_} and {b_} share a router on color {color}")
+        bad += _step_problems(step, group, t, check_colors)
     tot = m.attrs["plan.totals"]
     if not tot["cycles"] > 0 or not 0 <= tot["utilization"] <= 1 or tot["layers"] != len(m.layers):
         bad.append(f"totals {tot}")
+    return bad
+
+
+def _layer_problems(name: str, a: dict, t) -> list[str]:
+    """One layer's rectangle, routes, memory map and cost."""
+    bad = []
+    x, y, w, h = a["rect"]
+    if x < 0 or y < 0 or x + w > t.width or y + h > t.height or w < 1 or h < 1:
+        bad.append(f"@{name}: rect {a['rect']} leaves the {t.width}x{t.height} mesh")
+    if a["tiling"]["size"][0] > w or a["tiling"]["size"][1] > h:
+        bad.append(f"@{name}: tiling size {a['tiling']['size']} larger than rect {a['rect']}")
+    for r in a["routes"]:
+        bad += _route_problems(name, r, t)
+    end = max(e["offset"] + e["bytes"] for e in a["memmap"])
+    if end != t.sram_bytes or any(e["offset"] % 16 for e in a["memmap"]):
+        bad.append(f"@{name}: memory map ends at {end}, not at the {t.sram_bytes}-byte SRAM, or is unaligned")
+    c = a["cost"]
+    if not c["total"] > 0 or c["bound"] not in BOUNDS or not 0 <= c["utilization"] <= 1:
+        bad.append(f"@{name}: cost {c}")
+    return bad
+
+
+def _route_problems(name: str, r: dict, t) -> list[str]:
+    bad = []
+    pts = [tuple(r["box"][:2]), tuple(r["box"][2:])] if "box" in r else [tuple(p) for p in r["path"]]
+    if any(not (0 <= px < t.width and 0 <= py < t.height) for px, py in pts):
+        bad.append(f"@{name}: {r['flow']} route {pts} leaves the mesh")
+    if "box" in r and (r["box"][0] > r["box"][2] or r["box"][1] > r["box"][3]):
+        bad.append(f"@{name}: {r['flow']} box {r['box']} is empty")
+    if "path" in r and any(ax != bx and ay != by for (ax, ay), (bx, by) in pairwise(pts)):
+        bad.append(f"@{name}: {r['flow']} path {pts} is not rectilinear")
+    return bad
+
+
+def _step_problems(step: int, group: list, t, check_colors: bool) -> list[str]:
+    """The layers of one step: their rectangles are disjoint and their routes fit the colors."""
+    bad = []
+    rects = [(layer.name, layer.attrs["rect"]) for layer in group]
+    for i, (na, ra) in enumerate(rects):
+        for nb, rb in rects[i + 1 :]:
+            if ra[0] < rb[0] + rb[2] and rb[0] < ra[0] + ra[2] and ra[1] < rb[1] + rb[3] and rb[1] < ra[1] + ra[3]:
+                bad.append(f"step {step}: @{na} {ra} overlaps @{nb} {rb}")
+    if not check_colors:
+        return bad
+    flows = [f for layer in group for f in route_flows(layer.name, layer.attrs["routes"])]
+    if any(not 0 <= f.color < t.usable_colors for f in flows):
+        bad.append(f"step {step}: a color outside 0..{t.usable_colors - 1}")
+    else:
+        most = router_color_usage(flows, t.width, t.height, t.usable_colors)
+        if most > t.usable_colors:
+            bad.append(f"step {step}: a router uses {most} colors, {t.usable_colors} usable")
+    for a_, b_, color in same_color_conflicts(flows):
+        bad.append(f"step {step}: {a_} and {b_} share a router on color {color}")
     return bad
 
 

@@ -49,8 +49,11 @@ def run_entry(kind: str, name: str) -> dict:
         model, inputs = build()
         result = compare_model(model, inputs, name=name.replace("-", "_"))
         out["passed"] = result.passed
-        out["lines"] = [f"{c.name}: {c.comparison.summary()}" for c in result.outputs] + (
-            [result.reason] if result.reason else []) + ([result.diagnosis] if result.diagnosis else [])
+        out["lines"] = (
+            [f"{c.name}: {c.comparison.summary()}" for c in result.outputs]
+            + ([result.reason] if result.reason else [])
+            + ([result.diagnosis] if result.diagnosis else [])
+        )
     except WaferError as e:
         out.update(error=str(e), error_type=type(e).__name__, exit_code=getattr(e, "exit_code", None))
     except Exception as e:  # a traceback where the user should have had a WaferError: a bug, kept whole
@@ -101,8 +104,21 @@ def test_the_zoo_covers_what_users_bring():
     assert len(families) >= 30
     # each decoder with a KV cache is verified with the cache on and for one decode step against a full cache
     assert all(f"{name}-decode" in zoo.HF_ZOO for name in zoo.DECODERS)
-    for must in ["gpt2", "llama", "mistral", "qwen2", "gemma", "phi", "mixtral", "bert", "t5_encoder", "vit",
-                 "whisper_encoder", "wav2vec2", "segformer"]:
+    for must in [
+        "gpt2",
+        "llama",
+        "mistral",
+        "qwen2",
+        "gemma",
+        "phi",
+        "mixtral",
+        "bert",
+        "t5_encoder",
+        "vit",
+        "whisper_encoder",
+        "wav2vec2",
+        "segformer",
+    ]:
         assert must in zoo.HF_ZOO
 
 

@@ -17,8 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def wafercc(*args, cwd=ROOT):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "wafercc.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, env=env, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "wafercc.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +54,14 @@ def test_run_with_inputs_writes_outputs(mlp, tmp_path):
         got = z["out0"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(want).max())))
     assert "out0  %" in r.stdout and "[8, 10]  f32" in r.stdout
-    for label in ("weights streamed from MemoryX", "peak resident weights", "peak live activations", "wall time",
-                  "layers (top 3 of 3 by time)", "total (3 layers)"):
+    for label in (
+        "weights streamed from MemoryX",
+        "peak resident weights",
+        "peak live activations",
+        "wall time",
+        "layers (top 3 of 3 by time)",
+        "total (3 layers)",
+    ):
         assert label in r.stdout, label
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left behind
 
@@ -73,11 +86,23 @@ def bad_npz(tmp_path, **arrays):
     return tmp_path / "in.npz"
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"y": np.zeros((8, 784), np.float32)}, "inputs do not match @forward(%x: tensor<8x784xf32>): missing %x; unknown %y"),
-    ({"x": np.zeros((8, 783), np.float32)}, "input %x must be tensor<8x784xf32> (float32[8, 784]), got float32[8, 783]"),
-    ({"x": np.zeros((8, 784), np.float64)}, "input %x must be tensor<8x784xf32> (float32[8, 784]), got float64[8, 784]"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            {"y": np.zeros((8, 784), np.float32)},
+            "inputs do not match @forward(%x: tensor<8x784xf32>): missing %x; unknown %y",
+        ),
+        (
+            {"x": np.zeros((8, 783), np.float32)},
+            "input %x must be tensor<8x784xf32> (float32[8, 784]), got float32[8, 783]",
+        ),
+        (
+            {"x": np.zeros((8, 784), np.float64)},
+            "input %x must be tensor<8x784xf32> (float32[8, 784]), got float64[8, 784]",
+        ),
+    ],
+)
 def test_bad_inputs(mlp, tmp_path, arrays, message):
     r = wafercc("run", mlp[0], "--inputs", bad_npz(tmp_path, **arrays), "-o", tmp_path / "out.npz")
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
@@ -109,13 +134,16 @@ def unverifiable(d: Path) -> None:
     p.write_text(p.read_text().replace("tensor<8x10xf32>", "tensor<8x11xf32>"))
 
 
-@pytest.mark.parametrize("how, message", [
-    (lambda d: (d / "weights.safetensors").unlink(), "no MemoryX store: "),
-    (flip_last_byte, "does not match its sha256 in manifest.json: the store is corrupted"),
-    (unparsable, "model.wir:"),
-    (unverifiable, "[result-type]"),
-    (lambda d: (d / "model.wir").unlink(), "is not a compiled model directory: it has no model.wir"),
-])
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        (lambda d: (d / "weights.safetensors").unlink(), "no MemoryX store: "),
+        (flip_last_byte, "does not match its sha256 in manifest.json: the store is corrupted"),
+        (unparsable, "model.wir:"),
+        (unverifiable, "[result-type]"),
+        (lambda d: (d / "model.wir").unlink(), "is not a compiled model directory: it has no model.wir"),
+    ],
+)
 def test_bad_model_dirs(mlp, tmp_path, how, message):
     r = wafercc("run", damaged(mlp, tmp_path, how), "-o", tmp_path / "out.npz")
     assert r.returncode == 2 and message in r.stderr, r.stderr

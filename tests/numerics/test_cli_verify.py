@@ -38,11 +38,14 @@ def test_verify_mismatch_exits_1_and_bisects():
     assert "the captured graph itself differs from eager PyTorch" in r.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    ([MODELS / "no_model.py"], "defines no 'model' or 'get_model()'"),
-    (["examples/mlp.py", "--inputs", "missing.npz"], "cannot read inputs from 'missing.npz'"),
-    (["examples/mlp.py", "--rtol", "-1"], "--rtol must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([MODELS / "no_model.py"], "defines no 'model' or 'get_model()'"),
+        (["examples/mlp.py", "--inputs", "missing.npz"], "cannot read inputs from 'missing.npz'"),
+        (["examples/mlp.py", "--rtol", "-1"], "--rtol must be a number >= 0"),
+    ],
+)
 def test_verify_user_errors_exit_2(args, message, tmp_path):
     r = wafercc("verify", *args, "-o", tmp_path / "build")
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -45,6 +45,7 @@ def main(argv=None) -> int:
         p.error("give --all or --op NAME")
     _OPS[:] = harness.op_db()
     harness.preload()  # import wafercc once, before the workers fork
+
     def chosen(name: str) -> bool:
         return a.all or any((s == name) if a.exact else (s in name) for s in a.op)
 
@@ -89,8 +90,11 @@ def report(outcomes: list[harness.Outcome], show: set[str], seconds: float) -> N
         if o.status in show or "all" in show:
             print(o.line())
     reached = {op for op, os_ in by_op.items() if any(o.status not in ("skip", "capture-failure") for o in os_)}
-    passing = {op for op, os_ in by_op.items() if any(o.status == "pass" for o in os_)
-               and all(o.status in ("pass", "skip") for o in os_)}
+    passing = {
+        op
+        for op, os_ in by_op.items()
+        if any(o.status == "pass" for o in os_) and all(o.status in ("pass", "skip") for o in os_)
+    }
     print(f"\n{len(outcomes)} cases of {len(by_op)} ops in {seconds:.0f} s")
     print("cases: " + ", ".join(f"{s} {cases.get(s, 0)}" for s in harness.STATUSES))
     print(f"ops passing on every sample: {len(passing)} of {len(reached)} that reached compilation")

@@ -205,12 +205,18 @@ def problems(outcomes: list[Outcome], expected: dict[str, str]) -> list[str]:
     """What fails the suite: crashes, wrong answers, unsupported ops not on the list, listed ops that now
     pass on every sample (the list may only shrink: take them off)."""
     out = [o.line() for o in outcomes if o.status in ("crash", "wrong")]
-    out += [o.line() + "  (not in tests/opinfo/expected_unsupported.txt)" for o in outcomes
-            if o.status == "unsupported" and o.op not in expected]
+    out += [
+        o.line() + "  (not in tests/opinfo/expected_unsupported.txt)"
+        for o in outcomes
+        if o.status == "unsupported" and o.op not in expected
+    ]
     by_op: dict[str, set[str]] = {}
     for o in outcomes:
         by_op.setdefault(o.op, set()).add(o.status)
-    out += [f"{op}: listed as unsupported but now supported on every sample: remove it from "
-            "tests/opinfo/expected_unsupported.txt" for op, st in by_op.items()
-            if op in expected and "unsupported" not in st and st & {"pass"}]
+    out += [
+        f"{op}: listed as unsupported but now supported on every sample: remove it from "
+        "tests/opinfo/expected_unsupported.txt"
+        for op, st in by_op.items()
+        if op in expected and "unsupported" not in st and st & {"pass"}
+    ]
     return out

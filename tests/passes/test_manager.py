@@ -110,7 +110,8 @@ def test_list_pipeline_mixes_strings_and_instances() -> None:
     [
         (
             "canonicalize,cannonicalize",
-            "unknown pass 'cannonicalize' (did you mean 'canonicalize'?); available passes: canonicalize, cost, cse, dce, fold, memplan, partition, place, route, tile",
+            "unknown pass 'cannonicalize' (did you mean 'canonicalize'?); available passes: canonicalize, cost, "
+            "cse, dce, fold, memplan, partition, place, route, tile",
         ),
         ("fold{max-elems=3}", "pass 'fold' has no option 'max-elems'; valid options: max-elements, canonicalize"),
         ("dce{verbose=true}", "pass 'dce' has no option 'verbose'; valid options: none"),
@@ -271,7 +272,9 @@ def test_reproducer_for_an_exception(broken_passes, tmp_path: Path) -> None:
     assert text.splitlines()[1] == "// failed in pass 'explode': RuntimeError: a, b {c} (an internal error in wafercc)"
     pipeline = read_reproducer_pipeline(text)
     assert pipeline == 'explode{message="a, b {c}"}'
-    with pytest.raises(PassFailure, match=r"^pass 'explode' failed: RuntimeError: a, b \{c\} \(an internal error in wafercc\)$"):
+    with pytest.raises(
+        PassFailure, match=r"^pass 'explode' failed: RuntimeError: a, b \{c\} \(an internal error in wafercc\)$"
+    ):
         run_pipeline(parse(text), pipeline)
 
 

@@ -26,8 +26,12 @@ from wafercc.mapping.check import check_plan
 
 # Other values to try for the string fields, by key.
 _ALTERNATIVES = {
-    "kind": KINDS, "flow": FLOWS, "axis": ("x", "y", "time"), "buffer": ("runtime", "activation", "weight", "free"),
-    "bound": ("compute", "ingress", "fabric", "broadcast"), "roofline_by": ("compute", "ingress"),
+    "kind": KINDS,
+    "flow": FLOWS,
+    "axis": ("x", "y", "time"),
+    "buffer": ("runtime", "activation", "weight", "free"),
+    "bound": ("compute", "ingress", "fabric", "broadcast"),
+    "roofline_by": ("compute", "ingress"),
 }
 
 

@@ -23,8 +23,12 @@ import wafercc
 from runtime import Interpreter, Store
 from tests.plan.mutate import classify, mutants
 
-PLANS = [("mlp", "mesh:8x8", "stream"), ("cnn", "mesh:8x8", "stream"), ("transformer_block", "mesh:8x8", "stream"),
-         ("mlp", "mesh16", "pipeline")]
+PLANS = [
+    ("mlp", "mesh:8x8", "stream"),
+    ("cnn", "mesh:8x8", "stream"),
+    ("transformer_block", "mesh:8x8", "stream"),
+    ("mlp", "mesh16", "pipeline"),
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -52,8 +56,10 @@ def test_every_mutant_is_refused_or_runs_to_the_same_numbers(example_models, tmp
     model, inputs = example_models[name]
     module, store, xs, ref = compiled(model, inputs, name, target, mode, tmp_path / "out")
     counts, wrong = count(module, store, xs, ref)
-    print(f"{name} on {target} ({mode}): {counts['refused']} refused, {counts['same']} same numbers, "
-          f"{counts['wrong']} wrong")
+    print(
+        f"{name} on {target} ({mode}): {counts['refused']} refused, {counts['same']} same numbers, "
+        f"{counts['wrong']} wrong"
+    )
     assert not wrong, "\n".join(wrong[:20])
     assert counts["refused"] > counts["same"] > 0
 
@@ -75,8 +81,9 @@ def _edit_wir(out_dir: Path, old: str, new: str) -> None:
 
 
 def _wafercc(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wafercc.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "wafercc.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +100,13 @@ def test_run_refuses_a_k_tile_that_drops_part_of_k(mlp_out, tmp_path):
     for f in mlp_out.iterdir():
         (out / f.name).write_bytes(f.read_bytes())
     text = (out / "model.wir").read_text()
-    tile = text.split("K = {axis = \"x\", parts = ", 1)[1].split("}", 1)[0]  # "16, tile = 49"
+    tile = text.split('K = {axis = "x", parts = ', 1)[1].split("}", 1)[0]  # "16, tile = 49"
     parts, kt = (int(v) for v in tile.replace("tile = ", "").split(", "))
-    _edit_wir(out, f"K = {{axis = \"x\", parts = {parts}, tile = {kt}}}",
-              f"K = {{axis = \"x\", parts = {parts}, tile = {kt - 1}}}")
+    _edit_wir(
+        out,
+        f'K = {{axis = "x", parts = {parts}, tile = {kt}}}',
+        f'K = {{axis = "x", parts = {parts}, tile = {kt - 1}}}',
+    )
     res = _wafercc("run", str(out), "--seed", "0")
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert res.stderr.startswith("error: layer @L0_fc1: tiling.K: ") and "[plan-cover]" in res.stderr, res.stderr
@@ -143,8 +153,11 @@ def main() -> int:
             module, store, xs, ref = compiled(model, inputs, name, target, mode, out)
             counts, wrong = count(module, store, xs, ref, full)
             wrong_total += len(wrong)
-            print(f"{name:<18} {target:<9} {mode:<8} {sum(counts.values()):>6} mutants: {counts['refused']:>6} "
-                  f"refused, {counts['same']:>5} same numbers, {counts['wrong']} wrong", flush=True)
+            print(
+                f"{name:<18} {target:<9} {mode:<8} {sum(counts.values()):>6} mutants: {counts['refused']:>6} "
+                f"refused, {counts['same']:>5} same numbers, {counts['wrong']} wrong",
+                flush=True,
+            )
             for w in wrong[:10]:
                 print("   ", w)
     return 1 if wrong_total else 0

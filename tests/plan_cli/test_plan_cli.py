@@ -24,8 +24,7 @@ def _cmd(*args) -> list[str]:
 
 
 def wafercc(*args):
-    return subprocess.run(_cmd(*args), cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=300,
-                          check=False)
+    return subprocess.run(_cmd(*args), cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +35,12 @@ def plans(tmp_path_factory):
         "stream": ("examples/mlp.py", "--target", "mesh8", "-o", base / "mlp"),
         "pipeline": ("examples/gpt.py", "--target", "mesh16", "--mode", "pipeline", "-o", base / "gpt"),
     }
-    procs = {k: subprocess.Popen(_cmd("compile", *a, "-q"), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for k, a in jobs.items()}
+    procs = {
+        k: subprocess.Popen(
+            _cmd("compile", *a, "-q"), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for k, a in jobs.items()
+    }
     for p in procs.values():
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
@@ -183,10 +186,13 @@ def test_viz_svg_is_deterministic(plans, tmp_path):
     assert outs[0].read_bytes() == outs[1].read_bytes()
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--layer", "L99_nothing"), "has no layer 'L99_nothing'"),
-    (("--show", "colors"), "invalid choice: 'colors'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--layer", "L99_nothing"), "has no layer 'L99_nothing'"),
+        (("--show", "colors"), "invalid choice: 'colors'"),
+    ],
+)
 def test_viz_bad_arguments_exit_2(plans, tmp_path, args, message):
     out = tmp_path / "m.png"
     r = wafercc("viz", plans["stream"], "-o", out, *args)

@@ -14,8 +14,17 @@ import wafercc
 from runtime import Interpreter, Store
 from wafercc.ir.plan import PlanFormatError
 
-CASES = [("mlp", "mesh4"), ("mlp", "mesh8"), ("cnn", "mesh8"), ("cnn", "wse2"), ("gpt", "mesh16"),
-         ("gpt", "wse2"), ("gpt", "wse3"), ("transformer_block", "mesh:12x20"), ("cnn", "mesh:8x8,sram-kib=8")]
+CASES = [
+    ("mlp", "mesh4"),
+    ("mlp", "mesh8"),
+    ("cnn", "mesh8"),
+    ("cnn", "wse2"),
+    ("gpt", "mesh16"),
+    ("gpt", "wse2"),
+    ("gpt", "wse3"),
+    ("transformer_block", "mesh:12x20"),
+    ("cnn", "mesh:8x8,sram-kib=8"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +96,10 @@ def test_counters_equal_the_plan(plans, name, target):
 
 
 def test_placement_invariance(plans):
-    outs = [Interpreter(plans("gpt", t)[0].module, plans("gpt", t)[1]).run(plans("gpt", t)[3]).outputs[0]
-            for t in ("mesh4", "mesh8", "mesh16", "wse2")]
+    outs = [
+        Interpreter(plans("gpt", t)[0].module, plans("gpt", t)[1]).run(plans("gpt", t)[3]).outputs[0]
+        for t in ("mesh4", "mesh8", "mesh16", "wse2")
+    ]
     ref = plans("gpt", "wse2")[2]
     for o in outs:
         assert rel_err(o, ref) < 1e-5
@@ -107,8 +118,11 @@ def test_forced_tilings_agree(plans):
 
 
 def _anchor_layer(module):
-    return next(layer for layer in module.layers.values() if layer.attrs["kind"] == "matmul"
-                and layer.attrs["tiling"]["K"]["parts"] > 2)
+    return next(
+        layer
+        for layer in module.layers.values()
+        if layer.attrs["kind"] == "matmul" and layer.attrs["tiling"]["K"]["parts"] > 2
+    )
 
 
 def test_a_missing_partial_sum_is_refused(plans):
@@ -156,8 +170,13 @@ def _cli(*args):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "wafercc.cli", *map(str, args)], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"), timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "wafercc.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        timeout=600,
+    )
 
 
 def test_verify_bf16_reports_plan_stages():

@@ -31,16 +31,35 @@ MORE = [
     C("cummin", [arr([[1.0, NAN, 0.0, -1.0], [2.0, 2.0, 1.0, 1.0]])], {"dim": 1}, id="cummin-nan-ties"),
     C("cummax", [ints(4, 3, lo=0, hi=3)], {"dim": 0}, id="cummax-int"),
     C("scatter", [f32(3, 4), _PERM, f32(2, 4, seed=1)], {"dim": 0}),
-    C("scatter", [f32(3, 4), ints(3, 5, lo=0, hi=4, seed=2), f32(3, 5, seed=1)], {"dim": 1, "reduce": "sum"},
-      id="scatter-sum"),
-    *[C("scatter", [f32(3, 4), ints(3, 5, lo=0, hi=4, seed=2), f32(3, 5, seed=1)],
-        {"dim": 1, "reduce": r, "include_self": inc}, id=f"scatter-{r}-{inc}")
-      for r in ("prod", "mean", "amax", "amin") for inc in (True, False)],
-    C("scatter", [ints(3, 4), ints(2, 4, lo=0, hi=3, seed=3), ints(2, 4, seed=4)], {"dim": 0, "reduce": "mean"},
-      id="scatter-mean-int"),
+    C(
+        "scatter",
+        [f32(3, 4), ints(3, 5, lo=0, hi=4, seed=2), f32(3, 5, seed=1)],
+        {"dim": 1, "reduce": "sum"},
+        id="scatter-sum",
+    ),
+    *[
+        C(
+            "scatter",
+            [f32(3, 4), ints(3, 5, lo=0, hi=4, seed=2), f32(3, 5, seed=1)],
+            {"dim": 1, "reduce": r, "include_self": inc},
+            id=f"scatter-{r}-{inc}",
+        )
+        for r in ("prod", "mean", "amax", "amin")
+        for inc in (True, False)
+    ],
+    C(
+        "scatter",
+        [ints(3, 4), ints(2, 4, lo=0, hi=3, seed=3), ints(2, 4, seed=4)],
+        {"dim": 0, "reduce": "mean"},
+        id="scatter-mean-int",
+    ),
     C("index_put", [f32(3, 4), f32(2, seed=1), arr([0, 2], np.int64), arr([1, 3], np.int64)], {"dims": [0, 1]}),
-    C("index_put", [f32(3, 4), f32(2, 4, seed=1), arr([2, 2], np.int64)], {"dims": [0], "accumulate": True},
-      id="index_put-accumulate-repeat"),
+    C(
+        "index_put",
+        [f32(3, 4), f32(2, 4, seed=1), arr([2, 2], np.int64)],
+        {"dims": [0], "accumulate": True},
+        id="index_put-accumulate-repeat",
+    ),
     C("index_put", [f32(3, 4), arr(5.0), bools(3, 4)], {"dims": [0]}, id="index_put-mask"),
     C("slice_scatter", [f32(4, 6), f32(4, 2, seed=1)], {"dim": 1, "start": 1, "end": 5, "step": 2}),
     C("masked_scatter", [f32(3, 4), bools(4), f32(12, seed=1)]),
@@ -50,8 +69,16 @@ MORE = [
     C("as_strided", [f32(12)], {"size": [3, 3], "stride": [3, 1], "offset": 1}),
     C("as_strided", [f32(3, 4)], {"size": [4, 2], "stride": [1, 4]}, id="as_strided-transpose"),
     C("upsample_bilinear2d", [f32(1, 2, 4, 5)], {"output_size": [7, 9]}),
-    C("upsample_bilinear2d", [f32(1, 2, 4, 5)], {"output_size": [8, 3], "align_corners": True},
-      id="upsample_bilinear2d-align"),
-    C("upsample_bilinear2d", [f32(1, 2, 4, 5)], {"output_size": [6, 8], "scales": [1.7, 1.7]},
-      id="upsample_bilinear2d-scales"),
+    C(
+        "upsample_bilinear2d",
+        [f32(1, 2, 4, 5)],
+        {"output_size": [8, 3], "align_corners": True},
+        id="upsample_bilinear2d-align",
+    ),
+    C(
+        "upsample_bilinear2d",
+        [f32(1, 2, 4, 5)],
+        {"output_size": [6, 8], "scales": [1.7, 1.7]},
+        id="upsample_bilinear2d-scales",
+    ),
 ]

@@ -12,8 +12,12 @@ from hypothesis import strategies as st
 import wafercc
 from wafercc.numerics import compare_model
 
-SETTINGS = settings(max_examples=5, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=5,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 DIM = st.sampled_from([0, 1, 2, 3])
 SHAPE = st.lists(DIM, min_size=0, max_size=3).map(tuple)
 
@@ -50,7 +54,9 @@ def broadcastable(shape):
     """A shape that broadcasts against ``shape``: a suffix of it with some dims set to 1."""
     return st.integers(0, len(shape)).flatmap(
         lambda k: st.lists(st.booleans(), min_size=k, max_size=k).map(
-            lambda ones: tuple(1 if o else s for o, s in zip(ones, shape[len(shape) - k:]))))
+            lambda ones: tuple(1 if o else s for o, s in zip(ones, shape[len(shape) - k :]))
+        )
+    )
 
 
 @SETTINGS
@@ -66,8 +72,14 @@ def test_reductions_any_dim(shape, data):
     rank = len(shape)
     dim = data.draw(st.integers(-max(rank, 1), max(rank, 1) - 1))
     keep = data.draw(st.booleans())
-    agrees(lambda x: (x.sum(dim, keepdim=keep), x.mean(dim, keepdim=keep), x.argmax(dim, keepdim=keep)
-                      if x.numel() else x.sum(dim)), rand(shape))
+    agrees(
+        lambda x: (
+            x.sum(dim, keepdim=keep),
+            x.mean(dim, keepdim=keep),
+            x.argmax(dim, keepdim=keep) if x.numel() else x.sum(dim),
+        ),
+        rand(shape),
+    )
 
 
 @SETTINGS
@@ -97,8 +109,14 @@ def test_movement(shape, data):
     rank = len(shape)
     perm = data.draw(st.permutations(range(rank)))
     d = data.draw(st.integers(-rank - 1, rank))
-    agrees(lambda x: (x.permute(tuple(perm)).unsqueeze(d).squeeze(d), torch.flip(x, [0]) if rank else x,
-                      torch.cat([x, x], 0) if rank else x.reshape(1)), rand(shape))
+    agrees(
+        lambda x: (
+            x.permute(tuple(perm)).unsqueeze(d).squeeze(d),
+            torch.flip(x, [0]) if rank else x,
+            torch.cat([x, x], 0) if rank else x.reshape(1),
+        ),
+        rand(shape),
+    )
 
 
 @SETTINGS
@@ -112,8 +130,11 @@ def test_index_family(shape, data):
     agrees(lambda x, i: torch.index_select(x, dim, i), rand(shape), idx)
 
 
-@pytest.mark.parametrize("fn", [lambda x: x.clone(), lambda x: x.view(x.shape), lambda x: x.detach(),
-                                lambda x: x.contiguous()], ids=["clone", "same-view", "detach", "contiguous"])
+@pytest.mark.parametrize(
+    "fn",
+    [lambda x: x.clone(), lambda x: x.view(x.shape), lambda x: x.detach(), lambda x: x.contiguous()],
+    ids=["clone", "same-view", "detach", "contiguous"],
+)
 def test_identity_compiles_to_an_empty_plan(fn):
     x = rand((2, 3))
     r = wafercc.compile(Fn(fn), (x,))
@@ -123,5 +144,16 @@ def test_identity_compiles_to_an_empty_plan(fn):
 
 def test_zero_d_everywhere():
     x = torch.tensor(1.5)
-    agrees(lambda x: (x.sum(0), x.argmax(0), x.amax(-1), torch.index_select(x, 0, torch.tensor([0])),
-                      torch.squeeze(x, ()), x.unsqueeze(0), x.cumsum(0), torch.softmax(x, 0)), x)
+    agrees(
+        lambda x: (
+            x.sum(0),
+            x.argmax(0),
+            x.amax(-1),
+            torch.index_select(x, 0, torch.tensor([0])),
+            torch.squeeze(x, ()),
+            x.unsqueeze(0),
+            x.cumsum(0),
+            torch.softmax(x, 0),
+        ),
+        x,
+    )

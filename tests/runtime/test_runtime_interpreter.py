@@ -44,10 +44,12 @@ MLP = """module @mlp {
 
 def _mlp_weights():
     rng = np.random.default_rng(1)
-    return {"fc1.weight": rng.standard_normal((32, 16)).astype(np.float32),
-            "fc1.bias": rng.standard_normal(32).astype(np.float32),
-            "fc2.weight": rng.standard_normal((32, 32)).astype(np.float32),
-            "fc3.weight": rng.standard_normal((8, 32)).astype(np.float32)}
+    return {
+        "fc1.weight": rng.standard_normal((32, 16)).astype(np.float32),
+        "fc1.bias": rng.standard_normal(32).astype(np.float32),
+        "fc2.weight": rng.standard_normal((32, 32)).astype(np.float32),
+        "fc3.weight": rng.standard_normal((8, 32)).astype(np.float32),
+    }
 
 
 @pytest.fixture
@@ -134,12 +136,18 @@ def test_inputs_by_name_and_position(mlp_dir):
     np.testing.assert_array_equal(it.run({"x": x}).outputs[0], it.run([x]).outputs[0])
 
 
-@pytest.mark.parametrize("inputs, message", [
-    ([], r"@forward\(%x: tensor<4x16xf32>\) takes 1 input\(s\), got 0"),
-    ({"y": 0}, r"inputs do not match @forward\(%x: tensor<4x16xf32>\): missing %x; unknown %y"),
-    ([np.ones((4, 15), np.float32)], r"input %x must be tensor<4x16xf32> \(float32\[4, 16\]\), got float32\[4, 15\]"),
-    ([np.ones((4, 16))], r"input %x must be tensor<4x16xf32> \(float32\[4, 16\]\), got float64\[4, 16\]"),
-])
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ([], r"@forward\(%x: tensor<4x16xf32>\) takes 1 input\(s\), got 0"),
+        ({"y": 0}, r"inputs do not match @forward\(%x: tensor<4x16xf32>\): missing %x; unknown %y"),
+        (
+            [np.ones((4, 15), np.float32)],
+            r"input %x must be tensor<4x16xf32> \(float32\[4, 16\]\), got float32\[4, 15\]",
+        ),
+        ([np.ones((4, 16))], r"input %x must be tensor<4x16xf32> \(float32\[4, 16\]\), got float64\[4, 16\]"),
+    ],
+)
 def test_input_errors(mlp_dir, inputs, message):
     with pytest.raises(InputError, match=message):
         Interpreter(parse(MLP), Store(mlp_dir)).run(inputs)
@@ -160,8 +168,11 @@ def test_unknown_op_and_missing_store_are_reported_up_front(mlp_dir):
     text = MLP.replace("%a2 = relu %h2", "%a2 = frobnicate %h2")
     with pytest.raises(RuntimeExecutionError, match=r"no kernel for 1 op\(s\):\n  'frobnicate' \(%a2\) at mlp.py:13"):
         Interpreter(parse(text), Store(mlp_dir))
-    with pytest.raises(RuntimeExecutionError, match=r"reads weights \(@fc1.weight, @fc1.bias, @fc2.weight, "
-                                                    r"@fc3.weight\) but no MemoryX store was given"):
+    with pytest.raises(
+        RuntimeExecutionError,
+        match=r"reads weights \(@fc1.weight, @fc1.bias, @fc2.weight, "
+        r"@fc3.weight\) but no MemoryX store was given",
+    ):
         Interpreter(parse(MLP))
 
 
@@ -265,8 +276,9 @@ def test_runtime_never_imports_torch(mlp_dir):
         "assert not bad, bad\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
 
 

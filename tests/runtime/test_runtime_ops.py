@@ -68,8 +68,10 @@ def test_every_op_has_an_aten_reference():
     assert sorted(set(OPS) - set(REF) - {"weight.get"}) == []
 
 
-@pytest.mark.parametrize("name, attrs", [("div", {"rounding_mode": "trunc"}), ("div", {"rounding_mode": "floor"}),
-                                         ("remainder", {}), ("fmod", {})])
+@pytest.mark.parametrize(
+    "name, attrs",
+    [("div", {"rounding_mode": "trunc"}), ("div", {"rounding_mode": "floor"}), ("remainder", {}), ("fmod", {})],
+)
 def test_integer_division_by_zero_raises_like_torch(name, attrs):
     from runtime import RuntimeExecutionError
 

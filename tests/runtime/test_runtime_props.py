@@ -42,14 +42,20 @@ def conv_cases(draw):
     size = per_dim(1, 7 if nsp < 3 else 4)
     # torch requires output_padding < stride or < dilation.
     opad = [draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dil)] if transposed else [0] * nsp
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     x = rng.standard_normal((2, g * cg, *size)).astype(np.float32)
     wshape = (g * cg, og, *k) if transposed else (g * og, cg, *k)
     inputs = [x, rng.standard_normal(wshape).astype(np.float32)]
     if draw(st.booleans()):
         inputs.append(rng.standard_normal(g * og).astype(np.float32))
-    attrs = {"stride": stride, "padding": pad, "dilation": dil, "transposed": transposed, "output_padding": opad,
-             "groups": g}
+    attrs = {
+        "stride": stride,
+        "padding": pad,
+        "dilation": dil,
+        "transposed": transposed,
+        "output_padding": opad,
+        "groups": g,
+    }
     return inputs, attrs
 
 
@@ -63,16 +69,19 @@ def test_convolution_matches_aten(case):
 @st.composite
 def pool_cases(draw, kind):
     k = [draw(st.integers(1, 4)), draw(st.integers(1, 4))]
-    attrs = {"kernel_size": k, "stride": draw(st.sampled_from([[], [1], [2], [3, 1], [2, 3]])),
-             "padding": [draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2))],
-             "ceil_mode": draw(st.booleans())}
+    attrs = {
+        "kernel_size": k,
+        "stride": draw(st.sampled_from([[], [1], [2], [3, 1], [2, 3]])),
+        "padding": [draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2))],
+        "ceil_mode": draw(st.booleans()),
+    }
     if kind == "max_pool2d":
         attrs["dilation"] = draw(st.sampled_from([[1], [2], [1, 2]]))
     else:
         attrs["count_include_pad"] = draw(st.booleans())
         attrs["divisor_override"] = draw(st.sampled_from([None, None, 1, 3]))
     shape = (draw(st.integers(1, 2)), 2, draw(st.integers(1, 9)), draw(st.integers(1, 9)))
-    x = np.random.default_rng(draw(st.integers(0, 2 ** 16))).standard_normal(shape).astype(np.float32)
+    x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal(shape).astype(np.float32)
     if kind == "max_pool2d" and draw(st.booleans()):
         x = np.round(x)  # ties: torch keeps the first maximum of a window
     return [x], attrs

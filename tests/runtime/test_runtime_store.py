@@ -49,7 +49,9 @@ def test_manifest_format(store_dir):
     assert doc["format"] == "wafercc-memoryx/1"
     assert doc["tensors"]["ids"]["kind"] == "buffer"
     assert doc["tensors"]["fc1.weight"] == {
-        "dtype": "f32", "shape": [4, 3], "kind": "parameter",
+        "dtype": "f32",
+        "shape": [4, 3],
+        "kind": "parameter",
         "sha256": __import__("hashlib").sha256(_tensors()["fc1.weight"].tobytes()).hexdigest(),
     }
 
@@ -60,7 +62,7 @@ def test_file_is_standard_safetensors(store_dir):
     data = (store_dir / STORE_FILE).read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     assert (8 + n) % 8 == 0  # the data section starts 8-byte aligned
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
     assert list(header) == sorted(header)
     # Tensors are packed in the given order (safetensors readers reject gaps).
     offsets = [header[k]["data_offsets"] for k in _tensors()]
@@ -88,8 +90,11 @@ def test_corrupted_byte_is_a_checksum_error_for_that_tensor_only(tmp_path):
     _corrupt(tmp_path / STORE_FILE, 1)  # the last byte belongs to fc2.weight
     st = Store(tmp_path)
     st.get("fc1.weight")  # lazy: the corrupted neighbour is never read, so never noticed
-    with pytest.raises(StoreError, match=r"weight 'fc2.weight' in weights.safetensors does not match its sha256 "
-                                         r"in manifest.json: the store is corrupted"):
+    with pytest.raises(
+        StoreError,
+        match=r"weight 'fc2.weight' in weights.safetensors does not match its sha256 "
+        r"in manifest.json: the store is corrupted",
+    ):
         st.get("fc2.weight")
 
 
@@ -129,8 +134,11 @@ def test_manifest_lists_a_tensor_the_file_lacks(store_dir):
 
 def test_wrong_shape_or_dtype_against_the_wir(store_dir):
     st = Store(store_dir)
-    with pytest.raises(StoreError, match=r"weight 'fc1.weight' is declared tensor<3x4xf32> in the WIR but is "
-                                         r"tensor<4x3xf32> in .*: the store does not belong to this model"):
+    with pytest.raises(
+        StoreError,
+        match=r"weight 'fc1.weight' is declared tensor<3x4xf32> in the WIR but is "
+        r"tensor<4x3xf32> in .*: the store does not belong to this model",
+    ):
         st.get("fc1.weight", TensorType((3, 4), DType.f32))
     with pytest.raises(StoreError, match="declared tensor<4x3xf16>"):
         st.get("fc1.weight", TensorType((4, 3), DType.f16))

@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.fuzz import golden, npz, store
 
-SHORT = settings(max_examples=120, deadline=None, derandomize=True, database=None,
-                 suppress_health_check=list(HealthCheck))
+SHORT = settings(
+    max_examples=120, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 @SHORT

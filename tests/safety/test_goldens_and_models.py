@@ -58,44 +58,71 @@ def test_golden_model_through_a_symlink_out_of_the_root_is_refused(capsys, golde
 # -- damaged goldens --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: [d], "has format 'a JSON list'"),
-    (lambda d: None, "has format 'a JSON NoneType'"),
-    (lambda d: {k: v for k, v in d.items() if k != "outputs"}, "outputs is missing"),
-    (lambda d: {**d, "outputs": {"a": 1}}, "outputs must be a list, got an object"),
-    (lambda d: {**d, "outputs": [1]}, "outputs[0] must be an object, got a int"),
-    (lambda d: {**d, "outputs": [{**d["outputs"][0], "dtype": "complex-ish"}]}, "outputs[0].dtype must be a numpy"),
-    (lambda d: {**d, "outputs": [{**d["outputs"][0], "shape": [-3]}]}, "outputs[0].shape must be a list of sizes"),
-    (lambda d: {**d, "outputs": [{**d["outputs"][0], "dtype": "2.13.0+cpu"}]},  # found by tests/fuzz/golden.py
-     "outputs[0].dtype must be a numpy"),
-    (lambda d: {**d, "outputs": [{**d["outputs"][0], "tolerance": {"rtol": "x"}}]},
-     "outputs[0].tolerance.rtol must be a number"),
-    (lambda d: {**d, "settings": "wse2"}, "settings must be an object"),
-    (lambda d: {**d, "inputs": {"arrays": [{"name": "arg0", "shape": [2, 16], "dtype": "object"}]}},
-     "inputs.arrays[0].dtype must be a numpy dtype"),
-    (lambda d: {**d, "files": {"inputs.npz": 3}}, "files.inputs.npz must be a string"),
-    (lambda d: {**d, "settings": {**d["settings"], "mode": "sideways"}}, "settings.mode must be stream or pipeline"),
-    (lambda d: {**d, "settings": {**d["settings"], "target": "mesh:0x0"}}, "settings.target must be a target"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: [d], "has format 'a JSON list'"),
+        (lambda d: None, "has format 'a JSON NoneType'"),
+        (lambda d: {k: v for k, v in d.items() if k != "outputs"}, "outputs is missing"),
+        (lambda d: {**d, "outputs": {"a": 1}}, "outputs must be a list, got an object"),
+        (lambda d: {**d, "outputs": [1]}, "outputs[0] must be an object, got a int"),
+        (lambda d: {**d, "outputs": [{**d["outputs"][0], "dtype": "complex-ish"}]}, "outputs[0].dtype must be a numpy"),
+        (lambda d: {**d, "outputs": [{**d["outputs"][0], "shape": [-3]}]}, "outputs[0].shape must be a list of sizes"),
+        (
+            lambda d: {**d, "outputs": [{**d["outputs"][0], "dtype": "2.13.0+cpu"}]},  # found by tests/fuzz/golden.py
+            "outputs[0].dtype must be a numpy",
+        ),
+        (
+            lambda d: {**d, "outputs": [{**d["outputs"][0], "tolerance": {"rtol": "x"}}]},
+            "outputs[0].tolerance.rtol must be a number",
+        ),
+        (lambda d: {**d, "settings": "wse2"}, "settings must be an object"),
+        (
+            lambda d: {**d, "inputs": {"arrays": [{"name": "arg0", "shape": [2, 16], "dtype": "object"}]}},
+            "inputs.arrays[0].dtype must be a numpy dtype",
+        ),
+        (lambda d: {**d, "files": {"inputs.npz": 3}}, "files.inputs.npz must be a string"),
+        (
+            lambda d: {**d, "settings": {**d["settings"], "mode": "sideways"}},
+            "settings.mode must be stream or pipeline",
+        ),
+        (lambda d: {**d, "settings": {**d["settings"], "target": "mesh:0x0"}}, "settings.target must be a target"),
+    ],
+)
 def test_damaged_golden_json_exits_2_naming_the_place(capsys, golden_copy, change, message):
     edit_json(golden_copy, change)
-    code, err = cli(capsys, "golden", "check", golden_copy / "models" / "tiny.py", "--dir",
-                    golden_copy / "goldens", "-q")
+    code, err = cli(
+        capsys, "golden", "check", golden_copy / "models" / "tiny.py", "--dir", golden_copy / "goldens", "-q"
+    )
     assert code == 2 and message in err and "golden.json" in err, err
 
 
 def test_an_unknown_tolerance_field_is_ignored(capsys, golden_copy):
     """Found by tests/fuzz/golden.py: an extra key in a recorded tolerance was a TypeError."""
-    edit_json(golden_copy, lambda d: {**d, "outputs": [{**d["outputs"][0], "tolerance": {
-        **d["outputs"][0]["tolerance"], "__metadata__": 1}}]})
+    edit_json(
+        golden_copy,
+        lambda d: {
+            **d,
+            "outputs": [{**d["outputs"][0], "tolerance": {**d["outputs"][0]["tolerance"], "__metadata__": 1}}],
+        },
+    )
     code, out = cli(capsys, "golden", "check", "--dir", golden_copy / "goldens", "-q")
     assert code == 0, out
 
 
 def test_a_damaged_golden_can_be_re_recorded(capsys, golden_copy):
     (golden_copy / "goldens" / "tiny" / "golden.json").write_text("[]")
-    code, out = cli(capsys, "golden", "record", golden_copy / "models" / "tiny.py", "--dir",
-                    golden_copy / "goldens", "--target", "mesh4", "-q")
+    code, out = cli(
+        capsys,
+        "golden",
+        "record",
+        golden_copy / "models" / "tiny.py",
+        "--dir",
+        golden_copy / "goldens",
+        "--target",
+        "mesh4",
+        "-q",
+    )
     assert code == 0, out
     assert cli(capsys, "golden", "check", "--dir", golden_copy / "goldens", "-q")[0] == 0
 
@@ -112,18 +139,22 @@ def _npz_with_sha(root: Path, name: str, blob: bytes) -> None:
     edit_json(root, lambda d: {**d, "files": {**d["files"], name: F.sha256(blob)}})
 
 
-@pytest.mark.parametrize("what, blob, message", [
-    ("truncated", lambda good: good[: len(good) // 2], "is not a valid .npz"),
-    ("not a zip", lambda good: b"hello", "is not a valid .npz"),
-    ("renamed member", lambda good: F.npz_bytes({"zzz": np.zeros((2, 4), np.float32)}), "holds zzz; golden.json"),
-    ("wrong shape", lambda good: F.npz_bytes({"out0": np.zeros((3,), np.float32)}), "member out0 is float32[3]"),
-    ("pickle", lambda good: _pickled_npz(), "holds Python objects"),
-])
+@pytest.mark.parametrize(
+    "what, blob, message",
+    [
+        ("truncated", lambda good: good[: len(good) // 2], "is not a valid .npz"),
+        ("not a zip", lambda good: b"hello", "is not a valid .npz"),
+        ("renamed member", lambda good: F.npz_bytes({"zzz": np.zeros((2, 4), np.float32)}), "holds zzz; golden.json"),
+        ("wrong shape", lambda good: F.npz_bytes({"out0": np.zeros((3,), np.float32)}), "member out0 is float32[3]"),
+        ("pickle", lambda good: _pickled_npz(), "holds Python objects"),
+    ],
+)
 def test_npz_with_an_updated_sha_is_still_checked(capsys, golden_copy, what, blob, message):
     good = (golden_copy / "goldens" / "tiny" / "eager.npz").read_bytes()
     _npz_with_sha(golden_copy, "eager.npz", blob(good))
-    code, err = cli(capsys, "golden", "check", golden_copy / "models" / "tiny.py", "--dir",
-                    golden_copy / "goldens", "-q")
+    code, err = cli(
+        capsys, "golden", "check", golden_copy / "models" / "tiny.py", "--dir", golden_copy / "goldens", "-q"
+    )
     assert code == 2 and message in err and "eager.npz" in err, err
 
 
@@ -143,8 +174,10 @@ EXITS = {
     "exit0": "import sys\nsys.exit(0)\n",
     "exit_none": "raise SystemExit\n",
     "exit_in_get_model": "import sys, torch\ndef get_model():\n    sys.exit(0)\nexample_inputs = (torch.ones(2),)\n",
-    "exit_in_forward": ("import sys, torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        sys.exit(0)\n"
-                        "model = M()\nexample_inputs = (torch.ones(2),)\n"),
+    "exit_in_forward": (
+        "import sys, torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        sys.exit(0)\n"
+        "model = M()\nexample_inputs = (torch.ones(2),)\n"
+    ),
 }
 
 

@@ -38,24 +38,27 @@ def set_header(d: Path, header) -> None:
     raw = f.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     body = header if isinstance(header, bytes) else json.dumps(header).encode()
-    f.write_bytes(struct.pack("<Q", len(body)) + body + raw[8 + n:])
+    f.write_bytes(struct.pack("<Q", len(body)) + body + raw[8 + n :])
 
 
 def header_of(d: Path) -> dict:
     raw = (d / "weights.safetensors").read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
-    return json.loads(raw[8:8 + n])
+    return json.loads(raw[8 : 8 + n])
 
 
-@pytest.mark.parametrize("header, message", [
-    ([], "a JSON list, expected an object"),
-    (None, "a JSON NoneType, expected an object"),
-    (7, "a JSON int, expected an object"),
-    ("x", "a JSON str, expected an object"),
-    (b"[" * 100_000, "nested too deeply"),
-    (b"\xff\xfe", "malformed safetensors header"),
-    ({"__metadata__": [1]}, "__metadata__ is not an object"),
-])
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ([], "a JSON list, expected an object"),
+        (None, "a JSON NoneType, expected an object"),
+        (7, "a JSON int, expected an object"),
+        ("x", "a JSON str, expected an object"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b"\xff\xfe", "malformed safetensors header"),
+        ({"__metadata__": [1]}, "__metadata__ is not an object"),
+    ],
+)
 def test_store_header_that_is_not_an_object(store_copy, header, message):
     set_header(store_copy, header)
     with pytest.raises(StoreError, match=message) as e:
@@ -63,21 +66,24 @@ def test_store_header_that_is_not_an_object(store_copy, header, message):
     assert "weights.safetensors" in str(e.value)
 
 
-@pytest.mark.parametrize("edit", [
-    lambda h: [1, 2],
-    lambda h: "F32",
-    lambda h: {**h, "dtype": "F99"},
-    lambda h: {**h, "shape": [-1]},
-    lambda h: {**h, "shape": [True]},
-    lambda h: {**h, "shape": "16"},
-    lambda h: {**h, "shape": [2.5]},
-    lambda h: {**h, "data_offsets": [5]},
-    lambda h: {**h, "data_offsets": [9, 3]},
-    lambda h: {**h, "data_offsets": [-4, 0]},
-    lambda h: {**h, "data_offsets": [0, 10 ** 30]},
-    lambda h: {**h, "dtype": ["F32"]},  # found by tests/fuzz/store.py: an unhashable dtype was a TypeError
-    lambda h: {**h, "dtype": {"a": 1}},
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda h: [1, 2],
+        lambda h: "F32",
+        lambda h: {**h, "dtype": "F99"},
+        lambda h: {**h, "shape": [-1]},
+        lambda h: {**h, "shape": [True]},
+        lambda h: {**h, "shape": "16"},
+        lambda h: {**h, "shape": [2.5]},
+        lambda h: {**h, "data_offsets": [5]},
+        lambda h: {**h, "data_offsets": [9, 3]},
+        lambda h: {**h, "data_offsets": [-4, 0]},
+        lambda h: {**h, "data_offsets": [0, 10**30]},
+        lambda h: {**h, "dtype": ["F32"]},  # found by tests/fuzz/store.py: an unhashable dtype was a TypeError
+        lambda h: {**h, "dtype": {"a": 1}},
+    ],
+)
 def test_store_header_entries_are_checked(store_copy, edit):
     header = header_of(store_copy)
     name = next(k for k in header if k != "__metadata__")
@@ -101,33 +107,39 @@ def test_overlapping_tensors_are_refused(store_copy):
 
 def test_a_huge_header_length_is_refused_before_reading(store_copy):
     f = store_copy / "weights.safetensors"
-    f.write_bytes(struct.pack("<Q", 2 ** 63) + f.read_bytes()[8:])
+    f.write_bytes(struct.pack("<Q", 2**63) + f.read_bytes()[8:])
     with pytest.raises(StoreError, match="truncated: its header needs"):
         runtime.Store(store_copy)
 
 
-@pytest.mark.parametrize("doc, message", [
-    ([], "not a wafercc-memoryx/1 manifest"),
-    (None, "not a wafercc-memoryx/1 manifest"),
-    ({"format": "wafercc-memoryx/1", "tensors": []}, "not a wafercc-memoryx/1 manifest"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ([], "not a wafercc-memoryx/1 manifest"),
+        (None, "not a wafercc-memoryx/1 manifest"),
+        ({"format": "wafercc-memoryx/1", "tensors": []}, "not a wafercc-memoryx/1 manifest"),
+    ],
+)
 def test_manifest_that_is_not_an_object(store_copy, doc, message):
     (store_copy / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(StoreError, match=message):
         runtime.Store(store_copy)
 
 
-@pytest.mark.parametrize("entry, message", [
-    ([1], "is a JSON list, not an object"),
-    ("x", "is a JSON str, not an object"),
-    (None, "is a JSON NoneType, not an object"),
-    ({"dtype": "f32", "shape": [1], "sha256": "0" * 64}, "has kind None"),
-    ({"dtype": "f32", "shape": [1], "sha256": 5, "kind": "parameter"}, "has sha256 5"),
-    ({"dtype": "q8", "shape": [1], "sha256": "0" * 64, "kind": "parameter"}, "has dtype 'q8'"),
-    ({"dtype": "f32", "shape": {"a": 1}, "sha256": "0" * 64, "kind": "parameter"}, "has shape"),
-    ({"dtype": ["f32"], "shape": [1], "sha256": "0" * 64, "kind": "parameter"}, "has dtype"),  # found by fuzzing
-    ({"dtype": "f32", "shape": [1], "sha256": "0" * 64, "kind": {}}, "has kind"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ([1], "is a JSON list, not an object"),
+        ("x", "is a JSON str, not an object"),
+        (None, "is a JSON NoneType, not an object"),
+        ({"dtype": "f32", "shape": [1], "sha256": "0" * 64}, "has kind None"),
+        ({"dtype": "f32", "shape": [1], "sha256": 5, "kind": "parameter"}, "has sha256 5"),
+        ({"dtype": "q8", "shape": [1], "sha256": "0" * 64, "kind": "parameter"}, "has dtype 'q8'"),
+        ({"dtype": "f32", "shape": {"a": 1}, "sha256": "0" * 64, "kind": "parameter"}, "has shape"),
+        ({"dtype": ["f32"], "shape": [1], "sha256": "0" * 64, "kind": "parameter"}, "has dtype"),  # found by fuzzing
+        ({"dtype": "f32", "shape": [1], "sha256": "0" * 64, "kind": {}}, "has kind"),
+    ],
+)
 def test_manifest_entries_are_checked(store_copy, entry, message):
     doc = json.loads((store_copy / "manifest.json").read_text())
     name = next(iter(doc["tensors"]))
@@ -204,14 +216,17 @@ def npy_header(descr: str, shape: tuple) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("payload, message", [
-    (b"not an npy", "is not a .npy array"),
-    (b"\x93NUMPY\x01\x00" + struct.pack("<H", 20) + b"{'descr': '<f4', 'fo", "is not a .npy array"),
-    (npy_header("<f4", (1000000,)), "got float32\\[1000000\\]"),  # the type, from the header, before the data
-    (npy_header("<f4", (2, 16)), "but it holds 0 bytes of data"),
-    (npy_header("<f4", (2, 16)) + b"\0" * 1000, "but it holds more of data"),
-    (npy_header("|O", (2, 16)), "holds Python objects"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"not an npy", "is not a .npy array"),
+        (b"\x93NUMPY\x01\x00" + struct.pack("<H", 20) + b"{'descr': '<f4', 'fo", "is not a .npy array"),
+        (npy_header("<f4", (1000000,)), "got float32\\[1000000\\]"),  # the type, from the header, before the data
+        (npy_header("<f4", (2, 16)), "but it holds 0 bytes of data"),
+        (npy_header("<f4", (2, 16)) + b"\0" * 1000, "but it holds more of data"),
+        (npy_header("|O", (2, 16)), "holds Python objects"),
+    ],
+)
 def test_member_headers_are_checked_before_allocation(tiny_compiled, tmp_path, payload, message):
     func = parse_file(tiny_compiled / "model.wir").func()
     path = tmp_path / "m.npz"
@@ -224,7 +239,7 @@ def test_member_headers_are_checked_before_allocation(tiny_compiled, tmp_path, p
 def test_a_header_larger_than_the_bound_is_refused_before_allocation(tmp_path):
     path = tmp_path / "m.npz"
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("out0.npy", npy_header("<f4", (10 ** 12,)))
+        z.writestr("out0.npy", npy_header("<f4", (10**12,)))
     with pytest.raises(InputError, match="holds float32\\[1000000000000\\] \\(4,000,000,000,000 bytes\\)"):
         runtime.io.read_npz(path, lambda keys: {"out0": 64}, "outputs")
 
@@ -237,7 +252,7 @@ def test_a_damaged_deflate_stream_is_an_input_error(tiny_compiled, tmp_path):
         z.writestr("x.npy", npy_header("<f4", (2, 16)) + bytes(range(128)) * 4)
     blob = bytearray(buf.getvalue())
     start = blob.index(b"x.npy") + len("x.npy")  # the member's compressed data follows its local header
-    blob[start + 10:start + 30] = b"\xff" * 20
+    blob[start + 10 : start + 30] = b"\xff" * 20
     path = tmp_path / "z.npz"
     path.write_bytes(bytes(blob))
     with pytest.raises(InputError, match="z.npz"):
@@ -246,9 +261,11 @@ def test_a_damaged_deflate_stream_is_an_input_error(tiny_compiled, tmp_path):
 
 def test_a_run_too_large_for_memory_is_a_message_with_the_bytes(capsys, tmp_path):
     wir = tmp_path / "huge.wir"
-    wir.write_text("module @m {\n  func @forward(%x: tensor<4xf32>) -> (tensor<100000x100000x4xf32>) {\n"
-                   "    %0 = expand %x {shape = [100000, 100000, 4]} : tensor<100000x100000x4xf32>\n"
-                   "    return %0\n  }\n}\n")
+    wir.write_text(
+        "module @m {\n  func @forward(%x: tensor<4xf32>) -> (tensor<100000x100000x4xf32>) {\n"
+        "    %0 = expand %x {shape = [100000, 100000, 4]} : tensor<100000x100000x4xf32>\n"
+        "    return %0\n  }\n}\n"
+    )
     code, err = cli(capsys, "run", wir)
     assert code == 2 and "needs at least 160,000,000,000 bytes for %0" in err
     with pytest.raises(RuntimeExecutionError, match="more than this machine's 1,000 bytes"):
@@ -258,8 +275,14 @@ def test_a_run_too_large_for_memory_is_a_message_with_the_bytes(capsys, tmp_path
 # -- WIR: depth and size bounds ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attrs", ["{a = " + "[" * 5000 + "]" * 5000 + "}", "{a =  " + "[" * 100 + "]" * 100 + "}",
-                                   "{a = " + "{b = " * 300 + "1" + "}" * 300 + "}"])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        "{a = " + "[" * 5000 + "]" * 5000 + "}",
+        "{a =  " + "[" * 100 + "]" * 100 + "}",
+        "{a = " + "{b = " * 300 + "1" + "}" * 300 + "}",
+    ],
+)
 def test_deep_attribute_nesting_is_a_parse_error(attrs):
     with pytest.raises(ParseError, match="nested more than 64 deep") as e:
         parse(WIR_HEAD + "    %0 = relu %x " + attrs + WIR_TAIL, "deep.wir")

@@ -26,8 +26,17 @@ def grad(ts: TrainingStore, name: str, step: int, micro: int) -> np.ndarray:
     return (np.float32(0.01) * w + rng.standard_normal(w.size).astype(np.float32)).astype(np.float32)
 
 
-def train(store: Path, steps: int = 3, every: int = 2, micro_batches: int = 2, optimizer=None,
-          clip_norm: float | None = 1.0, piece: int = 400, chunk: int = 512, reverse: bool = False) -> TrainingStore:
+def train(
+    store: Path,
+    steps: int = 3,
+    every: int = 2,
+    micro_batches: int = 2,
+    optimizer=None,
+    clip_norm: float | None = 1.0,
+    piece: int = 400,
+    chunk: int = 512,
+    reverse: bool = False,
+) -> TrainingStore:
     """Run (or resume) to ``steps``, committing every ``every`` steps and at the end; returns the closed store."""
     optimizer = optimizer or AdamW(lr=1e-2, amsgrad=True)
     if not (store / "checkpoint.json").exists():
@@ -45,7 +54,7 @@ def train(store: Path, steps: int = 3, every: int = 2, micro_batches: int = 2, o
                     g = grad(ts, name, n, k)
                     starts = range(0, g.size, piece)
                     for a in reversed(starts) if reverse else starts:
-                        st.add_grad(name, g[a:a + piece], a)
+                        st.add_grad(name, g[a : a + piece], a)
                 st.end_micro_batch()
             ts.set_buffer("bn", np.full(5, n, np.float32))
             st.finish()

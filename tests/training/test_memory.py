@@ -20,8 +20,15 @@ def test_peak_rss_growth_is_a_fraction_of_the_store(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     probe = [sys.executable, "-m", "tests.training.memory_probe"]
     subprocess.run(probe + ["create", str(tmp_path / "s"), "18000000"], cwd=ROOT, env=env, check=True, timeout=600)
-    r = subprocess.run(probe + ["train", str(tmp_path / "s")], cwd=ROOT, env=env, check=True, timeout=900,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        probe + ["train", str(tmp_path / "s")],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=900,
+        capture_output=True,
+        text=True,
+    )
     m = json.loads(r.stdout)
     assert m["store"] > 240e6
     growth = m["peak"] - m["base"]

@@ -89,8 +89,11 @@ def test_torch_sqrt_is_what_differs():
     assert ulps(torch_sqrt(v), exact) <= 1
 
 
-@pytest.mark.parametrize("cfg", [SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
-                                 AdamW(lr=1e-2, amsgrad=True)], ids=["sgd", "adamw"])
+@pytest.mark.parametrize(
+    "cfg",
+    [SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1), AdamW(lr=1e-2, amsgrad=True)],
+    ids=["sgd", "adamw"],
+)
 def test_chunked_equals_whole(cfg):
     rng = np.random.default_rng(3)
     n = 10_007
@@ -115,8 +118,9 @@ def test_narrow_weight_is_the_master_rounded_as_torch_rounds(ours, theirs):
     m = (rng.standard_normal(100_000) * 10.0 ** rng.integers(-30, 30, 100_000)).astype(np.float32)
     with np.errstate(over="ignore"):
         mine = m.astype(ours)
-    assert np.array_equal(mine.view(np.uint16),
-                          torch.from_numpy(m).to(theirs).view(torch.int16).numpy().view(np.uint16))
+    assert np.array_equal(
+        mine.view(np.uint16), torch.from_numpy(m).to(theirs).view(torch.int16).numpy().view(np.uint16)
+    )
 
 
 f32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
@@ -164,24 +168,27 @@ def test_fma_matches_torchs_fused_kernels():
         assert np.array_equal(tc.addcmul(ta, tb, value=1e-3).numpy(), optim._fma(np.float32(1e-3) * a, b, c))
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda: SGD(lr=-0.1), "lr must be a finite number >= 0"),
-    (lambda: SGD(lr=float("nan")), "lr must be a finite number"),
-    (lambda: SGD(lr=0.1, momentum=-1), "momentum"),
-    (lambda: SGD(lr=0.1, weight_decay=-1e-4), "weight_decay"),
-    (lambda: SGD(lr=0.1, nesterov=True), "nesterov momentum needs momentum > 0"),
-    (lambda: SGD(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "dampening = 0"),
-    (lambda: SGD(lr="0.1"), "lr must be a number"),
-    (lambda: SGD(lr=0.1, nesterov=1), "nesterov must be true or false"),
-    (lambda: AdamW(lr=-1), "lr must be"),
-    (lambda: AdamW(betas=(1.0, 0.999)), "betas[0] must be a finite number in [0, 1)"),
-    (lambda: AdamW(betas=(0.9,)), "betas must be two numbers"),
-    (lambda: AdamW(eps=-1e-8), "eps"),
-    (lambda: AdamW(weight_decay=-0.1), "weight_decay"),
-    (lambda: from_dict({"type": "Adagrad"}), "unknown optimizer 'Adagrad'"),
-    (lambda: from_dict({"type": "SGD", "lr": 0.1, "lrr": 1}), "unknown setting lrr"),
-    (lambda: from_dict({"type": "SGD"}), "SGD:"),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: SGD(lr=-0.1), "lr must be a finite number >= 0"),
+        (lambda: SGD(lr=float("nan")), "lr must be a finite number"),
+        (lambda: SGD(lr=0.1, momentum=-1), "momentum"),
+        (lambda: SGD(lr=0.1, weight_decay=-1e-4), "weight_decay"),
+        (lambda: SGD(lr=0.1, nesterov=True), "nesterov momentum needs momentum > 0"),
+        (lambda: SGD(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "dampening = 0"),
+        (lambda: SGD(lr="0.1"), "lr must be a number"),
+        (lambda: SGD(lr=0.1, nesterov=1), "nesterov must be true or false"),
+        (lambda: AdamW(lr=-1), "lr must be"),
+        (lambda: AdamW(betas=(1.0, 0.999)), "betas[0] must be a finite number in [0, 1)"),
+        (lambda: AdamW(betas=(0.9,)), "betas must be two numbers"),
+        (lambda: AdamW(eps=-1e-8), "eps"),
+        (lambda: AdamW(weight_decay=-0.1), "weight_decay"),
+        (lambda: from_dict({"type": "Adagrad"}), "unknown optimizer 'Adagrad'"),
+        (lambda: from_dict({"type": "SGD", "lr": 0.1, "lrr": 1}), "unknown setting lrr"),
+        (lambda: from_dict({"type": "SGD"}), "SGD:"),
+    ],
+)
 def test_bad_configs(make, words):
     with pytest.raises(OptimizerConfigError) as e:
         make()

@@ -27,8 +27,7 @@ def mlp() -> torch.nn.Module:
 
 def batches(steps: int, k: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
     g = torch.Generator().manual_seed(1)
-    return [[(torch.randn(8, 20, generator=g), torch.randn(8, 5, generator=g)) for _ in range(k)]
-            for _ in range(steps)]
+    return [[(torch.randn(8, 20, generator=g), torch.randn(8, 5, generator=g)) for _ in range(k)] for _ in range(steps)]
 
 
 def torch_loop(data, make_opt, clip=None):
@@ -65,7 +64,7 @@ def store_loop(path: Path, data, cfg, clip=None, weight_dtype="f32", chunk=1 << 
                 g = p.grad.numpy().reshape(-1)
                 step = piece or g.size
                 for a in range(0, g.size, step):
-                    st.add_grad(n, g[a:a + step], a)
+                    st.add_grad(n, g[a : a + step], a)
             st.end_micro_batch()
         norms.append(st.finish().total_norm)
     return ts, norms
@@ -169,8 +168,15 @@ def test_files_are_safetensors_with_kinds(tmp_path):
     kinds = {f: {n: e["kind"] for n, e in doc["tensors"][f].items()} for f in doc["tensors"]}
     assert kinds["weights"] == {"a": "parameter", "b": "parameter", "c": "parameter", "bn": "buffer"}
     assert set(kinds["masters"].values()) == {"master"} and set(kinds["optimizer"].values()) == {"optimizer"}
-    assert doc["optimizer"] == {"type": "SGD", "lr": 0.1, "momentum": 0.9, "dampening": 0.0, "weight_decay": 0.0,
-                                "nesterov": False, "maximize": False}
+    assert doc["optimizer"] == {
+        "type": "SGD",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "dampening": 0.0,
+        "weight_decay": 0.0,
+        "nesterov": False,
+        "maximize": False,
+    }
     assert ts.step == 3
 
 
@@ -304,7 +310,7 @@ def test_learning_rate_schedule_equals_torch(tmp_path):
     ts.commit()
     ts.close()
     with TrainingStore(tmp_path / "s") as ts:
-        assert ts.optimizer.lr == 0.1 * 0.3 ** 2  # the schedule's value is part of the checkpoint
+        assert ts.optimizer.lr == 0.1 * 0.3**2  # the schedule's value is part of the checkpoint
         with pytest.raises(optim.OptimizerConfigError, match="has SGD state"):
             ts.set_optimizer(AdamW())
 
@@ -334,17 +340,26 @@ def test_parameter_groups_equal_torch(tmp_path, monkeypatch):
     names = [n for n, _ in model.named_parameters()]
     biases = [n for n in names if n.endswith("bias")]
     params = dict(model.named_parameters())
-    topt = torch.optim.AdamW([{"params": [params[n] for n in names if n not in biases]},
-                              {"params": [params[n] for n in biases], "weight_decay": 0.0, "lr": 3e-2}],
-                             lr=1e-2, weight_decay=0.1)
+    topt = torch.optim.AdamW(
+        [
+            {"params": [params[n] for n in names if n not in biases]},
+            {"params": [params[n] for n in biases], "weight_decay": 0.0, "lr": 3e-2},
+        ],
+        lr=1e-2,
+        weight_decay=0.1,
+    )
     for micro in data:
         topt.zero_grad()
         for x, y in micro:
             (torch.nn.functional.mse_loss(model(x), y) / len(micro)).backward()
         topt.step()
     override = {n: AdamW(lr=3e-2, weight_decay=0.0) for n in biases}
-    ts = TrainingStore.create(tmp_path / "s", {n: p.detach().numpy().copy() for n, p in mlp().named_parameters()},
-                              AdamW(lr=1e-2, weight_decay=0.1), overrides=override)
+    ts = TrainingStore.create(
+        tmp_path / "s",
+        {n: p.detach().numpy().copy() for n, p in mlp().named_parameters()},
+        AdamW(lr=1e-2, weight_decay=0.1),
+        overrides=override,
+    )
     twin = mlp()
     for micro in data:
         st = ts.begin_step(micro_batches=len(micro))
@@ -392,22 +407,25 @@ def test_continue_a_torch_run(tmp_path, monkeypatch, kind):
     """Parameters and torch's optimizer.state after 2 steps become a store, which takes steps 3-4: the result
     is torch's after 4 steps, bit for bit (the state's layout and the step count carry over)."""
     monkeypatch.setattr(optim, "_sqrt", torch_sqrt)
-    make = (lambda ps: torch.optim.SGD(ps, **SGD_KW)) if kind == "sgd" else \
-        (lambda ps: torch.optim.AdamW(ps, **ADAM_KW))
+    make = (
+        (lambda ps: torch.optim.SGD(ps, **SGD_KW)) if kind == "sgd" else (lambda ps: torch.optim.AdamW(ps, **ADAM_KW))
+    )
     cfg = SGD(**SGD_KW) if kind == "sgd" else AdamW(**ADAM_KW)
     data = batches(4, 1)
     want, _ = torch_loop(data, make)
     model = mlp()
     topt = make(model.parameters())
-    for (x, y), in data[:2]:
+    for ((x, y),) in data[:2]:
         topt.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()
         topt.step()
     params = {n: p.detach().numpy().copy() for n, p in model.named_parameters()}
-    state = {n: {k: (v.numpy().copy() if isinstance(v, torch.Tensor) else v) for k, v in topt.state[p].items()}
-             for n, p in model.named_parameters()}
+    state = {
+        n: {k: (v.numpy().copy() if isinstance(v, torch.Tensor) else v) for k, v in topt.state[p].items()}
+        for n, p in model.named_parameters()
+    }
     ts = TrainingStore.create(tmp_path / "s", params, cfg, state=state)
-    for (x, y), in data[2:]:
+    for ((x, y),) in data[2:]:
         st = ts.begin_step()
         with torch.no_grad():
             for n, p in model.named_parameters():
@@ -425,10 +443,12 @@ def test_continue_a_torch_run(tmp_path, monkeypatch, kind):
 
 def test_bad_initial_state(tmp_path):
     x = {"x": np.zeros(4, np.float32)}
-    for state, words in [({"y": {}}, "given for 'y', which is not a parameter"),
-                         ({"x": {"exp_avg": np.zeros(4)}}, "has exp_avg, which SGD does not keep"),
-                         ({"x": {"momentum_buffer": np.zeros(3)}}, "'momentum_buffer' of 'x' is [3]"),
-                         ({"x": {"step": -1}}, "whole number >= 0")]:
+    for state, words in [
+        ({"y": {}}, "given for 'y', which is not a parameter"),
+        ({"x": {"exp_avg": np.zeros(4)}}, "has exp_avg, which SGD does not keep"),
+        ({"x": {"momentum_buffer": np.zeros(3)}}, "'momentum_buffer' of 'x' is [3]"),
+        ({"x": {"step": -1}}, "whole number >= 0"),
+    ]:
         with pytest.raises(TrainingStoreError, match=words.replace("[", r"\[").replace("]", r"\]")):
             TrainingStore.create(tmp_path / "s", x, SGD(lr=1, momentum=0.9), state=state)
         assert not (tmp_path / "s").exists()

@@ -24,12 +24,15 @@ from .decompositions import decompositions
 from .graph import BackendCheckError, CompiledGraph, FailedGraph, graph_name
 from .options import BackendOptions
 
-UNSUPPORTED_HINT = ("torch.compile(backend=\"wafercc\") does not fall back to eager for these: run the code that "
-                    "uses them eagerly by wrapping it in torch.compiler.disable (docs/backend.md)")
+UNSUPPORTED_HINT = (
+    'torch.compile(backend="wafercc") does not fall back to eager for these: run the code that '
+    "uses them eagerly by wrapping it in torch.compiler.disable (docs/backend.md)"
+)
 
 
-def wafercc_backend(gm: torch.fx.GraphModule, example_inputs, options: dict | None = None, mode: str | None = None,
-                    **kwargs) -> Callable:
+def wafercc_backend(
+    gm: torch.fx.GraphModule, example_inputs, options: dict | None = None, mode: str | None = None, **kwargs
+) -> Callable:
     """The Dynamo backend: ``torch.compile(model, backend="wafercc", options={...})``. See BackendOptions for
     the options. A graph wafercc cannot compile (an unsupported op, a bad option) gives a callable that
     raises that WaferError when called: the user sees it as is, never eager numbers in its place."""
@@ -37,8 +40,10 @@ def wafercc_backend(gm: torch.fx.GraphModule, example_inputs, options: dict | No
 
     try:
         if mode not in (None, "default"):
-            raise UsageError(f"torch.compile mode '{mode}' means nothing to wafercc: give the wafer's mapping mode "
-                             "as options={'mode': 'stream' | 'pipeline'}")
+            raise UsageError(
+                f"torch.compile mode '{mode}' means nothing to wafercc: give the wafer's mapping mode "
+                "as options={'mode': 'stream' | 'pipeline'}"
+            )
         if kwargs:
             raise UsageError(f"unknown wafercc backend argument(s) {', '.join(sorted(kwargs))}")
         opts = BackendOptions.parse(options)
@@ -66,8 +71,12 @@ def wafercc_backend(gm: torch.fx.GraphModule, example_inputs, options: dict | No
             compile_one._is_wrapped_bw_compiler = True
         return compile_one
 
-    return aot_autograd(fw_compiler=compiler("forward"), bw_compiler=compiler("backward"),
-                        inference_compiler=compiler("inference"), decompositions=decompositions)(gm, example_inputs)
+    return aot_autograd(
+        fw_compiler=compiler("forward"),
+        bw_compiler=compiler("backward"),
+        inference_compiler=compiler("inference"),
+        decompositions=decompositions,
+    )(gm, example_inputs)
 
 
 def _failed_dynamo_graph(error: WaferError) -> Callable:

@@ -20,15 +20,17 @@ def decompositions() -> dict:
 
     table = dict(core_aten_decompositions())
     table[aten.max_pool2d_with_indices_backward.default] = decomposition_table[
-        aten.max_pool2d_with_indices_backward.default]
+        aten.max_pool2d_with_indices_backward.default
+    ]
     table[aten.convolution_backward.default] = _convolution_backward
     table[aten.avg_pool2d_backward.default] = _avg_pool2d_backward
     table[aten._adaptive_avg_pool2d_backward.default] = _adaptive_avg_pool2d_backward
     return table
 
 
-def _convolution_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
-                          output_padding, groups, output_mask):
+def _convolution_backward(
+    grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed, output_padding, groups, output_mask
+):
     """The gradients of a (non-transposed) convolution as convolutions: the input's is the transposed
     convolution of the output gradient with the same weight; the weight's convolves the input with the
     output gradient, batch and channels swapped (stride and dilation swap roles), one group at a time."""
@@ -39,10 +41,12 @@ def _convolution_backward(grad_output, input, weight, bias_sizes, stride, paddin
     k = weight.shape[2:]
     grad_input = grad_weight = grad_bias = None
     if output_mask[0]:
-        extra = [input.shape[2 + i] - ((grad_output.shape[2 + i] - 1) * stride[i] - 2 * padding[i]
-                                        + dilation[i] * (k[i] - 1) + 1) for i in range(spatial)]
-        grad_input = aten.convolution.default(grad_output, weight, None, stride, padding, dilation, True, extra,
-                                              groups)
+        extra = [
+            input.shape[2 + i]
+            - ((grad_output.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (k[i] - 1) + 1)
+            for i in range(spatial)
+        ]
+        grad_input = aten.convolution.default(grad_output, weight, None, stride, padding, dilation, True, extra, groups)
     if output_mask[1]:
         cin, cout = input.shape[1] // groups, grad_output.shape[1] // groups
         parts = []
@@ -62,8 +66,9 @@ def _convolution_backward(grad_output, input, weight, bias_sizes, stride, paddin
     return grad_input, grad_weight, grad_bias
 
 
-def _avg_pool2d_backward(grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                         divisor_override):
+def _avg_pool2d_backward(
+    grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+):
     """Average pooling's gradient: a depthwise transposed convolution with a constant 1/(kh*kw) kernel.
     Exact where every window divides by its full size (no ceil_mode, padding counted or absent)."""
     kernel_size = _expand(kernel_size, 2)
@@ -86,10 +91,16 @@ def _adaptive_avg_pool2d_backward(grad_output, input):
 
 def _spread(grad_output, input, kernel_size, stride, padding):
     c = input.shape[1]
-    kernel = aten.full.default([c, 1, *kernel_size], 1.0 / (kernel_size[0] * kernel_size[1]),
-                               dtype=grad_output.dtype, device=grad_output.device)
-    extra = [input.shape[2 + i] - ((grad_output.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + kernel_size[i])
-             for i in range(2)]
+    kernel = aten.full.default(
+        [c, 1, *kernel_size],
+        1.0 / (kernel_size[0] * kernel_size[1]),
+        dtype=grad_output.dtype,
+        device=grad_output.device,
+    )
+    extra = [
+        input.shape[2 + i] - ((grad_output.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + kernel_size[i])
+        for i in range(2)
+    ]
     return aten.convolution.default(grad_output, kernel, None, stride, padding, [1, 1], True, extra, c)
 
 

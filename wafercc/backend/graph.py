@@ -91,8 +91,10 @@ def _tensor_inputs(placeholders: list[torch.fx.Node]) -> tuple[list[torch.fx.Nod
             inputs.append(n)
             positions.append(i)
         elif n.users:
-            raise CaptureError(f"graph input '{n.name}' is a {type(val).__name__} ({val!r}) the graph computes "
-                               "with; wafercc compiles static graphs of tensors")
+            raise CaptureError(
+                f"graph input '{n.name}' is a {type(val).__name__} ({val!r}) the graph computes "
+                "with; wafercc compiles static graphs of tensors"
+            )
     return inputs, positions
 
 
@@ -106,8 +108,10 @@ def _outputs(gm: torch.fx.GraphModule, placeholders: list[torch.fx.Node]) -> tup
             how.append(_Out("input", arg_index[o]))
         elif isinstance(o, torch.fx.Node):
             if not isinstance(o.meta.get("val"), torch.Tensor):
-                raise CaptureError(f"the graph returns '{o.name}', a {type(o.meta.get('val')).__name__} computed "
-                                   "in the graph; wafercc returns tensors")
+                raise CaptureError(
+                    f"the graph returns '{o.name}', a {type(o.meta.get('val')).__name__} computed "
+                    "in the graph; wafercc returns tensors"
+                )
             if o not in seen:
                 seen[o] = len(outputs)
                 outputs.append(o)
@@ -131,8 +135,10 @@ def specialize(gm: torch.fx.GraphModule, args: list) -> torch.fx.GraphModule:
         with torch.no_grad(), torch.fx.traceback.preserve_node_meta():
             return make_fx(run, decomposition_table=decompositions(), tracing_mode="real")(*concrete)
     except Exception as e:
-        raise CaptureError(f"cannot specialize the graph for shapes {_signature(args)}: {type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise CaptureError(
+            f"cannot specialize the graph for shapes {_signature(args)}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
 
 
 # -- compiling ------------------------------------------------------------------------------------------
@@ -207,8 +213,10 @@ class Program:
         if not bad:
             return
         i, c = bad[0]
-        lines = [f"wafercc backend check: graph {self.name}: {len(bad)} of {len(got)} output(s) differ from eager "
-                 f"PyTorch; output {i}: {c.summary()}"]
+        lines = [
+            f"wafercc backend check: graph {self.name}: {len(bad)} of {len(got)} output(s) differ from eager "
+            f"PyTorch; output {i}: {c.summary()}"
+        ]
         first = None
         try:
             imported, pairs, _ = import_with_pairs(self.captured, name=self.name)
@@ -220,8 +228,10 @@ class Program:
             first = r.first
             lines.append(r.text())
             if first is None:
-                lines.append("the graph-level WIR matches PyTorch everywhere: the mismatch comes from a pass, the "
-                             f"mapping or the {options.precision} storage (dump_dir keeps the planned module)")
+                lines.append(
+                    "the graph-level WIR matches PyTorch everywhere: the mismatch comes from a pass, the "
+                    f"mapping or the {options.precision} storage (dump_dir keeps the planned module)"
+                )
         raise BackendCheckError("\n".join(lines), first)
 
 
@@ -231,11 +241,18 @@ def compile_program(gm: torch.fx.GraphModule, name: str, options: BackendOptions
     if not captured.outputs:
         return prog
     prog.module, prog.weights, kinds = plan_module(captured, name, options)
-    prog.interp = runtime.Interpreter(prog.module, runtime.MemoryStore(prog.weights),
-                                      plan=None if options.faithful else False, precision=options.precision)
+    prog.interp = runtime.Interpreter(
+        prog.module,
+        runtime.MemoryStore(prog.weights),
+        plan=None if options.faithful else False,
+        precision=options.precision,
+    )
     if options.dump_dir is not None:
-        files = {PLAN_FILE: plan_json(prog.module), REPORT_FILE: format_report(plan_dict(prog.module)),
-                 "graph.py": gm.code}
+        files = {
+            PLAN_FILE: plan_json(prog.module),
+            REPORT_FILE: format_report(plan_dict(prog.module)),
+            "graph.py": gm.code,
+        }
         write_output(Path(options.dump_dir) / name, prog.module, prog.weights, kinds, files)
     return prog
 
@@ -251,7 +268,8 @@ class CompiledGraph:
         self.specialized: dict[tuple, Program] = {}
         placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         symbolic = any(not _is_static(n.meta.get("val")) and n.users for n in placeholders) or any(
-            isinstance(x, torch.SymInt) for x in example_inputs)
+            isinstance(x, torch.SymInt) for x in example_inputs
+        )
         if not symbolic:
             self.static = compile_program(gm, name, options)
 
@@ -286,8 +304,12 @@ class FailedGraph:
 
 
 def _signature(args: list) -> tuple:
-    return tuple((tuple(a.shape), str(a.dtype)) if isinstance(a, torch.Tensor) else
-                 (int(a) if isinstance(a, (int, torch.SymInt)) else repr(a)) for a in args)
+    return tuple(
+        (tuple(a.shape), str(a.dtype))
+        if isinstance(a, torch.Tensor)
+        else (int(a) if isinstance(a, (int, torch.SymInt)) else repr(a))
+        for a in args
+    )
 
 
 def _as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -324,5 +346,14 @@ def _counter():
 
 _COUNTER = _counter()
 
-__all__ = ["BackendCheckError", "CompiledGraph", "FailedGraph", "Program", "captured_from_graph", "compile_program",
-           "graph_name", "plan_module", "specialize"]
+__all__ = [
+    "BackendCheckError",
+    "CompiledGraph",
+    "FailedGraph",
+    "Program",
+    "captured_from_graph",
+    "compile_program",
+    "graph_name",
+    "plan_module",
+    "specialize",
+]

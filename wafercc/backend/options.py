@@ -34,8 +34,10 @@ class BackendOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise UsageError(f"unknown wafercc backend option(s) {', '.join(map(repr, unknown))} "
-                             f"(the options are {', '.join(sorted(known))})")
+            raise UsageError(
+                f"unknown wafercc backend option(s) {', '.join(map(repr, unknown))} "
+                f"(the options are {', '.join(sorted(known))})"
+            )
         o = cls(**options)
         parse_target(o.target)  # a bad target is a usage error before any graph is compiled
         if o.mode not in MODES:

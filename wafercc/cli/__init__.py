@@ -39,13 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except MemoryError:  # the shapes were checked before allocation; this is what no check foresaw
-        print("error: wafercc ran out of memory: the model's tensors do not fit in this machine's memory; try "
-              "smaller shapes", file=sys.stderr)
+        print(
+            "error: wafercc ran out of memory: the model's tensors do not fit in this machine's memory; try "
+            "smaller shapes",
+            file=sys.stderr,
+        )
         return 2
     except SystemExit as e:  # not ours (argparse exits before func): the user's model code exited mid-command
         code = "" if e.code is None else repr(e.code)
-        print(f"error: the model's code called sys.exit({code}) while wafercc ran it: nothing was done (a model "
-              "must return, not exit)", file=sys.stderr)
+        print(
+            f"error: the model's code called sys.exit({code}) while wafercc ran it: nothing was done (a model "
+            "must return, not exit)",
+            file=sys.stderr,
+        )
         return 2
 
 

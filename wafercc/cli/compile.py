@@ -43,17 +43,32 @@ def add_compile(sub) -> None:
     model_args(p)
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: build/<model name>)")
     p.add_argument("--passes", metavar="PIPELINE", help="cleanup pipeline (default: canonicalize,fold,cse,dce)")
-    p.add_argument("--target", default="wse2", metavar="TARGET",
-                   help="wse2 (default), wse3, mesh4/8/16/32, or mesh:WxH[,sram-kib=N,colors=N,clock-ghz=F,io-gbps=F]")
-    p.add_argument("--mode", choices=("stream", "pipeline"), default="stream",
-                   help="weight streaming (default) or layer pipelined (all weights resident)")
-    p.add_argument("--emit", choices=EMIT_STAGES, default="routed",
-                   help="stop after a stage (default: routed, the full plan)")
-    p.add_argument("--no-weights", action="store_true",
-                   help="plan without weight data: no MemoryX store (automatic for a model on the meta device)")
+    p.add_argument(
+        "--target",
+        default="wse2",
+        metavar="TARGET",
+        help="wse2 (default), wse3, mesh4/8/16/32, or mesh:WxH[,sram-kib=N,colors=N,clock-ghz=F,io-gbps=F]",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("stream", "pipeline"),
+        default="stream",
+        help="weight streaming (default) or layer pipelined (all weights resident)",
+    )
+    p.add_argument(
+        "--emit", choices=EMIT_STAGES, default="routed", help="stop after a stage (default: routed, the full plan)"
+    )
+    p.add_argument(
+        "--no-weights",
+        action="store_true",
+        help="plan without weight data: no MemoryX store (automatic for a model on the meta device)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-    p.add_argument("--force", action="store_true",
-                   help="replace whatever is at -o (default: only an earlier compiled model, or an empty folder)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace whatever is at -o (default: only an earlier compiled model, or an empty folder)",
+    )
     p.set_defaults(func=cmd_compile)
 
 
@@ -66,8 +81,16 @@ def cmd_compile(args) -> int:
         model, inputs = load_model(args)
         with forced(out) if args.force else nullcontext():
             result = compile(
-                model, inputs, name=Path(args.model).stem, source=args.model, capture=args.capture,
-                pipeline=args.passes, emit=args.emit, target=args.target, mode=args.mode, out_dir=out,
+                model,
+                inputs,
+                name=Path(args.model).stem,
+                source=args.model,
+                capture=args.capture,
+                pipeline=args.passes,
+                emit=args.emit,
+                target=args.target,
+                mode=args.mode,
+                out_dir=out,
                 progress=progress,
             )
     finally:
@@ -76,18 +99,24 @@ def cmd_compile(args) -> int:
         nbytes = sum(result.module.weights[s].type.nbytes for s in result.module.weights)
         nops = sum(len(f.ops) for f in result.module.funcs)
         total = sum(result.timings.values())
-        print(f"compiled {args.model} -> {out}/  ({nops} ops, {len(result.module.weights)} weights, "
-              f"{format_bytes(nbytes)}{'' if result.with_weights else ' not stored'}; {total:.2f} s)")
+        print(
+            f"compiled {args.model} -> {out}/  ({nops} ops, {len(result.module.weights)} weights, "
+            f"{format_bytes(nbytes)}{'' if result.with_weights else ' not stored'}; {total:.2f} s)"
+        )
         files = [WIR_FILE] + ([STORE_FILE, MANIFEST_FILE] if result.with_weights else [])
         if args.emit == "routed":
             files += [PLAN_FILE, REPORT_FILE]
             totals = result.module.attrs["plan.totals"]
             if totals["structures"] < totals["layers"]:
-                print(f"  {totals['layers']} layers in {totals['structures']} distinct structures: identical layers "
-                      "reuse one plan's routes")
-            print(f"  plan on {args.target} ({args.mode}): {totals['layers']} layers, {totals['cycles']:,.0f} cycles "
-                  f"({totals['seconds'] * 1e3:.4g} ms), utilization {totals['utilization']:.1%}, peak "
-                  f"{totals['peak_bytes_per_pe']:,} bytes/PE, {totals['max_colors']} colors")
+                print(
+                    f"  {totals['layers']} layers in {totals['structures']} distinct structures: identical layers "
+                    "reuse one plan's routes"
+                )
+            print(
+                f"  plan on {args.target} ({args.mode}): {totals['layers']} layers, {totals['cycles']:,.0f} cycles "
+                f"({totals['seconds'] * 1e3:.4g} ms), utilization {totals['utilization']:.1%}, peak "
+                f"{totals['peak_bytes_per_pe']:,} bytes/PE, {totals['max_colors']} colors"
+            )
         print("  " + "  ".join(f"{out}/{f}" for f in files))
     return 0
 
@@ -98,20 +127,36 @@ def cmd_compile(args) -> int:
 def add_opt(sub) -> None:
     p = sub.add_parser("opt", help="run passes on a WIR file")
     p.add_argument("input", help="a .wir file ('-' for stdin)")
-    p.add_argument("--passes", metavar="PIPELINE",
-                   help="e.g. canonicalize,cse,dce or fold{max-elements=16}; default: the reproducer's pipeline "
-                        "if the file is one, else none (parse, verify, print)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the result here (default: stdout); an existing "
-                                                          "file only if it is a WIR module")
+    p.add_argument(
+        "--passes",
+        metavar="PIPELINE",
+        help="e.g. canonicalize,cse,dce or fold{max-elements=16}; default: the reproducer's pipeline "
+        "if the file is one, else none (parse, verify, print)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the result here (default: stdout); an existing file only if it is a WIR module",
+    )
     p.add_argument("--force", action="store_true", help="replace the -o file whatever it holds")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
-    p.add_argument("--print-ir-after", metavar="NAME", action="append", default=[],
-                   help="print the IR after the named pass (repeatable, or comma-separated)")
+    p.add_argument(
+        "--print-ir-after",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="print the IR after the named pass (repeatable, or comma-separated)",
+    )
     p.add_argument("--print-ir-after-change", action="store_true", help="print the IR after passes that changed it")
     p.add_argument("--time-passes", action="store_true", help="print a table of pass times and statistics")
     p.add_argument("--no-verify", action="store_true", help="do not run the verifier after each pass")
-    p.add_argument("--reproducer-dir", metavar="DIR", default=TEMP_DIR,
-                   help="where a failing pass writes repro.wir (default: a new temporary folder, named in the message)")
+    p.add_argument(
+        "--reproducer-dir",
+        metavar="DIR",
+        default=TEMP_DIR,
+        help="where a failing pass writes repro.wir (default: a new temporary folder, named in the message)",
+    )
     p.set_defaults(func=cmd_opt)
 
 

@@ -35,16 +35,33 @@ def _usage(p) -> int:
 
 
 def _common(p, *, record: bool) -> None:
-    p.add_argument("--dir", default=DEFAULT_DIR, metavar="DIR",
-                   help="the goldens' directory, one subdirectory per model (default: goldens)")
+    p.add_argument(
+        "--dir",
+        default=DEFAULT_DIR,
+        metavar="DIR",
+        help="the goldens' directory, one subdirectory per model (default: goldens)",
+    )
     default = "wse2" if record else None
-    p.add_argument("--target", default=default, metavar="TARGET",
-                   help="as for compile (default: wse2)" if record else "override the recorded target")
-    p.add_argument("--mode", choices=("stream", "pipeline"), default="stream" if record else None,
-                   help="as for compile" if record else "override the recorded mode")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32" if record else None,
-                   help="the runtime's storage precision (default fp32; 16-bit uses that dtype's tolerance)"
-                   if record else "override the recorded precision")
+    p.add_argument(
+        "--target",
+        default=default,
+        metavar="TARGET",
+        help="as for compile (default: wse2)" if record else "override the recorded target",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("stream", "pipeline"),
+        default="stream" if record else None,
+        help="as for compile" if record else "override the recorded mode",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32" if record else None,
+        help="the runtime's storage precision (default fp32; 16-bit uses that dtype's tolerance)"
+        if record
+        else "override the recorded precision",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
 
@@ -54,25 +71,37 @@ def add_record(actions) -> None:
     _common(p, record=True)
     p.add_argument("--entry", metavar="MODEL[:INPUTS]", help="names of the model and example-input attributes")
     p.add_argument("--capture", choices=("export", "fx"), default="export", help="as for compile")
-    p.add_argument("--seed", type=int, metavar="N", help="seeded random inputs of the example inputs' shapes and "
-                                                         "dtypes (default: the example inputs)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seeded random inputs of the example inputs' shapes and dtypes (default: the example inputs)",
+    )
     p.add_argument("--rtol", type=float, metavar="R", help="relative tolerance of float outputs (default: by dtype)")
     p.add_argument("--atol", type=float, metavar="A", help="absolute tolerance, not scaled (default: by dtype)")
-    p.add_argument("--force", action="store_true", help="replace whatever is at --dir/<model name> (default: only "
-                                                        "an earlier golden, or an empty folder)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace whatever is at --dir/<model name> (default: only an earlier golden, or an empty folder)",
+    )
     p.set_defaults(func=cmd_record)
 
 
 def add_check(actions) -> None:
-    p = actions.add_parser("check", help="recompile and rerun models and compare with their goldens",
-                           epilog="exit codes: 0 all passed (a plan change with unchanged numbers passes); 1 any drift, "
-                                  "eager change, or failure to compile or run; 2 usage error (bad path or --dir, a "
-                                  "damaged golden, a missing golden with --strict); 3 some models have no golden")
-    p.add_argument("paths", nargs="*", metavar="MODEL",
-                   help="model files, or directories of them (default: every golden in --dir)")
+    p = actions.add_parser(
+        "check",
+        help="recompile and rerun models and compare with their goldens",
+        epilog="exit codes: 0 all passed (a plan change with unchanged numbers passes); 1 any drift, "
+        "eager change, or failure to compile or run; 2 usage error (bad path or --dir, a "
+        "damaged golden, a missing golden with --strict); 3 some models have no golden",
+    )
+    p.add_argument(
+        "paths", nargs="*", metavar="MODEL", help="model files, or directories of them (default: every golden in --dir)"
+    )
     _common(p, record=False)
-    p.add_argument("--update", action="store_true",
-                   help="re-record every golden that does not pass (and record missing ones)")
+    p.add_argument(
+        "--update", action="store_true", help="re-record every golden that does not pass (and record missing ones)"
+    )
     p.add_argument("--strict", action="store_true", help="a model without a golden is a usage error (exit 2)")
     p.add_argument("--no-bisect", action="store_true", help="do not bisect a drift to the first op that moved")
     p.set_defaults(func=cmd_check)
@@ -83,8 +112,15 @@ def cmd_record(args) -> int:
     files = _files(args)
     if args.entry and len(files) != 1:
         raise UsageError("--entry names the attributes of one model file; give exactly one")
-    options = golden.Options(target=args.target, mode=args.mode, precision=args.precision, capture=args.capture,
-                             seed=args.seed, rtol=args.rtol, atol=args.atol)
+    options = golden.Options(
+        target=args.target,
+        mode=args.mode,
+        precision=args.precision,
+        capture=args.capture,
+        seed=args.seed,
+        rtol=args.rtol,
+        atol=args.atol,
+    )
     directory = Path(args.dir)
     with ExitStack() as stack:
         for path, _ in files:  # before any model runs: a golden replaces only a golden
@@ -92,8 +128,12 @@ def cmd_record(args) -> int:
             check_output_dir(dest, KIND_GOLDEN, golden.GOLDEN_FILES, force=args.force)
             if args.force:
                 stack.enter_context(forced(dest))
-        results = _each(files, "recording", args.quiet, lambda path, explicit: golden.record_file(
-            path, directory, options, entry=args.entry, explicit=explicit))
+        results = _each(
+            files,
+            "recording",
+            args.quiet,
+            lambda path, explicit: golden.record_file(path, directory, options, entry=args.entry, explicit=explicit),
+        )
     return _finish(results, "golden record")
 
 

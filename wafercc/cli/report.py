@@ -25,7 +25,6 @@ from wafercc.mapping.viz import FORMATS, find_layer, render
 from wafercc.target import Target
 
 
-
 def add_commands(sub) -> None:
     add_report(sub)
     add_viz(sub)
@@ -87,8 +86,11 @@ def rich_report(plan: Plan):
     table = Table(
         title=title(plan),
         caption="Tiling: tile/parts of M on rows and K on columns; N chunk x steps (g: row groups, p: passes "
-                "over M). Cycles: compute, ingress and fabric overlap.",
-        show_footer=True, header_style="bold", footer_style="bold", pad_edge=False,
+        "over M). Cycles: compute, ingress and fabric overlap.",
+        show_footer=True,
+        header_style="bold",
+        footer_style="bold",
+        pad_edge=False,
     )
     rows, total = table_rows(plan)
     for i, (col, foot) in enumerate(zip(COLUMNS, total)):
@@ -106,20 +108,27 @@ def layer_detail(plan: Plan, lp: LayerPlan, most_routes: int = 64) -> str:
     tl = lp.tiling
     x, y, w, h = lp.rect.to_attrs()
     dims = sorted(lp.dims.to_attrs().items()) if lp.dims is not None else []  # B K M N, as plan.json sorts them
-    out = [f"layer @{lp.name}: {lp.kind}, index {lp.index}, step {lp.step}, {lp.ops} ops"
-           + (f", anchor {lp.anchor}" if lp.anchor is not None else "")]
-    out.append(f"  dims      {' '.join(f'{k}={v:,}' for k, v in dims) or '-'}   dtype {lp.dtype.value}   "
-               f"{lp.flops:,} FLOPs")
+    out = [
+        f"layer @{lp.name}: {lp.kind}, index {lp.index}, step {lp.step}, {lp.ops} ops"
+        + (f", anchor {lp.anchor}" if lp.anchor is not None else "")
+    ]
+    out.append(
+        f"  dims      {' '.join(f'{k}={v:,}' for k, v in dims) or '-'}   dtype {lp.dtype.value}   {lp.flops:,} FLOPs"
+    )
     out.append(f"  weights   {', '.join('@' + w for w in lp.weights) or '-'} ({lp.weight_bytes:,} B)")
-    out.append(f"  rect      x={x} y={y} w={w} h={h}: {tl.pes:,} PEs hold tiles ({tl.size[0]}x{tl.size[1]}) "
-               f"of the {t.width}x{t.height} mesh ({tl.pes / (t.width * t.height):.1%})")
+    out.append(
+        f"  rect      x={x} y={y} w={w} h={h}: {tl.pes:,} PEs hold tiles ({tl.size[0]}x{tl.size[1]}) "
+        f"of the {t.width}x{t.height} mesh ({tl.pes / (t.width * t.height):.1%})"
+    )
     out += ["", "tiling"]
     n = tl.N
     out.append(f"  M  on y     {tl.M.parts:,} parts, {tl.M.tile:,} per PE")
     out.append(f"  K  on x     {tl.K.parts:,} parts, {tl.K.tile:,} per PE (partial sums reduced along rows)")
     where = "streamed in time" if n.axis == "time" else f"on {n.axis} (resident)"
-    out.append(f"  N  {where}: chunks of {_n(n.chunk, 'column')} x {_n(n.steps, 'step')}"
-               + (f", {n.groups} row groups" if n.groups > 1 else ""))
+    out.append(
+        f"  N  {where}: chunks of {_n(n.chunk, 'column')} x {_n(n.steps, 'step')}"
+        + (f", {n.groups} row groups" if n.groups > 1 else "")
+    )
     out.append(f"  passes over M: {tl.passes}")
     out += ["", _memory(lp, t), "", *_routes(lp, t, most_routes), "", _stream(lp), "", *_cost(lp, t)]
     return "\n".join(out) + "\n"
@@ -127,9 +136,11 @@ def layer_detail(plan: Plan, lp: LayerPlan, most_routes: int = 64) -> str:
 
 def _memory(lp: LayerPlan, t: Target) -> str:
     mem = lp.memory
-    head = (f"memory per PE: {mem.total:,} of the {mem.budget:,}-byte budget "
-            f"({mem.total / max(mem.budget, 1):.1%}); SRAM {t.sram_bytes:,} B, runtime "
-            f"{t.runtime_reserved_bytes:,} B")
+    head = (
+        f"memory per PE: {mem.total:,} of the {mem.budget:,}-byte budget "
+        f"({mem.total / max(mem.budget, 1):.1%}); SRAM {t.sram_bytes:,} B, runtime "
+        f"{t.runtime_reserved_bytes:,} B"
+    )
     lines = [head, f"  {'offset':>7}  {'bytes':>7}  buffer"]
     for e in lp.memmap or ():
         lines.append(f"  {e.offset:>7,}  {e.bytes:>7,}  {e.buffer}")
@@ -140,8 +151,10 @@ def _routes(lp: LayerPlan, t: Target, most: int) -> list[str]:
     routes = lp.routes
     links = lp.links
     bx, by, bd = links.busiest
-    head = (f"routes: {len(routes)} flows on {lp.colors} colors of {t.usable_colors} usable; busiest link "
-            f"({bx},{by}) {bd}: {links.bytes:,} B = {links.cycles:,.0f} cycles")
+    head = (
+        f"routes: {len(routes)} flows on {lp.colors} colors of {t.usable_colors} usable; busiest link "
+        f"({bx},{by}) {bd}: {links.bytes:,} B = {links.cycles:,.0f} cycles"
+    )
     lines = [head]
     by_color: dict[int, list] = {}
     for r in routes:
@@ -176,8 +189,9 @@ def _stream(lp: LayerPlan) -> str:
     s = lp.stream
     if not s.bytes:
         return f"stream: nothing streamed (order {s.order}; weights resident or none)"
-    return (f"stream: order {s.order}, {s.bytes:,} B in {_n(s.chunks, 'chunk')} of {s.chunk_bytes:,} B"
-            + ("; prefetched while the previous layer runs" if s.prefetch else ""))
+    return f"stream: order {s.order}, {s.bytes:,} B in {_n(s.chunks, 'chunk')} of {s.chunk_bytes:,} B" + (
+        "; prefetched while the previous layer runs" if s.prefetch else ""
+    )
 
 
 def _cost(lp: LayerPlan, t: Target) -> list[str]:
@@ -186,15 +200,20 @@ def _cost(lp: LayerPlan, t: Target) -> list[str]:
     rows = [
         ("compute", c.compute, "FMACs over the PEs, plus a pipeline fill per chunk"),
         ("ingress", c.ingress, f"weights at {t.io_bytes_per_s / 1e9:g} GB/s from MemoryX"),
-        ("fabric", c.fabric, (f"max of broadcast {est.broadcast:,.0f}, reduce {est.reduce:,.0f}, "
-                              f"busiest link {lp.links.cycles:,.0f}")),
+        (
+            "fabric",
+            c.fabric,
+            (f"max of broadcast {est.broadcast:,.0f}, reduce {est.reduce:,.0f}, busiest link {lp.links.cycles:,.0f}"),
+        ),
         ("latency", c.latency, "hops across the rectangle and relays of the reduction"),
         ("tail", c.tail, "the elementwise ops after the anchor"),
     ]
     lines = [f"cost (cycles at {clock / 1e9:.2f} GHz)"]
     lines += [f"  {k:<11} {v:>12,.1f}  {why}" for k, v, why in rows]
-    lines.append(f"  {'total':<11} {c.total:>12,.1f}  = max(compute, ingress, fabric) + latency + tail = "
-                 f"{c.total / clock * 1e6:.4g} us")
+    lines.append(
+        f"  {'total':<11} {c.total:>12,.1f}  = max(compute, ingress, fabric) + latency + tail = "
+        f"{c.total / clock * 1e6:.4g} us"
+    )
     lines.append(f"  {'bound':<11} {c.bound:>12}")
     ratio = f", estimate / roofline = {c.total / c.roofline:.3f}" if c.roofline else ""
     lines.append(f"  {'roofline':<11} {c.roofline:>12,.1f}  by {est.roofline_by}{ratio}")
@@ -216,11 +235,19 @@ def add_viz(sub) -> None:
     p = sub.add_parser("viz", help="draw a compiled plan on the mesh (PNG or SVG)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="a directory written by `wafercc compile`")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="the picture: a .png or .svg file")
-    p.add_argument("--layer", default="all", metavar="NAME",
-                   help="one layer (its name or L<index>), or all (default): small multiples in stream mode, "
-                        "the floorplan in pipeline mode")
-    p.add_argument("--show", default="all", choices=SHOWS,
-                   help="regions, routes (by router color), load (link load), sram (per PE), or all (default)")
+    p.add_argument(
+        "--layer",
+        default="all",
+        metavar="NAME",
+        help="one layer (its name or L<index>), or all (default): small multiples in stream mode, "
+        "the floorplan in pipeline mode",
+    )
+    p.add_argument(
+        "--show",
+        default="all",
+        choices=SHOWS,
+        help="regions, routes (by router color), load (link load), sram (per PE), or all (default)",
+    )
     p.add_argument("--force", action="store_true", help="replace the -o file even if it is not a picture viz drew")
     p.set_defaults(func=cmd_viz)
 

@@ -28,10 +28,19 @@ def add_run(sub) -> None:
     p.add_argument("path", metavar="PATH", help="a compiled model directory, or a .wir file with its store beside it")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--inputs", metavar="NPZ", help="inputs keyed by argument name (x) or position (arg0, arg1, ...)")
-    src.add_argument("--seed", type=int, default=None, metavar="N",
-                     help="seed of the random inputs made from the signature when no --inputs is given (default 0)")
-    p.add_argument("-o", "--output", metavar="NPZ", help="write the outputs here (out0, out1, ...); an existing "
-                                                         "file only if it is such an .npz")
+    src.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the random inputs made from the signature when no --inputs is given (default 0)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="NPZ",
+        help="write the outputs here (out0, out1, ...); an existing file only if it is such an .npz",
+    )
     p.add_argument("--force", action="store_true", help="replace the -o file whatever it holds")
     runtime_flags(p)
     p.set_defaults(func=cmd_run)
@@ -45,15 +54,19 @@ def cmd_run(args) -> int:
     func = module.func() if len(module.funcs) != 1 else module.funcs[0]
     store = runtime.Store(where) if any(op.name == "weight.get" for op in func.ops) else None
     try:
-        interp = runtime.Interpreter(module, store, plan=False if args.no_plan else None, precision=args.precision,
-                                     order=args.reduction_order)
+        interp = runtime.Interpreter(
+            module, store, plan=False if args.no_plan else None, precision=args.precision, order=args.reduction_order
+        )
         if args.inputs:
             inputs = runtime.load_inputs(args.inputs, interp.func)
         else:
             seed = args.seed if args.seed is not None else 0
             inputs = runtime.random_inputs(interp.func, seed)
-            print(f"wafercc: no --inputs: running on seeded random inputs (seed {seed}) made from "
-                  f"{runtime.io.signature(interp.func)}", file=sys.stderr)
+            print(
+                f"wafercc: no --inputs: running on seeded random inputs (seed {seed}) made from "
+                f"{runtime.io.signature(interp.func)}",
+                file=sys.stderr,
+            )
         result = interp.run(inputs)
     finally:
         if store is not None:
@@ -110,11 +123,15 @@ def format_stats(stats) -> str:
     lines.append(f"layers (top {len(top)} of {len(layers)} by time):")
     lines.append(f"  {'layer':<{width}}  {'ops':>5}  {'streamed':>10}  {'time':>10}  {'share':>6}")
     for s in top:
-        lines.append(f"  {s.name:<{width}}  {s.ops:>5}  {format_bytes(s.weight_bytes):>10}  {seconds_text(s.seconds):>10}  "
-                     f"{s.seconds / total:>6.1%}")
+        lines.append(
+            f"  {s.name:<{width}}  {s.ops:>5}  {format_bytes(s.weight_bytes):>10}  {seconds_text(s.seconds):>10}  "
+            f"{s.seconds / total:>6.1%}"
+        )
     ops = sum(s.ops for s in layers)
-    lines.append(f"  {total_label:<{width}}  {ops:>5}  {format_bytes(stats.weight_bytes_streamed):>10}  "
-                 f"{seconds_text(total):>10}  {1:>6.1%}")
+    lines.append(
+        f"  {total_label:<{width}}  {ops:>5}  {format_bytes(stats.weight_bytes_streamed):>10}  "
+        f"{seconds_text(total):>10}  {1:>6.1%}"
+    )
     return "\n".join(lines)
 
 
@@ -127,18 +144,31 @@ def add_verify(sub) -> None:
     p.add_argument("--target", default="wse2", metavar="TARGET", help="as for compile (default: wse2)")
     p.add_argument("--mode", choices=("stream", "pipeline"), default="stream", help="as for compile")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--inputs", metavar="NPZ", help="inputs keyed by argument name or position (default: the "
-                                                     "model's example inputs)")
+    src.add_argument(
+        "--inputs",
+        metavar="NPZ",
+        help="inputs keyed by argument name or position (default: the model's example inputs)",
+    )
     src.add_argument("--seed", type=int, metavar="N", help="seeded random inputs of the example inputs' shapes/dtypes")
     runtime_flags(p)
-    p.add_argument("--bisect", action="store_true",
-                   help="also bisect when the outputs match (it runs by itself when they do not)")
-    p.add_argument("--rtol", type=float, metavar="R", help="relative tolerance for every float output "
-                                                           "(default: by dtype, see docs/runtime.md)")
+    p.add_argument(
+        "--bisect", action="store_true", help="also bisect when the outputs match (it runs by itself when they do not)"
+    )
+    p.add_argument(
+        "--rtol",
+        type=float,
+        metavar="R",
+        help="relative tolerance for every float output (default: by dtype, see docs/runtime.md)",
+    )
     p.add_argument("--atol", type=float, metavar="A", help="absolute tolerance, not scaled (default: by dtype)")
-    p.add_argument("-o", "--output", metavar="DIR", help="also write the compiled model here (default: nothing written)")
-    p.add_argument("--force", action="store_true",
-                   help="replace whatever is at -o (default: only an earlier compiled model, or an empty folder)")
+    p.add_argument(
+        "-o", "--output", metavar="DIR", help="also write the compiled model here (default: nothing written)"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace whatever is at -o (default: only an earlier compiled model, or an empty folder)",
+    )
     p.set_defaults(func=cmd_verify)
 
 
@@ -155,11 +185,25 @@ def cmd_verify(args) -> int:
         progress(f"loading {args.model}")
         model, inputs = load_model(args)
         with forced(args.output) if args.output and args.force else nullcontext():
-            v = compare_model(model, inputs, inputs=args.inputs, seed=args.seed, name=Path(args.model).stem,
-                              source=args.model, capture=args.capture, target=args.target, mode=args.mode,
-                              out_dir=args.output, rtol=args.rtol, atol=args.atol,
-                              bisect=True if args.bisect else None, progress=progress, precision=args.precision,
-                              plan=not args.no_plan, order=args.reduction_order)
+            v = compare_model(
+                model,
+                inputs,
+                inputs=args.inputs,
+                seed=args.seed,
+                name=Path(args.model).stem,
+                source=args.model,
+                capture=args.capture,
+                target=args.target,
+                mode=args.mode,
+                out_dir=args.output,
+                rtol=args.rtol,
+                atol=args.atol,
+                bisect=True if args.bisect else None,
+                progress=progress,
+                precision=args.precision,
+                plan=not args.no_plan,
+                order=args.reduction_order,
+            )
     finally:
         progress.close()
     print(format_verification(v, args))
@@ -168,14 +212,26 @@ def cmd_verify(args) -> int:
 
 def format_verification(v, args) -> str:
     s = v.seconds
-    head = (f"verify {args.model}: compiled for {args.target} ({args.mode}) in {s.get('compile', 0):.2f} s; "
-            f"runtime {seconds_text(s.get('runtime', 0))}, eager PyTorch {seconds_text(s.get('eager', 0))}, on {v.inputs_from}")
+    head = (
+        f"verify {args.model}: compiled for {args.target} ({args.mode}) in {s.get('compile', 0):.2f} s; "
+        f"runtime {seconds_text(s.get('runtime', 0))}, eager PyTorch {seconds_text(s.get('eager', 0))}, "
+        f"on {v.inputs_from}"
+    )
     lines = [head]
     rows = [("output", "shape", "dtype", "max abs", "max rel", "pcc", "result")]
     for o in v.outputs:
         c = o.comparison
-        rows.append((o.name, str(list(c.shape)), DType.wir_name(c.dtype), f"{c.max_abs:.3g}", f"{c.max_rel:.3g}",
-                     "-" if c.pcc is None else f"{c.pcc:.6f}", "ok" if c.passed else "FAIL"))
+        rows.append(
+            (
+                o.name,
+                str(list(c.shape)),
+                DType.wir_name(c.dtype),
+                f"{c.max_abs:.3g}",
+                f"{c.max_rel:.3g}",
+                "-" if c.pcc is None else f"{c.pcc:.6f}",
+                "ok" if c.passed else "FAIL",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     for o in v.outputs:
@@ -194,9 +250,11 @@ def format_verification(v, args) -> str:
         lines.append(v.diagnosis)
     if v.stages:
         first = next((st for st, ok, _ in v.stages if not ok), None)
-        lines.append("plan stages: " + ", ".join(f"{st} {'ok' if ok else 'FAIL'} (max rel {rel:.3g})"
-                                                 for st, ok, rel in v.stages)
-                     + (f"; the numbers first move at the {first} stage" if first else ""))
+        lines.append(
+            "plan stages: "
+            + ", ".join(f"{st} {'ok' if ok else 'FAIL'} (max rel {rel:.3g})" for st, ok, rel in v.stages)
+            + (f"; the numbers first move at the {first} stage" if first else "")
+        )
     return "\n".join(lines)
 
 

@@ -6,6 +6,12 @@ from .importer import ImportBug, ImportResult, import_graph, unsupported_ops
 from .loader import load_model_file
 
 __all__ = [
-    "Captured", "ImportBug", "ImportResult", "WeightSource", "capture", "import_graph", "load_model_file",
+    "Captured",
+    "ImportBug",
+    "ImportResult",
+    "WeightSource",
+    "capture",
+    "import_graph",
+    "load_model_file",
     "unsupported_ops",
 ]

@@ -49,10 +49,48 @@ def _dims(dims, rank: int) -> list[int]:
 # -- elementwise ------------------------------------------------------------------------------
 
 _UNARY = [
-    "neg", "abs", "sign", "floor", "ceil", "trunc", "relu", "bitwise_not", "exp", "exp2", "expm1", "log", "log2",
-    "log10", "log1p", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
-    "tanh", "erf", "sigmoid", "silu", "hardsigmoid", "hardswish", "mish", "isnan", "isinf", "logical_not",
-    "acosh", "asinh", "atanh", "lgamma", "digamma", "signbit",
+    "neg",
+    "abs",
+    "sign",
+    "floor",
+    "ceil",
+    "trunc",
+    "relu",
+    "bitwise_not",
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "sqrt",
+    "rsqrt",
+    "reciprocal",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "erf",
+    "sigmoid",
+    "silu",
+    "hardsigmoid",
+    "hardswish",
+    "mish",
+    "isnan",
+    "isinf",
+    "logical_not",
+    "acosh",
+    "asinh",
+    "atanh",
+    "lgamma",
+    "digamma",
+    "signbit",
 ]
 
 
@@ -125,10 +163,25 @@ def _binary(name):
 
 
 for _n, _wir in [
-    ("add", "add"), ("sub", "sub"), ("mul", "mul"), ("remainder", "remainder"), ("fmod", "fmod"),
-    ("maximum", "maximum"), ("minimum", "minimum"), ("atan2", "atan2"), ("eq", "eq"), ("ne", "ne"), ("lt", "lt"),
-    ("le", "le"), ("gt", "gt"), ("ge", "ge"), ("bitwise_and", "bitwise_and"), ("bitwise_or", "bitwise_or"),
-    ("bitwise_xor", "bitwise_xor"), ("logical_and", "logical_and"), ("logical_or", "logical_or"),
+    ("add", "add"),
+    ("sub", "sub"),
+    ("mul", "mul"),
+    ("remainder", "remainder"),
+    ("fmod", "fmod"),
+    ("maximum", "maximum"),
+    ("minimum", "minimum"),
+    ("atan2", "atan2"),
+    ("eq", "eq"),
+    ("ne", "ne"),
+    ("lt", "lt"),
+    ("le", "le"),
+    ("gt", "gt"),
+    ("ge", "ge"),
+    ("bitwise_and", "bitwise_and"),
+    ("bitwise_or", "bitwise_or"),
+    ("bitwise_xor", "bitwise_xor"),
+    ("logical_and", "logical_and"),
+    ("logical_or", "logical_or"),
     ("logical_xor", "logical_xor"),
 ]:
     packet = getattr(aten, _n)
@@ -328,16 +381,28 @@ def _group_norm(ctx, x, weight, bias, n, c, hw, group, eps):
 
 @conv(aten.max_pool2d_with_indices.default)
 def _max_pool2d(ctx, x, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
-    attrs = {"kernel_size": list(kernel_size), "stride": list(stride) or list(kernel_size), "padding": list(padding),
-             "dilation": list(dilation), "ceil_mode": ceil_mode}
+    attrs = {
+        "kernel_size": list(kernel_size),
+        "stride": list(stride) or list(kernel_size),
+        "padding": list(padding),
+        "dilation": list(dilation),
+        "ceil_mode": ceil_mode,
+    }
     return ctx.emit("max_pool2d", [x], attrs)
 
 
 @conv(aten.avg_pool2d.default)
-def _avg_pool2d(ctx, x, kernel_size, stride=(), padding=(0,), ceil_mode=False, count_include_pad=True,
-                divisor_override=None):
-    attrs = {"kernel_size": list(kernel_size), "stride": list(stride) or list(kernel_size), "padding": list(padding),
-             "ceil_mode": ceil_mode, "count_include_pad": count_include_pad, "divisor_override": divisor_override}
+def _avg_pool2d(
+    ctx, x, kernel_size, stride=(), padding=(0,), ceil_mode=False, count_include_pad=True, divisor_override=None
+):
+    attrs = {
+        "kernel_size": list(kernel_size),
+        "stride": list(stride) or list(kernel_size),
+        "padding": list(padding),
+        "ceil_mode": ceil_mode,
+        "count_include_pad": count_include_pad,
+        "divisor_override": divisor_override,
+    }
     return ctx.emit1("avg_pool2d", [x], attrs)
 
 
@@ -505,9 +570,21 @@ def _fill(ctx, value):
     return ctx.emit1("full", [], {"shape": list(t.shape), "value": value, "dtype": t.dtype})
 
 
-@conv(aten.full.default, aten.full_like.default, aten.zeros.default, aten.ones.default, aten.zeros_like.default,
-      aten.ones_like.default, aten.empty.memory_format, aten.empty_like.default, aten.new_zeros.default,
-      aten.new_ones.default, aten.new_full.default, aten.new_empty.default, aten.empty_strided.default)
+@conv(
+    aten.full.default,
+    aten.full_like.default,
+    aten.zeros.default,
+    aten.ones.default,
+    aten.zeros_like.default,
+    aten.ones_like.default,
+    aten.empty.memory_format,
+    aten.empty_like.default,
+    aten.new_zeros.default,
+    aten.new_ones.default,
+    aten.new_full.default,
+    aten.new_empty.default,
+    aten.empty_strided.default,
+)
 def _full(ctx, *args, **kwargs):
     t = ctx.node.target
     if t in (aten.full.default, aten.full_like.default):
@@ -670,9 +747,11 @@ def _cdist(ctx, x1, x2, p, compute_mode=None):
 def _cdist_mm(ctx, x1, x2):
     """torch's matrix-product Euclidean distance (what it uses for p = 2 past 25 rows), step for step:
     sqrt(clamp_min([-2 x1, |x1|^2, 1] @ [x2, 1, |x2|^2]^T, 0))."""
+
     def padded(x, norm_first: bool, scale):
-        sq = ctx.emit1("sum", [ctx.emit1("pow", [x, ctx.constant(2, DType.i64)])], {"dims": [x.type.rank - 1],
-                                                                                     "keepdim": True})
+        sq = ctx.emit1(
+            "sum", [ctx.emit1("pow", [x, ctx.constant(2, DType.i64)])], {"dims": [x.type.rank - 1], "keepdim": True}
+        )
         ones = ctx.emit1("full", [], {"shape": list(sq.type.shape), "value": 1.0, "dtype": x.type.dtype})
         head = ctx.emit1("mul", [x, ctx.constant(scale, x.type.dtype)]) if scale != 1 else x
         parts = [head, sq, ones] if norm_first else [head, ones, sq]
@@ -694,8 +773,11 @@ def _matmul(ctx, a, b):
     for s in batch:
         n *= s
     a3 = ctx.emit1("view", [a], {"shape": [n] + list(a.type.shape[-2:])})
-    b3 = ctx.emit1("view", [ctx.emit1("expand", [b], {"shape": batch + list(b.type.shape[-2:])})],
-                   {"shape": [n] + list(b.type.shape[-2:])})
+    b3 = ctx.emit1(
+        "view",
+        [ctx.emit1("expand", [b], {"shape": batch + list(b.type.shape[-2:])})],
+        {"shape": [n] + list(b.type.shape[-2:])},
+    )
     y = ctx.emit1("bmm", [a3, b3])
     return ctx.emit1("view", [y], {"shape": batch + [a.type.shape[-2], b.type.shape[-1]]})
 
@@ -726,15 +808,23 @@ def _polygamma(ctx, n, x):
 
 # -- scatters and writes into a copy ------------------------------------------------------------------
 
-_SCATTER_REDUCE = {"sum": "sum", "add": "sum", "prod": "prod", "multiply": "prod", "mean": "mean",
-                   "amax": "amax", "amin": "amin"}
+_SCATTER_REDUCE = {
+    "sum": "sum",
+    "add": "sum",
+    "prod": "prod",
+    "multiply": "prod",
+    "mean": "mean",
+    "amax": "amax",
+    "amin": "amin",
+}
 
 
 @conv(aten.scatter.src, aten.scatter.value, aten.scatter.reduce, aten.scatter.value_reduce)
 def _scatter_op(ctx, x, dim, index, src, reduce=None):
     if not isinstance(src, Value):  # a scalar fills every indexed place
-        src = ctx.emit1("full", [], {"shape": list(index.type.shape), "value": _typed(src, x.type.dtype),
-                                     "dtype": x.type.dtype})
+        src = ctx.emit1(
+            "full", [], {"shape": list(index.type.shape), "value": _typed(src, x.type.dtype), "dtype": x.type.dtype}
+        )
     attrs = {"dim": _dim(dim, x.type.rank)}
     if reduce is not None:
         attrs["reduce"] = _SCATTER_REDUCE[reduce]
@@ -789,8 +879,9 @@ def _masked_scatter(ctx, x, mask, source):
 
 @conv(aten.diagonal.default)
 def _diagonal(ctx, x, offset=0, dim1=0, dim2=1):
-    return ctx.emit1("diagonal", [x], {"offset": offset, "dim1": _dim(dim1, x.type.rank),
-                                       "dim2": _dim(dim2, x.type.rank)})
+    return ctx.emit1(
+        "diagonal", [x], {"offset": offset, "dim1": _dim(dim1, x.type.rank), "dim2": _dim(dim2, x.type.rank)}
+    )
 
 
 @conv(aten.as_strided.default)
@@ -798,11 +889,15 @@ def _as_strided(ctx, x, size, stride, storage_offset=None):
     src = ctx.node.args[0].meta.get("val") if isinstance(ctx.node.args[0], torch.fx.Node) else None
     if src is not None and not src.is_contiguous():
         # WIR values have no memory layout; torch reads this tensor's actual strides.
-        raise UnsupportedOpError(f"error: aten.as_strided at {ctx.loc or '(no source location)'} reads a "
-                                 "non-contiguous tensor, whose result depends on its memory layout, which WIR does "
-                                 "not model", [("aten.as_strided of a non-contiguous tensor", str(ctx.loc))])
-    return ctx.emit1("as_strided", [x], {"size": list(size), "stride": list(stride),
-                                         "offset": int(storage_offset or 0)})
+        raise UnsupportedOpError(
+            f"error: aten.as_strided at {ctx.loc or '(no source location)'} reads a "
+            "non-contiguous tensor, whose result depends on its memory layout, which WIR does "
+            "not model",
+            [("aten.as_strided of a non-contiguous tensor", str(ctx.loc))],
+        )
+    return ctx.emit1(
+        "as_strided", [x], {"size": list(size), "stride": list(stride), "offset": int(storage_offset or 0)}
+    )
 
 
 # -- ops refused with a reason ---------------------------------------------------------------------
@@ -818,18 +913,57 @@ def _refuse(names, why: str) -> None:
             REFUSED[getattr(packet, ov)] = why
 
 
-_refuse(["nonzero", "nonzero_static", "masked_select", "unique", "_unique2", "unique_dim", "unique_consecutive",
-         "sym_size", "sym_numel", "sym_stride", "sym_storage_offset"],
-        "its output shape depends on the data; wafercc compiles static shapes")
-_refuse(["_local_scalar_dense", "item"],
-        "it reads a tensor's value into Python (.item()), so what follows depends on the data")
-_refuse(["_fft_r2c", "_fft_c2r", "_fft_c2c", "view_as_complex", "view_as_real", "complex", "polar"],
-        "it needs complex numbers, which wafercc does not support")
-_refuse(["rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "bernoulli", "normal",
-         "uniform", "exponential", "geometric", "cauchy", "log_normal", "random", "multinomial", "poisson",
-         "native_dropout", "normal_functional", "rrelu_with_noise", "rrelu_with_noise_functional"],
-        "it draws random numbers, which the runtime cannot reproduce as torch's generator does "
-        "(call model.eval() to turn dropout off)")
+_refuse(
+    [
+        "nonzero",
+        "nonzero_static",
+        "masked_select",
+        "unique",
+        "_unique2",
+        "unique_dim",
+        "unique_consecutive",
+        "sym_size",
+        "sym_numel",
+        "sym_stride",
+        "sym_storage_offset",
+    ],
+    "its output shape depends on the data; wafercc compiles static shapes",
+)
+_refuse(
+    ["_local_scalar_dense", "item"],
+    "it reads a tensor's value into Python (.item()), so what follows depends on the data",
+)
+_refuse(
+    ["_fft_r2c", "_fft_c2r", "_fft_c2c", "view_as_complex", "view_as_real", "complex", "polar"],
+    "it needs complex numbers, which wafercc does not support",
+)
+_refuse(
+    [
+        "rand",
+        "randn",
+        "randint",
+        "randperm",
+        "rand_like",
+        "randn_like",
+        "randint_like",
+        "bernoulli",
+        "normal",
+        "uniform",
+        "exponential",
+        "geometric",
+        "cauchy",
+        "log_normal",
+        "random",
+        "multinomial",
+        "poisson",
+        "native_dropout",
+        "normal_functional",
+        "rrelu_with_noise",
+        "rrelu_with_noise_functional",
+    ],
+    "it draws random numbers, which the runtime cannot reproduce as torch's generator does "
+    "(call model.eval() to turn dropout off)",
+)
 
 # Python arithmetic in the graph only ever works on symbolic sizes: those a data-dependent op made.
 for _f in ("ge", "le", "gt", "lt", "eq", "ne", "add", "sub", "mul", "floordiv", "mod", "truediv", "neg", "pow"):
@@ -855,8 +989,11 @@ def _addbmm(ctx, bias, b1, b2, beta=1, alpha=1):
     if alpha != 1:
         y = ctx.emit1("mul", [y, ctx.scalar_operand(alpha, y)])
     if beta == 0:  # torch ignores the bias (NaN in it does not propagate)
-        return y if y.type.shape == tuple(ctx.meta_type().shape) else ctx.emit1("expand", [y], {"shape": list(
-            ctx.meta_type().shape)})
+        return (
+            y
+            if y.type.shape == tuple(ctx.meta_type().shape)
+            else ctx.emit1("expand", [y], {"shape": list(ctx.meta_type().shape)})
+        )
     b = bias if beta == 1 else ctx.emit1("mul", [bias, ctx.scalar_operand(beta, bias)])
     return ctx.emit1("add", [b, y])
 
@@ -918,6 +1055,7 @@ def _fmax(ctx, a, b):
         return m
     m = ctx.emit1("where", [ctx.emit1("isnan", [b]), a, m])
     return ctx.emit1("where", [ctx.emit1("isnan", [a]), b, m])
+
 
 for _n in ("uniform", "normal"):
     REFUSED[getattr(_prims, _n).default] = REFUSED[aten.rand.default]

@@ -193,8 +193,6 @@ def _weight_identity(target: str, tensor: torch.Tensor, params: dict, buffers: d
     return target, "constant"
 
 
-
-
 def _explain_capture_failure(tool: str, e: Exception) -> str:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if len(first) > 300:
@@ -203,17 +201,29 @@ def _explain_capture_failure(tool: str, e: Exception) -> str:
     hint = ""
     low = str(e).lower()
     if "data-dependent" in low or "guardonDataDependent".lower() in low or "could not guard" in low:
-        hint = "\n  hint: the model branches on tensor values; make the branch depend on shapes or arguments " \
-               "(wafercc compiles static graphs)"
-    elif tool.startswith("torch.fx") and "symbolically traced variables cannot be used as inputs to control flow" in low:
-        hint = "\n  hint: the model branches on tensor values; neither capture can follow that: make the branch " \
-               "depend on shapes or module attributes"
+        hint = (
+            "\n  hint: the model branches on tensor values; make the branch depend on shapes or arguments "
+            "(wafercc compiles static graphs)"
+        )
+    elif (
+        tool.startswith("torch.fx") and "symbolically traced variables cannot be used as inputs to control flow" in low
+    ):
+        hint = (
+            "\n  hint: the model branches on tensor values; neither capture can follow that: make the branch "
+            "depend on shapes or module attributes"
+        )
     elif "couldn't swap" in low:  # nn.Module._apply under export: `self.sub = self.sub.to(dtype)` in forward
-        hint = "\n  hint: the model converts or moves one of its modules (.to(), .float(), .half()) inside forward, " \
-               "which torch.export cannot trace; a module must keep its parameters while it is captured"
+        hint = (
+            "\n  hint: the model converts or moves one of its modules (.to(), .float(), .half()) inside forward, "
+            "which torch.export cannot trace; a module must keep its parameters while it is captured"
+        )
     elif tool == "torch.export":
         hint = "\n  hint: if the model uses Python features torch.export cannot take, try --capture fx"
-    return f"cannot capture the model with {tool}: {type(e).__name__}: {first}" + (f"\n  at {where}" if where else "") + hint
+    return (
+        f"cannot capture the model with {tool}: {type(e).__name__}: {first}"
+        + (f"\n  at {where}" if where else "")
+        + hint
+    )
 
 
 def _user_frame(e: Exception) -> str | None:

@@ -13,9 +13,16 @@ from wafercc.ir import DType, Func, Loc, Op, TensorType, Value
 from wafercc.ops import ShapeError, infer_types
 
 TORCH_DTYPES = {
-    torch.float64: DType.f64, torch.float32: DType.f32, torch.float16: DType.f16, torch.bfloat16: DType.bf16,
-    torch.int64: DType.i64, torch.int32: DType.i32, torch.int16: DType.i16, torch.int8: DType.i8,
-    torch.uint8: DType.u8, torch.bool: DType.bool,
+    torch.float64: DType.f64,
+    torch.float32: DType.f32,
+    torch.float16: DType.f16,
+    torch.bfloat16: DType.bf16,
+    torch.int64: DType.i64,
+    torch.int32: DType.i32,
+    torch.int16: DType.i16,
+    torch.int8: DType.i8,
+    torch.uint8: DType.u8,
+    torch.bool: DType.bool,
 }
 
 
@@ -48,7 +55,9 @@ class Ctx:
         return name
 
     # -- emission --------------------------------------------------------------------------------
-    def emit(self, name: str, operands: list[Value], attrs: dict | None = None, *, hint: str | None = None) -> list[Value]:
+    def emit(
+        self, name: str, operands: list[Value], attrs: dict | None = None, *, hint: str | None = None
+    ) -> list[Value]:
         attrs = {k: v for k, v in (attrs or {}).items()}
         try:
             types = infer_types(name, [v.type for v in operands], attrs)

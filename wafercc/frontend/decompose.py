@@ -48,8 +48,10 @@ def _grouped_mm(input: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) -
     offs[-1] are zero. Computed densely, every row against every group, and the row's own group selected:
     static shapes, and matmuls a mesh runs well (the data-dependent loop of the library's version is not)."""
     if input.dim() != 2 or weight.dim() != 3 or offs.dim() != 1 or offs.shape[0] != weight.shape[0]:
-        raise Decline(f"only the 2-D x 3-D grouped form is decomposed, got {tuple(input.shape)} x "
-                      f"{tuple(weight.shape)} with offs {tuple(offs.shape)}")
+        raise Decline(
+            f"only the 2-D x 3-D grouped form is decomposed, got {tuple(input.shape)} x "
+            f"{tuple(weight.shape)} with offs {tuple(offs.shape)}"
+        )
     s, (e, k, n) = input.shape[0], weight.shape
     ends = offs.to(torch.int64)
     starts = torch.cat([torch.zeros(1, dtype=torch.int64, device=offs.device), ends[:-1]])
@@ -109,10 +111,11 @@ def _masked_put(x, indices, values, accumulate):
     lead = 0
     while lead < len(indices) and indices[lead] is None:
         lead += 1
-    rest = indices[lead + 1:]
+    rest = indices[lead + 1 :]
     if any(i is not None for i in rest) or values.numel() != 1:
-        raise Decline("a boolean-mask index_put is decomposed only as x[mask] = one value (any other has a "
-                      "data-dependent shape)")
+        raise Decline(
+            "a boolean-mask index_put is decomposed only as x[mask] = one value (any other has a data-dependent shape)"
+        )
     mask = indices[lead]
     mask = mask.view((1,) * lead + tuple(mask.shape) + (1,) * (x.dim() - lead - mask.dim()))
     v = values.to(x.dtype).reshape(())
@@ -218,8 +221,11 @@ def decompose_unsupported(ep, supported: Callable[[object], bool], rounds: int =
         trial = _decompose(ep, supported, rounds, skip=before - {op})
         brought = _unsupported(trial.program, supported) - before
         if brought:
-            traded[qualname(op)] = "its decomposition brings " + ", ".join(sorted(qualname(t) for t in brought)) + \
-                ", which wafercc cannot take either"
+            traded[qualname(op)] = (
+                "its decomposition brings "
+                + ", ".join(sorted(qualname(t) for t in brought))
+                + ", which wafercc cannot take either"
+            )
         elif qualname(op) in trial.applied:
             useful.add(op)
     final = _decompose(ep, supported, rounds, skip=before - useful) if useful else Decomposition(ep)
@@ -229,8 +235,11 @@ def decompose_unsupported(ep, supported: Callable[[object], bool], rounds: int =
 
 
 def _unsupported(ep, supported) -> set:
-    return {n.target for n in ep.graph.nodes
-            if n.op == "call_function" and n.target is not operator.getitem and not supported(n.target)}
+    return {
+        n.target
+        for n in ep.graph.nodes
+        if n.op == "call_function" and n.target is not operator.getitem and not supported(n.target)
+    }
 
 
 def _decompose(ep, supported, rounds: int, skip: frozenset | set = frozenset()) -> Decomposition:
@@ -287,8 +296,10 @@ def _reason(e: BaseException) -> str:
     if decline is not None:
         return str(decline)
     text = " ".join(str(x) for x in chain).lower()
-    if any(k in text for k in ("data-dependent", "data dependent", "guardondatadependent", "could not guard",
-                               "tolist", ".item()")):
+    if any(
+        k in text
+        for k in ("data-dependent", "data dependent", "guardondatadependent", "could not guard", "tolist", ".item()")
+    ):
         return "it reads tensor values to decide shapes or control flow (data-dependent)"
     first = str(chain[0]).strip().splitlines()[0] if str(chain[0]).strip() else type(chain[0]).__name__
     return f"{type(chain[0]).__name__}: {first}"[:240]

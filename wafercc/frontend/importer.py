@@ -27,6 +27,7 @@ from .aten_table import CONVERTERS, IGNORED, REFUSED
 from .capture import Captured, WeightSource
 from .context import TORCH_DTYPES, Ctx, ImportBug, sanitize, tensor_type
 
+
 @dataclass
 class ImportResult:
     module: Module
@@ -114,8 +115,11 @@ def target_name(t) -> str:
     return getattr(t, "__name__", str(t))
 
 
-def import_graph(captured: Captured, name: str = "model", source: str | None = None, cwd: str | None = None) -> ImportResult:
-
+def import_graph(
+    captured: Captured, name: str = "model", source: str | None = None, cwd: str | None = None
+) -> ImportResult:
+    """WIR for a captured graph: one ``forward`` function whose ops follow the graph's nodes; each weight is
+    streamed in (``weight.get``) where it is first used."""
     cwd = cwd or os.getcwd()
     bad = unsupported_ops(captured, cwd)
     if bad:
@@ -123,15 +127,7 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
 
     module = Module(name=sanitize(name) or "model", attrs={"source": source} if source else {})
     used: set[str] = set()
-    args = []
-    for i, n in enumerate(captured.inputs):
-        val = n.meta.get("val")
-        if not isinstance(val, torch.Tensor) or val.dtype not in TORCH_DTYPES:
-            raise UnsupportedOpError(f"input '{n.name}' is not a tensor of a supported dtype ({val!r})")
-        arg_name = captured.input_names[i] if i < len(captured.input_names) else n.name
-        arg_name = sanitize(arg_name)
-        used.add(arg_name)
-        args.append(Value(arg_name, tensor_type(val)))
+    args = _import_args(captured, used)
     func = Func(name="forward", args=args)
     module.funcs.append(func)
     ctx = Ctx(func, used)
@@ -167,14 +163,28 @@ def import_graph(captured: Captured, name: str = "model", source: str | None = N
         _check_against_torch(ctx, n, result)
         env[n] = node_values[n.name] = result
     ctx.node, ctx.loc = None, None
-    rets = []
-    for o in captured.outputs:
-        v = value_of(o) if isinstance(o, torch.fx.Node) else None
-        if not isinstance(v, Value):
-            raise UnsupportedOpError(f"the model returns {o!r}, which is not a tensor; wafercc needs tensor outputs")
-        rets.append(v)
-    func.returns = rets
+    func.returns = [_returned(o, value_of) for o in captured.outputs]
     return ImportResult(module, weights, counts, node_values)
+
+
+def _import_args(captured: Captured, used: set[str]) -> list[Value]:
+    """The function's arguments, one per graph input, named as the user's inputs (their names go in ``used``)."""
+    args = []
+    for i, n in enumerate(captured.inputs):
+        val = n.meta.get("val")
+        if not isinstance(val, torch.Tensor) or val.dtype not in TORCH_DTYPES:
+            raise UnsupportedOpError(f"input '{n.name}' is not a tensor of a supported dtype ({val!r})")
+        arg_name = sanitize(captured.input_names[i] if i < len(captured.input_names) else n.name)
+        used.add(arg_name)
+        args.append(Value(arg_name, tensor_type(val)))
+    return args
+
+
+def _returned(o, value_of) -> Value:
+    v = value_of(o) if isinstance(o, torch.fx.Node) else None
+    if not isinstance(v, Value):
+        raise UnsupportedOpError(f"the model returns {o!r}, which is not a tensor; wafercc needs tensor outputs")
+    return v
 
 
 def _emit_weight(ctx: Ctx, module: Module, weights: dict, node: torch.fx.Node, src: WeightSource) -> Value:
@@ -186,7 +196,14 @@ def _emit_weight(ctx: Ctx, module: Module, weights: dict, node: torch.fx.Node, s
     module.add_weight(sym, tensor_type(src.tensor), kind=src.kind)
     weights[sym] = src
     # The result type is the weight's own type (the op table resolves symbols only against a module).
-    op = Op("weight.get", [], [module.weights[sym].type], {"symbol": SymbolRef(sym)}, None, [ctx.fresh("p_" + sym.replace(".", "_"))])
+    op = Op(
+        "weight.get",
+        [],
+        [module.weights[sym].type],
+        {"symbol": SymbolRef(sym)},
+        None,
+        [ctx.fresh("p_" + sym.replace(".", "_"))],
+    )
     ctx.func.ops.append(op)
     return op.result
 

@@ -59,13 +59,13 @@ def _execute(p: Path) -> dict:
     except SyntaxError as e:
         raise ModelFileError(f"{e.filename}:{e.lineno}: syntax error in the model file: {e.msg}") from None
     except SystemExit as e:  # a model file that exits is a failure to load, never a silent success
-        raise ModelFileError(f"{_last_frame_in(e, p) or p}: {exit_text(e)} while loading the model file: it "
-                             "must define the model, not exit") from None
+        raise ModelFileError(
+            f"{_last_frame_in(e, p) or p}: {exit_text(e)} while loading the model file: it "
+            "must define the model, not exit"
+        ) from None
     except Exception as e:
         frame = _last_frame_in(e, p)
-        raise ModelFileError(
-            f"{frame or p}: loading the model file raised {type(e).__name__}: {e}"
-        ) from None
+        raise ModelFileError(f"{frame or p}: loading the model file raised {type(e).__name__}: {e}") from None
     return vars(module)
 
 
@@ -77,8 +77,9 @@ def _resolve(p: Path, ns: dict, names: tuple[str, ...], what: str):
                 try:
                     return obj()
                 except SystemExit as e:
-                    raise ModelFileError(f"{_last_frame_in(e, p) or p}: {n}() {exit_text(e)}: it must return "
-                                         f"{what}, not exit") from None
+                    raise ModelFileError(
+                        f"{_last_frame_in(e, p) or p}: {n}() {exit_text(e)}: it must return {what}, not exit"
+                    ) from None
                 except Exception as e:
                     frame = _last_frame_in(e, p)
                     raise ModelFileError(f"{frame or p}: {n}() raised {type(e).__name__}: {e}") from None

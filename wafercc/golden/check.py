@@ -34,14 +34,26 @@ from wafercc.errors import UsageError
 from wafercc.numerics import Comparison, compare
 
 
-def check(subject: Subject, golden: Path, *, target: str | None = None, mode: str | None = None,
-          precision: str | None = None, run_bisect: bool = True) -> GoldenResult:
+def check(
+    subject: Subject,
+    golden: Path,
+    *,
+    target: str | None = None,
+    mode: str | None = None,
+    precision: str | None = None,
+    run_bisect: bool = True,
+) -> GoldenResult:
     """Check ``subject`` against the golden in ``golden``; ``target``/``mode``/``precision`` replace the
     recorded ones. UsageError: the golden is unreadable or was edited since it was recorded."""
     start = time.perf_counter()
     if not (golden / F.GOLDEN_JSON).is_file():
-        return GoldenResult(subject.name, subject.source, golden, Status.NO_GOLDEN,
-                            f"no golden in {golden}: record one with `wafercc golden record` (a check never does)")
+        return GoldenResult(
+            subject.name,
+            subject.source,
+            golden,
+            Status.NO_GOLDEN,
+            f"no golden in {golden}: record one with `wafercc golden record` (a check never does)",
+        )
     data = F.read_golden_json(golden)
     options = options_of(data, target=target, mode=mode, precision=precision)
     res = GoldenResult(subject.name, subject.source, golden, Status.PASS, settings=settings(options))
@@ -56,8 +68,10 @@ def check(subject: Subject, golden: Path, *, target: str | None = None, mode: st
         return res
     ref, previous = (_recorded(golden, name, data) for name in (F.EAGER, F.RUNTIME))
     tols = _tolerances(data, options)
-    res.outputs = [OutputResult(f"out{i}", _cmp(ref, got, i, tol), _cmp(previous, got, i, tol),
-                                _cmp(ref, eager_now, i, tol)) for i, tol in enumerate(tols)]
+    res.outputs = [
+        OutputResult(f"out{i}", _cmp(ref, got, i, tol), _cmp(previous, got, i, tol), _cmp(ref, eager_now, i, tol))
+        for i, tol in enumerate(tols)
+    ]
     res.status, res.message, compiler_wrong = _verdict(res.outputs, ref, got, eager_now, tols)
     _plan(res, data, compiled)
     if run_bisect and compiler_wrong:
@@ -72,8 +86,11 @@ def golden_inputs(golden: Path, data: dict, subject: Subject) -> list[np.ndarray
     recorded = [(d["shape"], d["dtype"]) for d in described]
     now = [(list(t.shape), str(t.dtype).removeprefix("torch.")) for t in subject.example_inputs]
     if now != recorded:
-        raise Failed(Status.EAGER_CHANGED, f"the model's example inputs changed: now {_sig(now)}, the golden has "
-                                           f"{_sig(recorded)}; re-record it (--update) if that is intended")
+        raise Failed(
+            Status.EAGER_CHANGED,
+            f"the model's example inputs changed: now {_sig(now)}, the golden has "
+            f"{_sig(recorded)}; re-record it (--update) if that is intended",
+        )
     return F.read_npz(_verified(golden, F.INPUTS, data), described)
 
 
@@ -87,8 +104,10 @@ def _verified(golden: Path, name: str, data: dict) -> Path:
     path = golden / name
     want = data.get("files", {}).get(name)
     if not path.is_file() or (want and F.sha256(path.read_bytes()) != want):
-        raise UsageError(f"{path} is missing or differs from what golden.json recorded (its sha256): the "
-                         "golden was edited or damaged; restore it or re-record it with `wafercc golden record`")
+        raise UsageError(
+            f"{path} is missing or differs from what golden.json recorded (its sha256): the "
+            "golden was edited or damaged; restore it or re-record it with `wafercc golden record`"
+        )
     return path
 
 
@@ -112,15 +131,32 @@ def _verdict(outputs: list[OutputResult], ref, got, eager_now, tols) -> tuple[St
         moved = _which(outputs, "eager") or f"it now returns {len(eager_now)} tensor(s), the golden has {len(ref)}"
         today = [compare(e, g, t) for e, g, t in zip(eager_now, got, tols)]
         agree = len(eager_now) == len(got) and all(c.passed for c in today)
-        return Status.EAGER_CHANGED, (
-            f"eager PyTorch no longer reproduces eager.npz ({moved}): torch or the model changed, not the compiler; "
-            + ("the compiled model matches today's eager PyTorch: re-record (--update) if the change is intended"
-               if agree else "and the compiled model does not match today's eager PyTorch either")), not agree
+        return (
+            Status.EAGER_CHANGED,
+            (
+                f"eager PyTorch no longer reproduces eager.npz ({moved}): "
+                "torch or the model changed, not the compiler; "
+                + (
+                    "the compiled model matches today's eager PyTorch: re-record (--update) if the change is intended"
+                    if agree
+                    else "and the compiled model does not match today's eager PyTorch either"
+                )
+            ),
+            not agree,
+        )
     if len(got) != len(ref) or not all(o.vs_golden.passed for o in outputs if o.vs_golden):
-        moved = _which(outputs, "vs_golden") or f"the compiled model returns {len(got)} tensor(s), the golden has " \
-                                                f"{len(ref)}"
-        return Status.DRIFTED, (f"the runtime drifted from the eager golden ({moved}); eager PyTorch still "
-                                "reproduces eager.npz: the compiler's numbers moved"), True
+        moved = (
+            _which(outputs, "vs_golden")
+            or f"the compiled model returns {len(got)} tensor(s), the golden has {len(ref)}"
+        )
+        return (
+            Status.DRIFTED,
+            (
+                f"the runtime drifted from the eager golden ({moved}); eager PyTorch still "
+                "reproduces eager.npz: the compiler's numbers moved"
+            ),
+            True,
+        )
     return Status.PASS, "", False
 
 
@@ -131,8 +167,14 @@ def _which(outputs: list[OutputResult], field: str) -> str:
 
 def _plan(res: GoldenResult, data: dict, compiled) -> None:
     """Hashes that moved: a pass still, reported so that a reviewer sees the plan changed."""
-    changed = [what for what, key, now in (("the WIR", "wir_sha256", compiled.wir_sha256),
-                                           ("plan.json", "plan_sha256", compiled.plan_sha256)) if data.get(key) != now]
+    changed = [
+        what
+        for what, key, now in (
+            ("the WIR", "wir_sha256", compiled.wir_sha256),
+            ("plan.json", "plan_sha256", compiled.plan_sha256),
+        )
+        if data.get(key) != now
+    ]
     if not changed:
         return
     res.plan_before, res.plan_after = data.get("plan", {}), compiled.plan_totals

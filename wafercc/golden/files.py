@@ -68,8 +68,10 @@ def read_npz(path: Path, described: list[dict]) -> list[np.ndarray]:
         a, want = arrays[d["name"]], dtype_of(d["dtype"])
         a = a.view(want) if a.dtype != want and a.dtype.itemsize == want.itemsize else a
         if a.dtype != want or list(a.shape) != list(d["shape"]):
-            raise UsageError(f"{path} member {d['name']} is {a.dtype}{list(a.shape)}, golden.json says "
-                             f"{d['dtype']}{d['shape']}: the golden is damaged; re-record it")
+            raise UsageError(
+                f"{path} member {d['name']} is {a.dtype}{list(a.shape)}, golden.json says "
+                f"{d['dtype']}{d['shape']}: the golden is damaged; re-record it"
+            )
         out.append(a)
     return out
 
@@ -96,19 +98,22 @@ def read_golden_json(golden: Path) -> dict:
     path = golden / GOLDEN_JSON
     try:
         if path.stat().st_size > MAX_GOLDEN_JSON:
-            raise UsageError(f"{path} is {path.stat().st_size:,} bytes, more than a golden.json can be "
-                             f"({MAX_GOLDEN_JSON:,})")
+            raise UsageError(
+                f"{path} is {path.stat().st_size:,} bytes, more than a golden.json can be ({MAX_GOLDEN_JSON:,})"
+            )
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as e:
         raise UsageError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else f"a JSON {type(data).__name__}"
-        raise UsageError(f"{path} has format {found!r}; this wafercc reads {FORMAT!r} "
-                         "(re-record it with `wafercc golden record`)")
+        raise UsageError(
+            f"{path} has format {found!r}; this wafercc reads {FORMAT!r} (re-record it with `wafercc golden record`)"
+        )
     problem = _schema_problem(data, _GOLDEN_SCHEMA, "")
     if problem:
-        raise UsageError(f"{path}: {problem}; the golden is damaged: restore it or re-record it with "
-                         "`wafercc golden record`")
+        raise UsageError(
+            f"{path}: {problem}; the golden is damaged: restore it or re-record it with `wafercc golden record`"
+        )
     return data
 
 
@@ -117,17 +122,22 @@ MAX_GOLDEN_JSON = 16 << 20
 _ARRAY = {"name": "str", "shape": "shape", "dtype": "dtype"}
 _TOLERANCE = {"rtol": "num", "atol": "num", "scale_atol": "bool", "min_pcc": "num?", "exact": "bool"}
 _GOLDEN_SCHEMA = {
-    "name": "str", "model": "str", "entry": "str?",
+    "name": "str",
+    "model": "str",
+    "entry": "str?",
     "settings": {"target": "target", "mode": "mode", "precision": "precision", "capture?": "capture"},
     "inputs": {"arrays": [_ARRAY], "seed?": "int?"},
     "tolerance_options?": {"rtol?": "num?", "atol?": "num?"},
     "outputs": [{**_ARRAY, "tolerance": _TOLERANCE}],
-    "wir_sha256?": "str?", "plan_sha256?": "str?", "plan?": "dict", "files?": {"*": "str"},
+    "wir_sha256?": "str?",
+    "plan_sha256?": "str?",
+    "plan?": "dict",
+    "files?": {"*": "str"},
 }
 
 
 def _schema_problem(value, spec, where: str) -> str:
-    """"" when ``value`` fits ``spec``; else where and what was expected ("outputs[0].dtype must be ...")."""
+    """ "" when ``value`` fits ``spec``; else where and what was expected ("outputs[0].dtype must be ...")."""
     if isinstance(spec, dict):
         if not isinstance(value, dict):
             return f"{where or 'the file'} must be an object, got {_kind(value)}"
@@ -183,14 +193,21 @@ _SCALARS = {
     "precision": (lambda v: v in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
     "capture": (lambda v: v in ("export", "fx"), "export or fx"),
     "target": (_is_target, "a target (wse2, wse3, mesh8, mesh:WxH, ...)"),
-    "shape": (lambda v: isinstance(v, list) and len(v) <= 64 and all(
-        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 40 for n in v), "a list of sizes >= 0"),
+    "shape": (
+        lambda v: (
+            isinstance(v, list)
+            and len(v) <= 64
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 40 for n in v)
+        ),
+        "a list of sizes >= 0",
+    ),
 }
 
 
 def _kind(v) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(v), f"a {type(v).__name__}")
+        type(v), f"a {type(v).__name__}"
+    )
 
 
 def recorded_model(golden: Path) -> str | None:
@@ -212,13 +229,17 @@ def model_path(golden: Path, recorded: object, root: Path) -> Path:
         raise UsageError(f"{where}: 'model' must be the model file's path relative to {root}, got {recorded!r}")
     p = Path(recorded)
     if p.is_absolute() or ".." in p.parts or p.suffix != ".py":
-        raise UsageError(f"{where}: 'model' is {recorded!r}; a golden names a .py file inside {root} by a relative "
-                         "path without '..': it does not run files elsewhere (name the model file on the command "
-                         "line to check it)")
+        raise UsageError(
+            f"{where}: 'model' is {recorded!r}; a golden names a .py file inside {root} by a relative "
+            "path without '..': it does not run files elsewhere (name the model file on the command "
+            "line to check it)"
+        )
     resolved = (root / p).resolve()
     if not resolved.is_relative_to(root.resolve()):
-        raise UsageError(f"{where}: 'model' {recorded!r} leads outside {root} (through a symbolic link): a golden "
-                         "runs only model files inside its root; name the model file on the command line instead")
+        raise UsageError(
+            f"{where}: 'model' {recorded!r} leads outside {root} (through a symbolic link): a golden "
+            "runs only model files inside its root; name the model file on the command line instead"
+        )
     return root / p
 
 
@@ -251,8 +272,7 @@ def golden_names(directory: Path) -> list[str]:
     """The goldens recorded in ``directory`` (temp directories of a write in progress start with '.')."""
     if not directory.is_dir():
         return []
-    return sorted(p.name for p in directory.iterdir()
-                  if not p.name.startswith(".") and (p / GOLDEN_JSON).is_file())
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith(".") and (p / GOLDEN_JSON).is_file())
 
 
 def display_path(path: str | os.PathLike, root: Path) -> str:

@@ -24,8 +24,9 @@ def root_of(directory: Path) -> Path:
     return directory.resolve().parent
 
 
-def record_file(path: str | os.PathLike, directory: Path, options: Options, *, entry: str | None = None,
-                explicit: bool = True) -> GoldenResult:
+def record_file(
+    path: str | os.PathLike, directory: Path, options: Options, *, entry: str | None = None, explicit: bool = True
+) -> GoldenResult:
     """Record the golden of a model file into ``directory/<stem>``, replacing the one there."""
     subject = _load(path, directory, entry, explicit)
     if isinstance(subject, GoldenResult):
@@ -36,8 +37,15 @@ def record_file(path: str | os.PathLike, directory: Path, options: Options, *, e
     return record(subject, golden, options)
 
 
-def check_file(path: str | os.PathLike, directory: Path, *, entry: str | None = None, explicit: bool = True,
-               run_bisect: bool = True, **overrides) -> GoldenResult:
+def check_file(
+    path: str | os.PathLike,
+    directory: Path,
+    *,
+    entry: str | None = None,
+    explicit: bool = True,
+    run_bisect: bool = True,
+    **overrides,
+) -> GoldenResult:
     """Check a model file against ``directory/<stem>``; ``overrides``: target, mode, precision."""
     golden = directory / Path(path).stem
     if entry is None and (golden / F.GOLDEN_JSON).is_file():
@@ -53,13 +61,16 @@ def check_golden(golden: Path, *, run_bisect: bool = True, **overrides) -> Golde
     data = F.read_golden_json(golden)
     model = F.model_path(golden, data.get("model"), root_of(golden.parent))
     if not model.is_file():
-        raise UsageError(f"{golden / F.GOLDEN_JSON} was recorded from {data['model']}, which does not exist "
-                         f"(relative to {root_of(golden.parent)})")
+        raise UsageError(
+            f"{golden / F.GOLDEN_JSON} was recorded from {data['model']}, which does not exist "
+            f"(relative to {root_of(golden.parent)})"
+        )
     return check_file(model, golden.parent, entry=data.get("entry"), run_bisect=run_bisect, **overrides)
 
 
-def update_file(path: str | os.PathLike, directory: Path, previous: GoldenResult, *, entry: str | None = None,
-                **overrides) -> GoldenResult:
+def update_file(
+    path: str | os.PathLike, directory: Path, previous: GoldenResult, *, entry: str | None = None, **overrides
+) -> GoldenResult:
     """Re-record after a check that did not pass, with the golden's own settings (``overrides`` win)."""
     golden = directory / Path(path).stem
     recorded = F.read_golden_json(golden) if (golden / F.GOLDEN_JSON).is_file() else None
@@ -86,8 +97,10 @@ def model_files(paths: list[str]) -> list[tuple[Path, bool]]:
     stems: dict[str, Path] = {}
     for f, _ in out:
         if f.stem in stems and stems[f.stem].resolve() != f.resolve():
-            raise UsageError(f"{stems[f.stem]} and {f} would share the golden '{f.stem}': rename one, or "
-                             "record them into different --dir")
+            raise UsageError(
+                f"{stems[f.stem]} and {f} would share the golden '{f.stem}': rename one, or "
+                "record them into different --dir"
+            )
         stems[f.stem] = f
     return out
 
@@ -117,5 +130,7 @@ def _same_model(golden: Path, subject: Subject) -> None:
     """Two model files with one stem must not overwrite each other's golden."""
     recorded = F.recorded_model(golden)
     if recorded is not None and recorded != subject.source:
-        raise UsageError(f"the golden '{golden}' was recorded from {recorded}, not {subject.source}: delete it "
-                         "or record into another --dir")
+        raise UsageError(
+            f"the golden '{golden}' was recorded from {recorded}, not {subject.source}: delete it "
+            "or record into another --dir"
+        )

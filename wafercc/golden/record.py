@@ -43,8 +43,10 @@ def record(subject: Subject, dest: Path, options: Options) -> GoldenResult:
     except Failed as f:
         res.status, res.message = f.status, f.message
         return _done(res, start)
-    res.outputs = [OutputResult(f"out{i}", compare(w, g, tolerance(w.dtype.name, options)))
-                   for i, (w, g) in enumerate(zip(want, got))]
+    res.outputs = [
+        OutputResult(f"out{i}", compare(w, g, tolerance(w.dtype.name, options)))
+        for i, (w, g) in enumerate(zip(want, got))
+    ]
     problem = _mismatch(want, got, res.outputs)
     if problem:
         res.status, res.message = Status.NOT_RECORDED, f"not recorded: {problem}"
@@ -60,13 +62,19 @@ def _mismatch(want: list[np.ndarray], got: list[np.ndarray], outputs: list[Outpu
         return f"eager PyTorch returns {len(want)} tensor(s), the compiled model {len(got)}"
     bad = [o for o in outputs if not o.vs_golden.passed]
     if bad:
-        return ("the runtime does not match eager PyTorch: "
-                + "; ".join(f"{o.name}: {o.vs_golden.reason}" for o in bad))
+        return "the runtime does not match eager PyTorch: " + "; ".join(f"{o.name}: {o.vs_golden.reason}" for o in bad)
     return ""
 
 
-def golden_files(subject: Subject, options: Options, inputs: tuple[list[np.ndarray], str], want: list[np.ndarray],
-                 got: list[np.ndarray], outputs: list[OutputResult], compiled: Compiled) -> dict[str, bytes]:
+def golden_files(
+    subject: Subject,
+    options: Options,
+    inputs: tuple[list[np.ndarray], str],
+    want: list[np.ndarray],
+    got: list[np.ndarray],
+    outputs: list[OutputResult],
+    compiled: Compiled,
+) -> dict[str, bytes]:
     """The bytes of every file of the golden: the same measurements give the same bytes."""
     arrays, inputs_from = inputs
     blobs = {
@@ -80,11 +88,20 @@ def golden_files(subject: Subject, options: Options, inputs: tuple[list[np.ndarr
         "model": subject.source,
         "entry": subject.entry,
         "settings": settings(options),
-        "inputs": {"from": inputs_from, "seed": options.seed,
-                   "arrays": [_describe(f"arg{i}", a) for i, a in enumerate(arrays)]},
+        "inputs": {
+            "from": inputs_from,
+            "seed": options.seed,
+            "arrays": [_describe(f"arg{i}", a) for i, a in enumerate(arrays)],
+        },
         "tolerance_options": {"rtol": options.rtol, "atol": options.atol},
-        "outputs": [{**_describe(o.name, w), "tolerance": tolerance_json(o.vs_golden.tolerance),
-                     "recorded": _errors(o.vs_golden)} for o, w in zip(outputs, want)],
+        "outputs": [
+            {
+                **_describe(o.name, w),
+                "tolerance": tolerance_json(o.vs_golden.tolerance),
+                "recorded": _errors(o.vs_golden),
+            }
+            for o, w in zip(outputs, want)
+        ],
         "wir_sha256": compiled.wir_sha256,
         "plan_sha256": compiled.plan_sha256,
         "plan": compiled.plan_totals,
@@ -101,9 +118,15 @@ def settings(options: Options) -> dict:
 def options_of(data: dict, **overrides) -> Options:
     """The options a golden was recorded with, with the given (non-None) ones replacing them."""
     s, tol = data["settings"], data.get("tolerance_options", {})
-    recorded = {"target": s["target"], "mode": s["mode"], "precision": s["precision"],
-                "capture": s.get("capture", "export"), "seed": data["inputs"].get("seed"), "rtol": tol.get("rtol"),
-                "atol": tol.get("atol")}
+    recorded = {
+        "target": s["target"],
+        "mode": s["mode"],
+        "precision": s["precision"],
+        "capture": s.get("capture", "export"),
+        "seed": data["inputs"].get("seed"),
+        "rtol": tol.get("rtol"),
+        "atol": tol.get("atol"),
+    }
     recorded.update({k: v for k, v in overrides.items() if v is not None})
     return Options(**recorded)
 

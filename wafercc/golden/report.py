@@ -55,8 +55,6 @@ def _totals(t: dict | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted((t or {}).items())) or "-"
 
 
-
-
 def _table(rows: list[tuple[str, ...]], indent: str = "") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [indent + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
@@ -71,8 +69,7 @@ def summary_rows(results: list[GoldenResult]) -> list[tuple[str, ...]]:
     rows = []
     for r in results:
         worst = max((o.vs_golden.max_abs for o in r.outputs if o.vs_golden), default=None)
-        rows.append((r.model, r.status.value, "-" if worst is None else f"{worst:.3g}",
-                     f"{r.seconds:.1f} s", _note(r)))
+        rows.append((r.model, r.status.value, "-" if worst is None else f"{worst:.3g}", f"{r.seconds:.1f} s", _note(r)))
     return rows
 
 

@@ -121,8 +121,14 @@ class Compiled:
 def compile_subject(subject: Subject, options: Options) -> Compiled:
     """Compile in memory (a golden keeps hashes, not the WIR). No ``source``: it is a location too."""
     try:
-        result = compile(subject.model, subject.example_inputs, name=subject.name, capture=options.capture,
-                         target=options.target, mode=options.mode)
+        result = compile(
+            subject.model,
+            subject.example_inputs,
+            name=subject.name,
+            capture=options.capture,
+            target=options.target,
+            mode=options.mode,
+        )
         plan = plan_json(result.module)
         typed = check_plan(result.module)  # the plan's promises, checked before the golden runs it
     except (Exception, SystemExit) as e:  # a model that exits fails its golden, never passes it
@@ -133,7 +139,9 @@ def compile_subject(subject: Subject, options: Options) -> Compiled:
 
 def run_compiled(compiled: Compiled, inputs: list[np.ndarray], precision: str) -> list[np.ndarray]:
     try:
-        interp = runtime.Interpreter(compiled.result.module, runtime.MemoryStore(compiled.result.weights), precision=precision)
+        interp = runtime.Interpreter(
+            compiled.result.module, runtime.MemoryStore(compiled.result.weights), precision=precision
+        )
         return interp.run(inputs).outputs
     except (Exception, SystemExit) as e:  # a model that exits fails its golden, never passes it
         raise Failed(Status.RUN_FAILED, f"the runtime raised {error_text(e)}") from e
@@ -181,14 +189,26 @@ def bisect(subject: Subject, inputs: list[np.ndarray], options: Options):
     from wafercc.numerics.bisect import bisect_model  # torch
 
     try:
-        r = bisect_model(subject.model, subject.example_inputs, inputs, capture=options.capture, name=subject.name,
-                         rtol=options.rtol, atol=options.atol, cwd=str(subject.root))
+        r = bisect_model(
+            subject.model,
+            subject.example_inputs,
+            inputs,
+            capture=options.capture,
+            name=subject.name,
+            rtol=options.rtol,
+            atol=options.atol,
+            cwd=str(subject.root),
+        )
     except Exception as e:  # noqa: BLE001 - not swallowed: the report says bisect failed, and why
         return None, f"bisect could not run: {error_text(e)}"
     if r.first is not None:
         return r, ""
     if options.precision != "fp32":
-        return r, (f"bisect runs in fp32 and found no diverging op: the difference comes from {options.precision} "
-                   "storage rounding")
-    return r, ("bisect found every graph-level op equal to PyTorch: the drift comes from a pass or the mapping "
-               "(the plan); compare `wafercc compile --emit STAGE` outputs with `wafercc run`")
+        return r, (
+            f"bisect runs in fp32 and found no diverging op: the difference comes from {options.precision} "
+            "storage rounding"
+        )
+    return r, (
+        "bisect found every graph-level op equal to PyTorch: the drift comes from a pass or the mapping "
+        "(the plan); compare `wafercc compile --emit STAGE` outputs with `wafercc run`"
+    )

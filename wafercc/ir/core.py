@@ -37,7 +37,7 @@ class Loc:
     line: int
 
     def __str__(self) -> str:
-        return f'{self.file}:{self.line}'
+        return f"{self.file}:{self.line}"
 
 
 class Value:

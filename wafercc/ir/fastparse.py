@@ -134,8 +134,15 @@ class FastParser:
             sym = m["symbol"]
             types = [to_type(x) for x in t["types"].split(", ")]
             ops.append(
-                make_op(m["results"].split(", "), m["name"], SymbolRef(sym[1:]) if sym else None, attrs, types, loc,
-                        (i + 1, len(line) - len(line.lstrip(" ")) + 1))
+                make_op(
+                    m["results"].split(", "),
+                    m["name"],
+                    SymbolRef(sym[1:]) if sym else None,
+                    attrs,
+                    types,
+                    loc,
+                    (i + 1, len(line) - len(line.lstrip(" ")) + 1),
+                )
             )
             operands.append(m["operands"].split(", ") if m["operands"] is not None else [])
         r = self._return(line)

@@ -233,13 +233,16 @@ def _check_bounds(text: str, source: str) -> None:
         tok = m.group()
         if tok[0] == '"':
             if len(tok) > MAX_STRING:
-                _bound_error(text, m.start(), f"a string literal of {len(tok):,} characters: more than the "
-                                              f"{MAX_STRING:,} a string may have", source)
+                _bound_error(
+                    text,
+                    m.start(),
+                    f"a string literal of {len(tok):,} characters: more than the {MAX_STRING:,} a string may have",
+                    source,
+                )
         elif tok in "[{":
             depth += 1
             if depth > MAX_DEPTH + 3:
-                _bound_error(text, m.start(), f"brackets nested more than {MAX_DEPTH} deep in an attribute",
-                             source)
+                _bound_error(text, m.start(), f"brackets nested more than {MAX_DEPTH} deep in an attribute", source)
         else:
             depth -= 1
 
@@ -247,7 +250,7 @@ def _check_bounds(text: str, source: str) -> None:
 def _bound_error(text: str, pos: int, message: str, source: str):
     start = text.rfind("\n", 0, pos) + 1
     line, col = text.count("\n", 0, pos) + 1, pos - start + 1
-    shown = text[max(start, pos - 60): pos + 20].split("\n")[0]  # a long line: the part around the place
+    shown = text[max(start, pos - 60) : pos + 20].split("\n")[0]  # a long line: the part around the place
     caret = " " * (pos - max(start, pos - 60)) + "^"
     raise ParseError(f"{message}\n  {shown}\n  {caret}", line, col, source)
 

@@ -66,8 +66,13 @@ LAYER_ATTR = "plan.layer"
 ACC_BYTES = 4  # the fp32 accumulator of a partial sum
 ALIGN = 16  # every per-PE buffer starts at a multiple of this many bytes (memplan lays them out)
 # The anchor ops and the layer kinds each can anchor.
-ANCHOR_KINDS = {"mm": ("matmul", "attention"), "addmm": ("matmul", "attention"), "bmm": ("matmul", "attention"),
-                "convolution": ("conv",), "embedding": ("gather",)}
+ANCHOR_KINDS = {
+    "mm": ("matmul", "attention"),
+    "addmm": ("matmul", "attention"),
+    "bmm": ("matmul", "attention"),
+    "convolution": ("conv",),
+    "embedding": ("gather",),
+}
 # The keys each mapping stage adds to a layer, in pipeline order.
 STAGES = (
     ("partition", ("index", "kind", "ops", "dtype", "flops", "weights", "weight_bytes", "tail_elements")),
@@ -223,8 +228,12 @@ class NSplit:
 
     @classmethod
     def from_attrs(cls, f: _Fields, mode: str) -> NSplit:
-        return cls(f.str("axis", ("time",) if mode == "stream" else ("y",)), f.int("groups", 1), f.int("chunk", 1),
-                   f.int("steps"))
+        return cls(
+            f.str("axis", ("time",) if mode == "stream" else ("y",)),
+            f.int("groups", 1),
+            f.int("chunk", 1),
+            f.int("steps"),
+        )
 
     def to_attrs(self) -> dict:
         return {"axis": self.axis, "groups": self.groups, "chunk": self.chunk, "steps": self.steps}
@@ -250,14 +259,27 @@ class Tiling:
 
     @classmethod
     def from_attrs(cls, f: _Fields, mode: str) -> Tiling:
-        t = cls(Split.from_attrs(f.sub("M"), "y"), Split.from_attrs(f.sub("K"), "x"),
-                NSplit.from_attrs(f.sub("N"), mode), f.int("passes", 1), f.int("pes", 1), f.ints("size", 2, 1),
-                f.ints("region", 2, 1))
+        t = cls(
+            Split.from_attrs(f.sub("M"), "y"),
+            Split.from_attrs(f.sub("K"), "x"),
+            NSplit.from_attrs(f.sub("N"), mode),
+            f.int("passes", 1),
+            f.int("pes", 1),
+            f.ints("size", 2, 1),
+            f.ints("region", 2, 1),
+        )
         return t
 
     def to_attrs(self) -> dict:
-        return {"M": self.M.to_attrs(), "K": self.K.to_attrs(), "N": self.N.to_attrs(), "passes": self.passes,
-                "pes": self.pes, "size": list(self.size), "region": list(self.region)}
+        return {
+            "M": self.M.to_attrs(),
+            "K": self.K.to_attrs(),
+            "N": self.N.to_attrs(),
+            "passes": self.passes,
+            "pes": self.pes,
+            "size": list(self.size),
+            "region": list(self.region),
+        }
 
 
 @dataclass(frozen=True)
@@ -282,8 +304,9 @@ class Memory:
             buffers.append((k, f.int(k)))
         m = cls(tuple(buffers), f.int("total"), f.int("budget"))
         if m.total != sum(b for _, b in m.buffers):
-            raise f.fail("total", f"{m.total:,} is not the sum of the buffers, {sum(b for _, b in m.buffers):,}",
-                         "plan-memory")
+            raise f.fail(
+                "total", f"{m.total:,} is not the sum of the buffers, {sum(b for _, b in m.buffers):,}", "plan-memory"
+            )
         if m.total > m.budget:
             raise f.fail("total", f"needs {m.total:,} bytes per PE, the budget is {m.budget:,}", "plan-memory")
         return m
@@ -334,8 +357,11 @@ class Route:
         color, nbytes = f.int("color"), f.int("bytes")
         box = axis = src = feeds = path = peer = None
         if f.has("box") == (flow == "transfer") or f.has("path") != (flow == "transfer"):
-            raise f.fail("flow", f"a {flow} route is " + ("a routed path" if flow == "transfer" else
-                                                           "a bundle: a box with an axis"), "plan-route")
+            raise f.fail(
+                "flow",
+                f"a {flow} route is " + ("a routed path" if flow == "transfer" else "a bundle: a box with an axis"),
+                "plan-route",
+            )
         if f.has("box"):
             box, axis, src, feeds = _bundle(f, flow)
         else:
@@ -577,9 +603,18 @@ class LayerPlan:
         dtype, weights = _dtype(f), _weights(f)
         anchor, dims = _anchor(f, kind)
         kw = dict(
-            name=name, index=f.int("index"), kind=kind, ops=f.int("ops"), dtype=dtype, flops=f.int("flops"),
-            weights=tuple(weights), weight_bytes=f.int("weight_bytes"), tail_elements=f.int("tail_elements"),
-            structure=f.str("structure") if f.has("structure") else None, anchor=anchor, dims=dims,
+            name=name,
+            index=f.int("index"),
+            kind=kind,
+            ops=f.int("ops"),
+            dtype=dtype,
+            flops=f.int("flops"),
+            weights=tuple(weights),
+            weight_bytes=f.int("weight_bytes"),
+            tail_elements=f.int("tail_elements"),
+            structure=f.str("structure") if f.has("structure") else None,
+            anchor=anchor,
+            dims=dims,
         )
         kw.update(_later_stages(f, mode))
         kw["extra"] = tuple((k, v) for k, v in attrs.items() if k not in _KNOWN)
@@ -589,9 +624,15 @@ class LayerPlan:
 
     def to_attrs(self) -> dict:
         """The WIR attributes (nested keys in the passes' order; the printer sorts the top level)."""
-        out: dict = {"index": self.index, "kind": self.kind, "ops": self.ops, "flops": self.flops,
-                     "weights": [SymbolRef(w) for w in self.weights], "weight_bytes": self.weight_bytes,
-                     "dtype": self.dtype}
+        out: dict = {
+            "index": self.index,
+            "kind": self.kind,
+            "ops": self.ops,
+            "flops": self.flops,
+            "weights": [SymbolRef(w) for w in self.weights],
+            "weight_bytes": self.weight_bytes,
+            "dtype": self.dtype,
+        }
         if self.dims is not None:
             out["dims"] = self.dims.to_attrs()
             out["anchor"] = self.anchor
@@ -599,8 +640,7 @@ class LayerPlan:
         if self.structure is not None:
             out["structure"] = self.structure
         if self.tiling is not None:
-            out.update(tiling=self.tiling.to_attrs(), memory=self.memory.to_attrs(),
-                       estimate=self.estimate.to_attrs())
+            out.update(tiling=self.tiling.to_attrs(), memory=self.memory.to_attrs(), estimate=self.estimate.to_attrs())
         if self.rect is not None:
             out.update(rect=self.rect.to_attrs(), step=self.step)
         if self.routes is not None:
@@ -645,7 +685,7 @@ def _anchor(f: _Fields, kind: str) -> tuple[str | None, Dims | None]:
         return None, None
     anchor = f.str("anchor")
     if not anchor.startswith("%"):
-        raise f.fail("anchor", f"expected a value name like \"%addmm\", got {_show(anchor)}")
+        raise f.fail("anchor", f'expected a value name like "%addmm", got {_show(anchor)}')
     return anchor, Dims.from_attrs(f.sub("dims"))
 
 
@@ -653,8 +693,11 @@ def _later_stages(f: _Fields, mode: str) -> dict:
     """The fields of the tile, place, route, memplan and cost stages that ran."""
     kw: dict = {}
     if f.has("tiling"):
-        kw.update(tiling=Tiling.from_attrs(f.sub("tiling"), mode), memory=Memory.from_attrs(f.sub("memory")),
-                  estimate=Estimate.from_attrs(f.sub("estimate")))
+        kw.update(
+            tiling=Tiling.from_attrs(f.sub("tiling"), mode),
+            memory=Memory.from_attrs(f.sub("memory")),
+            estimate=Estimate.from_attrs(f.sub("estimate")),
+        )
     if f.has("rect"):
         kw.update(rect=Rect.from_attrs(f, "rect"), step=f.int("step"))
     if f.has("routes"):
@@ -692,8 +735,11 @@ def _check_stages(f: _Fields) -> None:
         for k in keys:
             if k not in f.d:
                 later = next(k2 for k2 in STAGES[last][1] if k2 in f.d)
-                raise f.fail(k, f"missing, but '{later}' is there: the '{stage}' pass runs before "
-                                f"'{STAGES[last][0]}'", "plan-stage")
+                raise f.fail(
+                    k,
+                    f"missing, but '{later}' is there: the '{stage}' pass runs before '{STAGES[last][0]}'",
+                    "plan-stage",
+                )
 
 
 def _check_layer(lp: LayerPlan, f: _Fields, mode: str) -> None:
@@ -705,8 +751,9 @@ def _check_layer(lp: LayerPlan, f: _Fields, mode: str) -> None:
     if lp.rect is not None:
         r = lp.rect
         if r.w < t.size[0] or r.h < t.size[1]:
-            raise f.fail("rect", f"{r.to_attrs()} is smaller than its tiling's {t.size[0]}x{t.size[1]} PEs",
-                         "plan-rect")
+            raise f.fail(
+                "rect", f"{r.to_attrs()} is smaller than its tiling's {t.size[0]}x{t.size[1]} PEs", "plan-rect"
+            )
     if lp.routes is not None:
         _check_routes(lp, t, f, mode)
     if lp.memmap is not None:
@@ -714,12 +761,14 @@ def _check_layer(lp: LayerPlan, f: _Fields, mode: str) -> None:
     if lp.stream is not None:
         s = lp.stream
         if s.chunks != t.N.steps * t.passes:
-            raise f.fail("stream.chunks", f"{s.chunks} is not N.steps x passes = {t.N.steps * t.passes}",
-                         "plan-stream")
+            raise f.fail("stream.chunks", f"{s.chunks} is not N.steps x passes = {t.N.steps * t.passes}", "plan-stream")
         want = lp.weight_bytes * t.passes if mode == "stream" else 0
         if s.bytes != want:
-            raise f.fail("stream.bytes", f"{s.bytes:,} is not {'weight_bytes x passes' if mode == 'stream' else 0}"
-                         f" = {want:,}", "plan-stream")
+            raise f.fail(
+                "stream.bytes",
+                f"{s.bytes:,} is not {'weight_bytes x passes' if mode == 'stream' else 0} = {want:,}",
+                "plan-stream",
+            )
 
 
 def _check_cover(lp: LayerPlan, t: Tiling, f: _Fields) -> None:
@@ -729,8 +778,12 @@ def _check_cover(lp: LayerPlan, t: Tiling, f: _Fields) -> None:
             raise f.fail("tiling.passes", f"an elementwise layer runs in one pass, got {t.passes}", "plan-cover")
         have = t.M.parts * t.M.tile * t.K.parts
         if have < lp.tail_elements:
-            raise f.fail("tiling.M", f"{t.K.parts}x{t.M.parts} PEs of {t.M.tile} elements cover {have:,} of the "
-                         f"{lp.tail_elements:,} tail elements", "plan-cover")
+            raise f.fail(
+                "tiling.M",
+                f"{t.K.parts}x{t.M.parts} PEs of {t.M.tile} elements cover {have:,} of the "
+                f"{lp.tail_elements:,} tail elements",
+                "plan-cover",
+            )
     else:
         _cover_one(f, "tiling.K", t.K.parts, t.K.tile, d.K, "K")
         if d.M == 0:
@@ -739,14 +792,24 @@ def _check_cover(lp: LayerPlan, t: Tiling, f: _Fields) -> None:
         else:
             per = t.M.tile * t.passes  # tokens of one row of PEs over all passes
             if t.M.parts * per < d.M:
-                raise f.fail("tiling.M", f"{t.M.parts} parts of {t.M.tile} in {t.passes} pass(es) cover "
-                             f"{t.M.parts * per:,} of M = {d.M:,}", "plan-cover")
+                raise f.fail(
+                    "tiling.M",
+                    f"{t.M.parts} parts of {t.M.tile} in {t.passes} pass(es) cover {t.M.parts * per:,} of M = {d.M:,}",
+                    "plan-cover",
+                )
             if (t.M.parts - 1) * per >= d.M:
-                raise f.fail("tiling.M", f"{t.M.parts} parts of {t.M.tile} in {t.passes} pass(es): the last row "
-                             f"of tiles holds none of M = {d.M:,}", "plan-cover")
+                raise f.fail(
+                    "tiling.M",
+                    f"{t.M.parts} parts of {t.M.tile} in {t.passes} pass(es): the last row "
+                    f"of tiles holds none of M = {d.M:,}",
+                    "plan-cover",
+                )
             if (t.passes - 1) * t.M.parts * t.M.tile >= d.M:
-                raise f.fail("tiling.passes", f"{t.passes} passes of {t.M.parts} x {t.M.tile} tokens: the last "
-                             f"pass holds none of M = {d.M:,}", "plan-cover")
+                raise f.fail(
+                    "tiling.passes",
+                    f"{t.passes} passes of {t.M.parts} x {t.M.tile} tokens: the last pass holds none of M = {d.M:,}",
+                    "plan-cover",
+                )
     _check_n(t, d, f)
     want = (t.K.parts, t.M.parts * t.N.groups)
     if t.size != want:
@@ -769,8 +832,11 @@ def _check_n(t: Tiling, d: Dims, f: _Fields) -> None:
     if n.chunk > nt:
         raise f.fail("tiling.N.chunk", f"{n.chunk} is wider than a row group's {nt:,} columns", "plan-cover")
     if n.steps != _cdiv(nt, n.chunk):
-        raise f.fail("tiling.N.steps", f"{n.steps} steps of {n.chunk} columns; a row group's {nt:,} columns "
-                     f"take {_cdiv(nt, n.chunk)}", "plan-cover")
+        raise f.fail(
+            "tiling.N.steps",
+            f"{n.steps} steps of {n.chunk} columns; a row group's {nt:,} columns take {_cdiv(nt, n.chunk)}",
+            "plan-cover",
+        )
 
 
 def _cover_one(f: _Fields, field: str, parts: int, tile: int, dim: int, name: str) -> None:
@@ -801,27 +867,33 @@ def _check_memory(lp: LayerPlan, t: Tiling, f: _Fields, mode: str) -> None:
     have = dict(lp.memory.buffers)
     for b, n in need.items():
         if have.get(b, 0) != n:
-            raise f.fail(f"memory.{b}", f"{have.get(b, 0):,} bytes, but the tiling's {b} buffer needs {n:,}",
-                         "plan-memory")
+            raise f.fail(
+                f"memory.{b}", f"{have.get(b, 0):,} bytes, but the tiling's {b} buffer needs {n:,}", "plan-memory"
+            )
 
 
 def _check_memmap(lp: LayerPlan, f: _Fields) -> None:
     mm = lp.memmap
     if len(mm) < 2 or mm[0].buffer != "runtime" or mm[0].offset != 0 or mm[-1].buffer != "free":
-        raise f.fail("memmap", "expected the runtime's share at offset 0 first and the free space last",
-                     "plan-memory")
+        raise f.fail("memmap", "expected the runtime's share at offset 0 first and the free space last", "plan-memory")
     names = [e.buffer for e in mm[1:-1]]
     want = [b for b in BUFFERS if lp.memory.get(b)]  # memplan's order
     if names != want:
         raise f.fail("memmap", f"holds {names}, but the layer's non-empty buffers are {want}", "plan-memory")
     for i, e in enumerate(mm[1:-1], 1):
         if e.bytes != lp.memory.get(e.buffer):
-            raise f.fail(f"memmap[{i}].bytes", f"{e.buffer} has {e.bytes:,} bytes, memory.{e.buffer} says "
-                         f"{lp.memory.get(e.buffer):,}", "plan-memory")
+            raise f.fail(
+                f"memmap[{i}].bytes",
+                f"{e.buffer} has {e.bytes:,} bytes, memory.{e.buffer} says {lp.memory.get(e.buffer):,}",
+                "plan-memory",
+            )
     for i, (a, b) in enumerate(zip(mm, mm[1:]), 1):
         if b.offset < a.end:
-            raise f.fail(f"memmap[{i}].offset", f"{b.buffer} at {b.offset:,} overlaps {a.buffer} "
-                         f"[{a.offset:,}, {a.end:,})", "plan-memory")
+            raise f.fail(
+                f"memmap[{i}].offset",
+                f"{b.buffer} at {b.offset:,} overlaps {a.buffer} [{a.offset:,}, {a.end:,})",
+                "plan-memory",
+            )
 
 
 def _check_routes(lp: LayerPlan, t: Tiling, f: _Fields, mode: str) -> None:
@@ -848,8 +920,12 @@ def _check_needed_routes(lp: LayerPlan, t: Tiling, f: _Fields, mode: str) -> Non
         _need_bundle(f, lp, "reduce", "x", cols, rows)
         srcs = [x.src if x.src is not None else x.box[0] for x in lp.routes_of("reduce") if x.axis == "x"]
         if not any(s <= cols[0] for s in srcs) or not any(s >= cols[1] for s in srcs):
-            raise f.fail("routes", f"the reduction ring needs a reduce flow from its west column x={cols[0]} and one "
-                         f"from its east column x={cols[1]}", "plan-route")
+            raise f.fail(
+                "routes",
+                f"the reduction ring needs a reduce flow from its west column x={cols[0]} and one "
+                f"from its east column x={cols[1]}",
+                "plan-route",
+            )
 
 
 def _need_bundle(f, lp: LayerPlan, flow: str, axis: str, cols, rows) -> None:
@@ -861,17 +937,22 @@ def _need(f, lp: LayerPlan, flow: str, boxes: list, want: tuple, what: str) -> N
     hole = _uncovered(boxes, want)
     if hole is not None:
         x0, y0, x1, y1 = want
-        raise f.fail("routes", f"no {flow} route {what} (columns {x0}-{x1}, rows {y0}-{y1}): ({hole[0]},{hole[1]}) "
-                     "is not reached", "plan-route")
+        raise f.fail(
+            "routes",
+            f"no {flow} route {what} (columns {x0}-{x1}, rows {y0}-{y1}): ({hole[0]},{hole[1]}) is not reached",
+            "plan-route",
+        )
 
 
 def _uncovered(boxes: list, want: tuple) -> tuple[int, int] | None:
     """A point of the box ``want`` that no box covers (boxes inclusive), or None."""
     x0, y0, x1, y1 = want
-    xs = sorted({x0, x1 + 1} | {b[0] for b in boxes if x0 <= b[0] <= x1} | {b[2] + 1 for b in boxes if
-                                                                         x0 <= b[2] + 1 <= x1})
-    ys = sorted({y0, y1 + 1} | {b[1] for b in boxes if y0 <= b[1] <= y1} | {b[3] + 1 for b in boxes if
-                                                                         y0 <= b[3] + 1 <= y1})
+    xs = sorted(
+        {x0, x1 + 1} | {b[0] for b in boxes if x0 <= b[0] <= x1} | {b[2] + 1 for b in boxes if x0 <= b[2] + 1 <= x1}
+    )
+    ys = sorted(
+        {y0, y1 + 1} | {b[1] for b in boxes if y0 <= b[1] <= y1} | {b[3] + 1 for b in boxes if y0 <= b[3] + 1 <= y1}
+    )
     for x in xs[:-1]:
         for y in ys[:-1]:
             if not any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes):
@@ -901,9 +982,14 @@ class Plan:
 
     def to_json(self) -> dict:
         """plan.json's dict (``target`` as given: the caller describes the Target)."""
-        return {"format": PLAN_FORMAT, "model": self.model, "mode": self.mode, "target": self.target,
-                "totals": self.totals.to_attrs() if self.totals is not None else {},
-                "layers": [lp.to_json() for lp in self.layers]}
+        return {
+            "format": PLAN_FORMAT,
+            "model": self.model,
+            "mode": self.mode,
+            "target": self.target,
+            "totals": self.totals.to_attrs() if self.totals is not None else {},
+            "layers": [lp.to_json() for lp in self.layers],
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> Plan:
@@ -964,28 +1050,39 @@ def _execution_order(m: Module) -> dict[str, int]:
 def _check_plan_layers(plan: Plan) -> None:
     for i, lp in enumerate(plan.layers):
         if lp.index != i:
-            raise PlanFormatError(lp.name, "index", f"{lp.index}, but it is layer {i} of {len(plan.layers)} in "
-                                  "execution order (layers are numbered 0 to n-1 in the order they run)",
-                                  "plan-index")
+            raise PlanFormatError(
+                lp.name,
+                "index",
+                f"{lp.index}, but it is layer {i} of {len(plan.layers)} in "
+                "execution order (layers are numbered 0 to n-1 in the order they run)",
+                "plan-index",
+            )
     if plan.mode == "stream":
         for prev, lp in zip(plan.layers, plan.layers[1:]):
             if lp.routes is None or prev.tiling is None or lp.tiling.size == prev.tiling.size:
                 continue
             if not lp.routes_of("relayout"):
-                raise PlanFormatError(lp.name, "routes", f"no relayout route: its tiling's size "
-                                      f"{list(lp.tiling.size)} differs from @{prev.name}'s {list(prev.tiling.size)}",
-                                      "plan-route")
+                raise PlanFormatError(
+                    lp.name,
+                    "routes",
+                    f"no relayout route: its tiling's size "
+                    f"{list(lp.tiling.size)} differs from @{prev.name}'s {list(prev.tiling.size)}",
+                    "plan-route",
+                )
     tot = plan.totals
     if tot is None or not plan.layers or any(lp.cost is None for lp in plan.layers):
         return
-    want = {"layers": len(plan.layers),
-            "weight_bytes_streamed": sum(lp.stream.bytes for lp in plan.layers),
-            "peak_bytes_per_pe": max(lp.memory.total for lp in plan.layers),
-            "max_colors": max(lp.colors for lp in plan.layers)}
+    want = {
+        "layers": len(plan.layers),
+        "weight_bytes_streamed": sum(lp.stream.bytes for lp in plan.layers),
+        "peak_bytes_per_pe": max(lp.memory.total for lp in plan.layers),
+        "max_colors": max(lp.colors for lp in plan.layers),
+    }
     for k, v in want.items():
         if getattr(tot, k) != v:
-            raise PlanFormatError("", f"plan.totals.{k}", f"{getattr(tot, k):,}, but the layers add up to {v:,}",
-                                  "plan-totals")
+            raise PlanFormatError(
+                "", f"plan.totals.{k}", f"{getattr(tot, k):,}, but the layers add up to {v:,}", "plan-totals"
+            )
 
 
 def _check_ops(m: Module, plan: Plan) -> None:
@@ -1003,8 +1100,9 @@ def _check_ops(m: Module, plan: Plan) -> None:
             by_result[r.name] = op
     for lp in plan.layers:
         if count.get(lp.name, 0) != lp.ops:
-            raise PlanFormatError(lp.name, "ops", f"{lp.ops}, but {count.get(lp.name, 0)} ops of @forward name the "
-                                  "layer", "plan-anchor")
+            raise PlanFormatError(
+                lp.name, "ops", f"{lp.ops}, but {count.get(lp.name, 0)} ops of @forward name the layer", "plan-anchor"
+            )
         _check_weights(m, lp)
         if lp.anchor is not None:
             _check_anchor(lp, by_result.get(lp.anchor[1:]))
@@ -1016,24 +1114,34 @@ def _check_weights(m: Module, lp: LayerPlan) -> None:
             raise PlanFormatError(lp.name, "weights", f"@{w} is not a declared weight", "plan-anchor")
     nbytes = sum(m.weights[w].type.nbytes for w in lp.weights)
     if lp.weight_bytes != nbytes:
-        raise PlanFormatError(lp.name, "weight_bytes", f"{lp.weight_bytes:,}, but its weights hold {nbytes:,}",
-                              "plan-anchor")
+        raise PlanFormatError(
+            lp.name, "weight_bytes", f"{lp.weight_bytes:,}, but its weights hold {nbytes:,}", "plan-anchor"
+        )
 
 
 def _check_anchor(lp: LayerPlan, op: Op | None) -> None:
     ref = op.attrs.get(LAYER_ATTR) if op is not None else None
     if op is None or op.name not in ANCHOR_KINDS or not isinstance(ref, SymbolRef) or ref.name != lp.name:
-        raise PlanFormatError(lp.name, "anchor", f"{lp.anchor} is not an anchor op (mm, addmm, bmm, convolution, "
-                              "embedding) of this layer", "plan-anchor")
+        raise PlanFormatError(
+            lp.name,
+            "anchor",
+            f"{lp.anchor} is not an anchor op (mm, addmm, bmm, convolution, embedding) of this layer",
+            "plan-anchor",
+        )
     if lp.kind not in ANCHOR_KINDS[op.name]:
         raise PlanFormatError(lp.name, "kind", f"{lp.kind!r}, but its anchor is a {op.name}", "plan-anchor")
     dims = Dims(**matmul_dims(op))
     if lp.dims != dims:
-        raise PlanFormatError(lp.name, "dims", f"{_dims(lp.dims)}, but its anchor {lp.anchor} is {_dims(dims)}",
-                              "plan-anchor")
+        raise PlanFormatError(
+            lp.name, "dims", f"{_dims(lp.dims)}, but its anchor {lp.anchor} is {_dims(dims)}", "plan-anchor"
+        )
     if lp.dtype != op.results[0].type.dtype:
-        raise PlanFormatError(lp.name, "dtype", f"{lp.dtype.value}, but its anchor {lp.anchor} gives "
-                              f"{op.results[0].type.dtype.value}", "plan-anchor")
+        raise PlanFormatError(
+            lp.name,
+            "dtype",
+            f"{lp.dtype.value}, but its anchor {lp.anchor} gives {op.results[0].type.dtype.value}",
+            "plan-anchor",
+        )
 
 
 def _dims(d: Dims) -> str:
@@ -1069,7 +1177,30 @@ def matmul_dims(op: Op) -> dict[str, int]:
 
 
 __all__ = [
-    "ANCHOR_KINDS", "BUFFERS", "Cost", "Dims", "Estimate", "FLOWS", "KINDS", "LayerPlan", "Links", "MODES",
-    "MemEntry", "Memory", "NSplit", "PLAN_FORMAT", "Plan", "PlanFormatError", "Rect", "Route", "STAGES", "Split",
-    "Stream", "Tiling", "Totals", "load_plan", "matmul_dims", "plain",
+    "ANCHOR_KINDS",
+    "BUFFERS",
+    "Cost",
+    "Dims",
+    "Estimate",
+    "FLOWS",
+    "KINDS",
+    "LayerPlan",
+    "Links",
+    "MODES",
+    "MemEntry",
+    "Memory",
+    "NSplit",
+    "PLAN_FORMAT",
+    "Plan",
+    "PlanFormatError",
+    "Rect",
+    "Route",
+    "STAGES",
+    "Split",
+    "Stream",
+    "Tiling",
+    "Totals",
+    "load_plan",
+    "matmul_dims",
+    "plain",
 ]

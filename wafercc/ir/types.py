@@ -58,14 +58,29 @@ class DType(Enum):
 
 
 _ITEMSIZE = {
-    DType.f64: 8, DType.f32: 4, DType.f16: 2, DType.bf16: 2, DType.i64: 8, DType.i32: 4,
-    DType.i16: 2, DType.i8: 1, DType.u8: 1, DType.bool: 1,
+    DType.f64: 8,
+    DType.f32: 4,
+    DType.f16: 2,
+    DType.bf16: 2,
+    DType.i64: 8,
+    DType.i32: 4,
+    DType.i16: 2,
+    DType.i8: 1,
+    DType.u8: 1,
+    DType.bool: 1,
 }
 _FLOATS = frozenset({DType.f64, DType.f32, DType.f16, DType.bf16})
 _INTS = frozenset({DType.i64, DType.i32, DType.i16, DType.i8, DType.u8})
 _NUMPY_NAME = {
-    DType.f64: "float64", DType.f32: "float32", DType.f16: "float16", DType.bf16: "bfloat16",
-    DType.i64: "int64", DType.i32: "int32", DType.i16: "int16", DType.i8: "int8", DType.u8: "uint8",
+    DType.f64: "float64",
+    DType.f32: "float32",
+    DType.f16: "float16",
+    DType.bf16: "bfloat16",
+    DType.i64: "int64",
+    DType.i32: "int32",
+    DType.i16: "int16",
+    DType.i8: "int8",
+    DType.u8: "uint8",
     DType.bool: "bool",
 }
 
@@ -73,8 +88,16 @@ _NUMPY_NAME = {
 _CATEGORY = {d: (0 if d.is_bool else 1 if d.is_int else 2) for d in DType}
 # Within a category, the wider type wins; f16 and bf16 together promote to f32 (torch's rule).
 _RANK = {
-    DType.bool: 0, DType.u8: 1, DType.i8: 1, DType.i16: 2, DType.i32: 3, DType.i64: 4,
-    DType.f16: 1, DType.bf16: 1, DType.f32: 2, DType.f64: 3,
+    DType.bool: 0,
+    DType.u8: 1,
+    DType.i8: 1,
+    DType.i16: 2,
+    DType.i32: 3,
+    DType.i64: 4,
+    DType.f16: 1,
+    DType.bf16: 1,
+    DType.f32: 2,
+    DType.f64: 3,
 }
 
 

@@ -47,7 +47,8 @@ def _verify_func(m: Module, f: Func, check_op: OpChecker | None) -> None:
     names: dict[str, object] = {}
     for a in f.args:
         if a.name in names:
-            raise VerifyError(f"@{f.name}: argument %{a.name} is defined twice [ssa-single-definition]",
+            raise VerifyError(
+                f"@{f.name}: argument %{a.name} is defined twice [ssa-single-definition]",
                 rule="ssa-single-definition",
             )
         names[a.name] = a
@@ -66,12 +67,14 @@ def _verify_func(m: Module, f: Func, check_op: OpChecker | None) -> None:
             check_op(op, m)
     for v in f.returns:
         if id(v) not in defined:
-            raise VerifyError(f"@{f.name}: returned value %{v.name} is not defined [ssa-dominance]", rule="ssa-dominance"
+            raise VerifyError(
+                f"@{f.name}: returned value %{v.name} is not defined [ssa-dominance]", rule="ssa-dominance"
             )
     declared = f.declared_result_types()
     actual = [v.type for v in f.returns]
     if declared != actual:
-        raise VerifyError(f"@{f.name}: declared result types ({', '.join(map(str, declared))}) but returns "
+        raise VerifyError(
+            f"@{f.name}: declared result types ({', '.join(map(str, declared))}) but returns "
             f"({', '.join(map(str, actual))}) [return-types]",
             rule="return-types",
         )
@@ -88,6 +91,7 @@ def _check_symbols(m: Module, op: Op) -> None:
                 raise fail(op, "symbol-defined", f"attribute '{key}' references unknown {what} {a}")
             if key == "symbol" and op.results and op.results[0].type != w.type:
                 raise fail(
-                    op, "symbol-type",
+                    op,
+                    "symbol-type",
                     f"result type {op.results[0].type} does not match weight {a} : {w.type}",
                 )

@@ -44,8 +44,9 @@ def check_plan(m: Module) -> Plan | None:
         for op in f.ops:
             ref = op.attrs.get(LAYER_ATTR)
             if ref is not None and (not isinstance(ref, SymbolRef) or ref.name not in m.layers):
-                raise VerifyError(f"{op.where()}: plan.layer {ref} names no layer [plan-layer]", op=op,
-                                  rule="plan-layer")
+                raise VerifyError(
+                    f"{op.where()}: plan.layer {ref} names no layer [plan-layer]", op=op, rule="plan-layer"
+                )
     plan = load_plan(m)
     check_target(plan, t)
     return plan
@@ -73,15 +74,18 @@ def _check_layer(lp: LayerPlan, t: Target) -> None:
         if r.x + r.w > t.width or r.y + r.h > t.height:
             raise _fail(lp.name, "plan-rect", f"rect {r.to_attrs()} leaves the {t.width}x{t.height} mesh")
     if lp.memory is not None and lp.memory.total > t.usable_sram:
-        raise _fail(lp.name, "plan-memory", f"needs {lp.memory.total:,} bytes per PE, the budget is "
-                    f"{t.usable_sram:,}")
+        raise _fail(lp.name, "plan-memory", f"needs {lp.memory.total:,} bytes per PE, the budget is {t.usable_sram:,}")
     if lp.memmap:
         end = max(e.end for e in lp.memmap)
         if end > t.sram_bytes:
             raise _fail(lp.name, "plan-memory", f"memory map ends at {end:,}, past {t.sram_bytes:,} bytes")
         if lp.memmap[0].bytes != t.runtime_reserved_bytes:
-            raise _fail(lp.name, "plan-memory", f"memory map reserves {lp.memmap[0].bytes:,} bytes for the "
-                        f"runtime; {t.name} reserves {t.runtime_reserved_bytes:,}")
+            raise _fail(
+                lp.name,
+                "plan-memory",
+                f"memory map reserves {lp.memmap[0].bytes:,} bytes for the "
+                f"runtime; {t.name} reserves {t.runtime_reserved_bytes:,}",
+            )
 
 
 def _check_step_routes(step: int, group: list[LayerPlan], t: Target) -> None:
@@ -94,24 +98,33 @@ def _check_step_routes(step: int, group: list[LayerPlan], t: Target) -> None:
         return
     if max(f.color for f in flows) >= t.usable_colors:
         bad = next(f for f in flows if f.color >= t.usable_colors)
-        raise _fail(bad.layer, "plan-colors", f"{bad.kind} uses color {bad.color}; {t.name} has "
-                    f"{t.usable_colors} usable colors")
+        raise _fail(
+            bad.layer, "plan-colors", f"{bad.kind} uses color {bad.color}; {t.name} has {t.usable_colors} usable colors"
+        )
     most, x, y, clash = router_colors(flows)
     if clash is not None:
         k, cx, cy = clash
         here = [f for f in flows if f.color == k and _passes(f, cx, cy)]
-        raise _fail(here[0].layer, "plan-colors", f"{_flows(here)} cross router ({cx},{cy}) on color {k} "
-                    f"at step {step}: a router cannot tell their wavelets apart")
+        raise _fail(
+            here[0].layer,
+            "plan-colors",
+            f"{_flows(here)} cross router ({cx},{cy}) on color {k} "
+            f"at step {step}: a router cannot tell their wavelets apart",
+        )
     if most > t.usable_colors:
         here = [f for f in flows if _passes(f, x, y)]
-        raise _fail(here[0].layer, "plan-colors", f"router ({x},{y}) needs {most} colors at step {step}; "
-                    f"{t.name} has {t.usable_colors} usable; flows through it: {_flows(here)}")
+        raise _fail(
+            here[0].layer,
+            "plan-colors",
+            f"router ({x},{y}) needs {most} colors at step {step}; "
+            f"{t.name} has {t.usable_colors} usable; flows through it: {_flows(here)}",
+        )
 
 
 def _check_overlap(group: list[LayerPlan]) -> None:
     rects = sorted((lp.rect.to_attrs(), lp.name) for lp in group)
     for i, (a, na) in enumerate(rects):
-        for b, nb in rects[i + 1:]:
+        for b, nb in rects[i + 1 :]:
             if b[0] >= a[0] + a[2]:
                 break
             if a[1] < b[1] + b[3] and b[1] < a[1] + a[3]:

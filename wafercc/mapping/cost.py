@@ -51,15 +51,24 @@ class Cost:
             bound = max(parts, key=parts.get)
             fpc = t.fmac_peak(shape_of(layer).dtype)
             a["cost"] = {
-                **{k: round(v, 1) for k, v in parts.items()}, "latency": est["latency"], "tail": est["tail"],
-                "total": round(total, 1), "bound": bound, "roofline": est["roofline"],
+                **{k: round(v, 1) for k, v in parts.items()},
+                "latency": est["latency"],
+                "tail": est["tail"],
+                "total": round(total, 1),
+                "bound": bound,
+                "roofline": est["roofline"],
                 "seconds": total / t.clock_hz,
                 "utilization": sig4(a["flops"] / (total * t.pes * fpc)) if total else 0.0,
             }
             chunks = a["tiling"]["N"]["steps"] * a["tiling"]["passes"]
             streamed = a["weight_bytes"] * a["tiling"]["passes"] if mode == "stream" else 0
-            a["stream"] = {"order": order, "bytes": streamed, "chunks": chunks,
-                           "chunk_bytes": -(-streamed // max(chunks, 1)), "prefetch": mode == "stream" and order > 0}
+            a["stream"] = {
+                "order": order,
+                "bytes": streamed,
+                "chunks": chunks,
+                "chunk_bytes": -(-streamed // max(chunks, 1)),
+                "prefetch": mode == "stream" and order > 0,
+            }
         module.attrs["plan.totals"] = _totals(todo, t, mode)
         if stats is not None:
             stats["layers costed"] += len(todo)
@@ -69,8 +78,17 @@ class Cost:
 def _totals(todo, t, mode: str) -> dict:
     costs = [layer.attrs["cost"] for layer in todo]
     if not todo:  # an empty plan: the model computes nothing (an identity, or a graph that folded away)
-        return {"layers": 0, "cycles": 0.0, "seconds": 0.0, "flops": 0, "weight_bytes_streamed": 0,
-                "peak_bytes_per_pe": 0, "utilization": 0.0, "max_colors": 0, "structures": 0}
+        return {
+            "layers": 0,
+            "cycles": 0.0,
+            "seconds": 0.0,
+            "flops": 0,
+            "weight_bytes_streamed": 0,
+            "peak_bytes_per_pe": 0,
+            "utilization": 0.0,
+            "max_colors": 0,
+            "structures": 0,
+        }
     if mode == "stream":
         cycles = sum(c["total"] for c in costs)
     else:
@@ -81,8 +99,12 @@ def _totals(todo, t, mode: str) -> dict:
     peak = max(layer.attrs["memory"]["total"] for layer in todo)
     fpc = t.fmac_peak(shape_of(todo[0]).dtype)
     return {
-        "layers": len(todo), "cycles": round(cycles, 1), "seconds": cycles / t.clock_hz, "flops": flops,
-        "weight_bytes_streamed": streamed, "peak_bytes_per_pe": peak,
+        "layers": len(todo),
+        "cycles": round(cycles, 1),
+        "seconds": cycles / t.clock_hz,
+        "flops": flops,
+        "weight_bytes_streamed": streamed,
+        "peak_bytes_per_pe": peak,
         "utilization": sig4(flops / (cycles * t.pes * fpc)) if cycles else 0.0,
         "max_colors": max(layer.attrs["colors"] for layer in todo),
         # Layers with one computation (identical transformer blocks) share their routes (see route).

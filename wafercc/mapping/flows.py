@@ -87,15 +87,15 @@ class LinkLoad:
                     self.load["E"][rows, src:xe] += f.nbytes * np.minimum(n, xe - xr)[None, :]
                 else:  # from the east edge, westward: link x -> x-1 for x in (xs, src]
                     xr = np.arange(xs + 1, src + 1)
-                    self.load["W"][rows, xs + 1:src + 1] += f.nbytes * np.minimum(n, xr - xs)[None, :]
+                    self.load["W"][rows, xs + 1 : src + 1] += f.nbytes * np.minimum(n, xr - xs)[None, :]
                 return
             self.load["E"][rows, src:x1] += f.nbytes
-            self.load["W"][rows, x0 + 1:src + 1] += f.nbytes
+            self.load["W"][rows, x0 + 1 : src + 1] += f.nbytes
         else:
             cols = slice(x0, x1 + 1)
             src = y0 if f.src is None else f.src
             self.load["S"][src:y1, cols] += f.nbytes
-            self.load["N"][y0 + 1:src + 1, cols] += f.nbytes
+            self.load["N"][y0 + 1 : src + 1, cols] += f.nbytes
 
     def _add_segment(self, a: tuple[int, int], b: tuple[int, int], nbytes: float) -> None:
         (ax, ay), (bx, by) = a, b
@@ -103,12 +103,12 @@ class LinkLoad:
             if bx > ax:
                 self.load["E"][ay, ax:bx] += nbytes
             else:
-                self.load["W"][ay, bx + 1:ax + 1] += nbytes
+                self.load["W"][ay, bx + 1 : ax + 1] += nbytes
         else:
             if by > ay:
                 self.load["S"][ay:by, ax] += nbytes
             else:
-                self.load["N"][by + 1:ay + 1, ax] += nbytes
+                self.load["N"][by + 1 : ay + 1, ax] += nbytes
 
     def busiest(self) -> tuple[float, tuple[int, int, str]]:
         best, where = 0.0, (0, 0, "E")

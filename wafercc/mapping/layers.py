@@ -84,8 +84,10 @@ def partition(module: Module) -> list[dict]:
 
 def _layer_info(module: Module, index: int, ops: list[Op], anchor: Op | None, derived: dict) -> dict:
     # The weights a layer streams: every weight its activation ops read, through any views of it.
-    used = set().union(*(derived[id(v)] for op in ops if id(op.results[0]) not in derived
-                         for v in op.operands if id(v) in derived), set())
+    used = set().union(
+        *(derived[id(v)] for op in ops if id(op.results[0]) not in derived for v in op.operands if id(v) in derived),
+        set(),
+    )
     order = {w: i for i, w in enumerate(module.weights)}
     weights = sorted(used, key=order.__getitem__)
     weight_bytes = sum(module.weights[w].type.nbytes for w in weights)
@@ -103,8 +105,14 @@ def _layer_info(module: Module, index: int, ops: list[Op], anchor: Op | None, de
         info["dims"] = matmul_dims(anchor)
         info["anchor"] = "%" + anchor.results[0].name
     # Activation elements the layer's elementwise tail touches (for its compute and memory).
-    info["tail_elements"] = max((op.results[0].type.numel for op in ops if op is not anchor and op.name not in
-                                 ("weight.get",) and not all(id(r) in derived for r in op.results)), default=0)
+    info["tail_elements"] = max(
+        (
+            op.results[0].type.numel
+            for op in ops
+            if op is not anchor and op.name not in ("weight.get",) and not all(id(r) in derived for r in op.results)
+        ),
+        default=0,
+    )
     info["structure"] = structure_hash(ops)
     for op in ops:
         op.attrs[LAYER_ATTR] = SymbolRef(name)

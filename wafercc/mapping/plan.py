@@ -21,15 +21,22 @@ from wafercc.target import Target, parse_target
 from .tiling import Shape
 
 MODES = ("stream", "pipeline")
-STAGE_KEYS = {"partition": "kind", "tile": "tiling", "place": "rect", "route": "routes", "memplan": "memmap",
-              "cost": "cost"}
+STAGE_KEYS = {
+    "partition": "kind",
+    "tile": "tiling",
+    "place": "rect",
+    "route": "routes",
+    "memplan": "memmap",
+    "cost": "cost",
+}
 
 
 def target_of(module: Module, override: str = "") -> Target:
     spec = override or module.attrs.get("target")
     if not spec:
-        raise PlanError(f"module @{module.name} names no target: pass target=NAME to the pass, or compile "
-                        "with --target")
+        raise PlanError(
+            f"module @{module.name} names no target: pass target=NAME to the pass, or compile with --target"
+        )
     if override:
         module.attrs["target"] = override
     return parse_target(str(spec))
@@ -63,9 +70,15 @@ def shape_of(layer: Layer) -> Shape:
     a = layer.attrs
     dims = a.get("dims", {})
     return Shape(
-        kind=a["kind"], B=dims.get("B", 1), M=dims.get("M", 1), K=dims.get("K", 1), N=dims.get("N", 1),
-        dtype=a["dtype"] if isinstance(a["dtype"], DType) else DType(a["dtype"]), weight_bytes=a["weight_bytes"],
-        flops=a["flops"], tail_elements=a.get("tail_elements", 0),
+        kind=a["kind"],
+        B=dims.get("B", 1),
+        M=dims.get("M", 1),
+        K=dims.get("K", 1),
+        N=dims.get("N", 1),
+        dtype=a["dtype"] if isinstance(a["dtype"], DType) else DType(a["dtype"]),
+        weight_bytes=a["weight_bytes"],
+        flops=a["flops"],
+        tail_elements=a.get("tail_elements", 0),
     )
 
 

@@ -50,8 +50,23 @@ def target_of_plan(plan: Plan | dict) -> Target:
 
 # The per-layer table, one set of columns for report.txt and the terminal (``wafercc report``): a row's cost
 # terms add up, total = max(compute, ingress, fabric) + lat+tail.
-COLUMNS = ("layer", "kind", "rect WxH@x,y", "tiling M/y K/x N", "PEs", "SRAM/PE (B)", "colors", "streamed",
-           "compute", "ingress", "fabric", "lat+tail", "total", "bound", "util")
+COLUMNS = (
+    "layer",
+    "kind",
+    "rect WxH@x,y",
+    "tiling M/y K/x N",
+    "PEs",
+    "SRAM/PE (B)",
+    "colors",
+    "streamed",
+    "compute",
+    "ingress",
+    "fabric",
+    "lat+tail",
+    "total",
+    "bound",
+    "util",
+)
 LEFT_ALIGNED = frozenset({0, 1, 2, 3, 13})
 BOUND_COLUMN = 13
 
@@ -65,25 +80,54 @@ def table_rows(plan: Plan | dict) -> tuple[list[tuple[str, ...]], tuple[str, ...
     for lp in plan.layers:
         tl, c, mem = lp.tiling, lp.cost, lp.memory
         x, y, w, h = lp.rect.to_attrs()
-        rows.append((
-            lp.name, lp.kind, f"{w}x{h}@{x},{y}", format_tiling(tl), f"{tl.pes:,}",
-            f"{mem.total:,}/{budget:,}", f"{lp.colors}/{colors}", format_bytes(lp.stream.bytes),
-            format_cycles(c.compute), format_cycles(c.ingress), format_cycles(c.fabric),
-            format_cycles(c.latency + c.tail), format_cycles(c.total), c.bound, f"{c.utilization:.1%}",
-        ))
+        rows.append(
+            (
+                lp.name,
+                lp.kind,
+                f"{w}x{h}@{x},{y}",
+                format_tiling(tl),
+                f"{tl.pes:,}",
+                f"{mem.total:,}/{budget:,}",
+                f"{lp.colors}/{colors}",
+                format_bytes(lp.stream.bytes),
+                format_cycles(c.compute),
+                format_cycles(c.ingress),
+                format_cycles(c.fabric),
+                format_cycles(c.latency + c.tail),
+                format_cycles(c.total),
+                c.bound,
+                f"{c.utilization:.1%}",
+            )
+        )
     tot = plan.totals
-    total = ("total", f"{tot.layers} layers", "", "", "", f"{tot.peak_bytes_per_pe:,}/{budget:,}",
-             f"{tot.max_colors}/{colors}", format_bytes(tot.weight_bytes_streamed), "", "", "", "",
-             format_cycles(tot.cycles), "", f"{tot.utilization:.1%}")
+    total = (
+        "total",
+        f"{tot.layers} layers",
+        "",
+        "",
+        "",
+        f"{tot.peak_bytes_per_pe:,}/{budget:,}",
+        f"{tot.max_colors}/{colors}",
+        format_bytes(tot.weight_bytes_streamed),
+        "",
+        "",
+        "",
+        "",
+        format_cycles(tot.cycles),
+        "",
+        f"{tot.utilization:.1%}",
+    )
     return rows, total
 
 
 def title(plan: Plan | dict) -> str:
     plan = as_plan(plan)
     t, tot = target_of_plan(plan), plan.totals
-    return (f"wafercc plan for @{plan.model} on {t.name} ({t.width}x{t.height} PEs, {t.clock_hz / 1e9:.2f} GHz), "
-            f"{plan.mode} mode: {tot.layers} layers, {tot.cycles:,.0f} cycles = {tot.seconds * 1e3:.4g} ms, "
-            f"utilization {tot.utilization:.1%}")
+    return (
+        f"wafercc plan for @{plan.model} on {t.name} ({t.width}x{t.height} PEs, {t.clock_hz / 1e9:.2f} GHz), "
+        f"{plan.mode} mode: {tot.layers} layers, {tot.cycles:,.0f} cycles = {tot.seconds * 1e3:.4g} ms, "
+        f"utilization {tot.utilization:.1%}"
+    )
 
 
 def format_report(plan: Plan | dict) -> str:
@@ -92,8 +136,9 @@ def format_report(plan: Plan | dict) -> str:
     widths = [max(len(r[i]) for r in [COLUMNS, total, *rows]) for i in range(len(COLUMNS))]
 
     def line(r) -> str:
-        return "  ".join(v.ljust(w) if i in LEFT_ALIGNED else v.rjust(w)
-                         for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+        return "  ".join(
+            v.ljust(w) if i in LEFT_ALIGNED else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))
+        ).rstrip()
 
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([title(plan), "", line(COLUMNS), sep, *map(line, rows), sep, line(total)]) + "\n"
@@ -102,8 +147,11 @@ def format_report(plan: Plan | dict) -> str:
 def format_tiling(tl: Tiling) -> str:
     """M tile/parts, K tile/parts, N chunk x steps, with row groups (g) and passes (p) when there are any."""
     n = tl.N
-    return (f"{tl.M.tile}/{tl.M.parts} {tl.K.tile}/{tl.K.parts} {n.chunk}x{n.steps}"
-            + (f" g{n.groups}" if n.groups > 1 else "") + (f" p{tl.passes}" if tl.passes > 1 else ""))
+    return (
+        f"{tl.M.tile}/{tl.M.parts} {tl.K.tile}/{tl.K.parts} {n.chunk}x{n.steps}"
+        + (f" g{n.groups}" if n.groups > 1 else "")
+        + (f" p{tl.passes}" if tl.passes > 1 else "")
+    )
 
 
 def format_bytes(n: float) -> str:

@@ -2,7 +2,8 @@
 
     layer @L0_fc1 {rect = [0, 0, 392, 32], tiling = {...}, ...}
   gains
-    routes = [{flow = "ingress", color = 0, box = [0, 16, 195, 16], axis = "x", src = 0, feeds = [0, 195], bytes = 2048},
+    routes = [{flow = "ingress", color = 0, box = [0, 16, 195, 16], axis = "x", src = 0, feeds = [0, 195],
+               bytes = 2048},
               {flow = "broadcast", color = 1, box = [0, 0, 195, 31], axis = "y", src = 16, bytes = 2048},
               {flow = "reduce", color = 2, box = [0, 0, 391, 31], axis = "x", src = 0, bytes = 3072}, ...]
     colors = 4, links = {busiest = [195, 16, "E"], bytes = 401408, cycles = 100352}
@@ -45,7 +46,6 @@ from .flows import Flow, LinkLoad, busiest_router
 from .layers import LAYER_ATTR
 from .plan import layers, mode_of, target_of
 from .ports import port_runs
-
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,16 @@ class Route:
 def _route_key(layer: Layer, prev: Layer | None) -> tuple:
     a = layer.attrs
     before = None if prev is None else (tuple(prev.attrs["rect"]), tuple(prev.attrs["tiling"]["size"]))
-    return (a.get("structure"), a["kind"], tuple(a["rect"]), attr_key(a["tiling"]), a["weight_bytes"],
-            attr_key(a.get("dims", {})), a["dtype"], before)
+    return (
+        a.get("structure"),
+        a["kind"],
+        tuple(a["rect"]),
+        attr_key(a["tiling"]),
+        a["weight_bytes"],
+        attr_key(a.get("dims", {})),
+        a["dtype"],
+        before,
+    )
 
 
 # -- weight streaming -------------------------------------------------------------------------
@@ -155,8 +163,17 @@ def _ingress_and_broadcast(name, t, x0, x1, y0, y1, per_column) -> list[Flow]:
     (ingress), then turns down (and up) the run's columns (broadcast)."""
     flows = []
     for edge_x, port_y, xs, xe in port_runs(t, x0, x1):
-        flows.append(Flow("ingress", name, (min(edge_x, xs), port_y, max(edge_x, xe), port_y), "x", edge_x,
-                          per_column, feeds=(xs, xe)))
+        flows.append(
+            Flow(
+                "ingress",
+                name,
+                (min(edge_x, xs), port_y, max(edge_x, xe), port_y),
+                "x",
+                edge_x,
+                per_column,
+                feeds=(xs, xe),
+            )
+        )
         flows.append(Flow("broadcast", name, (xs, min(y0, port_y), xe, max(y1, port_y)), "y", port_y, per_column))
     return flows
 
@@ -172,8 +189,10 @@ def _resident_flows(layer: Layer, t: Target) -> list[Flow]:
     if w > 1 and a["kind"] != "elementwise":
         dims = a.get("dims", {})
         ring = dims.get("B", 1) * dims.get("M", 1) * dims.get("N", 1) / max(h, 1) * ACC_BYTES * (w - 1) / w / 2
-        flows += [Flow("reduce", layer.name, (x0, y0, x1, y1), "x", x0, ring),
-                  Flow("reduce", layer.name, (x0, y0, x1, y1), "x", x1, ring)]
+        flows += [
+            Flow("reduce", layer.name, (x0, y0, x1, y1), "x", x0, ring),
+            Flow("reduce", layer.name, (x0, y0, x1, y1), "x", x1, ring),
+        ]
     return flows
 
 
@@ -246,6 +265,7 @@ def _route_round(g, lanes, history: dict, capacity: float, pres_fac: float) -> t
     present = dict.fromkeys(g.edges, 0.0)
     paths = []
     for s, d, n, *_ in lanes:
+
         def cost(u, v, _attrs, n=n):
             over = max(0.0, present[(u, v)] + n - capacity) / capacity
             return (1.0 + history[(u, v)]) * (1.0 + pres_fac * over)
@@ -314,8 +334,12 @@ def _assign_colors(flows: list[Flow], t: Target) -> None:
         return
     boxes = np.array([_bbox(f) for f in flows])
     x0, y0, x1, y1 = (boxes[:, i] for i in range(4))
-    meet = (x0[:, None] <= x1[None, :]) & (x0[None, :] <= x1[:, None]) & (y0[:, None] <= y1[None, :]) & (
-        y0[None, :] <= y1[:, None])
+    meet = (
+        (x0[:, None] <= x1[None, :])
+        & (x0[None, :] <= x1[:, None])
+        & (y0[:, None] <= y1[None, :])
+        & (y0[None, :] <= y1[:, None])
+    )
     g = nx.Graph()
     g.add_nodes_from(range(len(flows)))
     for i, j in zip(*np.nonzero(np.triu(meet, 1))):
@@ -332,10 +356,14 @@ def _assign_colors(flows: list[Flow], t: Target) -> None:
         count, x, y = busiest_router(flows)
         here = [f"{f.kind} of @{f.layer}" for f in flows if _passes(f, x, y)]
         if count > t.usable_colors:
-            raise PlanError(f"router ({x},{y}) needs {count} colors but {t.name} has "
-                            f"{t.usable_colors} usable; flows through it: {', '.join(here)}")
-        raise PlanError(f"the flows' conflicts need {most} colors but {t.name} has {t.usable_colors} usable "
-                        f"(no single router carries more than {count}; the busiest is ({x},{y}): {', '.join(here)})")
+            raise PlanError(
+                f"router ({x},{y}) needs {count} colors but {t.name} has "
+                f"{t.usable_colors} usable; flows through it: {', '.join(here)}"
+            )
+        raise PlanError(
+            f"the flows' conflicts need {most} colors but {t.name} has {t.usable_colors} usable "
+            f"(no single router carries more than {count}; the busiest is ({x},{y}): {', '.join(here)})"
+        )
 
 
 def _bbox(f: Flow) -> tuple[int, int, int, int]:
@@ -365,5 +393,8 @@ def _record(layer: Layer, flows: list[Flow], t: Target) -> None:
     busiest, (x, y, d) = load.busiest()
     layer.attrs["routes"] = [f.attrs() for f in flows]
     layer.attrs["colors"] = len({f.color for f in flows})
-    layer.attrs["links"] = {"busiest": [x, y, d], "bytes": int(round(busiest)),
-                            "cycles": round(busiest / t.link_bytes_per_cycle, 1)}
+    layer.attrs["links"] = {
+        "busiest": [x, y, d],
+        "bytes": int(round(busiest)),
+        "cycles": round(busiest / t.link_bytes_per_cycle, 1),
+    }

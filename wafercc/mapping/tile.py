@@ -69,8 +69,12 @@ def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int) ->
     layer.attrs["tiling"] = {
         "M": {"axis": "y", "parts": tl.ry, "tile": tl.mt},
         "K": {"axis": "x", "parts": tl.cx, "tile": tl.kt},
-        "N": {"axis": "y" if mode == "pipeline" else "time", "groups": tl.rn, "chunk": tl.nc,
-              "steps": -(-(-(-dims.get("N", 1) // tl.rn)) // tl.nc)},
+        "N": {
+            "axis": "y" if mode == "pipeline" else "time",
+            "groups": tl.rn,
+            "chunk": tl.nc,
+            "steps": -(-(-(-dims.get("N", 1) // tl.rn)) // tl.nc),
+        },
         "passes": tl.passes,
         "pes": rows * tl.cx,
         "size": [tl.cx, rows],
@@ -84,9 +88,11 @@ def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int) ->
 def _too_big(layer: Layer, t: Target, mode: str, e: DoesNotFit, w: int, h: int) -> str:
     over = e.need - e.have
     where = f"a {w}x{h} region" if (w, h) != (t.width, t.height) else f"the whole {t.width}x{t.height} mesh"
-    msg = (f"layer @{layer.name} ({layer.attrs['kind']}, dims {_dims(layer)}) does not fit on {where} of "
-           f"{t.name}: its smallest tiling needs {e.need:,} bytes per PE, {over:,} bytes ({over / e.have:.0%}) "
-           f"over the {e.have:,}-byte budget")
+    msg = (
+        f"layer @{layer.name} ({layer.attrs['kind']}, dims {_dims(layer)}) does not fit on {where} of "
+        f"{t.name}: its smallest tiling needs {e.need:,} bytes per PE, {over:,} bytes ({over / e.have:.0%}) "
+        f"over the {e.have:,}-byte budget"
+    )
     if mode == "pipeline":
         msg += "; in pipeline mode every layer's weights stay resident: try --mode stream"
     return msg
@@ -116,8 +122,10 @@ def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tupl
             except DoesNotFit as e:
                 raise PlanError(_too_big(layer, t, "pipeline", e, t.width, t.height)) from None
     if sum(floor) > t.pes:
-        raise PlanError(f"pipeline mode needs {sum(floor):,} PEs to keep every layer resident, {t.name} has "
-                        f"{t.pes:,}; use --mode stream")
+        raise PlanError(
+            f"pipeline mode needs {sum(floor):,} PEs to keep every layer resident, {t.name} has "
+            f"{t.pes:,}; use --mode stream"
+        )
     work = [max(layer.attrs["flops"], 1) for layer in todo]
     for shelves in range(1, t.height + 1):
         h = t.height // shelves
@@ -127,18 +135,20 @@ def _pipeline_sizes(todo: list[Layer], t: Target, budget: int) -> dict[str, tupl
             widths = _widths(todo, t, budget, floor, work, h, int(max(shelves * h * t.width - sum(floor), 0) * share))
             if all(w <= t.width for w in widths) and _fits_on_shelves(widths, t.width, shelves):
                 return {layer.name: (wd, h) for layer, wd in zip(todo, widths)}
-    raise PlanError(f"pipeline mode cannot give {len(todo)} layers a region each on {t.name} "
-                    f"({t.width}x{t.height}); use --mode stream")
+    raise PlanError(
+        f"pipeline mode cannot give {len(todo)} layers a region each on {t.name} "
+        f"({t.width}x{t.height}); use --mode stream"
+    )
 
 
-def _widths(todo: list[Layer], t: Target, budget: int, floor: list[int], work: list[int], h: int,
-            spare: int) -> list[int]:
+def _widths(
+    todo: list[Layer], t: Target, budget: int, floor: list[int], work: list[int], h: int, spare: int
+) -> list[int]:
     """Each layer's width on shelves of height h: its floor area plus its FLOPs' share of ``spare``."""
     areas = [f + spare * w // sum(work) for f, w in zip(floor, work)]
     widths = [max(1, min(t.width, a // h)) for a in areas]
     # The minimum area was measured on a square; a strip of height h may need to be wider.
-    return [w if _fits(layer, t, budget, w, h) else _min_width(layer, t, budget, h) for layer, w in
-            zip(todo, widths)]
+    return [w if _fits(layer, t, budget, w, h) else _min_width(layer, t, budget, h) for layer, w in zip(todo, widths)]
 
 
 def _fits(layer: Layer, t: Target, budget: int, w: int, h: int) -> bool:

@@ -97,11 +97,16 @@ GROWTH = 1.25
 _NC = np.array([1, 2, 4, 8, 16, 32, 64, 128, 1 << 40], dtype=np.int64)
 
 
-def search(shape: Shape, target: Target, mode: str = "stream", max_sram: int | None = None,
-           width: int | None = None, height: int | None = None) -> Tiling:
+def search(
+    shape: Shape,
+    target: Target,
+    mode: str = "stream",
+    max_sram: int | None = None,
+    width: int | None = None,
+    height: int | None = None,
+) -> Tiling:
     """The cheapest tiling of ``shape`` on a width x height rectangle; raises DoesNotFit."""
-    return _search(shape, target, mode, max_sram or target.usable_sram, width or target.width,
-                   height or target.height)
+    return _search(shape, target, mode, max_sram or target.usable_sram, width or target.width, height or target.height)
 
 
 @lru_cache(maxsize=4096)
@@ -150,8 +155,9 @@ def _row_groups(M: int, N: int, height: int) -> np.ndarray:
     return np.array(sorted(g for g in groups if g <= max(N, 1)) or [1], dtype=np.int64)
 
 
-def _search_grid(shape: Shape, t: Target, mode: str, budget: int, width: int, height: int,
-                 pass_list: tuple[int, ...]) -> Tiling:
+def _search_grid(
+    shape: Shape, t: Target, mode: str, budget: int, width: int, height: int, pass_list: tuple[int, ...]
+) -> Tiling:
     if shape.kind == "elementwise":
         return _elementwise(shape, t, budget, width, height)
     g = _Grid(shape, width, height, pass_list)
@@ -203,8 +209,11 @@ def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int
     else:
         col_bytes = g.kt * g.nt * e * B * (g.ry - 1) / g.ry
     # Each I/O port's row carries the weights of the run of columns it feeds (as route lays them out).
-    port_row = busiest_port_run(g.cx, t, width) * (weight_stream / g.cx) / t.link_bytes_per_cycle \
-        if shape.kind != "attention" else 0
+    port_row = (
+        busiest_port_run(g.cx, t, width) * (weight_stream / g.cx) / t.link_bytes_per_cycle
+        if shape.kind != "attention"
+        else 0
+    )
     # With rn row groups, every group needs its own copy of the activations: the first group's ry rows of
     # tiles are multicast down each column to the other rn - 1 groups. A multicast crosses each link once,
     # so a column's links carry one group's tiles, whatever the number of groups.
@@ -225,8 +234,15 @@ def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int
     tail = tail_flops / (g.rows * g.cx * t.flops(DType.f32))
     overlapped = np.maximum(np.maximum(compute, fabric), ingress if t.overlap_ingress else 0)
     total = overlapped + latency + tail + (0 if t.overlap_ingress else ingress)
-    return {"compute": compute, "ingress": ingress, "broadcast": broadcast, "reduce": reduce, "latency": latency,
-            "tail": tail, "total": np.where(g.ok, total, np.inf)}
+    return {
+        "compute": compute,
+        "ingress": ingress,
+        "broadcast": broadcast,
+        "reduce": reduce,
+        "latency": latency,
+        "tail": tail,
+        "total": np.where(g.ok, total, np.inf),
+    }
 
 
 def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, memory: dict, mem, terms: dict) -> Tiling:
@@ -238,8 +254,10 @@ def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, memory: di
     near = total <= total.min() * 1.005
     pb = np.broadcast_to(g.passes, total.shape)
     idx = np.flatnonzero(near & (pb == pb[near].min()))
-    keys = [np.broadcast_to(a, total.shape).ravel()[idx]
-            for a in (mem, terms["broadcast"] + terms["reduce"], terms["compute"], total)]
+    keys = [
+        np.broadcast_to(a, total.shape).ravel()[idx]
+        for a in (mem, terms["broadcast"] + terms["reduce"], terms["compute"], total)
+    ]
     i = np.unravel_index(int(idx[np.lexsort(keys)[0]]), total.shape)
 
     def pick(a) -> float:
@@ -249,13 +267,24 @@ def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, memory: di
     tot = pick(total)
     chosen = {k: pick(terms[k]) for k in ("compute", "ingress", "broadcast", "reduce", "latency", "tail")}
     limiting = max(("compute", "ingress", "broadcast", "reduce"), key=lambda k: chosen[k])
-    cost = {**{k: round(v, 1) for k, v in chosen.items()}, "total": round(tot, 1), "bound": limiting,
-            "roofline": round(bound, 1), "roofline_by": "compute" if ideal >= io else "ingress",
-            "utilization": sig4(shape.flops / (tot * t.pes * t.fmac_peak(shape.dtype))) if tot > 0 else 0.0}
+    cost = {
+        **{k: round(v, 1) for k, v in chosen.items()},
+        "total": round(tot, 1),
+        "bound": limiting,
+        "roofline": round(bound, 1),
+        "roofline_by": "compute" if ideal >= io else "ingress",
+        "utilization": sig4(shape.flops / (tot * t.pes * t.fmac_peak(shape.dtype))) if tot > 0 else 0.0,
+    }
     return Tiling(
-        kt=int(pick(g.kt)), mt=int(pick(g.mt)), cx=int(pick(g.cx)), ry=int(pick(g.ry)), rn=int(pick(g.rn)),
-        nc=int(pick(g.nc)), passes=int(pick(g.passes)),
-        memory=tuple((k, int(pick(v))) for k, v in memory.items()), cost=tuple(cost.items()),
+        kt=int(pick(g.kt)),
+        mt=int(pick(g.mt)),
+        cx=int(pick(g.cx)),
+        ry=int(pick(g.ry)),
+        rn=int(pick(g.rn)),
+        nc=int(pick(g.nc)),
+        passes=int(pick(g.passes)),
+        memory=tuple((k, int(pick(v))) for k, v in memory.items()),
+        cost=tuple(cost.items()),
     )
 
 
@@ -288,12 +317,30 @@ def _elementwise(shape: Shape, t: Target, budget: int, width: int, height: int) 
     ry = -(-pes // cx)
     total = compute + (cx + ry) * t.hop_cycles
     bound = shape.flops / (t.pes * t.flops(DType.f32))
-    cost = {"compute": round(compute, 1), "ingress": 0.0, "broadcast": 0.0, "reduce": 0.0,
-            "latency": float((cx + ry) * t.hop_cycles), "tail": 0.0, "total": round(total, 1), "bound": "compute",
-            "roofline": round(bound, 1), "roofline_by": "compute",
-            "utilization": sig4(shape.flops / (total * t.pes * t.flops(DType.f32))) if total else 0.0}
-    return Tiling(kt=1, mt=-(-n // pes), cx=cx, ry=ry, rn=1, nc=1, passes=1,
-                  memory=(("activation", per_pe // 2), ("output", per_pe // 2)), cost=tuple(cost.items()))
+    cost = {
+        "compute": round(compute, 1),
+        "ingress": 0.0,
+        "broadcast": 0.0,
+        "reduce": 0.0,
+        "latency": float((cx + ry) * t.hop_cycles),
+        "tail": 0.0,
+        "total": round(total, 1),
+        "bound": "compute",
+        "roofline": round(bound, 1),
+        "roofline_by": "compute",
+        "utilization": sig4(shape.flops / (total * t.pes * t.flops(DType.f32))) if total else 0.0,
+    }
+    return Tiling(
+        kt=1,
+        mt=-(-n // pes),
+        cx=cx,
+        ry=ry,
+        rn=1,
+        nc=1,
+        passes=1,
+        memory=(("activation", per_pe // 2), ("output", per_pe // 2)),
+        cost=tuple(cost.items()),
+    )
 
 
 def _nothing_to_do(shape: Shape, t: Target) -> Tiling:
@@ -301,12 +348,31 @@ def _nothing_to_do(shape: Shape, t: Target) -> Tiling:
     whose single tile covers every dim, no buffers, and only the tail's work (an empty reduction still writes
     its zeros, or beta * bias)."""
     tail = shape.flops / t.flops(DType.f32)
-    cost = {"compute": 0.0, "ingress": 0.0, "broadcast": 0.0, "reduce": 0.0, "latency": 0.0, "tail": round(tail, 1),
-            "total": round(tail, 1), "bound": "compute", "roofline": 0.0, "roofline_by": "compute",
-            "utilization": 0.0}
+    cost = {
+        "compute": 0.0,
+        "ingress": 0.0,
+        "broadcast": 0.0,
+        "reduce": 0.0,
+        "latency": 0.0,
+        "tail": round(tail, 1),
+        "total": round(tail, 1),
+        "bound": "compute",
+        "roofline": 0.0,
+        "roofline_by": "compute",
+        "utilization": 0.0,
+    }
     memory = (("activation", 0), ("output", 0), ("accumulator", 0), ("weight", 0), ("tail", 0))
-    return Tiling(kt=max(shape.K, 1), mt=max(shape.M, 1), cx=1, ry=1, rn=1, nc=max(shape.N, 1), passes=1,
-                  memory=memory, cost=tuple(cost.items()))
+    return Tiling(
+        kt=max(shape.K, 1),
+        mt=max(shape.M, 1),
+        cx=1,
+        ry=1,
+        rn=1,
+        nc=max(shape.N, 1),
+        passes=1,
+        memory=memory,
+        cost=tuple(cost.items()),
+    )
 
 
 __all__ = ["DoesNotFit", "Shape", "Tiling", "search"]

@@ -5,11 +5,11 @@ the SRAM each PE uses.
 
 Views (``show``): ``regions`` (the rectangles, labeled; in stream mode the I/O port rows on both edges),
 ``routes`` (every flow in its router color: a path is a polyline; a bundle of parallel paths is a sample
-of its paths and, when it has more, its tinted box with a dashed edge; a dot marks where the paths start), ``load`` (bytes over the busiest
-link out of each PE, recomputed from the routes with ``LinkLoad``, in link cycles), ``sram`` (memory used
-over the budget, per PE of each layer's tiling), ``all`` (the four). Stream mode runs one layer at a time,
-so ``layer="all"`` draws small multiples (one panel per layer, the first ``MAX_PANELS``); pipeline mode runs
-every layer at once, so it draws one floorplan.
+of its paths and, when it has more, its tinted box with a dashed edge; a dot marks where the paths start),
+``load`` (bytes over the busiest link out of each PE, recomputed from the routes with ``LinkLoad``, in link
+cycles), ``sram`` (memory used over the budget, per PE of each layer's tiling), ``all`` (the four). Stream
+mode runs one layer at a time, so ``layer="all"`` draws small multiples (one panel per layer, the first
+``MAX_PANELS``); pipeline mode runs every layer at once, so it draws one floorplan.
 
 Coordinates are PE coordinates: x is the column from the west edge, y the row from the north edge (drawn
 downwards). Heat maps of big meshes are reduced by block max-pooling, so a hot link never disappears and a
@@ -43,9 +43,30 @@ HEAT_PX = 240  # heat-map cells along the longer mesh side of a single panel (sm
 DPI = 100
 # Router colors 0..23 as distinct hues (tab20, then four of Dark2): color k is always drawn the same.
 _ROUTER_RGB = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
-    "#1b9e77", "#d95f02", "#7570b3", "#e7298a",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
+    "#1b9e77",
+    "#d95f02",
+    "#7570b3",
+    "#e7298a",
 )
 
 
@@ -58,8 +79,9 @@ def router_rgb(color: int) -> str:
 
 def flow_of(layer: str, r: Route) -> Flow:
     """A route of the plan as the Flow the route pass made."""
-    return Flow(r.flow, layer, r.box, r.axis or "x", r.src, float(r.bytes), r.feeds, list(r.path or ()), r.color,
-                r.peer or "")
+    return Flow(
+        r.flow, layer, r.box, r.axis or "x", r.src, float(r.bytes), r.feeds, list(r.path or ()), r.color, r.peer or ""
+    )
 
 
 def find_layer(plan: Plan | dict, name: str) -> LayerPlan:
@@ -109,7 +131,7 @@ def sram_map(plan: Plan | dict, layers: list[LayerPlan]) -> np.ndarray:
         x, y = lp.rect.x, lp.rect.y
         w, h = lp.tiling.size  # the PEs holding tiles (a pipeline region may be larger)
         frac = lp.memory.total / max(lp.memory.budget, 1)
-        view = out[y:y + h, x:x + w]
+        view = out[y : y + h, x : x + w]
         np.maximum(view, frac, out=view)
     return out
 
@@ -151,17 +173,29 @@ def render(plan: Plan | dict, fmt: str, layer: str = "all", show: str = "all") -
     return buf.getvalue()
 
 
-_RC = {"svg.hashsalt": "wafercc", "svg.fonttype": "path", "font.size": 8, "axes.titlesize": 8.5,
-       "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7,
-       "image.interpolation": "nearest", "image.resample": False}
+_RC = {
+    "svg.hashsalt": "wafercc",
+    "svg.fonttype": "path",
+    "font.size": 8,
+    "axes.titlesize": 8.5,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "image.interpolation": "nearest",
+    "image.resample": False,
+}
 
 
 def _floorplan(plan, views, chosen, Figure):
     """One panel per view: a chosen layer (with the layers of its step as grey context) or, in pipeline
     mode, every layer at once."""
     layers = [chosen] if chosen is not None else list(plan.layers)
-    context = [] if plan.mode == "stream" or chosen is None else [
-        lp for lp in plan.layers if lp is not chosen and lp.step == chosen.step]
+    context = (
+        []
+        if plan.mode == "stream" or chosen is None
+        else [lp for lp in plan.layers if lp is not chosen and lp.step == chosen.step]
+    )
     view = _view(plan, layers + context)
     ncols = 2 if len(views) > 1 else 1
     nrows = -(-len(views) // ncols)
@@ -177,7 +211,7 @@ def _floorplan(plan, views, chosen, Figure):
 
             ports = f"; > < I/O port rows, {len(port_rows(ctx.target))} per edge"
         ax.set_title(_VIEW_TITLES[v][:-1] + ports + ")" if ports else _VIEW_TITLES[v])
-    for ax in axes[len(views):]:
+    for ax in axes[len(views) :]:
         ax.set_axis_off()
     fig.suptitle(_headline(plan, chosen) + _zoom_note(plan, view), fontsize=9.5)
     return fig
@@ -201,24 +235,38 @@ def _small_multiples(plan, show, Figure):
     for ax, lp in zip(axes, shown):
         mappable = _panel(ctx, ax, v, [lp], []) or mappable
         c, mem = lp.cost, lp.memory
-        ax.set_title(f"{lp.name}\n{format_cycles(c.total)} cycles, {c.bound}-bound; "
-                     f"SRAM {mem.total / max(mem.budget, 1):.0%}, {lp.colors} colors", fontsize=7)
-    for ax in axes[len(shown):]:
+        ax.set_title(
+            f"{lp.name}\n{format_cycles(c.total)} cycles, {c.bound}-bound; "
+            f"SRAM {mem.total / max(mem.budget, 1):.0%}, {lp.colors} colors",
+            fontsize=7,
+        )
+    for ax in axes[len(shown) :]:
         ax.set_axis_off()
     if mappable is not None:
         fig.colorbar(mappable, ax=axes.tolist(), shrink=0.5, label=_COLORBAR[v](ctx))
     if v == "routes":
         _legend(fig, [r for lp in shown for r in lp.routes], fig_level=True)
-    note = "" if len(plan.layers) <= MAX_PANELS else (
-        f"\nfirst {MAX_PANELS} of {len(plan.layers)} layers; draw the others with --layer NAME")
-    hint = "\nper layer: link load (x: busiest link) under its rectangle; --show routes for router colors, " \
-        "--layer NAME for one layer in full" if v == "overview" else ""
+    note = (
+        ""
+        if len(plan.layers) <= MAX_PANELS
+        else (f"\nfirst {MAX_PANELS} of {len(plan.layers)} layers; draw the others with --layer NAME")
+    )
+    hint = (
+        "\nper layer: link load (x: busiest link) under its rectangle; --show routes for router colors, "
+        "--layer NAME for one layer in full"
+        if v == "overview"
+        else ""
+    )
     fig.suptitle(_headline(plan, None) + _zoom_note(plan, view) + note + hint, fontsize=9.5)
     return fig
 
 
-_VIEW_TITLES = {"regions": "regions (layer rectangles)", "routes": "routes by router color (dot: where paths start)",
-                "load": "link load", "sram": "SRAM per PE"}
+_VIEW_TITLES = {
+    "regions": "regions (layer rectangles)",
+    "routes": "routes by router color (dot: where paths start)",
+    "load": "link load",
+    "sram": "SRAM per PE",
+}
 _LOAD_LABEL = "busiest link out of each PE, cycles ({} B/cycle)"
 _COLORBAR = {
     "load": lambda c: _LOAD_LABEL.format(c.target.link_bytes_per_cycle),
@@ -313,11 +361,31 @@ def _layer_rgb(lp: LayerPlan) -> str:
 
 def _rect(ax, lp: LayerPlan, fill: bool, color: str, label: bool) -> None:
     x, y, w, h = lp.rect.to_attrs()
-    ax.add_patch(_patches().Rectangle((x - 0.5, y - 0.5), w, h, fill=fill, fc=color, alpha=0.6 if fill else 1,
-                                      ec="#303030" if fill else color, lw=1.2, zorder=2))
+    ax.add_patch(
+        _patches().Rectangle(
+            (x - 0.5, y - 0.5),
+            w,
+            h,
+            fill=fill,
+            fc=color,
+            alpha=0.6 if fill else 1,
+            ec="#303030" if fill else color,
+            lw=1.2,
+            zorder=2,
+        )
+    )
     if label:
-        ax.text(x + w / 2 - 0.5, y + h / 2 - 0.5, lp.name.split("_", 1)[0], ha="center", va="center",
-                fontsize=7, clip_on=True, color="#202020", zorder=7)
+        ax.text(
+            x + w / 2 - 0.5,
+            y + h / 2 - 0.5,
+            lp.name.split("_", 1)[0],
+            ha="center",
+            va="center",
+            fontsize=7,
+            clip_on=True,
+            color="#202020",
+            zorder=7,
+        )
 
 
 def _ports(ctx: _Ctx, ax) -> None:
@@ -335,12 +403,18 @@ def _ports(ctx: _Ctx, ax) -> None:
 def _heat(ctx: _Ctx, ax, a: np.ndarray, **kw):
     """``a`` (one value per PE) over the view, block max-pooled down to about ``heat_px`` cells."""
     x0, y0, x1, y1 = ctx.view
-    a = a[y0:y1 + 1, x0:x1 + 1]
+    a = a[y0 : y1 + 1, x0 : x1 + 1]
     block = max(1, math.ceil(max(a.shape) / ctx.heat_px))
     pooled = pool_max(a, block)
     gh, gw = pooled.shape
-    return ax.imshow(np.ma.masked_equal(pooled, 0), origin="upper", interpolation="nearest", zorder=1,
-                     extent=(x0 - 0.5, x0 + gw * block - 0.5, y0 + gh * block - 0.5, y0 - 0.5), **kw)
+    return ax.imshow(
+        np.ma.masked_equal(pooled, 0),
+        origin="upper",
+        interpolation="nearest",
+        zorder=1,
+        extent=(x0 - 0.5, x0 + gw * block - 0.5, y0 + gh * block - 0.5, y0 - 0.5),
+        **kw,
+    )
 
 
 def _load_heat(ctx: _Ctx, ax, layers):
@@ -352,9 +426,16 @@ def _load_heat(ctx: _Ctx, ax, layers):
     if best > 0:
         ax.plot([x], [y], marker="x", ms=6, mew=1.5, color="#000000", zorder=6)
         if not ctx.small:
-            ax.annotate(f"busiest link: ({x},{y}) {d}, {format_cycles(best / ctx.target.link_bytes_per_cycle)} cycles",
-                        (x, y), xytext=(8, -8), textcoords="offset points", va="top", fontsize=7, zorder=8,
-                        bbox={"boxstyle": "round", "fc": "white", "alpha": 0.85, "lw": 0.3})
+            ax.annotate(
+                f"busiest link: ({x},{y}) {d}, {format_cycles(best / ctx.target.link_bytes_per_cycle)} cycles",
+                (x, y),
+                xytext=(8, -8),
+                textcoords="offset points",
+                va="top",
+                fontsize=7,
+                zorder=8,
+                bbox={"boxstyle": "round", "fc": "white", "alpha": 0.85, "lw": 0.3},
+            )
     return image
 
 
@@ -376,10 +457,22 @@ def _routes(ax, routes: list[Route]) -> None:
         if big:
             x0, y0, x1, y1 = r.box
             rgb = router_rgb(r.color)
-            ax.add_patch(_patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fc=rgb, alpha=0.07,
-                                              lw=0, zorder=2))
-            ax.add_patch(_patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=rgb,
-                                              lw=0.7, ls="--", alpha=0.8, zorder=2))
+            ax.add_patch(
+                _patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fc=rgb, alpha=0.07, lw=0, zorder=2)
+            )
+            ax.add_patch(
+                _patches().Rectangle(
+                    (x0 - 0.5, y0 - 0.5),
+                    x1 - x0 + 1,
+                    y1 - y0 + 1,
+                    fill=False,
+                    ec=rgb,
+                    lw=0.7,
+                    ls="--",
+                    alpha=0.8,
+                    zorder=2,
+                )
+            )
     for color in sorted(lines):
         rgb = router_rgb(color)
         ax.add_collection(LineCollection(lines[color], colors=rgb, linewidths=1.1, alpha=0.9, zorder=3))
@@ -397,8 +490,7 @@ def _route_lines(r: Route) -> tuple[list, list, bool]:
     if r.axis == "x":
         rows = _sample(y0, y1, r.color)
         src = x0 if r.src is None else r.src
-        return ([[(x0, y + off), (x1, y + off)] for y in rows], [(src, y + off) for y in rows],
-                y1 - y0 + 1 > SAMPLE)
+        return ([[(x0, y + off), (x1, y + off)] for y in rows], [(src, y + off) for y in rows], y1 - y0 + 1 > SAMPLE)
     cols = _sample(x0, x1, r.color)
     src = y0 if r.src is None else r.src
     return [[(x + off, y0), (x + off, y1)] for x in cols], [(x + off, src) for x in cols], x1 - x0 + 1 > SAMPLE
@@ -423,13 +515,16 @@ def _legend(where, routes: list[Route], fig_level: bool = False) -> None:
         kinds.setdefault(r.color, set()).add(r.flow)
     if not kinds:
         return
-    handles = [Line2D([], [], color=router_rgb(c), lw=2, label=f"color {c}: {', '.join(sorted(kinds[c]))}")
-               for c in sorted(kinds)]
+    handles = [
+        Line2D([], [], color=router_rgb(c), lw=2, label=f"color {c}: {', '.join(sorted(kinds[c]))}")
+        for c in sorted(kinds)
+    ]
     if fig_level:
         where.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), title="router colors")
     else:
-        where.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
-                     title="router colors")
+        where.legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, title="router colors"
+        )
 
 
 def _layer_legend(ax, layers: list[LayerPlan], most: int = 40) -> None:
@@ -438,8 +533,14 @@ def _layer_legend(ax, layers: list[LayerPlan], most: int = 40) -> None:
     handles = [Patch(fc=_layer_rgb(lp), alpha=0.6, ec="#303030", lw=0.5, label=lp.name) for lp in layers[:most]]
     if len(layers) > most:
         handles.append(Patch(fc="white", ec="white", label=f"... and {len(layers) - most} more"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=6.5,
-              ncols=1 if len(handles) <= 20 else 2)
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0,
+        fontsize=6.5,
+        ncols=1 if len(handles) <= 20 else 2,
+    )
 
 
 def _panel_size(view, longest: float) -> tuple[float, float]:
@@ -456,10 +557,21 @@ def _headline(plan: Plan, chosen: LayerPlan | None) -> str:
         return f"{head}: {tot.layers} layers, {format_cycles(tot.cycles)} cycles, utilization {tot.utilization:.1%}"
     c = chosen.cost
     x, y, w, h = chosen.rect.to_attrs()
-    return (f"{head}\nlayer {chosen.name} ({chosen.kind}): {w}x{h} PEs at ({x},{y}), "
-            f"{format_cycles(c.total)} cycles, {c.bound}-bound, utilization {c.utilization:.1%}")
+    return (
+        f"{head}\nlayer {chosen.name} ({chosen.kind}): {w}x{h} PEs at ({x},{y}), "
+        f"{format_cycles(c.total)} cycles, {c.bound}-bound, utilization {c.utilization:.1%}"
+    )
 
 
-
-__all__ = ["FORMATS", "SHOWS", "find_layer", "flow_of", "link_load", "pool_max", "render", "router_rgb",
-           "sram_map", "target_of_plan"]
+__all__ = [
+    "FORMATS",
+    "SHOWS",
+    "find_layer",
+    "flow_of",
+    "link_load",
+    "pool_max",
+    "render",
+    "router_rgb",
+    "sram_map",
+    "target_of_plan",
+]

@@ -15,8 +15,12 @@ import importlib
 from wafercc.numerics.compare import POLICY, Comparison, Tolerance, compare, pearson, tolerance_for
 
 _LAZY = {  # name -> module that defines it (imports torch)
-    "ModelComparison": "eager", "OutputCheck": "eager", "compare_model": "eager", "run_eager": "eager",
-    "BisectResult": "bisect", "bisect_model": "bisect",
+    "ModelComparison": "eager",
+    "OutputCheck": "eager",
+    "compare_model": "eager",
+    "run_eager": "eager",
+    "BisectResult": "bisect",
+    "bisect_model": "bisect",
 }
 
 

@@ -76,24 +76,41 @@ class BisectResult:
     graph_outputs: list[np.ndarray] = field(default_factory=list)  # the FX graph's outputs, as torch ran it
 
     def text(self) -> str:
-        head = (f"bisect: compared {self.compared} of {self.values} computed values of the graph-level WIR with the "
-                f"FX graph run by torch ({', '.join(f'{k} {v:.2f} s' for k, v in self.seconds.items())})")
+        head = (
+            f"bisect: compared {self.compared} of {self.values} computed values of the graph-level WIR with the "
+            f"FX graph run by torch ({', '.join(f'{k} {v:.2f} s' for k, v in self.seconds.items())})"
+        )
         if self.first is None:
             return head + "\nno divergence: every compared value matches within the tolerance"
         lines = [head, f"first diverging op (#{self.first.index} in program order):", self.first.text()]
         later = self.diverged - 1
         others = [d for d in self.roots if d is not self.first]
         if later:
-            lines.append(f"{later} later value(s) diverge too" +
-                         (f"; {len(others)} of them independently of this op (their operands match): "
-                          + ", ".join(f"%{d.value} at {d.loc or '?'}" for d in others[:5])
-                          + (", ..." if len(others) > 5 else "") if others else ", all downstream of it"))
+            lines.append(
+                f"{later} later value(s) diverge too"
+                + (
+                    f"; {len(others)} of them independently of this op (their operands match): "
+                    + ", ".join(f"%{d.value} at {d.loc or '?'}" for d in others[:5])
+                    + (", ..." if len(others) > 5 else "")
+                    if others
+                    else ", all downstream of it"
+                )
+            )
         return "\n".join(lines)
 
 
-def bisect_model(model, example_inputs, inputs=None, *, capture: str = "export", name: str = "model",
-                 source: str | None = None, rtol: float | None = None, atol: float | None = None,
-                 cwd: str | None = None) -> BisectResult:
+def bisect_model(
+    model,
+    example_inputs,
+    inputs=None,
+    *,
+    capture: str = "export",
+    name: str = "model",
+    source: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    cwd: str | None = None,
+) -> BisectResult:
     """Capture and import ``model`` at graph level, then bisect on ``inputs`` (arrays by position;
     default: the example inputs)."""
 
@@ -235,16 +252,34 @@ class _Checker:
         if not root and self.first is not None and index > self.first.index:
             return  # downstream of a divergence already found: only counted
         node = self.node_of.get(value, "?")
-        d = Divergence(index, format_op(op), value, op.loc, node, self.targets.get(node, "?"), c, error,
-                       _source_line(op.loc, self.cwd))
+        d = Divergence(
+            index,
+            format_op(op),
+            value,
+            op.loc,
+            node,
+            self.targets.get(node, "?"),
+            c,
+            error,
+            _source_line(op.loc, self.cwd),
+        )
         if root:
             self.roots.append(d)
         if self.first is None or index < self.first.index:
             self.first = d
 
 
-def bisect_graph(captured, module: Module, weights: dict[str, np.ndarray], pairs: Pairs, inputs: list[np.ndarray],
-                 *, rtol: float | None = None, atol: float | None = None, cwd: str | None = None) -> BisectResult:
+def bisect_graph(
+    captured,
+    module: Module,
+    weights: dict[str, np.ndarray],
+    pairs: Pairs,
+    inputs: list[np.ndarray],
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    cwd: str | None = None,
+) -> BisectResult:
     """Run ``captured`` in torch and the graph-level ``module`` in the runtime on ``inputs``; compare the
     paired values."""
     t = time.perf_counter()
@@ -262,8 +297,16 @@ def bisect_graph(captured, module: Module, weights: dict[str, np.ndarray], pairs
         check.failed(e.op, str(e))
     t_runtime = time.perf_counter() - t
     values = sum(len(op.results) for op in module.func().ops if op.name != "weight.get")
-    return BisectResult(check.first, sorted(check.roots, key=lambda d: d.index), check.compared, check.diverged,
-                        values, "importer", {"torch": t_torch, "runtime": t_runtime}, graph_outputs)
+    return BisectResult(
+        check.first,
+        sorted(check.roots, key=lambda d: d.index),
+        check.compared,
+        check.diverged,
+        values,
+        "importer",
+        {"torch": t_torch, "runtime": t_runtime},
+        graph_outputs,
+    )
 
 
 def _source_line(loc: Loc | None, cwd: str) -> str | None:
@@ -274,5 +317,4 @@ def _source_line(loc: Loc | None, cwd: str) -> str | None:
     return line or None
 
 
-__all__ = ["BisectResult", "Divergence", "bisect_graph", "bisect_model", "import_with_pairs", "pair_by_names",
-           "run_fx"]
+__all__ = ["BisectResult", "Divergence", "bisect_graph", "bisect_model", "import_with_pairs", "pair_by_names", "run_fx"]

@@ -43,8 +43,11 @@ class Tolerance:
     def describe(self, atol_used: float | None = None) -> str:
         if self.exact:
             return "exact"
-        atol = f"atol {atol_used:.2g}" if atol_used is not None else f"atol {self.atol:.2g}" + (
-            " x max(1, max|expected|)" if self.scale_atol else "")
+        atol = (
+            f"atol {atol_used:.2g}"
+            if atol_used is not None
+            else f"atol {self.atol:.2g}" + (" x max(1, max|expected|)" if self.scale_atol else "")
+        )
         return f"rtol {self.rtol:.2g}, {atol}" + (f", PCC >= {self.min_pcc}" if self.min_pcc is not None else "")
 
 
@@ -95,17 +98,33 @@ class Comparison:
         return f"worst at {list(self.worst)}: expected {self.expected_at:.8g}, got {self.actual_at:.8g}"
 
 
-def compare(expected, actual, tol: Tolerance | None = None, *, rtol: float | None = None,
-            atol: float | None = None, pcc: bool = True) -> Comparison:
+def compare(
+    expected,
+    actual,
+    tol: Tolerance | None = None,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    pcc: bool = True,
+) -> Comparison:
     """Compare ``actual`` with ``expected`` under ``tol`` (default: the policy for expected's dtype).
     ``pcc=False`` skips the correlation where the tolerance does not need it (bisect's intermediates)."""
     e, a = np.asarray(expected), np.asarray(actual)
     tol = tol or tolerance_for(e.dtype, rtol, atol)
     if e.shape != a.shape or e.dtype != a.dtype:
         what = "shape" if e.shape != a.shape else "dtype"
-        return Comparison(e.shape, e.dtype.name, math.inf, math.inf, None, e.size, e.size, False,
-                          f"{what} differs: expected {e.dtype.name}{list(e.shape)}, got {a.dtype.name}{list(a.shape)}",
-                          tol)
+        return Comparison(
+            e.shape,
+            e.dtype.name,
+            math.inf,
+            math.inf,
+            None,
+            e.size,
+            e.size,
+            False,
+            f"{what} differs: expected {e.dtype.name}{list(e.shape)}, got {a.dtype.name}{list(a.shape)}",
+            tol,
+        )
     if tol.exact:
         return _compare_exact(e, a, tol)
     return _compare_float(e, a, tol, pcc or tol.min_pcc is not None)
@@ -117,8 +136,18 @@ def _compare_exact(e: np.ndarray, a: np.ndarray, tol: Tolerance) -> Comparison:
     bad = e != a
     n = int(np.count_nonzero(bad))
     diff = np.abs(a.astype(np.float64) - e.astype(np.float64))
-    c = Comparison(shape, e.dtype.name, _max(diff), _max_rel(diff, np.abs(e.astype(np.float64))), None, n, e.size,
-                   n == 0, "" if n == 0 else f"{n} of {e.size} elements differ (exact)", tol)
+    c = Comparison(
+        shape,
+        e.dtype.name,
+        _max(diff),
+        _max_rel(diff, np.abs(e.astype(np.float64))),
+        None,
+        n,
+        e.size,
+        n == 0,
+        "" if n == 0 else f"{n} of {e.size} elements differ (exact)",
+        tol,
+    )
     if n:
         _set_worst(c, np.argmax(bad), e, a)
     return c
@@ -145,8 +174,9 @@ def _compare_float(e: np.ndarray, a: np.ndarray, tol: Tolerance, want_pcc: bool)
     reasons = [f"{n} of {e.size} elements outside {tol.describe(atol)}"] if n else []
     if tol.min_pcc is not None and pcc is not None and pcc < tol.min_pcc:
         reasons.append(f"PCC {pcc:.6f} < {tol.min_pcc}")
-    c = Comparison(shape, name, _max(diff),
-                   _max_rel(diff, mag), pcc, n, e.size, not reasons, "; ".join(reasons), tol, atol)
+    c = Comparison(
+        shape, name, _max(diff), _max_rel(diff, mag), pcc, n, e.size, not reasons, "; ".join(reasons), tol, atol
+    )
     if n or c.max_abs > 0:
         _set_worst(c, np.argmax(excess) if n else np.argmax(diff), e, a)
     return c

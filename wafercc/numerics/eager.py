@@ -53,11 +53,26 @@ class ModelComparison:
     stages: list = field(default_factory=list)  # (plan stage, passed, worst max_rel) when bisect ran
 
 
-def compare_model(model, example_inputs, *, inputs=None, seed: int | None = None, name: str = "model",
-                 source: str | None = None, capture: str = "export", target: str | None = None,
-                 mode: str = "stream", out_dir: str | os.PathLike | None = None, rtol: float | None = None,
-                 atol: float | None = None, bisect: bool | None = None, progress=None, precision: str = "fp32",
-                 plan: bool = True, order: str = "grouped") -> ModelComparison:
+def compare_model(
+    model,
+    example_inputs,
+    *,
+    inputs=None,
+    seed: int | None = None,
+    name: str = "model",
+    source: str | None = None,
+    capture: str = "export",
+    target: str | None = None,
+    mode: str = "stream",
+    out_dir: str | os.PathLike | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    bisect: bool | None = None,
+    progress=None,
+    precision: str = "fp32",
+    plan: bool = True,
+    order: str = "grouped",
+) -> ModelComparison:
     """Compile ``model``, run the compiled module in the runtime and ``model`` in eager PyTorch on the
     same inputs, and compare every output. ``inputs``: None (the example inputs), an .npz path, or arrays;
     ``seed``: seeded random inputs of the example inputs' shapes and dtypes instead. ``bisect``: None runs
@@ -67,8 +82,17 @@ def compare_model(model, example_inputs, *, inputs=None, seed: int | None = None
     say = progress or (lambda _m: None)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    result = compile(model, example_inputs, name=name, source=source, capture=capture, target=target or DEFAULT_TARGET,
-                     mode=mode, out_dir=out_dir, progress=progress)
+    result = compile(
+        model,
+        example_inputs,
+        name=name,
+        source=source,
+        capture=capture,
+        target=target or DEFAULT_TARGET,
+        mode=mode,
+        out_dir=out_dir,
+        progress=progress,
+    )
     seconds["compile"] = time.perf_counter() - t
     func = result.module.func()
     arrays, inputs_from = _choose_inputs(func, example_inputs, inputs, seed)
@@ -86,17 +110,23 @@ def compare_model(model, example_inputs, *, inputs=None, seed: int | None = None
     want = run_eager(model, arrays)
     seconds["eager"] = time.perf_counter() - t
 
-    checks = [OutputCheck(f"out{i}", compare(w, g, _precision_tolerance(w, precision, rtol, atol), rtol=rtol,
-                                             atol=atol)) for i, (w, g) in enumerate(zip(want, run.outputs))]
-    reason = "" if len(want) == len(run.outputs) else \
-        f"eager PyTorch returns {len(want)} tensor(s), the compiled model {len(run.outputs)}"
+    checks = [
+        OutputCheck(f"out{i}", compare(w, g, _precision_tolerance(w, precision, rtol, atol), rtol=rtol, atol=atol))
+        for i, (w, g) in enumerate(zip(want, run.outputs))
+    ]
+    reason = (
+        ""
+        if len(want) == len(run.outputs)
+        else f"eager PyTorch returns {len(want)} tensor(s), the compiled model {len(run.outputs)}"
+    )
     passed = not reason and all(c.comparison.passed for c in checks)
     v = ModelComparison(checks, passed, inputs_from, reason, run.stats, seconds)
     if bisect or (bisect is None and not passed):
         say("bisecting: the FX graph in torch beside the graph-level WIR in the runtime")
         t = time.perf_counter()
-        v.bisect = bisect_model(model, example_inputs, arrays, capture=capture, name=name, source=source,
-                                rtol=rtol, atol=atol)
+        v.bisect = bisect_model(
+            model, example_inputs, arrays, capture=capture, name=name, source=source, rtol=rtol, atol=atol
+        )
         seconds["bisect"] = time.perf_counter() - t
         if not passed and v.bisect.first is None:
             v.diagnosis = _diagnose(want, v.bisect.graph_outputs, rtol, atol)
@@ -137,8 +167,10 @@ def bisect_stages(module, store, arrays, want, precision: str, rtol, atol) -> li
         if passes:
             m = run_pipeline(m, passes)
         got = runtime.Interpreter(m, store, plan=bool(passes), precision=precision).run(arrays).outputs
-        cs = [compare(w, g, _precision_tolerance(w, precision, rtol, atol), rtol=rtol, atol=atol)
-              for w, g in zip(want, got)]
+        cs = [
+            compare(w, g, _precision_tolerance(w, precision, rtol, atol), rtol=rtol, atol=atol)
+            for w, g in zip(want, got)
+        ]
         out.append((stage, all(c.passed for c in cs), max((c.max_rel for c in cs), default=0.0)))
     return out
 
@@ -158,14 +190,19 @@ def _precision_tolerance(expected, precision: str, rtol, atol) -> Tolerance | No
 def _diagnose(eager: list[np.ndarray], graph: list[np.ndarray], rtol, atol) -> str:
     """Bisect found the graph-level WIR equal to the captured graph everywhere: is the captured graph
     itself equal to eager PyTorch?"""
-    same = len(eager) == len(graph) and all(compare(e, g, rtol=rtol, atol=atol, pcc=False).passed
-                                            for e, g in zip(eager, graph))
+    same = len(eager) == len(graph) and all(
+        compare(e, g, rtol=rtol, atol=atol, pcc=False).passed for e, g in zip(eager, graph)
+    )
     if not same:
-        return ("the captured graph itself differs from eager PyTorch on these inputs: the model's forward does "
-                "something the capture did not record (Python-side state, randomness, or values baked in at "
-                "capture time); the compiled model follows the captured graph")
-    return ("the graph-level WIR matches PyTorch everywhere: the mismatch comes from a pass or the mapping "
-            "(run the stages of `wafercc compile --emit STAGE` with `wafercc run` to find which)")
+        return (
+            "the captured graph itself differs from eager PyTorch on these inputs: the model's forward does "
+            "something the capture did not record (Python-side state, randomness, or values baked in at "
+            "capture time); the compiled model follows the captured graph"
+        )
+    return (
+        "the graph-level WIR matches PyTorch everywhere: the mismatch comes from a pass or the mapping "
+        "(run the stages of `wafercc compile --emit STAGE` with `wafercc run` to find which)"
+    )
 
 
 def _choose_inputs(func, example_inputs, inputs, seed) -> tuple[list[np.ndarray], str]:

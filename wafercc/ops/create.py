@@ -54,8 +54,15 @@ def _constant(ts, a):
     return [TensorType(_nested_shape(a["value"]), a["dtype"])]
 
 
-defop("constant", "", _constant, attrs={"value": "any", "dtype": "dtype"}, family=F,
-      doc="a small tensor written in the text: a scalar (0-d) or nested lists", torch=("aten.scalar_tensor",))
+defop(
+    "constant",
+    "",
+    _constant,
+    attrs={"value": "any", "dtype": "dtype"},
+    family=F,
+    doc="a small tensor written in the text: a scalar (0-d) or nested lists",
+    torch=("aten.scalar_tensor",),
+)
 
 
 def _full(ts, a):
@@ -65,8 +72,16 @@ def _full(ts, a):
     return [TensorType(tuple(a["shape"]), a["dtype"])]
 
 
-defop("full", "", _full, attrs={"shape": "ints", "value": "scalar", "dtype": "dtype"}, flops=out_numel, family=F,
-      doc="a tensor of shape filled with value", torch=("aten.full", "aten.full_like", "aten.zeros", "aten.ones"))
+defop(
+    "full",
+    "",
+    _full,
+    attrs={"shape": "ints", "value": "scalar", "dtype": "dtype"},
+    flops=out_numel,
+    family=F,
+    doc="a tensor of shape filled with value",
+    torch=("aten.full", "aten.full_like", "aten.zeros", "aten.ones"),
+)
 
 
 def _arange(ts, a):
@@ -81,9 +96,20 @@ def _arange(ts, a):
     return [TensorType((n,), a["dtype"])]
 
 
-defop("arange", "", _arange, attrs={"start": AttrSpec("float", 0), "end": "float", "step": AttrSpec("float", 1),
-                                    "dtype": AttrSpec("dtype", DType.i64)},
-      family=F, doc="start, start + step, ... up to (not including) end", torch=("aten.arange",))
+defop(
+    "arange",
+    "",
+    _arange,
+    attrs={
+        "start": AttrSpec("float", 0),
+        "end": "float",
+        "step": AttrSpec("float", 1),
+        "dtype": AttrSpec("dtype", DType.i64),
+    },
+    family=F,
+    doc="start, start + step, ... up to (not including) end",
+    torch=("aten.arange",),
+)
 
 
 def _weight_get(ts, a):
@@ -91,5 +117,11 @@ def _weight_get(ts, a):
     return [a["symbol"].type]
 
 
-defop("weight.get", "", _weight_get, attrs={"symbol": "symbol"}, family=F,
-      doc="the module weight @symbol, streamed in from the MemoryX store")
+defop(
+    "weight.get",
+    "",
+    _weight_get,
+    attrs={"symbol": "symbol"},
+    family=F,
+    doc="the module weight @symbol, streamed in from the MemoryX store",
+)

@@ -64,8 +64,12 @@ _UNARY = [
 for _name, _rule, _f, _aten, _doc in _UNARY:
     defop(_name, "x", _rule, flops=_flops(_f), family=F, doc=_doc, torch=(f"aten.{_aten}",))
 
-for _name, _doc in [("isnan", "x != x"), ("isinf", "x is +inf or -inf"), ("logical_not", "not x (bool result)"),
-                    ("signbit", "the sign bit of x: true for negative numbers, -0.0 and NaNs with the bit set")]:
+for _name, _doc in [
+    ("isnan", "x != x"),
+    ("isinf", "x is +inf or -inf"),
+    ("logical_not", "not x (bool result)"),
+    ("signbit", "the sign bit of x: true for negative numbers, -0.0 and NaNs with the bit set"),
+]:
     defop(_name, "x", to_bool, flops=_flops(1), family=F, doc=_doc, torch=(f"aten.{_name}",))
 
 
@@ -78,17 +82,46 @@ def _float_only(rule):
     return infer
 
 
-defop("gelu", "x", _float_only(same), attrs={"approximate": AttrSpec("str", "none")}, flops=_flops(8), family=F,
-      doc="x * Phi(x); approximate = \"tanh\" uses torch's tanh formula", torch=("aten.gelu",))
-defop("leaky_relu", "x", _float_only(same), attrs={"negative_slope": AttrSpec("float", 0.01)}, flops=_flops(2),
-      family=F, doc="x if x > 0 else negative_slope * x", torch=("aten.leaky_relu",))
-defop("elu", "x", _float_only(same),
-      attrs={"alpha": AttrSpec("float", 1.0), "scale": AttrSpec("float", 1.0), "input_scale": AttrSpec("float", 1.0)},
-      flops=_flops(4), family=F, doc="scale * (x if x > 0 else alpha * (e^(x * input_scale) - 1))",
-      torch=("aten.elu",))
-defop("softplus", "x", _float_only(same),
-      attrs={"beta": AttrSpec("float", 1.0), "threshold": AttrSpec("float", 20.0)}, flops=_flops(4), family=F,
-      doc="log(1 + e^(beta x)) / beta, or x where beta x > threshold", torch=("aten.softplus",))
+defop(
+    "gelu",
+    "x",
+    _float_only(same),
+    attrs={"approximate": AttrSpec("str", "none")},
+    flops=_flops(8),
+    family=F,
+    doc='x * Phi(x); approximate = "tanh" uses torch\'s tanh formula',
+    torch=("aten.gelu",),
+)
+defop(
+    "leaky_relu",
+    "x",
+    _float_only(same),
+    attrs={"negative_slope": AttrSpec("float", 0.01)},
+    flops=_flops(2),
+    family=F,
+    doc="x if x > 0 else negative_slope * x",
+    torch=("aten.leaky_relu",),
+)
+defop(
+    "elu",
+    "x",
+    _float_only(same),
+    attrs={"alpha": AttrSpec("float", 1.0), "scale": AttrSpec("float", 1.0), "input_scale": AttrSpec("float", 1.0)},
+    flops=_flops(4),
+    family=F,
+    doc="scale * (x if x > 0 else alpha * (e^(x * input_scale) - 1))",
+    torch=("aten.elu",),
+)
+defop(
+    "softplus",
+    "x",
+    _float_only(same),
+    attrs={"beta": AttrSpec("float", 1.0), "threshold": AttrSpec("float", 20.0)},
+    flops=_flops(4),
+    family=F,
+    doc="log(1 + e^(beta x)) / beta, or x where beta x > threshold",
+    torch=("aten.softplus",),
+)
 
 
 def _clamp(ts, a):
@@ -100,18 +133,32 @@ def _clamp(ts, a):
     return [t]
 
 
-defop("clamp", "x", _clamp, attrs={"min": AttrSpec("float?", None), "max": AttrSpec("float?", None)},
-      flops=_flops(2), family=F, doc="min(max(x, min), max); a none bound is absent (hardtanh maps here)",
-      torch=("aten.clamp", "aten.hardtanh"))
+defop(
+    "clamp",
+    "x",
+    _clamp,
+    attrs={"min": AttrSpec("float?", None), "max": AttrSpec("float?", None)},
+    flops=_flops(2),
+    family=F,
+    doc="min(max(x, min), max); a none bound is absent (hardtanh maps here)",
+    torch=("aten.clamp", "aten.hardtanh"),
+)
 
 
 def _convert(ts, a):
     return [ts[0].with_dtype(a["dtype"])]
 
 
-defop("convert", "x", _convert, attrs={"dtype": "dtype"}, flops=_flops(1), family=F,
-      doc="x cast to dtype (round to nearest even for floats, truncation toward 0 for float to int)",
-      torch=("aten._to_copy",))
+defop(
+    "convert",
+    "x",
+    _convert,
+    attrs={"dtype": "dtype"},
+    flops=_flops(1),
+    family=F,
+    doc="x cast to dtype (round to nearest even for floats, truncation toward 0 for float to int)",
+    torch=("aten._to_copy",),
+)
 
 # -- binary -----------------------------------------------------------------------------------
 
@@ -135,13 +182,20 @@ def _div(ts, a):
     if a["rounding_mode"] is None:
         return [t.with_dtype(float_of(t))]
     if a["rounding_mode"] not in ("trunc", "floor"):
-        raise ShapeError(f"rounding_mode must be none, \"trunc\" or \"floor\", got {a['rounding_mode']!r}")
+        raise ShapeError(f'rounding_mode must be none, "trunc" or "floor", got {a["rounding_mode"]!r}')
     return [t]
 
 
-defop("div", "a b", _div, attrs={"rounding_mode": AttrSpec("str?", None)}, flops=_flops(1), family=F,
-      doc="a / b; true division (integers give f32) unless rounding_mode is \"trunc\" or \"floor\"",
-      torch=("aten.div",))
+defop(
+    "div",
+    "a b",
+    _div,
+    attrs={"rounding_mode": AttrSpec("str?", None)},
+    flops=_flops(1),
+    family=F,
+    doc='a / b; true division (integers give f32) unless rounding_mode is "trunc" or "floor"',
+    torch=("aten.div",),
+)
 
 
 def _bitwise(ts, a):
@@ -152,11 +206,25 @@ def _bitwise(ts, a):
 
 
 for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
-    defop(_name, "a b", _bitwise, flops=_flops(1), family=F, doc=f"{_name.split('_')[1]} of the bits (or bools)",
-          torch=(f"aten.{_name}",))
+    defop(
+        _name,
+        "a b",
+        _bitwise,
+        flops=_flops(1),
+        family=F,
+        doc=f"{_name.split('_')[1]} of the bits (or bools)",
+        torch=(f"aten.{_name}",),
+    )
 for _name in ("logical_and", "logical_or", "logical_xor"):
-    defop(_name, "a b", compare, flops=_flops(1), family=F, doc=f"{_name.split('_')[1]} of truth values (bool)",
-          torch=(f"aten.{_name}",))
+    defop(
+        _name,
+        "a b",
+        compare,
+        flops=_flops(1),
+        family=F,
+        doc=f"{_name.split('_')[1]} of truth values (bool)",
+        torch=(f"aten.{_name}",),
+    )
 for _name, _sym in [("eq", "=="), ("ne", "!="), ("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">=")]:
     defop(_name, "a b", compare, flops=_flops(1), family=F, doc=f"a {_sym} b (bool)", torch=(f"aten.{_name}",))
 
@@ -170,14 +238,30 @@ def _where(ts, a):
 defop("where", "cond a b", _where, flops=_flops(1), family=F, doc="a where cond else b", torch=("aten.where",))
 
 
-defop("polygamma", "x", unary_float, attrs={"n": "int"}, flops=_flops(20), family=F,
-      doc="the n-th derivative of digamma (n = 0: digamma itself)", torch=("aten.polygamma",))
+defop(
+    "polygamma",
+    "x",
+    unary_float,
+    attrs={"n": "int"},
+    flops=_flops(20),
+    family=F,
+    doc="the n-th derivative of digamma (n = 0: digamma itself)",
+    torch=("aten.polygamma",),
+)
 
 
 # -- checks -----------------------------------------------------------------------------------
 
 
-defop("check", "cond", same, attrs={"message": AttrSpec("str", "")}, flops=_flops(1), family=F, effect=True,
-      doc="a run-time assertion: the run fails with message (and the op's source line) unless every element "
-          "of cond is nonzero; the result is cond, unused: the op is kept for its effect",
-      torch=("aten._assert_async", "aten._assert_scalar", "aten.sym_constrain_range"))
+defop(
+    "check",
+    "cond",
+    same,
+    attrs={"message": AttrSpec("str", "")},
+    flops=_flops(1),
+    family=F,
+    effect=True,
+    doc="a run-time assertion: the run fails with message (and the op's source line) unless every element "
+    "of cond is nonzero; the result is cond, unused: the op is kept for its effect",
+    torch=("aten._assert_async", "aten._assert_scalar", "aten.sym_constrain_range"),
+)

@@ -30,8 +30,7 @@ def _mm_flops(op):
     return 2 * out_numel(op) * k
 
 
-defop("mm", "a b", _mm, flops=_mm_flops, family=F, doc="matrix product [M, K] x [K, N] -> [M, N]",
-      torch=("aten.mm",))
+defop("mm", "a b", _mm, flops=_mm_flops, family=F, doc="matrix product [M, K] x [K, N] -> [M, N]", torch=("aten.mm",))
 
 
 def _bmm(ts, a):
@@ -42,8 +41,15 @@ def _bmm(ts, a):
     return [TensorType((x.shape[0], x.shape[1], w.shape[2]), x.dtype)]
 
 
-defop("bmm", "a b", _bmm, flops=_mm_flops, family=F, doc="batched matrix product [B, M, K] x [B, K, N] -> [B, M, N]",
-      torch=("aten.bmm",))
+defop(
+    "bmm",
+    "a b",
+    _bmm,
+    flops=_mm_flops,
+    family=F,
+    doc="batched matrix product [B, M, K] x [B, K, N] -> [B, M, N]",
+    torch=("aten.bmm",),
+)
 
 
 def _addmm(ts, a):
@@ -54,9 +60,16 @@ def _addmm(ts, a):
     return [out]
 
 
-defop("addmm", "bias a b", _addmm, attrs={"beta": AttrSpec("float", 1), "alpha": AttrSpec("float", 1)},
-      flops=_mm_flops, family=F, doc="beta * bias + alpha * (a @ b); the bias broadcasts to [M, N]",
-      torch=("aten.addmm",))
+defop(
+    "addmm",
+    "bias a b",
+    _addmm,
+    attrs={"beta": AttrSpec("float", 1), "alpha": AttrSpec("float", 1)},
+    flops=_mm_flops,
+    family=F,
+    doc="beta * bias + alpha * (a @ b); the bias broadcasts to [M, N]",
+    torch=("aten.addmm",),
+)
 
 # -- convolution ------------------------------------------------------------------------------
 
@@ -70,8 +83,10 @@ def _conv(ts, a):
     g = a["groups"]
     stride, pad, dil, opad = (_spatial(a[k], nsp, k) for k in ("stride", "padding", "dilation", "output_padding"))
     if g < 1 or min(stride) < 1 or min(dil) < 1 or min(pad) < 0 or min(opad) < 0:
-        raise ShapeError(f"groups, stride and dilation must be >= 1 and padding >= 0, got groups = {g}, "
-                         f"stride = {stride}, dilation = {dil}, padding = {pad}")
+        raise ShapeError(
+            f"groups, stride and dilation must be >= 1 and padding >= 0, got groups = {g}, "
+            f"stride = {stride}, dilation = {dil}, padding = {pad}"
+        )
     if a["transposed"]:
         cin, cout = w.shape[0], w.shape[1] * g
     else:
@@ -109,13 +124,23 @@ def _conv_flops(op):
     return 2 * out_numel(op) * w.shape[1] * math.prod(w.shape[2:])
 
 
-defop("convolution", "input weight bias?", _conv,
-      attrs={"stride": AttrSpec("ints", [1]), "padding": AttrSpec("ints", [0]), "dilation": AttrSpec("ints", [1]),
-             "transposed": AttrSpec("bool", False), "output_padding": AttrSpec("ints", [0]),
-             "groups": AttrSpec("int", 1)},
-      flops=_conv_flops, family=F,
-      doc="N-d cross-correlation (or its transpose) with zero padding, as aten.convolution",
-      torch=("aten.convolution",))
+defop(
+    "convolution",
+    "input weight bias?",
+    _conv,
+    attrs={
+        "stride": AttrSpec("ints", [1]),
+        "padding": AttrSpec("ints", [0]),
+        "dilation": AttrSpec("ints", [1]),
+        "transposed": AttrSpec("bool", False),
+        "output_padding": AttrSpec("ints", [0]),
+        "groups": AttrSpec("int", 1),
+    },
+    flops=_conv_flops,
+    family=F,
+    doc="N-d cross-correlation (or its transpose) with zero padding, as aten.convolution",
+    torch=("aten.convolution",),
+)
 
 # -- normalization ----------------------------------------------------------------------------
 
@@ -132,7 +157,7 @@ def _layer_norm(ts, a):
     require_float(x, "layer_norm")
     ns = tuple(a["normalized_shape"])
     k = len(ns)
-    if k == 0 or x.shape[x.rank - k:] != ns:
+    if k == 0 or x.shape[x.rank - k :] != ns:
         raise ShapeError(f"normalized_shape {list(ns)} is not the trailing shape of {x}")
     for t in ts[1:]:
         if t.shape != ns:
@@ -141,11 +166,17 @@ def _layer_norm(ts, a):
     return [x, stat, stat]
 
 
-defop("layer_norm", "input weight? bias?", _layer_norm,
-      attrs={"normalized_shape": "ints", "eps": AttrSpec("float", 1e-5)},
-      flops=lambda op: 8 * out_numel(op), family=F, num_results=3,
-      doc="(x - mean) * rstd * weight + bias over the trailing normalized_shape; results: out, mean, rstd",
-      torch=("aten.native_layer_norm",))
+defop(
+    "layer_norm",
+    "input weight? bias?",
+    _layer_norm,
+    attrs={"normalized_shape": "ints", "eps": AttrSpec("float", 1e-5)},
+    flops=lambda op: 8 * out_numel(op),
+    family=F,
+    num_results=3,
+    doc="(x - mean) * rstd * weight + bias over the trailing normalized_shape; results: out, mean, rstd",
+    torch=("aten.native_layer_norm",),
+)
 
 
 def _batch_norm(ts, a):
@@ -160,10 +191,16 @@ def _batch_norm(ts, a):
     return [x]
 
 
-defop("batch_norm", "input running_mean running_var weight? bias?", _batch_norm,
-      attrs={"eps": AttrSpec("float", 1e-5)}, flops=lambda op: 4 * out_numel(op), family=F,
-      doc="inference batch norm: (x - running_mean) / sqrt(running_var + eps) * weight + bias over dim 1",
-      torch=("aten._native_batch_norm_legit_no_training",))
+defop(
+    "batch_norm",
+    "input running_mean running_var weight? bias?",
+    _batch_norm,
+    attrs={"eps": AttrSpec("float", 1e-5)},
+    flops=lambda op: 4 * out_numel(op),
+    family=F,
+    doc="inference batch norm: (x - running_mean) / sqrt(running_var + eps) * weight + bias over dim 1",
+    torch=("aten._native_batch_norm_legit_no_training",),
+)
 
 
 def _group_norm(ts, a):
@@ -179,10 +216,17 @@ def _group_norm(ts, a):
     return [x, stat, stat]
 
 
-defop("group_norm", "input weight? bias?", _group_norm, attrs={"groups": "int", "eps": AttrSpec("float", 1e-5)},
-      flops=lambda op: 8 * out_numel(op), family=F, num_results=3,
-      doc="normalize over each group of C/groups channels (and all spatial dims); results: out, mean, rstd",
-      torch=("aten.native_group_norm",))
+defop(
+    "group_norm",
+    "input weight? bias?",
+    _group_norm,
+    attrs={"groups": "int", "eps": AttrSpec("float", 1e-5)},
+    flops=lambda op: 8 * out_numel(op),
+    family=F,
+    num_results=3,
+    doc="normalize over each group of C/groups channels (and all spatial dims); results: out, mean, rstd",
+    torch=("aten.native_group_norm",),
+)
 
 # -- pooling ----------------------------------------------------------------------------------
 
@@ -217,8 +261,12 @@ def _pool2d(ts, a, dilation=True):
     return x.with_shape(x.shape[:-2] + hw)
 
 
-_POOL = {"kernel_size": "ints", "stride": AttrSpec("ints", []), "padding": AttrSpec("ints", [0]),
-         "ceil_mode": AttrSpec("bool", False)}
+_POOL = {
+    "kernel_size": "ints",
+    "stride": AttrSpec("ints", []),
+    "padding": AttrSpec("ints", [0]),
+    "ceil_mode": AttrSpec("bool", False),
+}
 
 
 def _pool_flops(op):
@@ -230,13 +278,27 @@ def _max_pool2d(ts, a):
     return [out, out.with_dtype(DType.i64)]
 
 
-defop("max_pool2d", "x", _max_pool2d, attrs={**_POOL, "dilation": AttrSpec("ints", [1])}, flops=_pool_flops,
-      family=F, num_results=2,
-      doc="2-d max pooling (padding counts as -inf); results: values and flat H*W indices of the maxima",
-      torch=("aten.max_pool2d_with_indices",))
-defop("avg_pool2d", "x", lambda ts, a: [_pool2d(ts, a, dilation=False)],
-      attrs={**_POOL, "count_include_pad": AttrSpec("bool", True), "divisor_override": AttrSpec("int?", None)},
-      flops=_pool_flops, family=F, doc="2-d average pooling, as aten.avg_pool2d", torch=("aten.avg_pool2d",))
+defop(
+    "max_pool2d",
+    "x",
+    _max_pool2d,
+    attrs={**_POOL, "dilation": AttrSpec("ints", [1])},
+    flops=_pool_flops,
+    family=F,
+    num_results=2,
+    doc="2-d max pooling (padding counts as -inf); results: values and flat H*W indices of the maxima",
+    torch=("aten.max_pool2d_with_indices",),
+)
+defop(
+    "avg_pool2d",
+    "x",
+    lambda ts, a: [_pool2d(ts, a, dilation=False)],
+    attrs={**_POOL, "count_include_pad": AttrSpec("bool", True), "divisor_override": AttrSpec("int?", None)},
+    flops=_pool_flops,
+    family=F,
+    doc="2-d average pooling, as aten.avg_pool2d",
+    torch=("aten.avg_pool2d",),
+)
 
 
 def _adaptive(ts, a):
@@ -249,9 +311,16 @@ def _adaptive(ts, a):
     return [x.with_shape(x.shape[: x.rank - len(size)] + tuple(size))]
 
 
-defop("adaptive_avg_pool2d", "x", _adaptive, attrs={"output_size": "ints"}, flops=lambda op: op.operands[0].type.numel,
-      family=F, doc="average over the adaptive windows [floor(i*H/h), ceil((i+1)*H/h))",
-      torch=("aten._adaptive_avg_pool2d",))
+defop(
+    "adaptive_avg_pool2d",
+    "x",
+    _adaptive,
+    attrs={"output_size": "ints"},
+    flops=lambda op: op.operands[0].type.numel,
+    family=F,
+    doc="average over the adaptive windows [floor(i*H/h), ceil((i+1)*H/h))",
+    torch=("aten._adaptive_avg_pool2d",),
+)
 
 
 def _upsample(ts, a):
@@ -261,9 +330,16 @@ def _upsample(ts, a):
     return [x.with_shape(x.shape[:2] + tuple(a["output_size"]))]
 
 
-defop("upsample_nearest2d", "x", _upsample, attrs={"output_size": "ints", "scales": AttrSpec("any", None)}, family=F,
-      doc="nearest-neighbour resize: source index floor(i / scale), scale = scales[d] if given (torch uses the "
-          "user's scale factor), else out / in", torch=("aten.upsample_nearest2d",))
+defop(
+    "upsample_nearest2d",
+    "x",
+    _upsample,
+    attrs={"output_size": "ints", "scales": AttrSpec("any", None)},
+    family=F,
+    doc="nearest-neighbour resize: source index floor(i / scale), scale = scales[d] if given (torch uses the "
+    "user's scale factor), else out / in",
+    torch=("aten.upsample_nearest2d",),
+)
 
 
 def _embedding(ts, a):
@@ -273,8 +349,15 @@ def _embedding(ts, a):
     return [w.with_shape(idx.shape + (w.shape[1],))]
 
 
-defop("embedding", "weight indices", _embedding, attrs={"padding_idx": AttrSpec("int", -1)}, family=F,
-      doc="rows of weight picked by indices: result[..., :] = weight[indices[...], :]", torch=("aten.embedding",))
+defop(
+    "embedding",
+    "weight indices",
+    _embedding,
+    attrs={"padding_idx": AttrSpec("int", -1)},
+    family=F,
+    doc="rows of weight picked by indices: result[..., :] = weight[indices[...], :]",
+    torch=("aten.embedding",),
+)
 
 
 def _upsample_bilinear(ts, a):
@@ -284,9 +367,14 @@ def _upsample_bilinear(ts, a):
     return [x.with_shape(x.shape[:2] + tuple(a["output_size"]))]
 
 
-defop("upsample_bilinear2d", "x", _upsample_bilinear,
-      attrs={"output_size": "ints", "align_corners": AttrSpec("bool", False), "scales": AttrSpec("any", None)},
-      flops=lambda op: 8 * out_numel(op), family=F,
-      doc="bilinear resize; source coordinate i * (in - 1) / (out - 1) with align_corners, else "
-          "max((i + 0.5) / scale - 0.5, 0), scale = scales[d] if given, else out / in",
-      torch=("aten.upsample_bilinear2d",))
+defop(
+    "upsample_bilinear2d",
+    "x",
+    _upsample_bilinear,
+    attrs={"output_size": "ints", "align_corners": AttrSpec("bool", False), "scales": AttrSpec("any", None)},
+    flops=lambda op: 8 * out_numel(op),
+    family=F,
+    doc="bilinear resize; source coordinate i * (in - 1) / (out - 1) with align_corners, else "
+    "max((i + 0.5) / scale - 0.5, 0), scale = scales[d] if given, else out / in",
+    torch=("aten.upsample_bilinear2d",),
+)

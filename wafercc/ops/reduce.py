@@ -41,20 +41,76 @@ def _keep(t, a):
     return t.dtype
 
 
-defop("sum", "x", _reduce(_sum_dtype), attrs={**_DIMS, "dtype": AttrSpec("dtype?", None)}, flops=_in_numel,
-      family=F, doc="sum over dims (integers and bools sum in i64)", torch=("aten.sum",))
-defop("prod", "x", _reduce(_sum_dtype), attrs={**_DIMS, "dtype": AttrSpec("dtype?", None)}, flops=_in_numel,
-      family=F, doc="product over dims", torch=("aten.prod",))
-defop("mean", "x", _reduce(_mean_dtype), attrs={**_DIMS, "dtype": AttrSpec("dtype?", None)}, flops=_in_numel,
-      family=F, doc="arithmetic mean over dims", torch=("aten.mean",))
-defop("amax", "x", _reduce(_keep), attrs=_DIMS, flops=_in_numel, family=F, doc="max over dims (NaN propagates)",
-      torch=("aten.amax",))
-defop("amin", "x", _reduce(_keep), attrs=_DIMS, flops=_in_numel, family=F, doc="min over dims (NaN propagates)",
-      torch=("aten.amin",))
-defop("any", "x", _reduce(lambda t, a: DType.bool), attrs=_DIMS, flops=_in_numel, family=F,
-      doc="true if any element over dims is nonzero", torch=("aten.any",))
-defop("all", "x", _reduce(lambda t, a: DType.bool), attrs=_DIMS, flops=_in_numel, family=F,
-      doc="true if every element over dims is nonzero", torch=("aten.all",))
+defop(
+    "sum",
+    "x",
+    _reduce(_sum_dtype),
+    attrs={**_DIMS, "dtype": AttrSpec("dtype?", None)},
+    flops=_in_numel,
+    family=F,
+    doc="sum over dims (integers and bools sum in i64)",
+    torch=("aten.sum",),
+)
+defop(
+    "prod",
+    "x",
+    _reduce(_sum_dtype),
+    attrs={**_DIMS, "dtype": AttrSpec("dtype?", None)},
+    flops=_in_numel,
+    family=F,
+    doc="product over dims",
+    torch=("aten.prod",),
+)
+defop(
+    "mean",
+    "x",
+    _reduce(_mean_dtype),
+    attrs={**_DIMS, "dtype": AttrSpec("dtype?", None)},
+    flops=_in_numel,
+    family=F,
+    doc="arithmetic mean over dims",
+    torch=("aten.mean",),
+)
+defop(
+    "amax",
+    "x",
+    _reduce(_keep),
+    attrs=_DIMS,
+    flops=_in_numel,
+    family=F,
+    doc="max over dims (NaN propagates)",
+    torch=("aten.amax",),
+)
+defop(
+    "amin",
+    "x",
+    _reduce(_keep),
+    attrs=_DIMS,
+    flops=_in_numel,
+    family=F,
+    doc="min over dims (NaN propagates)",
+    torch=("aten.amin",),
+)
+defop(
+    "any",
+    "x",
+    _reduce(lambda t, a: DType.bool),
+    attrs=_DIMS,
+    flops=_in_numel,
+    family=F,
+    doc="true if any element over dims is nonzero",
+    torch=("aten.any",),
+)
+defop(
+    "all",
+    "x",
+    _reduce(lambda t, a: DType.bool),
+    attrs=_DIMS,
+    flops=_in_numel,
+    family=F,
+    doc="true if every element over dims is nonzero",
+    torch=("aten.all",),
+)
 
 
 def _var(ts, a):
@@ -62,8 +118,16 @@ def _var(ts, a):
     return _reduce(_keep)(ts, a)
 
 
-defop("var", "x", _var, attrs={**_DIMS, "correction": AttrSpec("float", 1)}, flops=lambda op: 3 * _in_numel(op),
-      family=F, doc="variance over dims: sum((x - mean)^2) / (N - correction)", torch=("aten.var",))
+defop(
+    "var",
+    "x",
+    _var,
+    attrs={**_DIMS, "correction": AttrSpec("float", 1)},
+    flops=lambda op: 3 * _in_numel(op),
+    family=F,
+    doc="variance over dims: sum((x - mean)^2) / (N - correction)",
+    torch=("aten.var",),
+)
 
 
 def _arg(ts, a):
@@ -75,10 +139,26 @@ def _arg(ts, a):
 
 
 _ARG = {"dim": AttrSpec("int?", None), "keepdim": AttrSpec("bool", False)}
-defop("argmax", "x", _arg, attrs=_ARG, flops=_in_numel, family=F,
-      doc="index of the first max along dim (of the flattened tensor if dim is none)", torch=("aten.argmax",))
-defop("argmin", "x", _arg, attrs=_ARG, flops=_in_numel, family=F,
-      doc="index of the first min along dim (of the flattened tensor if dim is none)", torch=("aten.argmin",))
+defop(
+    "argmax",
+    "x",
+    _arg,
+    attrs=_ARG,
+    flops=_in_numel,
+    family=F,
+    doc="index of the first max along dim (of the flattened tensor if dim is none)",
+    torch=("aten.argmax",),
+)
+defop(
+    "argmin",
+    "x",
+    _arg,
+    attrs=_ARG,
+    flops=_in_numel,
+    family=F,
+    doc="index of the first min along dim (of the flattened tensor if dim is none)",
+    torch=("aten.argmin",),
+)
 
 
 def _minmax_dim(ts, a):
@@ -89,10 +169,28 @@ def _minmax_dim(ts, a):
 
 
 _MM = {"dim": "int", "keepdim": AttrSpec("bool", False)}
-defop("max_dim", "x", _minmax_dim, attrs=_MM, flops=_in_numel, family=F, num_results=2,
-      doc="(max along dim, index of the first max)", torch=("aten.max.dim",))
-defop("min_dim", "x", _minmax_dim, attrs=_MM, flops=_in_numel, family=F, num_results=2,
-      doc="(min along dim, index of the first min)", torch=("aten.min.dim",))
+defop(
+    "max_dim",
+    "x",
+    _minmax_dim,
+    attrs=_MM,
+    flops=_in_numel,
+    family=F,
+    num_results=2,
+    doc="(max along dim, index of the first max)",
+    torch=("aten.max.dim",),
+)
+defop(
+    "min_dim",
+    "x",
+    _minmax_dim,
+    attrs=_MM,
+    flops=_in_numel,
+    family=F,
+    num_results=2,
+    doc="(min along dim, index of the first min)",
+    torch=("aten.min.dim",),
+)
 
 
 def _scan(ts, a):
@@ -104,10 +202,17 @@ def _scan(ts, a):
 
 
 _SCAN = {"dim": "int", "dtype": AttrSpec("dtype?", None)}
-defop("cumsum", "x", _scan, attrs=_SCAN, flops=_in_numel, family=F, doc="running sum along dim",
-      torch=("aten.cumsum",))
-defop("cumprod", "x", _scan, attrs=_SCAN, flops=_in_numel, family=F, doc="running product along dim",
-      torch=("aten.cumprod",))
+defop("cumsum", "x", _scan, attrs=_SCAN, flops=_in_numel, family=F, doc="running sum along dim", torch=("aten.cumsum",))
+defop(
+    "cumprod",
+    "x",
+    _scan,
+    attrs=_SCAN,
+    flops=_in_numel,
+    family=F,
+    doc="running product along dim",
+    torch=("aten.cumprod",),
+)
 
 
 def _softmax(ts, a):
@@ -118,10 +223,26 @@ def _softmax(ts, a):
     return [t.with_dtype(float_of(t))]
 
 
-defop("softmax", "x", _softmax, attrs={"dim": "int"}, flops=lambda op: 5 * _in_numel(op), family=F,
-      doc="exp(x - max) / sum(exp(x - max)) along dim", torch=("aten._softmax",))
-defop("log_softmax", "x", _softmax, attrs={"dim": "int"}, flops=lambda op: 5 * _in_numel(op), family=F,
-      doc="x - max - log(sum(exp(x - max))) along dim", torch=("aten._log_softmax",))
+defop(
+    "softmax",
+    "x",
+    _softmax,
+    attrs={"dim": "int"},
+    flops=lambda op: 5 * _in_numel(op),
+    family=F,
+    doc="exp(x - max) / sum(exp(x - max)) along dim",
+    torch=("aten._softmax",),
+)
+defop(
+    "log_softmax",
+    "x",
+    _softmax,
+    attrs={"dim": "int"},
+    flops=lambda op: 5 * _in_numel(op),
+    family=F,
+    doc="x - max - log(sum(exp(x - max))) along dim",
+    torch=("aten._log_softmax",),
+)
 
 
 def _cum_extreme(ts, a):
@@ -130,9 +251,25 @@ def _cum_extreme(ts, a):
     return [t, t.with_dtype(DType.i64)]
 
 
-defop("cummax", "x", _cum_extreme, attrs={"dim": "int"}, flops=_in_numel, family=F, num_results=2,
-      doc="running max along dim and the index where it was taken (the latest on ties; NaN sticks)",
-      torch=("aten.cummax",))
-defop("cummin", "x", _cum_extreme, attrs={"dim": "int"}, flops=_in_numel, family=F, num_results=2,
-      doc="running min along dim and the index where it was taken (the latest on ties; NaN sticks)",
-      torch=("aten.cummin",))
+defop(
+    "cummax",
+    "x",
+    _cum_extreme,
+    attrs={"dim": "int"},
+    flops=_in_numel,
+    family=F,
+    num_results=2,
+    doc="running max along dim and the index where it was taken (the latest on ties; NaN sticks)",
+    torch=("aten.cummax",),
+)
+defop(
+    "cummin",
+    "x",
+    _cum_extreme,
+    attrs={"dim": "int"},
+    flops=_in_numel,
+    family=F,
+    num_results=2,
+    doc="running min along dim and the index where it was taken (the latest on ties; NaN sticks)",
+    torch=("aten.cummin",),
+)

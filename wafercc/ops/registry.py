@@ -137,39 +137,61 @@ def check_op(op: Op, module: Module | None = None) -> None:
     d = OPS.get(op.name)
     if d is None:
         raise fail(op, "known-op", f"unknown op '{op.name}'")
+    _check_operand_count(op, d)
+    _check_attrs(op, d)
+    _check_result_types(op, d, _resolved_attrs(op, d, module))
+
+
+def _check_operand_count(op: Op, d: OpDef) -> None:
     n = len(op.operands)
-    if n < d.min_operands or (d.max_operands is not None and n > d.max_operands):
-        want = f"{d.min_operands}" if d.max_operands == d.min_operands else (
-            f"{d.min_operands} to {d.max_operands}" if d.max_operands is not None else f"at least {d.min_operands}"
-        )
-        raise fail(op, "operand-count", f"takes {want} operand(s) ({' '.join(d.operands)}), got {n}")
+    if n >= d.min_operands and (d.max_operands is None or n <= d.max_operands):
+        return
+    if d.max_operands == d.min_operands:
+        want = f"{d.min_operands}"
+    elif d.max_operands is not None:
+        want = f"{d.min_operands} to {d.max_operands}"
+    else:
+        want = f"at least {d.min_operands}"
+    raise fail(op, "operand-count", f"takes {want} operand(s) ({' '.join(d.operands)}), got {n}")
+
+
+def _check_attrs(op: Op, d: OpDef) -> None:
     for key, spec in d.attrs.items():
         if key not in op.attrs:
             if spec.required:
                 raise fail(op, "attr-required", f"missing required attribute '{key}' ({spec.kind})")
             continue
         v = op.attrs[key]
-        kind = spec.kind.rstrip("?")
         if v is None and spec.kind.endswith("?"):
             continue
-        if not _KIND_CHECK[kind](v):
+        if not _KIND_CHECK[spec.kind.rstrip("?")](v):
             raise fail(op, "attr-kind", f"attribute '{key}' must be {spec.kind}, got {v!r}")
     for key in op.attrs:
         if key not in d.attrs and not key.startswith(DISCARDABLE):
             raise fail(op, "attr-known", f"unknown attribute '{key}' (known: {', '.join(d.attrs) or 'none'})")
+
+
+def _resolved_attrs(op: Op, d: OpDef, module: Module | None) -> dict:
+    """The op's attributes with defaults filled in and weight symbols resolved to their types."""
     attrs = {k: d.attr(op, k) for k in d.attrs}
     for k, spec in d.attrs.items():
         if spec.kind == "symbol":
             if module is None or attrs[k].name not in module.weights:
                 raise fail(op, "symbol-defined", f"attribute '{k}' references unknown weight {attrs[k]}")
             attrs[k] = module.weights[attrs[k].name]
+    return attrs
+
+
+def _check_result_types(op: Op, d: OpDef, attrs: dict) -> None:
     try:
         expected = d.infer([v.type for v in op.operands], attrs)
     except ShapeError as e:
         raise fail(op, "operand-types", str(e)) from None
     except (ArithmeticError, IndexError, ValueError, TypeError) as e:
         # A rule that crashes on strange operands must still give the user a verifier error, not a traceback.
-        raise fail(op, "operand-types", f"operands and attributes do not fit the op ({type(e).__name__}: {e})") from None
+        raise fail(
+            op, "operand-types", f"operands and attributes do not fit the op ({type(e).__name__}: {e})"
+        ) from None
     actual = [r.type for r in op.results]
     if len(expected) != len(actual):
         raise fail(op, "result-count", f"has {len(actual)} result(s), the op defines {len(expected)}")
@@ -200,6 +222,17 @@ def flops(op: Op) -> int:
 
 
 __all__ = [
-    "AttrSpec", "OPS", "OpDef", "ShapeError", "VerifyError", "check_op", "defop", "flops", "infer_types",
-    "op_bytes", "out_numel", "verify", "zero_flops",
+    "AttrSpec",
+    "OPS",
+    "OpDef",
+    "ShapeError",
+    "VerifyError",
+    "check_op",
+    "defop",
+    "flops",
+    "infer_types",
+    "op_bytes",
+    "out_numel",
+    "verify",
+    "zero_flops",
 ]

@@ -35,8 +35,15 @@ def _view(ts, a):
     return [t.with_shape(shape)]
 
 
-defop("view", "x", _view, attrs={"shape": "ints"}, family=F, doc="the same elements, row-major, in a new shape",
-      torch=("aten.view", "aten._unsafe_view", "aten.reshape"))
+defop(
+    "view",
+    "x",
+    _view,
+    attrs={"shape": "ints"},
+    family=F,
+    doc="the same elements, row-major, in a new shape",
+    torch=("aten.view", "aten._unsafe_view", "aten.reshape"),
+)
 
 
 def _permute(ts, a):
@@ -46,8 +53,15 @@ def _permute(ts, a):
     return [t.with_shape(tuple(t.shape[d] for d in dims))]
 
 
-defop("permute", "x", _permute, attrs={"dims": "ints"}, family=F, doc="result dim i is input dim dims[i]",
-      torch=("aten.permute",))
+defop(
+    "permute",
+    "x",
+    _permute,
+    attrs={"dims": "ints"},
+    family=F,
+    doc="result dim i is input dim dims[i]",
+    torch=("aten.permute",),
+)
 
 
 def _expand(ts, a):
@@ -64,8 +78,15 @@ def _expand(ts, a):
     return [t.with_shape(tuple(shape))]
 
 
-defop("expand", "x", _expand, attrs={"shape": "ints"}, family=F,
-      doc="broadcast size-1 dims (and new leading dims) to shape", torch=("aten.expand",))
+defop(
+    "expand",
+    "x",
+    _expand,
+    attrs={"shape": "ints"},
+    family=F,
+    doc="broadcast size-1 dims (and new leading dims) to shape",
+    torch=("aten.expand",),
+)
 
 
 def _slice(ts, a):
@@ -79,8 +100,15 @@ def _slice(ts, a):
     return [t.with_shape(tuple(shape))]
 
 
-defop("slice", "x", _slice, attrs={"dim": "int", "start": "int", "end": "int", "step": AttrSpec("int", 1)},
-      family=F, doc="x[..., start:end:step, ...] along dim (bounds normalized into range)", torch=("aten.slice",))
+defop(
+    "slice",
+    "x",
+    _slice,
+    attrs={"dim": "int", "start": "int", "end": "int", "step": AttrSpec("int", 1)},
+    family=F,
+    doc="x[..., start:end:step, ...] along dim (bounds normalized into range)",
+    torch=("aten.slice",),
+)
 
 
 def _select(ts, a):
@@ -88,11 +116,18 @@ def _select(ts, a):
     d = _nonneg_dim(a["dim"], t.rank)
     if not 0 <= a["index"] < t.shape[d]:
         raise ShapeError(f"index {a['index']} is out of range for dim {d} of size {t.shape[d]}")
-    return [t.with_shape(t.shape[:d] + t.shape[d + 1:])]
+    return [t.with_shape(t.shape[:d] + t.shape[d + 1 :])]
 
 
-defop("select", "x", _select, attrs={"dim": "int", "index": "int"}, family=F, doc="x[..., index, ...] along dim",
-      torch=("aten.select",))
+defop(
+    "select",
+    "x",
+    _select,
+    attrs={"dim": "int", "index": "int"},
+    family=F,
+    doc="x[..., index, ...] along dim",
+    torch=("aten.select",),
+)
 
 
 def _unsqueeze(ts, a):
@@ -103,8 +138,15 @@ def _unsqueeze(ts, a):
     return [t.with_shape(t.shape[:d] + (1,) + t.shape[d:])]
 
 
-defop("unsqueeze", "x", _unsqueeze, attrs={"dim": "int"}, family=F, doc="insert a size-1 dim at dim",
-      torch=("aten.unsqueeze",))
+defop(
+    "unsqueeze",
+    "x",
+    _unsqueeze,
+    attrs={"dim": "int"},
+    family=F,
+    doc="insert a size-1 dim at dim",
+    torch=("aten.unsqueeze",),
+)
 
 
 def _squeeze(ts, a):
@@ -113,8 +155,15 @@ def _squeeze(ts, a):
     return [t.with_shape(tuple(s for i, s in enumerate(t.shape) if not (i in dims and s == 1)))]
 
 
-defop("squeeze", "x", _squeeze, attrs={"dims": AttrSpec("ints", [])}, family=F,
-      doc="drop the size-1 dims among dims (all size-1 dims if dims is empty)", torch=("aten.squeeze",))
+defop(
+    "squeeze",
+    "x",
+    _squeeze,
+    attrs={"dims": AttrSpec("ints", [])},
+    family=F,
+    doc="drop the size-1 dims among dims (all size-1 dims if dims is empty)",
+    torch=("aten.squeeze",),
+)
 
 
 def _cat(ts, a):
@@ -140,11 +189,19 @@ def _split(ts, a):
     d = _nonneg_dim(a["dim"], t.rank)
     if sum(a["sizes"]) != t.shape[d] or any(s < 0 for s in a["sizes"]):
         raise ShapeError(f"split sizes {a['sizes']} do not add up to dim {d} of {t}")
-    return [t.with_shape(t.shape[:d] + (s,) + t.shape[d + 1:]) for s in a["sizes"]]
+    return [t.with_shape(t.shape[:d] + (s,) + t.shape[d + 1 :]) for s in a["sizes"]]
 
 
-defop("split", "x", _split, attrs={"dim": "int", "sizes": "ints"}, family=F, num_results=None,
-      doc="consecutive pieces of the given sizes along dim", torch=("aten.split_with_sizes", "aten.split"))
+defop(
+    "split",
+    "x",
+    _split,
+    attrs={"dim": "int", "sizes": "ints"},
+    family=F,
+    num_results=None,
+    doc="consecutive pieces of the given sizes along dim",
+    torch=("aten.split_with_sizes", "aten.split"),
+)
 
 
 def _gather(ts, a):
@@ -157,9 +214,16 @@ def _gather(ts, a):
     return [t.with_shape(idx.shape)]
 
 
-defop("gather", "x index", _gather, attrs={"dim": "int"}, flops=out_numel, family=F,
-      doc="result[i][j][k] = x[index[i][j][k]][j][k] (for dim 0; likewise for other dims)",
-      torch=("aten.gather",))
+defop(
+    "gather",
+    "x index",
+    _gather,
+    attrs={"dim": "int"},
+    flops=out_numel,
+    family=F,
+    doc="result[i][j][k] = x[index[i][j][k]][j][k] (for dim 0; likewise for other dims)",
+    torch=("aten.gather",),
+)
 
 
 def _index_select(ts, a):
@@ -167,11 +231,18 @@ def _index_select(ts, a):
     d = _nonneg_dim(a["dim"], t.rank)
     if idx.rank > 1 or not idx.dtype.is_int:
         raise ShapeError(f"index_select needs a 1-d integer index, got {idx}")
-    return [t.with_shape(t.shape[:d] + (idx.numel,) + t.shape[d + 1:])]
+    return [t.with_shape(t.shape[:d] + (idx.numel,) + t.shape[d + 1 :])]
 
 
-defop("index_select", "x index", _index_select, attrs={"dim": "int"}, family=F,
-      doc="the slices of x at the given indices along dim", torch=("aten.index_select",))
+defop(
+    "index_select",
+    "x index",
+    _index_select,
+    attrs={"dim": "int"},
+    family=F,
+    doc="the slices of x at the given indices along dim",
+    torch=("aten.index_select",),
+)
 
 
 def _index(ts, a):
@@ -198,9 +269,15 @@ def _index(ts, a):
     return [t.with_shape(tuple(shape))]
 
 
-defop("index", "x indices*", _index, attrs={"dims": "ints"}, family=F,
-      doc="advanced indexing x[..., i0, ..., i1, ...] with integer index tensors at dims (numpy rules)",
-      torch=("aten.index.Tensor",))
+defop(
+    "index",
+    "x indices*",
+    _index,
+    attrs={"dims": "ints"},
+    family=F,
+    doc="advanced indexing x[..., i0, ..., i1, ...] with integer index tensors at dims (numpy rules)",
+    torch=("aten.index.Tensor",),
+)
 
 
 def _flip(ts, a):
@@ -209,8 +286,15 @@ def _flip(ts, a):
     return [ts[0]]
 
 
-defop("flip", "x", _flip, attrs={"dims": "ints"}, family=F, doc="reverse the order of elements along dims",
-      torch=("aten.flip",))
+defop(
+    "flip",
+    "x",
+    _flip,
+    attrs={"dims": "ints"},
+    family=F,
+    doc="reverse the order of elements along dims",
+    torch=("aten.flip",),
+)
 
 
 def _pad(ts, a):
@@ -226,9 +310,15 @@ def _pad(ts, a):
     return [t.with_shape(tuple(shape))]
 
 
-defop("pad", "x", _pad, attrs={"pad": "ints", "value": AttrSpec("scalar", 0)}, family=F,
-      doc="constant padding; pad = [last-dim before, last-dim after, next-dim before, ...]; negative crops",
-      torch=("aten.constant_pad_nd",))
+defop(
+    "pad",
+    "x",
+    _pad,
+    attrs={"pad": "ints", "value": AttrSpec("scalar", 0)},
+    family=F,
+    doc="constant padding; pad = [last-dim before, last-dim after, next-dim before, ...]; negative crops",
+    torch=("aten.constant_pad_nd",),
+)
 
 
 def _topk(ts, a):
@@ -236,14 +326,21 @@ def _topk(ts, a):
     d = _nonneg_dim(a["dim"], t.rank)
     if not 0 <= a["k"] <= (t.shape[d] if t.rank else 1):
         raise ShapeError(f"k = {a['k']} is out of range for dim {d} of {t}")
-    shape = t.shape[:d] + (a["k"],) + t.shape[d + 1:] if t.rank else ()
+    shape = t.shape[:d] + (a["k"],) + t.shape[d + 1 :] if t.rank else ()
     return [t.with_shape(shape), t.with_shape(shape).with_dtype(DType.i64)]
 
 
-defop("topk", "x", _topk, attrs={"k": "int", "dim": "int", "largest": AttrSpec("bool", True),
-                                 "sorted": AttrSpec("bool", True)},
-      flops=lambda op: op.operands[0].type.numel, family=F, num_results=2,
-      doc="the k largest (or smallest) values along dim and their indices", torch=("aten.topk",))
+defop(
+    "topk",
+    "x",
+    _topk,
+    attrs={"k": "int", "dim": "int", "largest": AttrSpec("bool", True), "sorted": AttrSpec("bool", True)},
+    flops=lambda op: op.operands[0].type.numel,
+    family=F,
+    num_results=2,
+    doc="the k largest (or smallest) values along dim and their indices",
+    torch=("aten.topk",),
+)
 
 
 def _sort(ts, a):
@@ -252,9 +349,17 @@ def _sort(ts, a):
     return [t, t.with_dtype(DType.i64)]
 
 
-defop("sort", "x", _sort, attrs={"dim": "int", "descending": AttrSpec("bool", False), "stable": AttrSpec("bool", False)},
-      flops=lambda op: op.operands[0].type.numel, family=F, num_results=2,
-      doc="values sorted along dim and the permutation that sorts them (stable)", torch=("aten.sort",))
+defop(
+    "sort",
+    "x",
+    _sort,
+    attrs={"dim": "int", "descending": AttrSpec("bool", False), "stable": AttrSpec("bool", False)},
+    flops=lambda op: op.operands[0].type.numel,
+    family=F,
+    num_results=2,
+    doc="values sorted along dim and the permutation that sorts them (stable)",
+    torch=("aten.sort",),
+)
 
 
 def _tri(ts, a):
@@ -263,10 +368,24 @@ def _tri(ts, a):
     return [ts[0]]
 
 
-defop("triu", "x", _tri, attrs={"diagonal": AttrSpec("int", 0)}, family=F,
-      doc="zero the elements below the diagonal-th diagonal", torch=("aten.triu",))
-defop("tril", "x", _tri, attrs={"diagonal": AttrSpec("int", 0)}, family=F,
-      doc="zero the elements above the diagonal-th diagonal", torch=("aten.tril",))
+defop(
+    "triu",
+    "x",
+    _tri,
+    attrs={"diagonal": AttrSpec("int", 0)},
+    family=F,
+    doc="zero the elements below the diagonal-th diagonal",
+    torch=("aten.triu",),
+)
+defop(
+    "tril",
+    "x",
+    _tri,
+    attrs={"diagonal": AttrSpec("int", 0)},
+    family=F,
+    doc="zero the elements above the diagonal-th diagonal",
+    torch=("aten.tril",),
+)
 
 
 def _repeat(ts, a):
@@ -277,8 +396,15 @@ def _repeat(ts, a):
     return [t.with_shape(tuple(s * r for s, r in zip(shape, reps)))]
 
 
-defop("repeat", "x", _repeat, attrs={"repeats": "ints"}, family=F, doc="tile x repeats[i] times along dim i",
-      torch=("aten.repeat",))
+defop(
+    "repeat",
+    "x",
+    _repeat,
+    attrs={"repeats": "ints"},
+    family=F,
+    doc="tile x repeats[i] times along dim i",
+    torch=("aten.repeat",),
+)
 
 
 # -- writes into a copy: scatters, index_put, slice_scatter, masked_scatter ---------------------------
@@ -298,12 +424,17 @@ def _scatter(ts, a):
     return [x]
 
 
-defop("scatter", "x index src", _scatter,
-      attrs={"dim": "int", "reduce": AttrSpec("str", "none"), "include_self": AttrSpec("bool", True)},
-      flops=lambda op: op.operands[1].type.numel, family=F,
-      doc="a copy of x with x[index[i][j]][j] (for dim 0) set to src[i][j] (reduce = none) or combined with it "
-          "by sum, prod, mean, amax or amin (include_self: whether x's own value takes part)",
-      torch=("aten.scatter.src", "aten.scatter.value", "aten.scatter_add", "aten.scatter_reduce.two"))
+defop(
+    "scatter",
+    "x index src",
+    _scatter,
+    attrs={"dim": "int", "reduce": AttrSpec("str", "none"), "include_self": AttrSpec("bool", True)},
+    flops=lambda op: op.operands[1].type.numel,
+    family=F,
+    doc="a copy of x with x[index[i][j]][j] (for dim 0) set to src[i][j] (reduce = none) or combined with it "
+    "by sum, prod, mean, amax or amin (include_self: whether x's own value takes part)",
+    torch=("aten.scatter.src", "aten.scatter.value", "aten.scatter_add", "aten.scatter_reduce.two"),
+)
 
 
 def _index_put(ts, a):
@@ -313,13 +444,22 @@ def _index_put(ts, a):
         raise ShapeError(f"index_put needs one index per dim of increasing dims {dims} of {x}")
     if any(not (i.dtype.is_int or i.dtype.is_bool) for i in idxs):
         raise ShapeError("index operands must be integer or bool tensors")
+    if values.dtype != x.dtype:
+        raise ShapeError(f"index_put values {values} must have the dtype of x, {x.dtype}")
     return [x]
 
 
-defop("index_put", "x values indices*", _index_put, attrs={"dims": "ints", "accumulate": AttrSpec("bool", False)},
-      flops=lambda op: op.operands[1].type.numel, family=F,
-      doc="a copy of x with x[key] = values, or += with accumulate; key is numpy's: index tensors at positions "
-          "dims, full slices elsewhere; a k-d bool index is a mask over k dims", torch=("aten.index_put",))
+defop(
+    "index_put",
+    "x values indices*",
+    _index_put,
+    attrs={"dims": "ints", "accumulate": AttrSpec("bool", False)},
+    flops=lambda op: op.operands[1].type.numel,
+    family=F,
+    doc="a copy of x with x[key] = values, or += with accumulate; key is numpy's: index tensors at positions "
+    "dims, full slices elsewhere; a k-d bool index is a mask over k dims",
+    torch=("aten.index_put",),
+)
 
 
 def _slice_scatter(ts, a):
@@ -330,10 +470,15 @@ def _slice_scatter(ts, a):
     return [x]
 
 
-defop("slice_scatter", "x src", _slice_scatter,
-      attrs={"dim": "int", "start": "int", "end": "int", "step": AttrSpec("int", 1)}, family=F,
-      doc="a copy of x with x[..., start:end:step, ...] along dim replaced by src",
-      torch=("aten.slice_scatter", "aten.select_scatter"))
+defop(
+    "slice_scatter",
+    "x src",
+    _slice_scatter,
+    attrs={"dim": "int", "start": "int", "end": "int", "step": AttrSpec("int", 1)},
+    family=F,
+    doc="a copy of x with x[..., start:end:step, ...] along dim replaced by src",
+    torch=("aten.slice_scatter", "aten.select_scatter"),
+)
 
 
 def _masked_scatter(ts, a):
@@ -343,9 +488,14 @@ def _masked_scatter(ts, a):
     return [x]
 
 
-defop("masked_scatter", "x mask source", _masked_scatter, family=F,
-      doc="a copy of x whose elements where mask is true are, in row-major order, the first elements of source",
-      torch=("aten.masked_scatter",))
+defop(
+    "masked_scatter",
+    "x mask source",
+    _masked_scatter,
+    family=F,
+    doc="a copy of x whose elements where mask is true are, in row-major order, the first elements of source",
+    torch=("aten.masked_scatter",),
+)
 
 
 # -- views with their own indexing --------------------------------------------------------------------
@@ -361,9 +511,15 @@ def _diagonal(ts, a):
     return [t.with_shape(tuple(s for i, s in enumerate(t.shape) if i not in (d1, d2)) + (n,))]
 
 
-defop("diagonal", "x", _diagonal, attrs={"offset": AttrSpec("int", 0), "dim1": AttrSpec("int", 0),
-                                         "dim2": AttrSpec("int", 1)}, family=F,
-      doc="x[..., i, ..., i + offset, ...] over the dims dim1 and dim2, as a new last dim", torch=("aten.diagonal",))
+defop(
+    "diagonal",
+    "x",
+    _diagonal,
+    attrs={"offset": AttrSpec("int", 0), "dim1": AttrSpec("int", 0), "dim2": AttrSpec("int", 1)},
+    family=F,
+    doc="x[..., i, ..., i + offset, ...] over the dims dim1 and dim2, as a new last dim",
+    torch=("aten.diagonal",),
+)
 
 
 def _as_strided(ts, a):
@@ -377,6 +533,12 @@ def _as_strided(ts, a):
     return [t.with_shape(tuple(size))]
 
 
-defop("as_strided", "x", _as_strided, attrs={"size": "ints", "stride": "ints", "offset": AttrSpec("int", 0)},
-      family=F, doc="element [i, j, ...] is x's row-major element offset + i * stride[0] + j * stride[1] + ...",
-      torch=("aten.as_strided",))
+defop(
+    "as_strided",
+    "x",
+    _as_strided,
+    attrs={"size": "ints", "stride": "ints", "offset": AttrSpec("int", 0)},
+    family=F,
+    doc="element [i, j, ...] is x's row-major element offset + i * stride[0] + j * stride[1] + ...",
+    torch=("aten.as_strided",),
+)

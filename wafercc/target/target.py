@@ -102,25 +102,45 @@ class Target:
 # 24 colors, memcpy reserves 3 of the routable ones (21-23) [§4]; 0.85 GHz as the SDK examples convert [§1.3];
 # fp16 FMACH 4-wide = 8 FLOP/cycle, fp16 with fp32 accumulate 2-wide = 4, fp32 scalar FMAC = 2 [§1.4].
 WSE2 = Target(
-    name="wse2", width=750, height=994, sram_bytes=48 * 1024, colors=24, reserved_colors=3, clock_hz=0.85e9,
+    name="wse2",
+    width=750,
+    height=994,
+    sram_bytes=48 * 1024,
+    colors=24,
+    reserved_colors=3,
+    clock_hz=0.85e9,
     flops_per_cycle=(("bf16", 8), ("f16", 8), ("f16acc32", 4), ("f32", 2)),
 )
 # WSE-3: 762 x 1172 fabric, program rectangle 755 x 1170 with the same memcpy frame [§1.2]; SIMD widths doubled
 # [§1.4]; 1.1 GHz as WaferLLM's WSE-3 scripts use [§1.3]; 62 I/O ports per edge [§1.2].
 WSE3 = Target(
-    name="wse3", width=755, height=1170, sram_bytes=48 * 1024, colors=24, reserved_colors=3, clock_hz=1.1e9,
-    flops_per_cycle=(("bf16", 16), ("f16", 16), ("f16acc32", 8), ("f32", 2)), io_ports_per_edge=62,
+    name="wse3",
+    width=755,
+    height=1170,
+    sram_bytes=48 * 1024,
+    colors=24,
+    reserved_colors=3,
+    clock_hz=1.1e9,
+    flops_per_cycle=(("bf16", 16), ("f16", 16), ("f16acc32", 8), ("f32", 2)),
+    io_ports_per_edge=62,
 )
 
 
 def small_mesh(w: int, h: int) -> Target:
     """A small mesh with WSE-2's per-PE numbers: plans a person can check by hand."""
-    return replace(WSE2, name=f"mesh{w}x{h}" if w != h else f"mesh{w}", width=w, height=h,
-                   io_ports_per_edge=max(1, h // 16))
+    return replace(
+        WSE2, name=f"mesh{w}x{h}" if w != h else f"mesh{w}", width=w, height=h, io_ports_per_edge=max(1, h // 16)
+    )
 
 
-PRESETS = {"wse2": WSE2, "wse3": WSE3, "mesh4": small_mesh(4, 4), "mesh8": small_mesh(8, 8),
-           "mesh16": small_mesh(16, 16), "mesh32": small_mesh(32, 32)}
+PRESETS = {
+    "wse2": WSE2,
+    "wse3": WSE3,
+    "mesh4": small_mesh(4, 4),
+    "mesh8": small_mesh(8, 8),
+    "mesh16": small_mesh(16, 16),
+    "mesh32": small_mesh(32, 32),
+}
 
 # option name -> (field, converter)
 _OVERRIDES = {

@@ -39,8 +39,9 @@ def load_plan(out_dir: str | os.PathLike) -> Plan:
         raise UsageError(f"{out_dir} has no {PLAN_FILE}: {advice}")
     try:
         plan = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"{path} is not a plan ({e}): {advice}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise UsageError(f"{path} is not a plan ({why}): {advice}") from None
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT or not plan.get("layers"):
         found = plan.get("format") if isinstance(plan, dict) else type(plan).__name__
         raise UsageError(f"{path} is not a plan (format {found!r}, expected {PLAN_FORMAT!r}): {advice}")

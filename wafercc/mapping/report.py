@@ -4,6 +4,7 @@ these are views of it for programs and for people). The schema is in docs/plan.m
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 
 from wafercc.ir import Module
@@ -39,13 +40,50 @@ def as_plan(plan: Plan | dict) -> Plan:
 def target_of_plan(plan: Plan | dict) -> Target:
     """The Target a plan was made for, from plan.json's ``target`` facts (unknown keys are ignored)."""
     d = as_plan(plan).target
-    known = {f.name for f in fields(Target)}
-    kw = {k: v for k, v in d.items() if k in known}
-    kw["flops_per_cycle"] = tuple(sorted(d.get("flops_per_cycle", {}).items()))
+    kinds = {f.name: f.type for f in fields(Target)}
+    kw = {k: v for k, v in d.items() if k in kinds}
+    for k, v in kw.items():
+        if k != "flops_per_cycle" and not _FACT_OK[kinds[k]](v):
+            raise PlanFormatError("", f"target.{k}", f"{v!r} is not a {_FACT_WORDS[kinds[k]]}")
+        if k in _AT_LEAST_ONE and v < 1:
+            raise PlanFormatError("", f"target.{k}", f"{v!r} must be at least 1")
+    if kw.get("reserved_colors", 0) >= kw.get("colors", 1):
+        raise PlanFormatError("", "target.reserved_colors", "leaves no usable color")
+    rates = d.get("flops_per_cycle", {})
+    if not isinstance(rates, dict) or not all(_positive(r) for r in rates.values()) or "f32" not in rates:
+        raise PlanFormatError("", "target.flops_per_cycle", f"{rates!r} is not FLOPs per cycle by dtype (with f32)")
+    kw["flops_per_cycle"] = tuple(sorted(rates.items()))
     try:
         return Target(**kw)
     except (TypeError, ValueError) as e:
         raise PlanFormatError("", "target", f"not a target ({e})") from None
+
+
+def _positive(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+# What each kind of Target fact in plan.json must be (the dataclass's annotations, as strings).
+_FACT_OK = {
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "int": _count,
+    "float": _positive,
+}
+_AT_LEAST_ONE = {
+    "width",
+    "height",
+    "sram_bytes",
+    "colors",
+    "link_bytes_per_cycle",
+    "io_ports_per_edge",
+    "reduce_tree_levels",
+}
+_FACT_WORDS = {"str": "string", "bool": "boolean", "int": "count (an integer >= 0)", "float": "positive number"}
 
 
 # The per-layer table, one set of columns for report.txt and the terminal (``wafercc report``): a row's cost

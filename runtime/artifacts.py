@@ -81,7 +81,7 @@ def write_atomic(target: str | os.PathLike, content: Content) -> Path:
     if target.is_dir():
         raise OutputError(f"cannot write '{target}': it is a directory; name a file")
     _make_parent(target)
-    _clean_files(target)
+    remove_dead_temps(target)
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{_TMP}-{os.getpid()}-", suffix=".tmp")
     except OSError as e:
@@ -139,11 +139,16 @@ def _recognized(p: Path, ours: Callable[[Path], bool]) -> bool:
         return False
 
 
-def _clean_files(target: Path) -> None:
-    """Temp files that killed writers of ``target`` left (their process is gone)."""
+def remove_dead_temps(target: Path) -> None:
+    """Temp files and folders that killed writers of ``target`` left (their process is gone); those of a
+    writer still running are left to it."""
     for p in _siblings(target, _TMP):
         pid = _pid_of(p.name, target.name)
-        if pid is not None and pid != os.getpid() and not _alive(pid) and p.is_file():
+        if pid is None or pid == os.getpid() or _alive(pid):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
             p.unlink(missing_ok=True)
 
 

@@ -53,6 +53,7 @@ import numpy as np
 
 from wafercc.ir import WaferError
 
+from .artifacts import remove_dead_temps
 from .errors import StoreError
 from .optim import F32, Optimizer, OptimizerConfigError, from_dict
 
@@ -307,7 +308,7 @@ class TrainingStore:
                 "empty directory; nothing was written"
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_dead_temps(target)
+        remove_dead_temps(target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.wafercc-tmp-{os.getpid()}-", dir=target.parent))
         try:
             _write_initial(tmp, tensors, _optimizer_doc(optimizer, overrides), data or {})
@@ -929,25 +930,6 @@ def _write_initial(d: Path, tensors, optimizer_doc: dict, data) -> None:
         "tensors": {f: dict(sorted(manifest[f].items())) for f in FILES},
     }
     _write_json_atomic(d / CHECKPOINT_FILE, doc, None)
-
-
-def _remove_dead_temps(target: Path) -> None:
-    """Temp directories that killed creators of ``target`` left (their process is gone)."""
-    prefix = f".{target.name}.wafercc-tmp-"
-    for p in target.parent.glob(prefix + "*"):
-        pid = p.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)) and p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 # -- checkpoint.json ---------------------------------------------------------------------------------

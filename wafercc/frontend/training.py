@@ -1,0 +1,203 @@
+"""Capture a training model's joint forward + backward graph and import it as one WIR function.
+
+A training model's forward returns a scalar loss for its example inputs (inputs and targets). The joint graph
+is AOTAutograd's (``aot_export_module(..., trace_joint=True)``), under the backend's decompositions (the
+backward ops core ATen keeps whole written in ops wafercc imports), so inference, the torch.compile backend and
+training share one import path.
+
+Two things AOTAutograd's joint export does not do for us:
+
+- **Tied weights.** ``aot_export_module`` requires every parameter to appear once (its docstring, rule 6); with
+  a weight shared by two modules it lists both names and mislabels the outputs. So the model is wrapped in a
+  module that owns each distinct parameter and buffer once (by identity) and calls the model with
+  ``torch.func.functional_call`` binding every alias to it: a tied weight is one graph input, and autograd sums
+  its two uses into one gradient output. Its WIR symbol is its first name (``named_parameters()``'s).
+- **The loss label.** The signature's ``loss_output`` names the first graph output, a buffer update when there
+  is one; the outputs' order is documented (buffer updates, then the user outputs, then the gradients), so
+  positions are used instead.
+
+Buffer mutations (batch norm's running statistics and step counter) are functional outputs of the joint graph:
+the WIR function returns their new values and the runtime writes them back to the store.
+
+The WIR function ``@forward`` returns ``(loss, gradients..., buffer updates...)`` and carries two attributes
+saying what each result is (docs/wir.md, "Training modules")::
+
+    func @forward(%x: ..., %y: ...) -> (tensor<f32>, tensor<32x12xf32>, ...)
+        attributes {train.roles = ["loss", "grad", ..., "update"], train.targets = [none, @fc1.weight, ...]}
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.fx
+
+from wafercc.errors import CaptureError
+from wafercc.ir import SymbolRef
+from wafercc.ir.training import ROLES_ATTR, TARGETS_ATTR
+
+from .capture import Captured, WeightSource, _explain_capture_failure, _quiet_torch_logs
+from .importer import ImportResult, import_graph
+
+_RANDOM = ("native_dropout", "bernoulli", "rand", "randn", "randint", "randperm", "normal", "uniform")
+
+
+class _Joint(torch.nn.Module):
+    """The model with each distinct parameter and buffer registered once (``p0``, ``b3``...); forward binds
+    every name of the model (aliases included) to them and returns the loss as a 1-tuple, as
+    aot_export_module wants."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        object.__setattr__(self, "model", model)  # not a submodule: its parameters are ours, once each
+        self.bindings: dict[str, str] = {}
+        self.names: dict[str, str] = {}  # our attribute -> the model's first name for it
+        self.kinds: dict[str, str] = {}
+        seen: dict[int, str] = {}
+        for kind, items in (
+            ("parameter", model.named_parameters(remove_duplicate=False)),
+            ("buffer", model.named_buffers(remove_duplicate=False)),
+        ):
+            for name, t in items:
+                if id(t) not in seen:
+                    seen[id(t)] = attr = f"{kind[0]}{len(seen)}"
+                    if kind == "parameter":
+                        self.register_parameter(attr, t)
+                    else:
+                        self.register_buffer(attr, t)
+                    self.names[attr], self.kinds[attr] = name, kind
+                self.bindings[name] = seen[id(t)]
+
+    def forward(self, *inputs):
+        state = {name: getattr(self, attr) for name, attr in self.bindings.items()}
+        return (torch.func.functional_call(self.model, state, inputs, tie_weights=False),)
+
+
+def check_training_model(model: torch.nn.Module) -> None:
+    """Refuse what cannot match eager training: dropout with p > 0 (eager's random stream), a model without
+    trainable parameters."""
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0:
+            raise CaptureError(
+                f"the training model has dropout with p={m.p} at '{name or 'model'}' ({type(m).__name__}): "
+                "wafercc cannot reproduce eager PyTorch's random numbers, so the run could not be verified; "
+                "set p=0 for training with wafercc (e.g. build the model with dropout=0.0)"
+            )
+    if not any(p.requires_grad for p in model.parameters()):
+        raise CaptureError("the training model has no trainable parameters (none requires grad)")
+
+
+def capture_training(model: torch.nn.Module, example_inputs: tuple) -> tuple[Captured, list[str], list[str]]:
+    """The joint graph as a ``Captured`` whose outputs are (loss, gradients..., buffer updates...), with each
+    output's role ("loss", "grad", "update") and the model name of the weight it belongs to ("" for the loss)."""
+    from torch._functorch.aot_autograd import aot_export_module
+
+    from .autograd_decompositions import decompositions
+
+    if not isinstance(model, torch.nn.Module):
+        raise CaptureError(f"expected an nn.Module to train, got {type(model).__name__}")
+    example_inputs = _as_tuple(example_inputs)
+    check_training_model(model)
+    model.train()
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    if frozen:
+        raise CaptureError(
+            f"the training model has {len(frozen)} parameter(s) with requires_grad=False; wafercc trains every "
+            "parameter (register fixed tensors as buffers)"
+        )
+    joint = _Joint(model)
+    try:
+        with warnings.catch_warnings(), _quiet_torch_logs():
+            warnings.simplefilter("ignore")
+            gm, sig = aot_export_module(
+                joint, example_inputs, trace_joint=True, output_loss_index=0, decompositions=decompositions()
+            )
+    except Exception as e:  # torch raises many types here; all mean "cannot capture"
+        raise _training_capture_error(e) from None
+    _check_no_random(gm)
+    return _captured(gm, sig, joint, example_inputs)
+
+
+def _as_tuple(example_inputs) -> tuple:
+    if not isinstance(example_inputs, tuple):
+        example_inputs = tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,)
+    for i, x in enumerate(example_inputs):
+        if not isinstance(x, torch.Tensor):
+            raise CaptureError(f"example input #{i} is a {type(x).__name__}; wafercc trains functions of tensors")
+    return example_inputs
+
+
+def _training_capture_error(e: Exception) -> CaptureError:
+    text = str(e)
+    if "loss" in text and ("scalar" in text or "does not require gradients" in text):
+        return CaptureError(
+            "a training model's forward must return one scalar loss that depends on its parameters "
+            f"(docs/models.md, training models); torch says: {text.strip().splitlines()[0]}"
+        )
+    if "did not receive a gradient" in text:
+        return CaptureError("a parameter of the training model is not used by the loss: it would get no gradient")
+    return CaptureError(_explain_capture_failure("AOTAutograd's joint export", e))
+
+
+def _check_no_random(gm: torch.fx.GraphModule) -> None:
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and any(r == str(n.target).split(".")[1] for r in _RANDOM if "." in str(n.target)):
+            raise CaptureError(
+                f"the training graph draws random numbers ({n.target}), as dropout with p > 0 does; wafercc "
+                "cannot reproduce eager PyTorch's random stream: pass p=0 (or training=False) to the dropout"
+            )
+
+
+def _captured(gm, sig, joint: _Joint, example_inputs: tuple) -> tuple[Captured, list[str], list[str]]:
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    n_state = len(sig.parameters) + len(sig.buffers)
+    weights = {}
+    for node, attr in zip(placeholders, [*sig.parameters, *sig.buffers]):
+        tensor = getattr(joint, attr)
+        weights[node] = WeightSource(joint.names[attr], joint.kinds[attr], tensor.detach())
+    inputs = placeholders[n_state:]
+    out = list(next(n for n in gm.graph.nodes if n.op == "output").args[0])
+    updates = list(sig.buffers_to_mutate.items())  # output name -> buffer attr, in output order
+    n_up = len(updates)
+    loss = out[n_up]
+    grads = out[n_up + 1 :]
+    if len(grads) != len(sig.parameters):
+        raise CaptureError(f"the joint graph has {len(grads)} gradients for {len(sig.parameters)} parameters")
+    roles = ["loss"] + ["grad"] * len(grads) + ["update"] * n_up
+    targets = [""] + [joint.names[p] for p in sig.parameters] + [joint.names[b] for _, b in updates]
+    outputs = [loss, *grads, *out[:n_up]]
+    names = _input_names(joint.model, len(inputs))
+    return Captured(gm.graph, inputs, weights, outputs, "aot-joint", names), roles, targets
+
+
+def _input_names(model: torch.nn.Module, n: int) -> list[str]:
+    """The forward's parameter names (x, y...), as inference names its inputs; arg0... if they cannot be read."""
+    import inspect
+
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(model.forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    return params[:n] if len(params) >= n else [f"arg{i}" for i in range(n)]
+
+
+def import_training(
+    model: torch.nn.Module, example_inputs, name: str = "model", source: str | None = None
+) -> ImportResult:
+    """The joint graph in WIR: ``@forward`` returns (loss, gradients..., buffer updates...) and names what
+    each result is in ``train.roles`` and ``train.targets`` (the weight symbol a gradient or update is for)."""
+    captured, roles, targets = capture_training(model, example_inputs)
+    imported = import_graph(captured, name=name, source=source)
+    symbol_of = {src.name: sym for sym, src in imported.weights.items()}
+    func = imported.module.func()
+    missing = [t for t, r in zip(targets, roles) if r == "grad" and t not in symbol_of]
+    if missing:
+        raise CaptureError(f"parameter '{missing[0]}' is not used by the loss: it would get no gradient")
+    func.attrs[ROLES_ATTR] = roles
+    func.attrs[TARGETS_ATTR] = [SymbolRef(symbol_of[t]) if t else None for t in targets]
+    return imported

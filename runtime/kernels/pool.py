@@ -1,4 +1,4 @@
-"""2-d pooling kernels: max (with indices), average, adaptive average.
+"""2-d and 3-d pooling kernels: max (with indices), average, adaptive average.
 
 Windows come from sliding_window_view over a padded copy of the input, so every output pixel is
 computed at once. The output size is taken from the op's result type (the op table's rule, which
@@ -7,42 +7,46 @@ follows ATen's ceil_mode rule), and the input is padded on the right far enough 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import F64, attr, finish, kernel, up
 
 
-def _params(op, dilation: bool = True):
-    k = list(attr(op, "kernel_size"))
-    k = k * 2 if len(k) == 1 else k
-    s = list(attr(op, "stride")) or k
-    s = s * 2 if len(s) == 1 else s
-    p = list(attr(op, "padding"))
-    p = p * 2 if len(p) == 1 else p
-    d = list(attr(op, "dilation")) if dilation else [1]
-    d = d * 2 if len(d) == 1 else d
+def _params(op, nsp: int = 2, dilation: bool = True):
+    def full(v):
+        v = list(v)
+        return v * nsp if len(v) == 1 else v
+
+    k = full(attr(op, "kernel_size"))
+    s = full(attr(op, "stride")) or k
+    p = full(attr(op, "padding"))
+    d = full(attr(op, "dilation")) if dilation else [1] * nsp
     return k, s, p, d
 
 
-def _windows(x, out_hw, k, s, p, d, fill):
-    """[..., OH, OW, kh*kw]: the (dilated) window of every output pixel, padding read as ``fill``."""
+def _windows(x, out_sp, k, s, p, d, fill):
+    """[..., *out_sp, prod(k)]: the (dilated) window of every output position over the last len(k) dims,
+    padding read as ``fill``."""
+    nsp = len(k)
     eff = [dd * (kk - 1) + 1 for dd, kk in zip(d, k)]
-    right = [max(0, (o - 1) * ss + e - n - pp) for o, ss, e, n, pp in zip(out_hw, s, eff, x.shape[-2:], p)]
-    widths = [(0, 0)] * (x.ndim - 2) + [(p[0], right[0]), (p[1], right[1])]
+    right = [max(0, (o - 1) * ss + e - n - pp) for o, ss, e, n, pp in zip(out_sp, s, eff, x.shape[-nsp:], p)]
+    widths = [(0, 0)] * (x.ndim - nsp) + [(pp, r) for pp, r in zip(p, right)]
     xp = np.pad(x, widths, constant_values=fill) if any(p) or any(right) else x
-    win = sliding_window_view(xp, eff, axis=(-2, -1))
-    win = win[..., : (out_hw[0] - 1) * s[0] + 1 : s[0], : (out_hw[1] - 1) * s[1] + 1 : s[1], :: d[0], :: d[1]]
-    return win.reshape(win.shape[:-2] + (k[0] * k[1],))
+    win = sliding_window_view(xp, eff, axis=tuple(range(-nsp, 0)))
+    picks = tuple(slice(0, (o - 1) * ss + 1, ss) for o, ss in zip(out_sp, s)) + tuple(slice(None, None, dd) for dd in d)
+    win = win[(Ellipsis, *picks)]
+    return win.reshape(win.shape[:-nsp] + (math.prod(k),))
 
 
-@kernel("max_pool2d")
-def _max_pool2d(op, x):
-    k, s, p, d = _params(op)
-    out_hw = op.results[0].type.shape[-2:]
+def _max_pool(op, x, nsp: int):
+    k, s, p, d = _params(op, nsp)
+    out_sp = op.results[0].type.shape[-nsp:]
     v = up(x)
     fill = -np.inf if v.dtype.kind == "f" else np.iinfo(v.dtype).min
-    flat = _windows(v, out_hw, k, s, p, d, fill)
+    flat = _windows(v, out_sp, k, s, p, d, fill)
     arg = np.argmax(flat, axis=-1)
     nan = np.isnan(flat) if v.dtype.kind == "f" else None
     if nan is not None and nan.any():
@@ -50,35 +54,62 @@ def _max_pool2d(op, x):
         last = flat.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
         arg = np.where(nan.any(axis=-1), last, arg)
     vals = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-    return finish(op, vals, 0), finish(op, _flat_index(arg, vals, x.shape[-1], out_hw, k, s, p, d, fill), 1)
+    idx = _flat_index(arg, vals, x.shape[-nsp:], out_sp, k, s, p, d, fill)
+    return finish(op, vals, 0), finish(op, idx, 1)
 
 
-def _flat_index(arg, vals, width, out_hw, k, s, p, d, fill):
-    """h * W + w in the unpadded input plane for each window's chosen tap."""
-    oh = np.arange(out_hw[0])[:, None]
-    ow = np.arange(out_hw[1])[None, :]
-    h0, w0 = oh * s[0] - p[0], ow * s[1] - p[1]
-    ti, tj = np.divmod(arg, k[1])
-    idx = (h0 + ti * d[0]) * width + (w0 + tj * d[1])
-    # A window whose max is the padding value itself (every real element equals it too): torch keeps its
-    # initial index, the window's first in-bounds element, not a padding position.
-    fh = np.where(h0 < 0, h0 + (-h0 + d[0] - 1) // d[0] * d[0], h0)
-    fw = np.where(w0 < 0, w0 + (-w0 + d[1] - 1) // d[1] * d[1], w0)
-    return np.where(vals == fill, fh * width + fw, idx)
+@kernel("max_pool2d")
+def _max_pool2d(op, x):
+    return _max_pool(op, x, 2)
 
 
-@kernel("avg_pool2d")
-def _avg_pool2d(op, x):
-    k, s, p, _ = _params(op, dilation=False)
-    out_hw = op.results[0].type.shape[-2:]
-    total = _windows(up(x), out_hw, k, s, p, [1, 1], 0).sum(axis=-1)
+@kernel("max_pool3d")
+def _max_pool3d(op, x):
+    return _max_pool(op, x, 3)
+
+
+def _flat_index(arg, vals, in_sp, out_sp, k, s, p, d, fill):
+    """The flat position (h * W + w, or (t * H + h) * W + w) in the unpadded input of each window's chosen
+    tap."""
+    nsp = len(k)
+    taps = np.unravel_index(arg, k)
+    idx = np.zeros(arg.shape, np.int64)
+    first = np.zeros(arg.shape[-nsp:], np.int64)
+    for i in range(nsp):
+        shape = [1] * nsp
+        shape[i] = out_sp[i]
+        start = (np.arange(out_sp[i]) * s[i] - p[i]).reshape(shape)
+        idx = idx * in_sp[i] + start + taps[i] * d[i]
+        # A window whose max is the padding value itself (every real element equals it too): torch keeps
+        # its initial index, the window's first in-bounds element, not a padding position.
+        first = first * in_sp[i] + np.where(start < 0, start + (-start + d[i] - 1) // d[i] * d[i], start)
+    return np.where(vals == fill, first, idx)
+
+
+def _avg_pool(op, x, nsp: int):
+    k, s, p, _ = _params(op, nsp, dilation=False)
+    out_sp = op.results[0].type.shape[-nsp:]
+    total = _windows(up(x), out_sp, k, s, p, [1] * nsp, 0).sum(axis=-1)
     override = attr(op, "divisor_override")
     if override:
         return finish(op, total / override)
     include_pad = attr(op, "count_include_pad")
-    dh = _divisor(out_hw[0], x.shape[-2], k[0], s[0], p[0], include_pad)
-    dw = _divisor(out_hw[1], x.shape[-1], k[1], s[1], p[1], include_pad)
-    return finish(op, total / (dh[:, None] * dw[None, :]).astype(total.dtype))
+    div = np.ones((1,) * nsp, np.int64)
+    for i in range(nsp):
+        shape = [1] * nsp
+        shape[i] = out_sp[i]
+        div = div * _divisor(out_sp[i], x.shape[i - nsp], k[i], s[i], p[i], include_pad).reshape(shape)
+    return finish(op, total / div.astype(total.dtype))
+
+
+@kernel("avg_pool2d")
+def _avg_pool2d(op, x):
+    return _avg_pool(op, x, 2)
+
+
+@kernel("avg_pool3d")
+def _avg_pool3d(op, x):
+    return _avg_pool(op, x, 3)
 
 
 def _divisor(n_out, n_in, k, s, p, include_pad):
@@ -101,10 +132,37 @@ def _adaptive_matrix(n_out: int, n_in: int) -> np.ndarray:
     return inside / (end - start)[:, None]
 
 
+def _adaptive_avg(op, x, nsp: int):
+    """Separable: one averaging matrix per spatial dim, applied as a small matmul in f64 (more exact than
+    torch's f32 sum). Non-finite inputs are averaged by counting: a window with a NaN, or with both +inf and
+    -inf, is NaN; one with infinities of one sign is that infinity (a matmul would smear 0 * inf = NaN over
+    every window)."""
+    sizes = attr(op, "output_size")
+    mats = [_adaptive_matrix(o, n) for o, n in zip(sizes, x.shape[-nsp:])]
+    v = x.astype(F64)
+    finite = np.isfinite(v)
+    if finite.all():
+        return finish(op, _separable(mats, v))
+    y = _separable(mats, np.where(finite, v, 0.0))
+    nan = _separable(mats, np.isnan(v).astype(F64)) > 0
+    pos = _separable(mats, (v == np.inf).astype(F64)) > 0
+    neg = _separable(mats, (v == -np.inf).astype(F64)) > 0
+    y = np.where(pos, np.inf, np.where(neg, -np.inf, y))
+    return finish(op, np.where(nan | (pos & neg), np.nan, y))
+
+
+def _separable(mats: list[np.ndarray], v: np.ndarray) -> np.ndarray:
+    for i, m in enumerate(mats):
+        axis = i - len(mats)
+        v = np.moveaxis(np.matmul(m, np.moveaxis(v, axis, -2)), -2, axis)
+    return v
+
+
 @kernel("adaptive_avg_pool2d")
 def _adaptive_avg_pool2d(op, x):
-    oh, ow = attr(op, "output_size")
-    ah = _adaptive_matrix(oh, x.shape[-2])
-    aw = _adaptive_matrix(ow, x.shape[-1])
-    # Separable: average rows then columns, as two small matmuls in f64 (more exact than torch's f32 sum).
-    return finish(op, ah @ x.astype(F64) @ aw.T)
+    return _adaptive_avg(op, x, 2)
+
+
+@kernel("adaptive_avg_pool3d")
+def _adaptive_avg_pool3d(op, x):
+    return _adaptive_avg(op, x, 3)

@@ -115,6 +115,16 @@ SAMPLES: dict[str, list[Sample]] = {
     ],
     "avg_pool2d": [([T("1x3x8x8xf32")], {"kernel_size": [2, 2], "stride": [2, 2]})],
     "adaptive_avg_pool2d": [([T("1x3x7x9xf32")], {"output_size": [2, 3]})],
+    "max_pool3d": [
+        ([T("1x2x4x6x6xf32")], {"kernel_size": [2]}),
+        ([T("2x5x7x7xf32")], {"kernel_size": [3, 2, 3], "stride": [2], "padding": [1], "ceil_mode": True}),
+    ],
+    "avg_pool3d": [([T("1x2x4x4x4xf32")], {"kernel_size": [2], "count_include_pad": False})],
+    "adaptive_avg_pool3d": [([T("1x2x5x7x9xf32")], {"output_size": [2, 3, 4]})],
+    "grid_sampler_2d": [
+        ([T("2x3x5x6xf32"), T("2x4x7x2xf32")], {}),
+        ([T("1x1x4x4xf32"), T("1x2x2x2xf32")], {"interpolation": "bicubic", "padding_mode": "reflection"}),
+    ],
     "upsample_nearest2d": [([T("1x3x4x4xf32")], {"output_size": [8, 8]})],
     "embedding": [([T("10x4xf32"), T("2x3xi64")], {})],
     # -- reduce

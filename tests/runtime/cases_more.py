@@ -81,4 +81,39 @@ MORE = [
         {"output_size": [6, 8], "scales": [1.7, 1.7]},
         id="upsample_bilinear2d-scales",
     ),
+    # 3-d pooling (the 2-d kernels' code over three dims) and grid sampling: their options are swept by the
+    # hypothesis properties in test_runtime_props.py; here one case per option that changes the arithmetic.
+    C("max_pool3d", [f32(2, 2, 5, 6, 7)], {"kernel_size": [2, 3, 2], "stride": [2], "padding": [1]}),
+    C(
+        "max_pool3d",
+        [arr(np.round(f32(2, 5, 5, 5) * 2))],
+        {"kernel_size": [3], "stride": [2], "dilation": [2, 1, 1], "ceil_mode": True},
+        id="max_pool3d-ties-dilation-ceil",
+    ),
+    C("avg_pool3d", [f32(1, 2, 5, 6, 7)], {"kernel_size": [3], "stride": [2], "padding": [1], "ceil_mode": True}),
+    C(
+        "avg_pool3d",
+        [f32(2, 5, 6, 7)],
+        {"kernel_size": [3, 2, 2], "padding": [1, 1, 0], "count_include_pad": False, "ceil_mode": True},
+        id="avg_pool3d-exclude-pad",
+    ),
+    C("avg_pool3d", [f32(1, 2, 4, 4, 4)], {"kernel_size": [2], "divisor_override": 3}, id="avg_pool3d-divisor"),
+    C("adaptive_avg_pool3d", [f32(2, 2, 5, 7, 4)], {"output_size": [3, 4, 6]}),
+    C(
+        "adaptive_avg_pool3d",
+        [arr([[[[1.0, NAN], [2.0, 3.0]], [[np.inf, 1.0], [-np.inf, 4.0]]]])],
+        {"output_size": [2, 1, 2]},
+        id="adaptive_avg_pool3d-nonfinite",
+    ),
+    *[
+        C(
+            "grid_sampler_2d",
+            [f32(2, 3, 5, 6), uniform(2, 4, 7, 2, lo=-1.3, hi=1.3, seed=1)],
+            {"interpolation": mode, "padding_mode": pad, "align_corners": ac},
+            id=f"grid_sampler_2d-{mode}-{pad}-{'align' if ac else 'noalign'}",
+        )
+        for mode in ("bilinear", "nearest", "bicubic")
+        for pad in ("zeros", "border", "reflection")
+        for ac in (False, True)
+    ],
 ]

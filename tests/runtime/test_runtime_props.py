@@ -68,21 +68,24 @@ def test_convolution_matches_aten(case):
 
 @st.composite
 def pool_cases(draw, kind):
-    k = [draw(st.integers(1, 4)), draw(st.integers(1, 4))]
+    nsp = 3 if kind.endswith("3d") else 2
+    k = [draw(st.integers(1, 4 if nsp == 2 else 3)) for _ in range(nsp)]
+    strides = [[], [1], [2], [3, 1], [2, 3]] if nsp == 2 else [[], [1], [2], [2, 1, 3]]
     attrs = {
         "kernel_size": k,
-        "stride": draw(st.sampled_from([[], [1], [2], [3, 1], [2, 3]])),
-        "padding": [draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2))],
+        "stride": draw(st.sampled_from(strides)),
+        "padding": [draw(st.integers(0, kk // 2)) for kk in k],
         "ceil_mode": draw(st.booleans()),
     }
-    if kind == "max_pool2d":
-        attrs["dilation"] = draw(st.sampled_from([[1], [2], [1, 2]]))
+    if kind.startswith("max_pool"):
+        attrs["dilation"] = draw(st.sampled_from([[1], [2], [1, 2]] if nsp == 2 else [[1], [2], [1, 2, 1]]))
     else:
         attrs["count_include_pad"] = draw(st.booleans())
         attrs["divisor_override"] = draw(st.sampled_from([None, None, 1, 3]))
-    shape = (draw(st.integers(1, 2)), 2, draw(st.integers(1, 9)), draw(st.integers(1, 9)))
-    x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal(shape).astype(np.float32)
-    if kind == "max_pool2d" and draw(st.booleans()):
+    batch = (draw(st.integers(1, 2)),) if nsp == 2 or draw(st.booleans()) else ()  # 3-d: [C, D, H, W] too
+    spatial = tuple(draw(st.integers(1, 9 if nsp == 2 else 6)) for _ in range(nsp))
+    x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal(batch + (2,) + spatial).astype(np.float32)
+    if kind.startswith("max_pool") and draw(st.booleans()):
         x = np.round(x)  # ties: torch keeps the first maximum of a window
     return [x], attrs
 
@@ -97,6 +100,49 @@ def test_max_pool2d_matches_aten(case):
 @given(pool_cases("avg_pool2d"))
 def test_avg_pool2d_matches_aten(case):
     _check("avg_pool2d", *case)
+
+
+@SETTINGS
+@given(pool_cases("max_pool3d"))
+def test_max_pool3d_matches_aten(case):
+    _check("max_pool3d", *case)
+
+
+@SETTINGS
+@given(pool_cases("avg_pool3d"))
+def test_avg_pool3d_matches_aten(case):
+    _check("avg_pool3d", *case)
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 6), min_size=3, max_size=3), st.lists(st.integers(1, 7), min_size=3, max_size=3))
+def test_adaptive_avg_pool3d_matches_aten(size, out):
+    x = np.random.default_rng(sum(size)).standard_normal((1, 2, *size)).astype(np.float32)
+    _check("adaptive_avg_pool3d", [x], {"output_size": out})
+
+
+@st.composite
+def grid_cases(draw):
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    h, w, ho, wo = (draw(st.integers(1, 6)) for _ in range(4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    reach = draw(st.sampled_from([1.0, 1.2, 3.0]))  # beyond 1: points outside the input, read by padding_mode
+    grid = rng.uniform(-reach, reach, (n, ho, wo, 2)).astype(np.float32)
+    if draw(st.booleans()):  # points on pixel centers, edges and halfway: where floor and round decide
+        grid = (np.round(grid * 4) / 4).astype(np.float32)
+    attrs = {
+        "interpolation": draw(st.sampled_from(["bilinear", "nearest", "bicubic"])),
+        "padding_mode": draw(st.sampled_from(["zeros", "border", "reflection"])),
+        "align_corners": draw(st.booleans()),
+    }
+    return [x, grid], attrs
+
+
+@SETTINGS
+@given(grid_cases())
+def test_grid_sampler_2d_matches_aten(case):
+    _check("grid_sampler_2d", *case)
 
 
 @SETTINGS

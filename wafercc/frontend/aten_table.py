@@ -15,6 +15,7 @@ import torch.fx
 
 from wafercc.errors import UnsupportedOpError
 from wafercc.ir import DType, Value
+from wafercc.ops.nn import GRID_INTERPOLATION, GRID_PADDING
 
 from .context import TORCH_DTYPES, Ctx, ImportBug, scalar_dtype
 
@@ -379,8 +380,8 @@ def _group_norm(ctx, x, weight, bias, n, c, hw, group, eps):
     return ctx.emit("group_norm", ops, {"groups": group, "eps": float(eps)})
 
 
-@conv(aten.max_pool2d_with_indices.default)
-def _max_pool2d(ctx, x, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
+@conv(aten.max_pool2d_with_indices.default, aten.max_pool3d_with_indices.default)
+def _max_pool(ctx, x, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
     attrs = {
         "kernel_size": list(kernel_size),
         "stride": list(stride) or list(kernel_size),
@@ -388,11 +389,16 @@ def _max_pool2d(ctx, x, kernel_size, stride=(), padding=(0,), dilation=(1,), cei
         "dilation": list(dilation),
         "ceil_mode": ceil_mode,
     }
-    return ctx.emit("max_pool2d", [x], attrs)
+    return ctx.emit(_pool_kind(ctx, "max_pool"), [x], attrs)
 
 
-@conv(aten.avg_pool2d.default)
-def _avg_pool2d(
+def _pool_kind(ctx, stem: str) -> str:
+    """'max_pool2d' or 'max_pool3d' (avg_pool...): by the ATen op being converted."""
+    return stem + ("3d" if "3d" in str(ctx.node.target) else "2d")
+
+
+@conv(aten.avg_pool2d.default, aten.avg_pool3d.default)
+def _avg_pool(
     ctx, x, kernel_size, stride=(), padding=(0,), ceil_mode=False, count_include_pad=True, divisor_override=None
 ):
     attrs = {
@@ -403,12 +409,27 @@ def _avg_pool2d(
         "count_include_pad": count_include_pad,
         "divisor_override": divisor_override,
     }
-    return ctx.emit1("avg_pool2d", [x], attrs)
+    return ctx.emit1(_pool_kind(ctx, "avg_pool"), [x], attrs)
 
 
 @conv(aten._adaptive_avg_pool2d.default)
 def _adaptive_avg_pool2d(ctx, x, output_size):
     return ctx.emit1("adaptive_avg_pool2d", [x], {"output_size": list(output_size)})
+
+
+@conv(aten._adaptive_avg_pool3d.default)
+def _adaptive_avg_pool3d(ctx, x, output_size):
+    return ctx.emit1("adaptive_avg_pool3d", [x], {"output_size": list(output_size)})
+
+
+@conv(aten.grid_sampler_2d.default)
+def _grid_sampler_2d(ctx, x, grid, interpolation_mode, padding_mode, align_corners):
+    attrs = {
+        "interpolation": GRID_INTERPOLATION[interpolation_mode],
+        "padding_mode": GRID_PADDING[padding_mode],
+        "align_corners": bool(align_corners),
+    }
+    return ctx.emit1("grid_sampler_2d", [x, grid], attrs)
 
 
 @conv(aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default)

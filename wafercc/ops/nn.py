@@ -242,23 +242,28 @@ def _pool_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     return out
 
 
-def _pool2d(ts, a, dilation=True):
+def _pool(ts, a, nsp: int, dilation: bool = True):
+    """The pooled type of x = ts[0] over its last ``nsp`` dims ([N, C, *spatial] or [C, *spatial])."""
     x = ts[0]
-    if x.rank not in (3, 4):
-        raise ShapeError(f"2-d pooling needs [N, C, H, W] or [C, H, W], got {x}")
-    k = _spatial(a["kernel_size"], 2, "kernel_size")
-    s = _spatial(a["stride"] or k, 2, "stride")
-    p = _spatial(a["padding"], 2, "padding")
-    d = _spatial(a["dilation"], 2, "dilation") if dilation else [1, 1]
+    if x.rank not in (nsp + 1, nsp + 2):
+        raise ShapeError(f"{nsp}-d pooling needs [N, C, {nsp} spatial dims] or [C, {nsp} spatial dims], got {x}")
+    k = _spatial(a["kernel_size"], nsp, "kernel_size")
+    s = _spatial(a["stride"] or k, nsp, "stride")
+    p = _spatial(a["padding"], nsp, "padding")
+    d = _spatial(a["dilation"], nsp, "dilation") if dilation else [1] * nsp
     if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
         raise ShapeError(f"kernel, stride and dilation must be >= 1 and padding >= 0, got {k}, {s}, {d}, {p}")
-    for i in range(2):
+    for i in range(nsp):
         if p[i] * 2 > k[i]:
             raise ShapeError(f"padding {p[i]} is more than half the kernel {k[i]}")
-    hw = tuple(_pool_size(x.shape[-2 + i], k[i], s[i], p[i], d[i], a["ceil_mode"]) for i in range(2))
-    if min(hw) <= 0:
+    sizes = tuple(_pool_size(x.shape[i - nsp], k[i], s[i], p[i], d[i], a["ceil_mode"]) for i in range(nsp))
+    if min(sizes) <= 0:
         raise ShapeError(f"input {x} is too small for kernel {k}")
-    return x.with_shape(x.shape[:-2] + hw)
+    return x.with_shape(x.shape[:-nsp] + sizes)
+
+
+def _pool2d(ts, a, dilation=True):
+    return _pool(ts, a, 2, dilation)
 
 
 _POOL = {
@@ -271,6 +276,11 @@ _POOL = {
 
 def _pool_flops(op):
     return out_numel(op) * math.prod(op.attrs["kernel_size"]) * (4 // len(op.attrs["kernel_size"]))
+
+
+def _pool3d_flops(op):
+    k = op.attrs["kernel_size"]
+    return out_numel(op) * (k[0] ** 3 if len(k) == 1 else math.prod(k))
 
 
 def _max_pool2d(ts, a):
@@ -301,6 +311,45 @@ defop(
 )
 
 
+def _max_pool3d(ts, a):
+    out = _pool(ts, a, 3)
+    return [out, out.with_dtype(DType.i64)]
+
+
+defop(
+    "max_pool3d",
+    "x",
+    _max_pool3d,
+    attrs={**_POOL, "dilation": AttrSpec("ints", [1])},
+    flops=_pool3d_flops,
+    family=F,
+    num_results=2,
+    doc="3-d max pooling (padding counts as -inf); results: values and flat D*H*W indices of the maxima",
+    torch=("aten.max_pool3d_with_indices",),
+)
+
+
+def _avg_pool3d(ts, a):
+    out = _pool(ts, a, 3, dilation=False)
+    k = _spatial(a["kernel_size"], 3, "kernel_size")
+    if any(n < kk for n, kk in zip(ts[0].shape[-3:], k)):  # ATen's avg_pool3d check, padding not counted
+        raise ShapeError(f"input {ts[0]} is smaller than the kernel {k}")
+    return [out]
+
+
+defop(
+    "avg_pool3d",
+    "x",
+    _avg_pool3d,
+    attrs={**_POOL, "count_include_pad": AttrSpec("bool", True), "divisor_override": AttrSpec("int?", None)},
+    flops=_pool3d_flops,
+    family=F,
+    doc="3-d average pooling, as aten.avg_pool3d (divisor: the window's size within input + padding, or its "
+    "in-bounds size without count_include_pad, or divisor_override)",
+    torch=("aten.avg_pool3d",),
+)
+
+
 def _adaptive(ts, a):
     x = ts[0]
     size = a["output_size"]
@@ -320,6 +369,24 @@ defop(
     family=F,
     doc="average over the adaptive windows [floor(i*H/h), ceil((i+1)*H/h))",
     torch=("aten._adaptive_avg_pool2d",),
+)
+
+
+def _adaptive3d(ts, a):
+    if len(a["output_size"]) != 3:
+        raise ShapeError(f"adaptive_avg_pool3d needs a 3-entry output_size, got {a['output_size']}")
+    return _adaptive(ts, a)
+
+
+defop(
+    "adaptive_avg_pool3d",
+    "x",
+    _adaptive3d,
+    attrs={"output_size": "ints"},
+    flops=lambda op: op.operands[0].type.numel,
+    family=F,
+    doc="average over the adaptive windows [floor(i*D/d), ceil((i+1)*D/d)) along each of the 3 spatial dims",
+    torch=("aten._adaptive_avg_pool3d",),
 )
 
 
@@ -377,4 +444,39 @@ defop(
     doc="bilinear resize; source coordinate i * (in - 1) / (out - 1) with align_corners, else "
     "max((i + 0.5) / scale - 0.5, 0), scale = scales[d] if given, else out / in",
     torch=("aten.upsample_bilinear2d",),
+)
+
+
+GRID_INTERPOLATION = ("bilinear", "nearest", "bicubic")  # aten's interpolation_mode 0, 1, 2
+GRID_PADDING = ("zeros", "border", "reflection")  # aten's padding_mode 0, 1, 2
+
+
+def _grid_sampler_2d(ts, a):
+    x, grid = ts
+    require_float(x, "grid_sampler_2d")
+    if x.rank != 4 or grid.rank != 4 or grid.shape[3] != 2 or grid.shape[0] != x.shape[0]:
+        raise ShapeError(f"grid_sampler_2d needs input [N, C, H, W] and grid [N, H_out, W_out, 2], got {x} and {grid}")
+    _same_dtype(x, grid)
+    if a["interpolation"] not in GRID_INTERPOLATION:
+        raise ShapeError(f"interpolation must be one of {', '.join(GRID_INTERPOLATION)}, got {a['interpolation']!r}")
+    if a["padding_mode"] not in GRID_PADDING:
+        raise ShapeError(f"padding_mode must be one of {', '.join(GRID_PADDING)}, got {a['padding_mode']!r}")
+    return [x.with_shape(x.shape[:2] + grid.shape[1:3])]
+
+
+defop(
+    "grid_sampler_2d",
+    "x grid",
+    _grid_sampler_2d,
+    attrs={
+        "interpolation": AttrSpec("str", "bilinear"),
+        "padding_mode": AttrSpec("str", "zeros"),
+        "align_corners": AttrSpec("bool", False),
+    },
+    flops=lambda op: 32 * out_numel(op),
+    family=F,
+    doc="sample x at grid's (x, y) points in [-1, 1] (F.grid_sample): source coordinate (g + 1) / 2 * (size - 1) "
+    "with align_corners, else ((g + 1) * size - 1) / 2; interpolation bilinear, nearest (half to even) or "
+    "bicubic (A = -0.75); points outside read zeros, the border, or the input reflected at its edges",
+    torch=("aten.grid_sampler_2d",),
 )

@@ -96,3 +96,25 @@ def test_buffers_and_constants_become_weights():
     r = import_graph(capture(M(), (torch.randn(2, 4),)), name="m")
     assert r.module.weights["scale"].attrs["kind"] == "buffer"
     assert r.module.weights["lin.weight"].attrs["kind"] == "parameter"
+
+
+def test_inference_batch_norm_saved_stats_are_torchs_empty_tensors():
+    """ATen's inference batch norm returns empty saved statistics; a model that returns them gets the same
+    empty tensors, and one that does not gets no op for them."""
+    from wafercc.numerics import compare_model
+
+    stats = (torch.zeros(3), torch.ones(3), torch.randn(3), torch.randn(3))
+
+    class Saved(torch.nn.Module):
+        def forward(self, x):
+            return torch.ops.aten.native_batch_norm(x, stats[2], stats[3], stats[0], stats[1], False, 0.1, 1e-5)
+
+    x = torch.randn(2, 3, 4)
+    v = compare_model(Saved(), (x,), bisect=False)
+    assert v.passed, v.reason
+    m = import_graph(capture(Saved(), (x,)), name="m").module
+    assert [str(r.type) for r in m.func().returns][1:] == ["tensor<0xf32>", "tensor<0xf32>"]
+
+    bn = torch.nn.BatchNorm1d(3).eval()
+    m = import_graph(capture(bn, (x,)), name="m").module
+    assert [op.name for op in m.func().ops if op.name == "full"] == []

@@ -361,7 +361,18 @@ def _batch_norm(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
         weight = ctx.emit1("full", [], {"shape": [x.type.shape[1]], "value": 1.0, "dtype": x.type.dtype})
     ops = [x, running_mean, running_var] + _optional_trailing(weight, bias)
     out = ctx.emit1("batch_norm", ops, {"eps": float(eps)})
-    return [out, None, None]  # ATen's saved statistics are empty in inference
+    return [out, *_saved_stats_in_inference(ctx, x)]
+
+
+def _saved_stats_in_inference(ctx, x) -> list:
+    """ATen's saved mean and rstd (results 1 and 2) of batch norm in inference: empty [0] tensors, made
+    only if the model reads them (a model returning them gets the same empty tensors as eager)."""
+    used = {u.args[1] for u in ctx.node.users if u.target is operator.getitem} if ctx.node is not None else set()
+
+    def empty():
+        return ctx.emit1("full", [], {"shape": [0], "value": 0.0, "dtype": x.type.dtype})
+
+    return [empty() if i in used else None for i in (1, 2)]
 
 
 @conv(aten.native_batch_norm.default)
@@ -707,8 +718,7 @@ def _batch_norm_training(ctx, x, weight, bias, running_mean, running_var, traini
     """Training-mode batch norm: normalize by the batch's own statistics; the results are out, the batch
     mean, 1 / sqrt(biased var + eps), and the running statistics updated with momentum (unbiased var)."""
     if not training:
-        out = _batch_norm(ctx, x, weight, bias, running_mean, running_var, momentum, eps)[0]
-        return [out, None, None, running_mean, running_var]
+        return _batch_norm(ctx, x, weight, bias, running_mean, running_var, momentum, eps) + [running_mean, running_var]
     mean, rstd, out = _batch_stats_and_normalize(ctx, x, weight, bias, eps)
     c = [x.type.shape[1]]
     flat_mean = ctx.emit1("view", [mean], {"shape": c})

@@ -132,6 +132,36 @@ def test_update_re_records_what_did_not_pass(tiny_root):
     assert check(tiny_root).status is S.PASS
 
 
+def test_re_recording_keeps_the_eager_reference_eager_still_reproduces(tiny_root, monkeypatch):
+    """Eager PyTorch's last bits vary from machine to machine (MKL's AVX2 and AVX-512 kernels round
+    differently): re-recording, as after a plan change, keeps eager.npz when today's eager reproduces it on
+    the same inputs, so the reference does not move with the machine that re-records."""
+    import importlib
+
+    R = importlib.import_module("wafercc.golden.record")  # the module (wafercc.golden.record is its function)
+    g = tiny_root / "goldens" / "tiny"
+    before = (g / "eager.npz").read_bytes()
+    eager = R.eager
+    nudged = []
+
+    def one_ulp_up(subject, inputs):
+        out = [np.nextafter(a, np.float32(np.inf)) for a in eager(subject, inputs)]
+        nudged.append(out)
+        return out
+
+    monkeypatch.setattr(R, "eager", one_ulp_up)
+    r = golden.record_file(tiny_root / "models" / "tiny.py", tiny_root / "goldens", golden.Options())
+    assert r.status is S.RECORDED, golden.format_result(r)
+    assert nudged and nudged[0][0].tobytes() != np.load(g / "eager.npz")["out0"].tobytes()
+    assert (g / "eager.npz").read_bytes() == before
+    assert check(tiny_root).status is S.PASS
+    # Other inputs (a seed): the recorded reference is not theirs, so eager's own outputs are recorded.
+    r = golden.record_file(tiny_root / "models" / "tiny.py", tiny_root / "goldens", golden.Options(seed=3))
+    assert r.status is S.RECORDED and (g / "eager.npz").read_bytes() != before
+    with np.load(g / "eager.npz") as z:
+        assert z["out0"].tobytes() == nudged[-1][0].tobytes()
+
+
 def test_damaged_golden_is_a_usage_error(tiny_root):
     (tiny_root / "goldens" / "tiny" / "eager.npz").write_bytes(F.npz_bytes({"out0": np.zeros((2, 4), np.float32)}))
     with pytest.raises(UsageError, match="differs from what golden.json recorded"):

@@ -29,6 +29,7 @@ from runtime.artifacts import KIND_MODEL, MODEL_FILES, PLAN_FILE, REPORT_FILE, W
 from runtime.store import write_store
 from wafercc.errors import UsageError
 from wafercc.ir import Module, print_module
+from wafercc.ir.training import check_training, is_training
 from wafercc.mapping.plan import MODES
 from wafercc.mapping.report import format_report, plan_dict, plan_json
 from wafercc.mapping.check import check_plan
@@ -61,6 +62,8 @@ def verify_module(module: Module) -> Module:
     """Full verification of a module at any stage: the IR's generic rules and every op's own rules; once
     the module is mapped, every promise of its plan. Raises VerifyError."""
     verify_ops(module)
+    if is_training(module):
+        check_training(module)
     if module.layers:
         check_plan(module)
     return module
@@ -186,5 +189,89 @@ def write_output(
             write_store(tmp, weights, kinds)
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
+
+    return write_dir_atomic(out_dir, fill, KIND_MODEL, legacy=MODEL_FILES)
+
+
+# -- training ---------------------------------------------------------------------------------------------
+
+TRAIN_STORE_DIR = "store"  # the MemoryX training store (runtime/training_store.py) inside a compiled directory
+TRAIN_FILE = "training.json"  # the step's settings: micro-batches, clipping, the inputs
+
+
+def compile_training(
+    model,
+    example_inputs,
+    optimizer,
+    *,
+    micro_batches: int = 1,
+    clip_norm: float | None = None,
+    name: str = "model",
+    source: str | None = None,
+    target: str = DEFAULT_TARGET,
+    mode: str = "stream",
+    out_dir: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> CompileResult:
+    """Compile a training model (its forward returns a scalar loss) for weight-streaming training: capture
+    the joint forward + backward graph, import it (gradients tied to their weights), plan both passes and
+    the training phases (mapping/training.py); with ``out_dir`` write model.wir, plan.json, report.txt,
+    training.json and the MemoryX training store holding the weights and ``optimizer`` (a runtime.optim
+    optimizer) with its state."""
+    from wafercc.frontend.interop import to_numpy
+    from wafercc.frontend.training import import_training  # torch
+
+    from wafercc.mapping import training as train_plan
+
+    parse_target(target)
+    if mode != "stream":
+        raise UsageError(f"training is planned in stream mode (weight streaming), not {mode!r}")
+    if micro_batches < 1:
+        raise UsageError(f"--grad-accum must be at least 1, got {micro_batches}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise UsageError(f"--clip-grad-norm must be a number > 0, got {clip_norm}")
+    timings: dict[str, float] = {}
+    timed = _Timer(timings, progress)
+    with timed("capture", "capturing the joint forward + backward graph (AOTAutograd)"):
+        imported = import_training(model, example_inputs, name=name, source=source)
+    with timed("import", "verifying the imported training graph"):
+        module = verify_module(imported.module)
+    module.attrs["target"] = target
+    module.attrs["mode"] = mode
+    for stage in STAGES:
+        what = f"mapping onto {target} ({mode}): {stage.name}" if stage.passes else "optimizing"
+        with timed(stage.name, what):
+            module = PassManager(",".join(stage.passes) or DEFAULT_PIPELINE, verifier=verify_module).run(module)
+    with timed("train", "planning the training phases"):
+        words = len(optimizer.state_names())
+        module = verify_module(train_plan.run(module, optimizer_state_words=words, clip=clip_norm is not None))
+    kinds = {s: imported.weights[s].kind for s in module.weights}
+    weights = {s: to_numpy(imported.weights[s].tensor) for s in module.weights}
+    result = CompileResult(module, weights, kinds, imported.op_counts, timings)
+    if out_dir is not None:
+        settings = {"micro_batches": micro_batches, "clip_norm": clip_norm}
+        with timed("write", f"writing {out_dir}"):
+            result.out_dir = write_training_output(Path(out_dir), module, weights, kinds, optimizer, settings)
+    return result
+
+
+def write_training_output(out_dir: Path, module: Module, weights: dict, kinds: dict, optimizer, settings: dict) -> Path:
+    """A compiled training directory, all at once: model.wir, plan.json, report.txt (with the phases),
+    training.json and the training store (``store/``: weights, fp32 optimizer state, checkpoint 0)."""
+    import json
+
+    from runtime.training_store import TrainingStore
+    from wafercc.mapping.training import phase_summary
+
+    plan = plan_dict(module)
+    params = {s: w for s, w in weights.items() if kinds[s] == "parameter"}
+    buffers = {s: w for s, w in weights.items() if kinds[s] != "parameter"}
+
+    def fill(tmp: Path) -> None:
+        (tmp / WIR_FILE).write_text(print_module(module))
+        (tmp / PLAN_FILE).write_text(plan_json(module))
+        (tmp / REPORT_FILE).write_text(format_report(plan) + "\n" + phase_summary(plan))
+        (tmp / TRAIN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
+        TrainingStore.create(tmp / TRAIN_STORE_DIR, params, optimizer, buffers=buffers).close()
 
     return write_dir_atomic(out_dir, fill, KIND_MODEL, legacy=MODEL_FILES)

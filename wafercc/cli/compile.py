@@ -21,7 +21,8 @@ from runtime.artifacts import (
 )
 from wafercc.cli.common import load_model, model_args
 from wafercc.cli.progress import Reporter
-from wafercc.driver import EMIT_STAGES, compile, verify_module
+from wafercc.cli.training import check_train_args, describe_optimizer, optimizer_from_args, train_args
+from wafercc.driver import EMIT_STAGES, TRAIN_FILE, TRAIN_STORE_DIR, compile, compile_training, verify_module
 from wafercc.errors import UsageError
 from wafercc.ir import parse, parse_file, print_module
 from wafercc.mapping.report import format_bytes
@@ -69,10 +70,14 @@ def add_compile(sub) -> None:
         action="store_true",
         help="replace whatever is at -o (default: only an earlier compiled model, or an empty folder)",
     )
+    train_args(p)
     p.set_defaults(func=cmd_compile)
 
 
 def cmd_compile(args) -> int:
+    check_train_args(args)
+    if args.train:
+        return cmd_compile_training(args)
     out = Path(args.output) if args.output else Path("build") / Path(args.model).stem
     check_output_dir(out, KIND_MODEL, MODEL_FILES, force=args.force)  # before minutes of work, not after
     progress = Reporter(args.quiet)
@@ -117,6 +122,53 @@ def cmd_compile(args) -> int:
                 f"({totals['seconds'] * 1e3:.4g} ms), utilization {totals['utilization']:.1%}, peak "
                 f"{totals['peak_bytes_per_pe']:,} bytes/PE, {totals['max_colors']} colors"
             )
+        print("  " + "  ".join(f"{out}/{f}" for f in files))
+    return 0
+
+
+def cmd_compile_training(args) -> int:
+    """``compile --train``: the joint graph planned for weight-streaming training, and the training store."""
+    if args.mode != "stream" or args.emit != "routed" or args.no_weights or args.capture != "export" or args.passes:
+        raise UsageError(
+            "--train plans the whole training step in stream mode from AOTAutograd's joint graph: "
+            "--mode pipeline, --emit, --no-weights, --capture fx and --passes do not apply"
+        )
+    optimizer = optimizer_from_args(args)  # a bad setting is refused before any work
+    out = Path(args.output) if args.output else Path("build") / Path(args.model).stem
+    check_output_dir(out, KIND_MODEL, MODEL_FILES, force=args.force)
+    progress = Reporter(args.quiet)
+    try:
+        progress(f"loading {args.model}")
+        model, inputs = load_model(args)
+        with forced(out) if args.force else nullcontext():
+            result = compile_training(
+                model,
+                inputs,
+                optimizer,
+                micro_batches=args.grad_accum,
+                clip_norm=args.clip_grad_norm,
+                name=Path(args.model).stem,
+                source=args.model,
+                target=args.target,
+                out_dir=out,
+                progress=progress,
+            )
+    finally:
+        progress.close()
+    if not args.quiet:
+        tot = result.module.attrs["plan.totals"]
+        nparams = sum(1 for k in result.kinds.values() if k == "parameter")
+        print(
+            f"compiled {args.model} for training -> {out}/  ({sum(len(f.ops) for f in result.module.funcs)} ops, "
+            f"{nparams} parameters, {describe_optimizer(optimizer)}; {sum(result.timings.values()):.2f} s)"
+        )
+        print(
+            f"  plan on {args.target}: {tot['layers']} layers; step {tot['step_seconds'] * 1e3:.4g} ms "
+            f"(forward {tot['forward_seconds'] * 1e3:.4g}, backward {tot['backward_seconds'] * 1e3:.4g}, optimizer "
+            f"exposed {tot['optimizer_exposed_seconds'] * 1e3:.4g}), {tot['samples_per_s']:,.0f} samples/s; "
+            f"gradients out {format_bytes(tot['gradient_bytes_streamed'])}"
+        )
+        files = [WIR_FILE, PLAN_FILE, REPORT_FILE, TRAIN_FILE, TRAIN_STORE_DIR + "/"]
         print("  " + "  ".join(f"{out}/{f}" for f in files))
     return 0
 

@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 from runtime.artifacts import PLAN_FILE, check_output_file, write_atomic
+from wafercc.cli.training import training_summary
 from wafercc.errors import UsageError
 from wafercc.ir.plan import PLAN_FORMAT, LayerPlan, Plan, Route
 from wafercc.mapping.report import BOUND_COLUMN, COLUMNS, LEFT_ALIGNED, format_report, table_rows, target_of_plan, title
@@ -74,6 +75,8 @@ def cmd_report(args) -> int:
         Console().print(rich_report(plan))
     else:
         sys.stdout.write(format_report(plan))
+    if layer is None and not args.json:  # a training plan: its phases
+        sys.stdout.write(training_summary(args.out_dir))
     return 0
 
 

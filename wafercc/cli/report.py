@@ -3,6 +3,7 @@
     wafercc report build/gpt                      # the per-layer table (report.txt; a rich table on a terminal)
     wafercc report build/gpt --layer L6           # one layer: tiling, memory map, routes and colors, cost terms
     wafercc report build/gpt --json               # the plan (or with --layer, the layer) as JSON
+    wafercc report build/gpt --html report.html   # one self-contained page: totals, sortable table, pictures
     wafercc viz build/gpt -o mesh.png --layer all --show all
 
 Both read only plan.json (the schema is docs/plan.md), never the model: they run in a second on any plan.
@@ -34,6 +35,14 @@ def add_commands(sub) -> None:
 def load_plan(out_dir: str | os.PathLike) -> Plan:
     """The plan of a compiled output directory, loaded and checked (``Plan.from_json``: a plan that breaks
     a rule is a PlanFormatError naming the layer, field and rule); a UsageError when there is none."""
+    return load_plan_and_json(out_dir)[0]
+
+
+def load_plan_and_json(out_dir: str | os.PathLike) -> tuple[Plan, dict]:
+    """``load_plan``, and plan.json's dict as read (keys the typed plan does not keep: a layer's phase, the
+    scaling table)."""
+    if not Path(out_dir).is_dir():
+        raise UsageError(f"{out_dir} is not a directory: give an output directory of `wafercc compile`")
     path = Path(out_dir) / PLAN_FILE
     advice = "compile with the default --emit routed"
     if not path.is_file():
@@ -46,7 +55,7 @@ def load_plan(out_dir: str | os.PathLike) -> Plan:
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT or not plan.get("layers"):
         found = plan.get("format") if isinstance(plan, dict) else type(plan).__name__
         raise UsageError(f"{path} is not a plan (format {found!r}, expected {PLAN_FORMAT!r}): {advice}")
-    return Plan.from_json(plan)
+    return Plan.from_json(plan), plan
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -57,10 +66,19 @@ def add_report(sub) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR", help="a directory written by `wafercc compile`")
     p.add_argument("--layer", metavar="NAME", help="one layer in detail (its name, or its L<index> prefix)")
     p.add_argument("--json", action="store_true", help="print the plan (or the layer) as JSON")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write the plan as one self-contained HTML page (totals, sortable per-layer table, a picture per "
+        "distinct layer); nothing else is printed",
+    )
+    p.add_argument("--force", action="store_true", help="with --html: replace FILE even if wafercc did not write it")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args) -> int:
+    if args.html is not None:
+        return write_html(args)
 
     plan = load_plan(args.out_dir)
     layer = find_layer(plan, args.layer) if args.layer else None
@@ -227,6 +245,40 @@ def _cost(lp: LayerPlan, t: Target) -> list[str]:
 
 def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+# -- report --html ----------------------------------------------------------------------------
+
+
+HTML_SUFFIXES = (".html", ".htm")
+
+
+def write_html(args) -> int:
+    """``report DIR --html FILE``: the plan as one self-contained page (wafercc/mapping/html.py), written
+    atomically; FILE may replace only a page wafercc wrote (or anything but a directory with --force)."""
+    from wafercc.mapping.html import html_report
+
+    out = Path(args.html)
+    others = [flag for flag, given in (("--layer", args.layer), ("--json", args.json)) if given]
+    if others:
+        raise UsageError(f"--html writes the whole plan: it does not take {' or '.join(others)}")
+    if out.suffix.lower() not in HTML_SUFFIXES:
+        raise UsageError(f"cannot write '{out}': the --html file name must end in .html")
+    check_output_file(out, is_html_report, "an HTML report", force=args.force)
+    plan, raw = load_plan_and_json(args.out_dir)
+    page = html_report(plan, raw).encode()
+    write_atomic(out, page)
+    print(f"wrote {out} ({len(page) / 1024:,.0f} KB, {len(plan.layers):,} layers)")
+    return 0
+
+
+def is_html_report(p: Path) -> bool:
+    """A page ``report --html`` wrote: its first line carries the mark (docs/safety.md)."""
+    from wafercc.mapping.html import MARK
+
+    with open(p, "rb") as f:
+        first = f.readline(1 << 12).decode("utf-8", errors="replace")
+    return MARK in first
 
 
 # -- viz --------------------------------------------------------------------------------------

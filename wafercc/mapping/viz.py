@@ -148,29 +148,37 @@ class _Ctx:
     heat_px: int  # heat-map cells along the view's longer side
     small: bool  # small multiples: fewer labels, one shared colorbar and legend
     load_max: float = 0.0  # shared scale of the load panels of a figure (0: each its own)
+    busiest: str = ""  # the load panel's busiest link, for its title
 
 
 def render(plan: Plan | dict, fmt: str, layer: str = "all", show: str = "all") -> bytes:
     """The picture of ``plan`` (typed, or a plan.json dict: loaded and checked) as PNG or SVG bytes."""
     import matplotlib
-    from matplotlib.figure import Figure
-
-    plan = as_plan(plan)
 
     if fmt not in FORMATS:
         raise UsageError(f"cannot draw a '.{fmt}' file: use .png or .svg")
+    with matplotlib.rc_context(_RC):
+        fig = figure(plan, layer, show)
+        buf = io.BytesIO()
+        meta = {"Software": None} if fmt == "png" else {"Creator": None, "Date": None}
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
+    return buf.getvalue()
+
+
+def figure(plan: Plan | dict, layer: str = "all", show: str = "all"):
+    """The matplotlib Figure ``render`` saves (Agg canvas; no pyplot): small multiples of every layer in
+    stream mode, else the floorplan of one layer or of the pipeline."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    plan = as_plan(plan)
     if show not in SHOWS:
         raise UsageError(f"unknown view '{show}' (choose from {', '.join(SHOWS)})")
     chosen = None if layer == "all" else find_layer(plan, layer)
     with matplotlib.rc_context(_RC):
         if plan.mode == "stream" and chosen is None:
-            fig = _small_multiples(plan, show, Figure)
-        else:
-            fig = _floorplan(plan, ["regions", "routes", "load", "sram"] if show == "all" else [show], chosen, Figure)
-        buf = io.BytesIO()
-        meta = {"Software": None} if fmt == "png" else {"Creator": None, "Date": None}
-        fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
-    return buf.getvalue()
+            return _small_multiples(plan, show, Figure)
+        return _floorplan(plan, ["regions", "routes", "load", "sram"] if show == "all" else [show], chosen, Figure)
 
 
 _RC = {
@@ -189,76 +197,180 @@ _RC = {
 
 def _floorplan(plan, views, chosen, Figure):
     """One panel per view: a chosen layer (with the layers of its step as grey context) or, in pipeline
-    mode, every layer at once."""
+    mode, every layer at once. A chosen layer of a stream plan is drawn cropped to its rectangle, with the
+    whole mesh as an inset beside the panels."""
+    t = target_of_plan(plan)
     layers = [chosen] if chosen is not None else list(plan.layers)
     context = (
         []
         if plan.mode == "stream" or chosen is None
         else [lp for lp in plan.layers if lp is not chosen and lp.step == chosen.step]
     )
-    view = _view(plan, layers + context)
+    cropped = chosen is not None and plan.mode == "stream"
+    view = window(chosen, t.width, t.height) if cropped else _view(plan, layers + context)
     ncols = 2 if len(views) > 1 else 1
     nrows = -(-len(views) // ncols)
     pw, ph = _panel_size(view, 5.0)
-    fig = Figure(figsize=(ncols * (pw + 2.6), nrows * (ph + 0.55) + 0.4), layout="constrained")
-    ctx = _Ctx(plan, target_of_plan(plan), fig, view, HEAT_PX, small=False)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    side = 1.6 if cropped else 0.0
+    fig = Figure(figsize=(ncols * (pw + 2.6) + side, nrows * (ph + 0.75) + 0.6), layout="constrained")
+    where = fig
+    if cropped:
+        where, aside = fig.subfigures(1, 2, width_ratios=[ncols * (pw + 2.6), side])
+    ctx = _Ctx(plan, t, where, view, HEAT_PX, small=False)
+    axes = where.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, v in zip(axes, views):
         _panel(ctx, ax, v, layers, context)
-        ports = ""
-        if v == "regions" and plan.mode == "stream":
-            from .ports import port_rows
-
-            ports = f"; > < I/O port rows, {len(port_rows(ctx.target))} per edge"
-        ax.set_title(_VIEW_TITLES[v][:-1] + ports + ")" if ports else _VIEW_TITLES[v])
+        ax.set_title(_wrap(_view_title(ctx, v), pw + 2.0, 8.5))
     for ax in axes[len(views) :]:
         ax.set_axis_off()
-    fig.suptitle(_headline(plan, chosen) + _zoom_note(plan, view), fontsize=9.5)
+    if cropped:
+        inset = aside.subplots(3, 1, height_ratios=[1, 2, 1])[1]
+        aside.axes[0].set_axis_off()
+        aside.axes[2].set_axis_off()
+        _mesh_inset(inset, ctx, chosen, float(chosen.links.cycles if chosen.links else 0.0))
+        inset.set_title(_wrap(f"the whole {t.width}x{t.height} mesh: the layer's load and rectangle, the window "
+                              "drawn (dashed)", side, 6.5), fontsize=6.5)  # fmt: skip
+    fig.suptitle(_wrap(_headline(plan, chosen) + _zoom_note(plan, view), fig.get_figwidth(), 9.5), fontsize=9.5)
     return fig
 
 
+def _view_title(ctx: _Ctx, v: str) -> str:
+    head = _VIEW_TITLES[v]
+    if v == "regions" and ctx.plan.mode == "stream":
+        from .ports import port_rows
+
+        head = head[:-1] + f"; > < I/O port rows, {len(port_rows(ctx.target))} per edge)"
+    if v == "load" and ctx.busiest:
+        head += f"\n{ctx.busiest} (x)"
+    return head
+
+
 def _small_multiples(plan, show, Figure):
-    """Stream mode, every layer: one panel per layer, all on the same window of the mesh. ``all`` draws
-    the overview: the link load under the layer's rectangle, with its SRAM use and colors in the title."""
+    """Stream mode, every layer: one panel per layer, each cropped to its layer's window (its rectangle and
+    routes) with the whole mesh as an inset beside it, so a small rectangle is not a speck in a mostly empty
+    mesh. ``all`` draws the overview: the link load under the layer's rectangle, with its SRAM use and
+    colors in the title. One shared scale (colorbar) and one legend below the panels; titles are wrapped to
+    their panel's width, so no two texts overlap."""
     shown = list(plan.layers[:MAX_PANELS])
-    view = _view(plan, shown)
+    t = target_of_plan(plan)
     ncols = min(4, len(shown))
     nrows = -(-len(shown) // ncols)
-    pw, ph = _panel_size(view, 3.0)
-    fig = Figure(figsize=(ncols * (pw + 0.35) + 1.3, nrows * (ph + 1.0) + 1.3), layout="constrained")
-    ctx = _Ctx(plan, target_of_plan(plan), fig, view, HEAT_PX // 2, small=True)
+    fig = Figure(figsize=(ncols * PANEL_IN[0], nrows * PANEL_IN[1] + 1.9), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[nrows * PANEL_IN[1], 1.9])
+    cells = top.subfigures(nrows, ncols, squeeze=False).ravel()
     v = "overview" if show == "all" else show
+    load_max = 0.0
     if v in ("load", "overview"):
-        ctx.load_max = max(float(lp.links.cycles if lp.links else 0.0) for lp in shown) or 1.0
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        load_max = max(float(lp.links.cycles if lp.links else 0.0) for lp in shown) or 1.0
     mappable = None
-    for ax, lp in zip(axes, shown):
+    for cell, lp in zip(cells, shown):
+        ax, inset = cell.subplots(1, 2, width_ratios=[4, 1.1])
+        ctx = _Ctx(plan, t, cell, window(lp, t.width, t.height), HEAT_PX // 2, small=True, load_max=load_max)
         mappable = _panel(ctx, ax, v, [lp], []) or mappable
+        _mesh_inset(inset, ctx, lp, load_max)
         c, mem = lp.cost, lp.memory
-        ax.set_title(
-            f"{lp.name}\n{format_cycles(c.total)} cycles, {c.bound}-bound; "
-            f"SRAM {mem.total / max(mem.budget, 1):.0%}, {lp.colors} colors",
-            fontsize=7,
+        text = (
+            f"{lp.name}: {format_cycles(c.total)} cycles, {c.bound}-bound, "
+            f"SRAM {mem.total / max(mem.budget, 1):.0%}, {lp.colors} colors"
         )
-    for ax in axes[len(shown) :]:
-        ax.set_axis_off()
-    if mappable is not None:
-        fig.colorbar(mappable, ax=axes.tolist(), shrink=0.5, label=_COLORBAR[v](ctx))
-    if v == "routes":
-        _legend(fig, [r for lp in shown for r in lp.routes], fig_level=True)
+        cell.suptitle(_wrap(text, PANEL_IN[0], 7), fontsize=7)
+    for cell in cells[len(shown) :]:
+        cell.set_visible(False)
+    _small_legend(plan, bottom, v, shown, mappable, t)
     note = (
         ""
         if len(plan.layers) <= MAX_PANELS
         else (f"\nfirst {MAX_PANELS} of {len(plan.layers)} layers; draw the others with --layer NAME")
     )
     hint = (
-        "\nper layer: link load (x: busiest link) under its rectangle; --show routes for router colors, "
-        "--layer NAME for one layer in full"
+        "\nper layer: link load under its rectangle; --show routes for router colors, --layer NAME for one "
+        "layer in full"
         if v == "overview"
         else ""
     )
-    fig.suptitle(_headline(plan, None) + _zoom_note(plan, view) + note + hint, fontsize=9.5)
+    fig.suptitle(_wrap(_headline(plan, None) + note + hint, ncols * PANEL_IN[0], 9.5), fontsize=9.5)
     return fig
+
+
+PANEL_IN = (3.4, 3.0)  # inches per small-multiples panel (the layer's window and its mesh inset)
+
+
+def _wrap(text: str, inches: float, points: float) -> str:
+    """``text`` wrapped to fit ``inches`` at a font of ``points`` (an average glyph is ~0.6 em wide)."""
+    import textwrap
+
+    width = max(12, int(inches * 72 / (points * 0.62)))
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def window(lp: LayerPlan, width: int, height: int) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 (inclusive): the layer's rectangle with a small margin, the part of the mesh a picture
+    of the layer draws at full scale (routes beyond it, such as ingress from distant port rows, are clipped;
+    the whole-mesh inset shows them as load)."""
+    x, y, w, h = lp.rect.to_attrs()
+    out = []
+    for lo, n, size in ((x, w, width), (y, h, height)):
+        pad = max(1, round(0.03 * n))
+        out.append((max(0, lo - pad), min(size - 1, lo + n - 1 + pad)))
+    (x0, x1), (y0, y1) = out
+    return x0, y0, x1, y1
+
+
+def _mesh_inset(ax, ctx: _Ctx, lp: LayerPlan, load_max: float) -> None:
+    """The whole mesh, small: the layer's link load everywhere (max-pooled, on the panels' scale), its
+    rectangle, and the window the panel draws (dashed)."""
+    t = ctx.target
+    ax.set_xlim(-0.5, t.width - 0.5)
+    ax.set_ylim(t.height - 0.5, -0.5)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_color("#404040")
+    if load_max > 0:
+        whole = _Ctx(ctx.plan, t, ctx.fig, (0, 0, t.width - 1, t.height - 1), INSET_CELLS, small=True)
+        load = link_load(ctx.plan, [lp])
+        per_pe = np.maximum.reduce([load.load[d] for d in DIRS]) / t.link_bytes_per_cycle
+        _heat(whole, ax, per_pe, cmap="YlOrRd", vmin=0, vmax=load_max)
+    x, y, w, h = lp.rect.to_attrs()
+    ax.add_patch(_patches().Rectangle((x - 0.5, y - 0.5), w, h, fc=INSET_RGB, alpha=0.45, ec=INSET_RGB, lw=0.8))
+    x0, y0, x1, y1 = ctx.view
+    ax.add_patch(
+        _patches().Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, ec=WINDOW_RGB, lw=0.8, ls="--")
+    )
+    ax.set_title("mesh", fontsize=6.5)
+
+
+INSET_CELLS = 48  # heat-map cells along the longer side of the mesh inset
+INSET_RGB, WINDOW_RGB = "#4e79a7", "#c62828"
+
+
+def _small_legend(plan, where, v: str, shown, mappable, t: Target) -> None:
+    """Below the panels: the shared color scale, and what every color and mark means."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Line2D([], [], color="#202020", lw=1.2, label="layer rectangle"),
+        Patch(fc=INSET_RGB, alpha=0.45, ec=INSET_RGB, label="inset: the rectangle on the whole mesh"),
+        Line2D([], [], color=WINDOW_RGB, lw=0.8, ls="--", label="inset: the window drawn"),
+    ]
+    if v in ("load", "overview"):
+        handles.append(Line2D([], [], color="#000000", marker="x", lw=0, ms=6, mew=1.5, label="busiest link"))
+    if v == "regions":
+        handles.append(Line2D([], [], color="#303030", marker=">", lw=0, ms=4, label="I/O port rows"))
+    if v == "routes":
+        handles += _color_handles([r for lp in shown for r in lp.routes])
+    label_ctx = _Ctx(plan, t, where, (0, 0, 0, 0), 0, small=True)
+    if mappable is not None:
+        gs = where.add_gridspec(3, 2, height_ratios=[1, 1, 1], width_ratios=[1, 1.3])
+        cax = where.add_subplot(gs[1, 0])
+        where.colorbar(mappable, cax=cax, orientation="horizontal", label=_COLORBAR[v](label_ctx))
+        host = where.add_subplot(gs[:, 1])
+    else:
+        host = where.add_subplot(1, 1, 1)
+    host.set_axis_off()
+    host.legend(handles=handles, loc="center", ncols=1 if len(handles) <= 5 else 2, frameon=False, title="legend")
 
 
 _VIEW_TITLES = {
@@ -286,7 +398,8 @@ def _panel(ctx: _Ctx, ax, view: str, layers: list[LayerPlan], context: list[Laye
     for layer in context:
         _rect(ax, layer, fill=False, color="#a0a0a0", label=True)
     for layer in layers:
-        _rect(ax, layer, fill=view == "regions", color=_layer_rgb(layer), label=view != "overview" or not ctx.small)
+        rgb = "#202020" if ctx.small and view != "regions" else _layer_rgb(layer)
+        _rect(ax, layer, fill=view == "regions", color=rgb, label=not ctx.small)
     if view == "regions" and ctx.plan.mode == "stream":
         _ports(ctx, ax)
     if view == "routes":
@@ -425,17 +538,7 @@ def _load_heat(ctx: _Ctx, ax, layers):
     best, (x, y, d) = load.busiest()
     if best > 0:
         ax.plot([x], [y], marker="x", ms=6, mew=1.5, color="#000000", zorder=6)
-        if not ctx.small:
-            ax.annotate(
-                f"busiest link: ({x},{y}) {d}, {format_cycles(best / ctx.target.link_bytes_per_cycle)} cycles",
-                (x, y),
-                xytext=(8, -8),
-                textcoords="offset points",
-                va="top",
-                fontsize=7,
-                zorder=8,
-                bbox={"boxstyle": "round", "fc": "white", "alpha": 0.85, "lw": 0.3},
-            )
+        ctx.busiest = f"busiest link ({x},{y}) {d}: {format_cycles(best / ctx.target.link_bytes_per_cycle)} cycles"
     return image
 
 
@@ -507,21 +610,22 @@ def _sample(lo: int, hi: int, salt: int) -> list[int]:
     return sorted({lo + min(n - 1, int((i + phase) * step)) for i in range(SAMPLE)})
 
 
-def _legend(where, routes: list[Route], fig_level: bool = False) -> None:
+def _color_handles(routes: list[Route]) -> list:
+    """One legend entry per router color: the flows it carries."""
     from matplotlib.lines import Line2D
 
     kinds: dict[int, set] = {}
     for r in routes:
         kinds.setdefault(r.color, set()).add(r.flow)
-    if not kinds:
-        return
-    handles = [
-        Line2D([], [], color=router_rgb(c), lw=2, label=f"color {c}: {', '.join(sorted(kinds[c]))}")
+    return [
+        Line2D([], [], color=router_rgb(c), lw=2, label=f"router color {c}: {', '.join(sorted(kinds[c]))}")
         for c in sorted(kinds)
     ]
-    if fig_level:
-        where.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), title="router colors")
-    else:
+
+
+def _legend(where, routes: list[Route]) -> None:
+    handles = _color_handles(routes)
+    if handles:
         where.legend(
             handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, title="router colors"
         )
@@ -566,6 +670,7 @@ def _headline(plan: Plan, chosen: LayerPlan | None) -> str:
 __all__ = [
     "FORMATS",
     "SHOWS",
+    "figure",
     "find_layer",
     "flow_of",
     "link_load",
@@ -574,4 +679,5 @@ __all__ = [
     "router_rgb",
     "sram_map",
     "target_of_plan",
+    "window",
 ]

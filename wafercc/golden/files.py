@@ -21,7 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from runtime.artifacts import KIND_GOLDEN, write_dir_atomic
+from runtime.errors import InputError
+from runtime.io import read_npz as read_members
 from wafercc.errors import UsageError
+from wafercc.ir import WaferError
+from wafercc.target import parse_target
 
 FORMAT = "wafercc-golden/1"
 GOLDEN_JSON = "golden.json"
@@ -48,9 +52,6 @@ def read_npz(path: Path, described: list[dict]) -> list[np.ndarray]:
     """The arrays of an npz written by ``npz_bytes``, as golden.json ``described`` them (name, shape, dtype),
     in that order; bf16 is stored as its 16 bits (.npy has no name for it). Nothing is decompressed beyond
     what the description allows (UsageError otherwise)."""
-    from runtime.errors import InputError
-    from runtime.io import read_npz as read_members
-
     names = [d["name"] for d in described]
     limits = {d["name"]: int(np.prod(d["shape"], dtype=object)) * dtype_of(d["dtype"]).itemsize for d in described}
 
@@ -173,9 +174,6 @@ def _is_dtype(v) -> bool:
 
 
 def _is_target(v) -> bool:
-    from wafercc.target import parse_target
-    from wafercc.ir import WaferError
-
     try:
         return isinstance(v, str) and len(v) < 200 and parse_target(v) is not None
     except (WaferError, ValueError):

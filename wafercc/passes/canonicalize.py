@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from wafercc.ir import DType, Module, Op
+from wafercc.ops import OPS
 
 from .rewrite import Pattern, Rewriter, apply_patterns, producer
 
@@ -247,8 +248,6 @@ def pattern_table(table: list[tuple[str, Pattern]] = TABLE) -> dict[str, list[Pa
 
 def check_table(table: list[tuple[str, Pattern]] = TABLE) -> None:
     """Every pattern names an op that exists (a typo would silently never fire)."""
-    from wafercc.ops import OPS
-
     unknown = sorted({name for name, _ in table if name not in OPS})
     assert not unknown, f"canonicalize patterns for unknown ops: {unknown}"
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.kernels import KERNELS
 from wafercc.ir import DType, Module, Op
 from wafercc.ops import infer_types
 
@@ -42,15 +43,6 @@ Kernel = Callable[..., object]
 # Ops that make a tensor from attributes alone; anything else needs constant operands to fold.
 _SOURCES = ("full", "arange")
 _NEVER = ("constant", "weight.get")  # already a constant; a weight's data is not in the module
-
-
-def load_kernels() -> Mapping[str, Kernel]:
-    """The runtime's kernel table, or nothing when the runtime is not importable (folding is optional)."""
-    try:
-        from runtime.kernels import KERNELS
-    except ImportError:
-        return {}
-    return KERNELS
 
 
 def numpy_dtype(d: DType) -> np.dtype:
@@ -132,7 +124,7 @@ class Fold:
     canonicalize: bool = True
 
     def run(self, module: Module, stats: Counter | None = None) -> Module:
-        kernels = load_kernels()
+        kernels = KERNELS
         patterns = pattern_table() if self.canonicalize else {}
         folder = make_folder(kernels, self.max_elements)
         for f in module.funcs:

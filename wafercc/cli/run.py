@@ -12,6 +12,7 @@ import runtime
 from runtime.artifacts import KIND_MODEL, MODEL_FILES, WIR_FILE, check_output_dir, check_output_file, forced
 from wafercc.cli.common import load_model, model_args, runtime_flags, seconds_text
 from wafercc.cli.progress import Reporter
+from wafercc.cli.training import check_train_args, optimizer_from_args, train_args
 from wafercc.driver import verify_module
 from wafercc.errors import UsageError
 from wafercc.ir import DType, parse_file
@@ -169,11 +170,19 @@ def add_verify(sub) -> None:
         action="store_true",
         help="replace whatever is at -o (default: only an earlier compiled model, or an empty folder)",
     )
+    train_args(p)
+    p.add_argument("--steps", type=int, default=3, metavar="N", help="with --train: training steps to compare (3)")
     p.set_defaults(func=cmd_verify)
 
 
 def cmd_verify(args) -> int:
     from wafercc.numerics.eager import compare_model  # torch
+
+    check_train_args(args)
+    if args.train:
+        return cmd_verify_training(args)
+    if args.steps != 3:
+        raise UsageError("--steps is a training option: add --train")
 
     for flag in ("rtol", "atol"):
         if getattr(args, flag) is not None and not getattr(args, flag) >= 0:
@@ -207,6 +216,46 @@ def cmd_verify(args) -> int:
     finally:
         progress.close()
     print(format_verification(v, args))
+    return 0 if v.passed else 1
+
+
+def cmd_verify_training(args) -> int:
+    """``verify --train``: N steps in the runtime and in eager PyTorch with torch.optim, compared."""
+    from wafercc.numerics.training import compare_training, format_training_verification  # torch
+
+    not_training = [f for f in ("inputs", "seed", "rtol", "atol") if getattr(args, f) is not None]
+    not_training += [f for f in ("bisect", "no_plan") if getattr(args, f)]
+    not_training += ["mode"] if args.mode != "stream" else []
+    not_training += ["precision"] if args.precision != "fp32" else []
+    if not_training:
+        flag = "--" + not_training[0].replace("_", "-")
+        raise UsageError(f"{flag} does not apply to verify --train (it compares the training policy's steps)")
+    if args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    optimizer = optimizer_from_args(args)
+    if args.output:
+        check_output_dir(args.output, KIND_MODEL, MODEL_FILES, force=args.force)
+    progress = Reporter()
+    try:
+        progress(f"loading {args.model}")
+        model, inputs = load_model(args)
+        with forced(args.output) if args.output and args.force else nullcontext():
+            v = compare_training(
+                model,
+                inputs,
+                optimizer,
+                steps=args.steps,
+                micro_batches_per_step=args.grad_accum,
+                clip_norm=args.clip_grad_norm,
+                name=Path(args.model).stem,
+                source=args.model,
+                target=args.target,
+                out_dir=args.output,
+                progress=progress,
+            )
+    finally:
+        progress.close()
+    print(format_training_verification(v, args.model))
     return 0 if v.passed else 1
 
 

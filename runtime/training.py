@@ -1,0 +1,211 @@
+"""One training step of a compiled training directory, in numpy (docs/training.md, "Running a step").
+
+    from runtime.training import TrainStep
+
+    with TrainStep("build/train_mlp") as step:        # model.wir, plan.json, training.json, store/
+        loss = step.run([x, y])                       # forward + backward in the runtime, the update in MemoryX
+        step.store.commit()                           # a checkpoint (atomic), when the caller wants one
+
+The joint module's ``@forward`` returns (loss, gradients..., buffer updates...) (docs/wir.md, "Training
+modules"). A step runs it once per micro-batch in the interpreter, following the plan (as ``wafercc run``
+does), reading the weights from the training store (``TrainingStore.weight``), then streams each gradient into
+the store's step (``begin_step`` / ``add_grad`` / ``end_micro_batch`` / ``finish``) chunk by chunk, which
+applies the optimizer, and writes the buffers' new values (batch norm's running statistics) back.
+
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wafercc.ir import Module, WaferError, parse_file
+from wafercc.ir.training import check_training, is_training, result_roles
+
+from .artifacts import WIR_FILE
+from .errors import RuntimeExecutionError
+from .interpreter import Interpreter
+from .training_store import StepResult, TrainingStore
+
+TRAIN_STORE_DIR = "store"
+TRAIN_FILE = "training.json"
+
+
+class TrainingRunError(WaferError):
+    """A directory that is not a compiled training model, or inputs that do not fit one step."""
+
+
+@dataclass
+class StepOutcome:
+    """One optimizer step: the loss of each micro-batch, their mean, and what the store's update did."""
+
+    losses: list[float]
+    result: StepResult
+    grads: dict[str, np.ndarray] = field(default_factory=dict)  # with keep_grads: the step's mean gradient
+
+    @property
+    def loss(self) -> float:
+        return float(np.mean(np.asarray(self.losses, dtype=np.float64))) if self.losses else float("nan")
+
+
+class _Weights:
+    """The interpreter's weight store over a training store: weights and buffers as they are now, and within
+    a step the buffers the earlier micro-batches updated."""
+
+    def __init__(self, store: TrainingStore):
+        self.store = store
+        self.updated: dict[str, np.ndarray] = {}
+
+    def check(self, declared) -> None:
+        names = set(self.store.params) | set(self.store.buffers)
+        missing = [w.name for w in declared if w.name not in names]
+        if missing:
+            raise TrainingRunError(f"the training store has no weight '{missing[0]}' the module reads")
+
+    def get(self, name: str, expect=None) -> np.ndarray:
+        if name in self.updated:
+            return self.updated[name]
+        return self.store.weight(name)
+
+    def release(self, name: str) -> None:
+        if name not in self.updated:
+            self.store.release(name)
+
+    def close(self) -> None:
+        pass
+
+
+class TrainStep:
+    """A compiled training directory opened for stepping. ``run(inputs)`` takes one optimizer step on one
+    batch (``micro_batches`` = 1) or a list of micro-batches, and returns the mean loss; ``step(...)`` the
+    same with the details. ``store`` is the open TrainingStore (commit, rollback, the step count)."""
+
+    def __init__(self, plan_dir: str | os.PathLike, plan: bool = True, verify_store: bool = True):
+        self.dir = Path(plan_dir)
+        self.module = _load_module(self.dir)
+        self.settings = _load_settings(self.dir)
+        self.func = self.module.func()
+        self.roles = result_roles(self.func)
+        self.store = TrainingStore(self.dir / TRAIN_STORE_DIR, verify=verify_store)
+        try:
+            self.weights = _Weights(self.store)
+            self.interp = Interpreter(self.module, self.weights, plan=plan)
+        except BaseException:
+            self.store.close()
+            raise
+
+    @property
+    def micro_batches(self) -> int:
+        return int(self.settings.get("micro_batches", 1))
+
+    @property
+    def clip_norm(self) -> float | None:
+        return self.settings.get("clip_norm")
+
+    def run(self, inputs) -> float:
+        """One optimizer step; the mean loss of its micro-batches."""
+        return self.step(inputs).loss
+
+    def step(self, inputs, keep_grads: bool = False) -> StepOutcome:
+        """One optimizer step (``inputs``: one batch, or a list of ``micro_batches`` batches). ``keep_grads``
+        also returns the gradients as they streamed out (their mean over the micro-batches, before
+        clipping), for checking; otherwise no gradient outlives its micro-batch."""
+        batches = self._micro_batches(inputs)
+        self.weights.updated = {}
+        update = self.store.begin_step(micro_batches=len(batches), clip_norm=self.clip_norm)
+        losses = []
+        grads: dict[str, np.ndarray] = {}
+        try:
+            for batch in batches:
+                outputs = self.interp.run(batch).outputs
+                losses.append(float(outputs[0]))
+                self._stream_out(update, outputs)
+                update.end_micro_batch()
+                if keep_grads:
+                    _sum_grads(grads, outputs, self.roles, len(batches))
+            for name, value in self.weights.updated.items():
+                self.store.set_buffer(name, value)
+            result = update.finish()
+        except BaseException:
+            self.store.rollback()
+            raise
+        finally:
+            self.weights.updated = {}
+        return StepOutcome(losses, result, grads)
+
+    def _stream_out(self, update, outputs: list[np.ndarray]) -> None:
+        """Each gradient to MemoryX in the store's chunks; each buffer's new value kept for the next
+        micro-batch and written at the end of the step."""
+        chunk = self.store.chunk
+        for value, (role, target) in zip(outputs, self.roles):
+            if role == "grad":
+                flat = np.ascontiguousarray(value, dtype=np.float32).reshape(-1)
+                for lo in range(0, max(flat.size, 1), chunk):
+                    update.add_grad(target, flat[lo : lo + chunk], lo)
+            elif role == "update":
+                self.weights.updated[target] = np.array(value)
+
+    def _micro_batches(self, inputs) -> list:
+        k = self.micro_batches
+        if k == 1:
+            return [inputs]
+        if (
+            not isinstance(inputs, (list, tuple))
+            or len(inputs) != k
+            or not all(isinstance(b, (list, tuple, dict)) for b in inputs)
+        ):
+            raise TrainingRunError(
+                f"this model accumulates gradients over {k} micro-batches: give a list of {k} input lists"
+            )
+        return list(inputs)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _sum_grads(grads: dict, outputs: list[np.ndarray], roles: list, k: int) -> None:
+    for value, (role, target) in zip(outputs, roles):
+        if role == "grad":
+            g = np.asarray(value, dtype=np.float64) / k
+            grads[target] = grads[target] + g if target in grads else g
+
+
+def _load_module(d: Path) -> Module:
+    if not (d / WIR_FILE).is_file() or not (d / TRAIN_STORE_DIR).is_dir():
+        raise TrainingRunError(
+            f"'{d}' is not a compiled training model: it needs {WIR_FILE} and {TRAIN_STORE_DIR}/ "
+            "(make one with wafercc compile MODEL.py --train -o DIR)"
+        )
+    module = parse_file(d / WIR_FILE)
+    if not is_training(module):
+        raise TrainingRunError(f"'{d / WIR_FILE}' is an inference module (compile it with --train)")
+    check_training(module)
+    return module
+
+
+def _load_settings(d: Path) -> dict:
+    p = d / TRAIN_FILE
+    try:
+        settings = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise TrainingRunError(f"cannot read {p}: {e}") from None
+    k, clip = settings.get("micro_batches", 1), settings.get("clip_norm")
+    if not isinstance(settings, dict) or not isinstance(k, int) or k < 1:
+        raise RuntimeExecutionError(f"{p}: micro_batches must be an integer >= 1")
+    if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
+        raise RuntimeExecutionError(f"{p}: clip_norm must be a number > 0 or null")
+    return settings
+
+
+__all__ = ["StepOutcome", "TrainStep", "TrainingRunError"]

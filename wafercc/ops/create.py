@@ -45,7 +45,7 @@ def check_scalar(v, dtype: DType) -> None:
         bits = _INT_RANGE[dtype]
         ok = isinstance(v, int) and not isinstance(v, bool) and -(2 ** (bits - 1)) <= v < 2 ** (bits - 1)
     if not ok:
-        raise ShapeError(f"value {v!r} is not a {dtype.value}")
+        raise ShapeError(f"value {v!r} does not fit dtype {dtype.value}")
 
 
 def _constant(ts, a):
@@ -91,7 +91,9 @@ def _arange(ts, a):
     if a["dtype"].is_int:  # torch truncates the bounds of an integer range before counting
         start, end, step = (math.trunc(v) for v in (start, end, step))
     if step == 0 or (end - start) * step < 0:
-        raise ShapeError(f"arange({start}, {end}, {step}) is empty or runs the wrong way")
+        raise ShapeError(
+            f"arange({start}, {end}, {step}) never reaches its end: step must be nonzero and point from start to end"
+        )
     n = math.ceil((end - start) / step)
     return [TensorType((n,), a["dtype"])]
 

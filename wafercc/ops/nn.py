@@ -84,8 +84,8 @@ def _conv(ts, a):
     stride, pad, dil, opad = (_spatial(a[k], nsp, k) for k in ("stride", "padding", "dilation", "output_padding"))
     if g < 1 or min(stride) < 1 or min(dil) < 1 or min(pad) < 0 or min(opad) < 0:
         raise ShapeError(
-            f"groups, stride and dilation must be >= 1 and padding >= 0, got groups = {g}, "
-            f"stride = {stride}, dilation = {dil}, padding = {pad}"
+            f"groups, stride and dilation must be >= 1 and padding and output_padding >= 0, got groups = {g}, "
+            f"stride = {stride}, dilation = {dil}, padding = {pad}, output_padding = {opad}"
         )
     if a["transposed"]:
         cin, cout = w.shape[0], w.shape[1] * g
@@ -143,13 +143,6 @@ defop(
 )
 
 # -- normalization ----------------------------------------------------------------------------
-
-
-def _affine(ts, channels: int, what: str) -> None:
-    for t in ts:
-        if t.shape != (channels,) and t.rank != 0:
-            if t.numel != channels:
-                raise ShapeError(f"{what} parameter {t} does not match {channels} channels")
 
 
 def _layer_norm(ts, a):
@@ -252,7 +245,10 @@ def _pool(ts, a, nsp: int, dilation: bool = True):
     p = _spatial(a["padding"], nsp, "padding")
     d = _spatial(a["dilation"], nsp, "dilation") if dilation else [1] * nsp
     if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
-        raise ShapeError(f"kernel, stride and dilation must be >= 1 and padding >= 0, got {k}, {s}, {d}, {p}")
+        raise ShapeError(
+            "kernel_size, stride and dilation must be >= 1 and padding >= 0, got "
+            f"kernel_size = {k}, stride = {s}, dilation = {d}, padding = {p}"
+        )
     for i in range(nsp):
         if p[i] * 2 > k[i]:
             raise ShapeError(f"padding {p[i]} is more than half the kernel {k[i]}")
@@ -355,7 +351,9 @@ def _adaptive(ts, a):
     size = a["output_size"]
     if not size:
         raise ShapeError("output_size must name at least one spatial size")
-    if x.rank not in (len(size) + 1, len(size) + 2) or min(size) <= 0:
+    if min(size) <= 0:
+        raise ShapeError(f"output_size {size} must have sizes >= 1")
+    if x.rank not in (len(size) + 1, len(size) + 2):
         raise ShapeError(f"adaptive pooling to {size} needs a [N, C, spatial] input, got {x}")
     return [x.with_shape(x.shape[: x.rank - len(size)] + tuple(size))]
 
@@ -393,7 +391,10 @@ defop(
 def _upsample(ts, a):
     x = ts[0]
     if x.rank != 4 or len(a["output_size"]) != 2:
-        raise ShapeError(f"upsample_nearest2d needs [N, C, H, W] and a 2-entry output_size, got {x}")
+        raise ShapeError(
+            "upsample_nearest2d needs [N, C, H, W] and a 2-entry output_size, "
+            f"got {x} and output_size {a['output_size']}"
+        )
     return [x.with_shape(x.shape[:2] + tuple(a["output_size"]))]
 
 
@@ -430,7 +431,10 @@ defop(
 def _upsample_bilinear(ts, a):
     x = ts[0]
     if x.rank != 4 or len(a["output_size"]) != 2 or min(a["output_size"]) < 0:
-        raise ShapeError(f"upsample_bilinear2d needs [N, C, H, W] and a 2-entry output_size, got {x}")
+        raise ShapeError(
+            "upsample_bilinear2d needs [N, C, H, W] and a 2-entry output_size of sizes >= 0, "
+            f"got {x} and output_size {a['output_size']}"
+        )
     return [x.with_shape(x.shape[:2] + tuple(a["output_size"]))]
 
 

@@ -442,10 +442,11 @@ def _index_put(ts, a):
     dims = a["dims"]
     if len(dims) != len(idxs) or not idxs or dims != sorted(set(dims)) or any(not 0 <= d < x.rank for d in dims):
         raise ShapeError(f"index_put needs one index per dim of increasing dims {dims} of {x}")
-    if any(not (i.dtype.is_int or i.dtype.is_bool) for i in idxs):
-        raise ShapeError("index operands must be integer or bool tensors")
+    for i in idxs:
+        if not (i.dtype.is_int or i.dtype.is_bool):
+            raise ShapeError(f"index operands must be integer or bool tensors, got {i}")
     if values.dtype != x.dtype:
-        raise ShapeError(f"index_put values {values} must have the dtype of x, {x.dtype}")
+        raise ShapeError(f"index_put values {values} must have the dtype of x, {x.dtype.value}")
     return [x]
 
 
@@ -529,7 +530,7 @@ def _as_strided(ts, a):
         raise ShapeError(f"as_strided needs sizes and strides of one length, none negative, got {size}, {stride}")
     last = off + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else -1
     if last >= t.numel:
-        raise ShapeError(f"as_strided reads element {last} of {t}, which has {t.numel}")
+        raise ShapeError(f"as_strided reads element {last} of {t}, which has {t.numel} elements")
     return [t.with_shape(tuple(size))]
 
 

@@ -8,6 +8,7 @@ values ('|V2') and read back as bfloat16 for a bf16 argument.
 from __future__ import annotations
 
 import functools
+import io
 import lzma
 import os
 import zipfile
@@ -223,6 +224,25 @@ def save_outputs(path: str | os.PathLike, outputs: list[np.ndarray], func: Func 
             raise InputError(f"outputs do not match the results of @{func.name}: ({', '.join(map(str, declared))})")
     # A file object: np.savez would append ".npz" to a name.
     write_atomic(path, lambda f: np.savez(f, **{f"out{i}": np.asarray(o) for i, o in enumerate(outputs)}))
+
+
+# np.savez stamps every member with the current time; a fixed stamp makes the bytes a function of the arrays.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The .npz of ``arrays`` (in the given order), byte for byte the same for the same arrays; bf16 is
+    stored as raw 2-byte values ('|V2', as the module's docstring says; ``load_inputs`` reads it back as bf16)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name, a in arrays.items():
+            a = np.asarray(a)
+            member = io.BytesIO()
+            np.lib.format.write_array(member, a.view("V2") if a.dtype.name == "bfloat16" else a, allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            z.writestr(info, member.getvalue())
+    return buf.getvalue()
 
 
 def random_inputs(func: Func, seed: int = 0) -> list[np.ndarray]:

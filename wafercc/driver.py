@@ -250,16 +250,24 @@ def compile_training(
     result = CompileResult(module, weights, kinds, imported.op_counts, timings)
     if out_dir is not None:
         settings = {"micro_batches": micro_batches, "clip_norm": clip_norm}
+        inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+        examples = {a.name: to_numpy(t) for a, t in zip(module.func().args, inputs)}
         with timed("write", f"writing {out_dir}"):
-            result.out_dir = write_training_output(Path(out_dir), module, weights, kinds, optimizer, settings)
+            result.out_dir = write_training_output(Path(out_dir), module, weights, kinds, optimizer, settings, examples)
     return result
 
 
-def write_training_output(out_dir: Path, module: Module, weights: dict, kinds: dict, optimizer, settings: dict) -> Path:
+def write_training_output(
+    out_dir: Path, module: Module, weights: dict, kinds: dict, optimizer, settings: dict, examples: dict | None = None
+) -> Path:
     """A compiled training directory, all at once: model.wir, plan.json, report.txt (with the phases),
-    training.json and the training store (``store/``: weights, fp32 optimizer state, checkpoint 0)."""
+    training.json, the training store (``store/``: weights, fp32 optimizer state, checkpoint 0) and, given
+    ``examples`` (the example inputs by argument name), inputs.npz: what ``wafercc train`` trains on without
+    ``--data``."""
     import json
 
+    from runtime.io import npz_bytes
+    from runtime.trainer import INPUTS_FILE
     from runtime.training_store import TrainingStore
     from wafercc.mapping.training import phase_summary
 
@@ -272,6 +280,8 @@ def write_training_output(out_dir: Path, module: Module, weights: dict, kinds: d
         (tmp / PLAN_FILE).write_text(plan_json(module))
         (tmp / REPORT_FILE).write_text(format_report(plan) + "\n" + phase_summary(plan))
         (tmp / TRAIN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
+        if examples is not None:
+            (tmp / INPUTS_FILE).write_bytes(npz_bytes(examples))
         TrainingStore.create(tmp / TRAIN_STORE_DIR, params, optimizer, buffers=buffers).close()
 
     return write_dir_atomic(out_dir, fill, KIND_MODEL, legacy=MODEL_FILES)

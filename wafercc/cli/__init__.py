@@ -7,6 +7,7 @@ One module per command group, each with an ``add_commands(sub)`` that declares i
     run.py       run, verify
     report.py    report, viz
     golden.py    golden record, golden check
+    train.py     train
 
 Every user mistake (bad model file, unsupported op, malformed WIR, bad options) is a WaferError; messages
 carry no "error: " prefix — ``main`` adds it, prints to stderr, and exits with the error's ``exit_code``
@@ -18,10 +19,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wafercc.cli import compile, golden, report, run
+from wafercc.cli import compile, golden, report, run, train
 from wafercc.ir import WaferError
 
-COMMAND_GROUPS = (compile, run, report, golden)
+COMMAND_GROUPS = (compile, run, report, golden, train)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,3 +125,101 @@ def test_entry_overrides_names(tmp_path):
     p.write_text("import torch\nnet = torch.nn.ReLU()\ndef make():\n    return (torch.ones(2),)\n")
     model, inputs = load_model_file(p, "net:make")
     assert isinstance(model, torch.nn.ReLU) and inputs[0].shape == (2,)
+
+
+# -- ops refused with their reason: each user-facing rejection, its whole line asserted ----------------
+
+_DATA_SHAPE = "(its output shape depends on the data; wafercc compiles static shapes)"
+_SIZE_MATH = "(arithmetic on a size that depends on the data)"
+_RANDOM = (
+    "(it draws random numbers, which the runtime cannot reproduce as torch's generator does "
+    "(call model.eval() to turn dropout off))"
+)
+_COMPLEX_OP = "(it needs complex numbers, which wafercc does not support)"
+
+REFUSALS = [
+    pytest.param(
+        lambda x: torch.nonzero(x),
+        [f"aten.nonzero {_DATA_SHAPE}", f"aten.sym_size.int {_DATA_SHAPE}", f"ge {_SIZE_MATH}", f"le {_SIZE_MATH}"],
+        id="nonzero",
+    ),
+    pytest.param(
+        lambda x: torch.masked_select(x, x > 0) * 2,
+        [
+            f"aten.masked_select {_DATA_SHAPE}",
+            f"aten.sym_size.int {_DATA_SHAPE}",
+            f"ge {_SIZE_MATH}",
+            f"le {_SIZE_MATH}",
+        ],
+        id="masked_select",
+    ),
+    pytest.param(
+        lambda x: x * x.max().item(),
+        [
+            "aten._local_scalar_dense (it reads a tensor's value into Python (.item()), so what follows depends "
+            "on the data)"
+        ],
+        id="item",
+    ),
+    pytest.param(lambda x: torch.fft.rfft(x).abs(), [f"aten._fft_r2c {_COMPLEX_OP}"], id="fft"),
+    pytest.param(
+        lambda x: torch.view_as_real(x.to(torch.complex64)),
+        [
+            "aten._to_copy on dtype torch.complex64 (complex numbers are not supported)",
+            f"aten.view_as_real {_COMPLEX_OP}",
+        ],
+        id="complex-dtype",
+    ),
+    pytest.param(lambda x: x + torch.rand_like(x), [f"aten.rand_like {_RANDOM}"], id="random"),
+    pytest.param(lambda x: F.dropout(x, 0.5, training=True), [f"aten.native_dropout {_RANDOM}"], id="dropout"),
+]
+
+
+class _Fn(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+@pytest.mark.parametrize("fn, lines", REFUSALS)
+def test_refused_ops_say_why(fn, lines):
+    with pytest.raises(UnsupportedOpError) as e:
+        import_graph(capture(_Fn(fn), (torch.randn(3, 4),)), name="m")
+    msg = str(e.value).splitlines()
+    assert msg[0] == f"the model uses {len(lines)} op(s) wafercc does not support ({len(lines)} use(s)):"
+    assert [ln.split("  at ")[0].strip() for ln in msg[1:-1]] == lines
+    assert all("test_errors.py:" in ln for ln in msg[1:-1])  # the model's line (the lambda's)
+    assert msg[-1] == "see docs/ops.md for the ops wafercc supports"
+
+
+def test_as_strided_of_a_non_contiguous_tensor_is_refused():
+    with pytest.raises(UnsupportedOpError) as e:
+        import_graph(capture(_Fn(lambda x: torch.as_strided(x.t(), (2, 2), (1, 2))), (torch.randn(3, 4),)), name="m")
+    msg = str(e.value)
+    assert msg.startswith("aten.as_strided at ") and "test_errors.py:" in msg
+    assert msg.endswith(
+        "reads a non-contiguous tensor, whose result depends on its memory layout, which WIR does not model"
+    )
+
+
+def test_a_non_tensor_output_is_refused():
+    with pytest.raises(UnsupportedOpError) as e:
+        import_graph(capture(_Fn(lambda x: (x * 2, 3)), (torch.randn(3, 4),)), name="m")
+    assert str(e.value) == "the model returns 3, which is not a tensor; wafercc needs tensor outputs"
+
+
+def test_a_weight_of_an_unsupported_dtype_is_refused():
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("b", torch.zeros(4, dtype=torch.uint16))
+
+        def forward(self, x):
+            return x + self.b.to(torch.float32)
+
+    with pytest.raises(UnsupportedOpError) as e:
+        import_graph(capture(M(), (torch.randn(4),)), name="m")
+    assert str(e.value) == "weight 'b' has dtype torch.uint16, which wafercc does not support"

@@ -921,7 +921,7 @@ def _as_strided(ctx, x, size, stride, storage_offset=None):
     if src is not None and not src.is_contiguous():
         # WIR values have no memory layout; torch reads this tensor's actual strides.
         raise UnsupportedOpError(
-            f"error: aten.as_strided at {ctx.loc or '(no source location)'} reads a "
+            f"aten.as_strided at {ctx.loc or '(no source location)'} reads a "
             "non-contiguous tensor, whose result depends on its memory layout, which WIR does "
             "not model",
             [("aten.as_strided of a non-contiguous tensor", str(ctx.loc))],

@@ -255,7 +255,7 @@ def _scaling(raw: dict) -> str:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in sorted(r) if k not in keys and not isinstance(r[k], (list, dict))]
-    keys.sort(key=lambda k: (k != "systems", keys.index(k)))
+    keys.sort(key=lambda k: k != "systems")  # stable: the systems first, the rest as they come
     head = "".join(f"<th>{_e(k.replace('_', ' '))}</th>" for k in keys)
     body = "".join(
         "<tr>" + "".join(f"<td>{format_value(k, r[k]) if k in r else ''}</td>" for k in keys) + "</tr>" for r in rows

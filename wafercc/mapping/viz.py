@@ -212,10 +212,11 @@ def _floorplan(plan, views, chosen, Figure):
     nrows = -(-len(views) // ncols)
     pw, ph = _panel_size(view, 5.0)
     side = 1.6 if cropped else 0.0
-    fig = Figure(figsize=(ncols * (pw + 2.6) + side, nrows * (ph + 0.75) + 0.6), layout="constrained")
+    extra = max(2.6, _legend_inches(layers) + 0.4) if "routes" in views else 2.6  # the legend beside a panel
+    fig = Figure(figsize=(ncols * (pw + extra) + side, nrows * (ph + 0.75) + 0.6), layout="constrained")
     where = fig
     if cropped:
-        where, aside = fig.subfigures(1, 2, width_ratios=[ncols * (pw + 2.6), side])
+        where, aside = fig.subfigures(1, 2, width_ratios=[ncols * (pw + extra), side])
     ctx = _Ctx(plan, t, where, view, HEAT_PX, small=False)
     axes = where.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, v in zip(axes, views):
@@ -232,6 +233,12 @@ def _floorplan(plan, views, chosen, Figure):
                               "drawn (dashed)", side, 6.5), fontsize=6.5)  # fmt: skip
     fig.suptitle(_wrap(_headline(plan, chosen) + _zoom_note(plan, view), fig.get_figwidth(), 9.5), fontsize=9.5)
     return fig
+
+
+def _legend_inches(layers: list[LayerPlan]) -> float:
+    """About how wide the router-color legend of ``layers`` is (7-point text, a line sample, padding)."""
+    labels = [h.get_label() for h in _color_handles([r for lp in layers for r in lp.routes or ()])]
+    return 0.7 + 0.062 * max((len(x) for x in labels), default=0)
 
 
 def _view_title(ctx: _Ctx, v: str) -> str:

@@ -108,7 +108,18 @@ example_inputs = (torch.randn(3, 4),)
     "args,message",
     [
         (["compile", "{model}", "--train", "-o", "{out}"], "dropout with p=0.2 at 'drop' (Dropout)"),
-        (["compile", "examples/train_mlp.py", "--momentum", "0.9", "-o", "{out}"], "--momentum is a training option"),
+        (
+            ["compile", "examples/train_mlp.py", "--momentum", "0.9", "-o", "{out}"],
+            "--momentum is a training option: add --train",
+        ),
+        (
+            ["compile", "examples/train_mlp.py", "--train", "--optimizer", "adamw", "--betas", "0.9", "-o", "{out}"],
+            "--betas takes two numbers, B1,B2 (like 0.9,0.999), got '0.9'",
+        ),
+        (
+            ["compile", "examples/train_mlp.py", "--train", "--mode", "pipeline", "-o", "{out}"],
+            "--train plans the whole training step in stream mode",
+        ),
         (
             ["compile", "examples/train_mlp.py", "--train", "--eps", "1e-6", "-o", "{out}"],
             "--eps is not an option of sgd",

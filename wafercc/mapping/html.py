@@ -373,7 +373,7 @@ def _pictures(plan: Plan, groups: list[list[LayerPlan]]) -> str:
         out.append(
             f'<figure id="p{i}"><figcaption><b>#{i + 1}</b>: {lp.kind}, {w}x{h} PEs at ({x},{y}){struct_note}; '
             f"{len(members):,} layer{'s' * (len(members) != 1)}: {refs}</figcaption>\n"
-            f"{layer_svg(plan, lp, t)}</figure>\n"
+            f"{layer_svg(plan, lp, t, str(i))}</figure>\n"
         )
     return "".join(out)
 
@@ -401,9 +401,17 @@ def _attrs(kw: dict) -> str:
     return "".join(f' {k.rstrip("_").replace("_", "-")}="{_e(v)}"' for k, v in kw.items())
 
 
-def layer_svg(plan: Plan, lp: LayerPlan, t=None) -> str:
+def _cross(svg: _Svg, x: float, y: float, d: float) -> None:
+    svg.add(
+        f'<path d="M{x - d:.1f} {y - d:.1f}L{x + d:.1f} {y + d:.1f}M{x - d:.1f} {y + d:.1f}'
+        f'L{x + d:.1f} {y - d:.1f}" stroke="#000" stroke-width="1.8"/>'
+    )
+
+
+def layer_svg(plan: Plan, lp: LayerPlan, t=None, uid: str = "0") -> str:
     """The picture of one layer: its window of the mesh (load heat map, routes, rectangle, busiest link) and
-    beside it the whole-mesh inset, the SRAM bar, the cost terms and the legend."""
+    beside it the whole-mesh inset, the SRAM bar, the cost terms and the legend. ``uid``: unique on the page
+    (the window's clip path is named by it)."""
     t = t or target_of_plan(plan)
     x0, y0, x1, y1 = window(lp, t.width, t.height)
     vw, vh = x1 - x0 + 1, y1 - y0 + 1
@@ -417,6 +425,9 @@ def layer_svg(plan: Plan, lp: LayerPlan, t=None) -> str:
 
     svg.text(2, 12, f"x {x0}-{x1}, y {y0}-{y1} ({vw}x{vh} PEs of {t.width}x{t.height})", font_size=11, fill="#555")
     svg.rect(0, top, mw, mh, fill="#fafafa", stroke="#ccc")
+    clip = f"clip-{uid}"  # what lies beyond the window (ingress from far port rows, a pooled heat cell) is cut
+    svg.add(f'<clipPath id="{clip}"><rect x="0" y="{top}" width="{mw:.1f}" height="{mh:.1f}"/></clipPath>')
+    svg.add(f'<g clip-path="url(#{clip})">')
     load_max, busiest = _heat(svg, plan, lp, (x0, y0, x1, y1), s, top, t)
     _routes(svg, lp.routes or (), px, s)
     rx, ry = px(lp.rect.x - 0.5, lp.rect.y - 0.5)
@@ -425,14 +436,10 @@ def layer_svg(plan: Plan, lp: LayerPlan, t=None) -> str:
     if (tw, th) != (lp.rect.w, lp.rect.h):
         svg.rect(rx, ry, tw * s, th * s, fill="none", stroke="#222", stroke_width=0.8, stroke_dasharray="2 2")
     if busiest is not None:
-        bx, by = px(*busiest)
-        d = max(3.0, min(6.0, s / 2))
-        svg.add(
-            f'<path d="M{bx - d:.1f} {by - d:.1f}L{bx + d:.1f} {by + d:.1f}M{bx - d:.1f} {by + d:.1f}'
-            f'L{bx + d:.1f} {by - d:.1f}" stroke="#000" stroke-width="1.8"/>'
-        )
+        _cross(svg, *px(*busiest), max(3.0, min(6.0, s / 2)))
+    svg.add("</g>")
     side = mw + 16
-    used = _inset(svg, lp, (x0, y0, x1, y1), t, side, top)
+    used = _inset(svg, lp, (x0, y0, x1, y1), t, side, top, busiest)
     used = _sram(svg, lp, side, used + 10)
     used = _cost(svg, lp, side, used + 10)
     used = _legend(svg, lp, side, used + 10, load_max, t)
@@ -524,8 +531,9 @@ def _even(items: list, most: int) -> list:
     return [items[i * len(items) // most] for i in range(most)]
 
 
-def _inset(svg: _Svg, lp: LayerPlan, view, t, x: float, y: float) -> float:
-    """The whole mesh, small: its outline, the layer's rectangle filled, the window dashed."""
+def _inset(svg: _Svg, lp: LayerPlan, view, t, x: float, y: float, busiest) -> float:
+    """The whole mesh, small: its outline, the layer's rectangle filled, the window dashed, the busiest
+    link (x) wherever it is."""
     k = INSET_PX / max(t.width, t.height)
     w, h = t.width * k, t.height * k
     svg.text(x, y + 10, f"the {t.width}x{t.height} mesh", font_size=11, fill="#555")
@@ -538,6 +546,8 @@ def _inset(svg: _Svg, lp: LayerPlan, view, t, x: float, y: float) -> float:
         x + x0 * k, top + y0 * k, max((x1 - x0 + 1) * k, 2), max((y1 - y0 + 1) * k, 2), fill="none", stroke="#c62828",
         stroke_width=0.8, stroke_dasharray="3 2",
     )  # fmt: skip
+    if busiest is not None:
+        _cross(svg, x + (busiest[0] + 0.5) * k, top + (busiest[1] + 0.5) * k, 3.0)
     return top + h
 
 
@@ -571,14 +581,14 @@ def _cost(svg: _Svg, lp: LayerPlan, x: float, y: float) -> float:
              ("tail", c.tail)]  # fmt: skip
     top = max(v for _, v in terms) or 1.0
     svg.text(x, y + 10, f"cycles: {format_cycles(c.total)} total, {c.bound}-bound", font_size=11, font_weight="bold")
-    bar_w = SIDE_PX - 110
+    bar_w = SIDE_PX - 120
     for i, (k, v) in enumerate(terms):
         ry = y + 16 + i * 14
         crit = k == c.bound
         svg.text(x, ry + 9, k, font_size=10, font_weight="bold" if crit else "normal")
-        svg.rect(x + 50, ry, max(v / top * bar_w, 0.5), 10, fill=TERM_RGB[k],
+        svg.rect(x + 60, ry, max(v / top * bar_w, 0.5), 10, fill=TERM_RGB[k],
                  stroke="#000" if crit else "none", stroke_width=1.5 if crit else 0)  # fmt: skip
-        svg.text(x + 54 + bar_w, ry + 9, format_cycles(v), font_size=10)
+        svg.text(x + 64 + bar_w, ry + 9, format_cycles(v), font_size=10)
     return y + 16 + len(terms) * 14
 
 

@@ -1129,7 +1129,13 @@ def _check_anchor(lp: LayerPlan, op: Op | None) -> None:
             "plan-anchor",
         )
     if lp.kind not in ANCHOR_KINDS[op.name]:
-        raise PlanFormatError(lp.name, "kind", f"{lp.kind!r}, but its anchor is a {op.name}", "plan-anchor")
+        raise PlanFormatError(
+            lp.name,
+            "kind",
+            f"{lp.kind!r}, but its anchor {lp.anchor} is {op.name}, whose layer is "
+            f"{' or '.join(repr(k) for k in ANCHOR_KINDS[op.name])}",
+            "plan-anchor",
+        )
     dims = Dims(**matmul_dims(op))
     if lp.dims != dims:
         raise PlanFormatError(

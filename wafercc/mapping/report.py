@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields
+from dataclasses import MISSING, fields
 
 from wafercc.ir import Module
 from wafercc.ir.plan import PLAN_FORMAT, Plan, PlanFormatError, Tiling, load_plan, plain
@@ -53,10 +53,11 @@ def target_of_plan(plan: Plan | dict) -> Target:
     if not isinstance(rates, dict) or not all(_positive(r) for r in rates.values()) or "f32" not in rates:
         raise PlanFormatError("", "target.flops_per_cycle", f"{rates!r} is not FLOPs per cycle by dtype (with f32)")
     kw["flops_per_cycle"] = tuple(sorted(rates.items()))
-    try:
-        return Target(**kw)
-    except (TypeError, ValueError) as e:
-        raise PlanFormatError("", "target", f"not a target ({e})") from None
+    required = [f.name for f in fields(Target) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [k for k in required if k not in kw]
+    if missing:
+        raise PlanFormatError("", f"target.{missing[0]}", "is missing (plan.json's target must describe the mesh)")
+    return Target(**kw)
 
 
 def _positive(v) -> bool:

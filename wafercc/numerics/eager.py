@@ -79,6 +79,8 @@ def compare_model(
     the bisection when an output mismatches, True always, False never. The runtime follows the plan
     (``plan=False``: the graph-level run) with ``precision`` storage; a 16-bit precision is judged by that
     dtype's tolerance whatever the outputs' declared dtype."""
+    if inputs is not None and seed is not None:  # before compiling: the mistake costs no compile
+        raise UsageError("give either inputs or a seed, not both")
     say = progress or (lambda _m: None)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -206,8 +208,6 @@ def _diagnose(eager: list[np.ndarray], graph: list[np.ndarray], rtol, atol) -> s
 
 
 def _choose_inputs(func, example_inputs, inputs, seed) -> tuple[list[np.ndarray], str]:
-    if inputs is not None and seed is not None:
-        raise UsageError("give either inputs or a seed, not both")
     if seed is not None:
         return runtime.random_inputs(func, seed), f"seeded random inputs (seed {seed})"
     if isinstance(inputs, (str, os.PathLike)):

@@ -27,7 +27,8 @@ DEFAULTS = {"target": "wse2", "mode": "stream", "precision": "fp32"}
 
 
 class WaferGoldenWarning(UserWarning):
-    """A golden passed but its plan changed (the WIR or plan.json hash): worth a look in review."""
+    """A golden passed but its plan changed (the WIR or plan.json hash), or a training golden's final weights
+    changed in their last bits within the tolerance: worth a look in review."""
 
 
 def pytest_addoption(parser) -> None:
@@ -98,13 +99,26 @@ class WaferGolden:
         rtol: float | None = None,
         atol: float | None = None,
         bisect: bool = True,
+        train: bool = False,
+        optimizer=None,
+        steps: int = 3,
+        grad_accum: int = 1,
+        clip_grad_norm: float | None = None,
     ):
         """Record (first run, or --wafer-update-goldens) or check the golden ``name`` (default: the test's
         name; a non-default target, mode or precision is appended, so parametrized tests get one golden
         each). Fails the test with a one-screen report when the numbers drifted or the model fails to
-        compile; warns (WaferGoldenWarning) when only the plan changed. Returns the GoldenResult."""
+        compile; warns (WaferGoldenWarning) when only the plan changed. Returns the GoldenResult.
+
+        ``train=True``: a training golden (the model's forward returns a scalar loss): ``steps`` steps of
+        ``optimizer`` (a runtime.optim SGD or AdamW; default SGD(lr=1e-3), as compile --train), ``grad_accum``
+        micro-batches per step, clipping to ``clip_grad_norm``; its loss curve and final weights are checked."""
         from wafercc import golden
 
+        if train:
+            return self._check_training(
+                model, example_inputs, name, target, optimizer, steps, grad_accum, clip_grad_norm
+            )
         given = {"target": target, "mode": mode, "precision": precision, "seed": seed, "rtol": rtol, "atol": atol}
         opts = {
             **DEFAULTS,
@@ -133,7 +147,40 @@ class WaferGolden:
             warnings.warn(WaferGoldenWarning(f"{gname}: {r.message}"), stacklevel=2)
         return r
 
-    def _record(self, subject, where: Path, options):
+    def _check_training(self, model, example_inputs, name, target, optimizer, steps, grad_accum, clip_grad_norm):
+        from runtime.optim import SGD
+        from wafercc import golden
+        from wafercc.golden.files import read_golden_json
+        from wafercc.golden.train import train_options_of
+
+        target = target or self.marked.get("target") or DEFAULTS["target"]
+        opts = golden.TrainOptions(optimizer or SGD(lr=1e-3), steps, grad_accum, clip_grad_norm, target)
+        suffix = [target] if target != DEFAULTS["target"] else []
+        gname = golden.sanitize("-".join([name or self.request.node.name] + suffix))
+        inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+        subject = golden.Subject(gname, model, tuple(inputs), self.request.node.nodeid, root=Path(self.config.rootpath))
+        where = self.directory() / gname
+        if self.config.getoption("wafer_update_goldens") or not (where / "golden.json").is_file():
+            return self._record(subject, where, opts, record=golden.record_training)
+        try:
+            data = read_golden_json(where)
+            recorded = train_options_of(data) if "train" in data else None
+            if recorded != opts:
+                pytest.fail(
+                    f"the golden {where} was recorded with {recorded or 'no training'}, the test asks for {opts}: "
+                    "re-record it with --wafer-update-goldens",
+                    pytrace=False,
+                )
+            r = golden.check(subject, where, target=target)
+        except golden.WaferError as e:  # a damaged or foreign golden: its message says what to do
+            pytest.fail(str(e), pytrace=False)
+        if not r.ok:
+            pytest.fail(golden.format_result(r), pytrace=False)
+        if r.status in (golden.Status.PLAN_CHANGED, golden.Status.WEIGHTS_CHANGED):
+            warnings.warn(WaferGoldenWarning(f"{gname}: {r.message}"), stacklevel=3)
+        return r
+
+    def _record(self, subject, where: Path, options, record=None):
         from wafercc import golden
 
         if not where.joinpath("golden.json").is_file() and self.config.getoption("wafer_no_record"):
@@ -142,7 +189,7 @@ class WaferGolden:
                 "the test once without --wafer-no-record, and commit it",
                 pytrace=False,
             )
-        r = golden.record(subject, where, options)
+        r = (record or golden.record)(subject, where, options)
         if r.status is not golden.Status.RECORDED:
             pytest.fail(golden.format_result(r), pytrace=False)
         self.config.stash[_RECORDED].append(str(where))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from runtime.artifacts import KIND_GOLDEN, check_output_dir, forced
 from wafercc import golden
+from wafercc.cli.training import check_train_args, optimizer_from_args, train_args
 from wafercc.errors import UsageError
 from wafercc.target import parse_target
 
@@ -84,6 +85,10 @@ def add_record(actions) -> None:
         action="store_true",
         help="replace whatever is at --dir/<model name> (default: only an earlier golden, or an empty folder)",
     )
+    train_args(p)
+    p.add_argument(
+        "--steps", type=int, metavar="N", help="with --train: the training steps the golden records (default 3)"
+    )
     p.set_defaults(func=cmd_record)
 
 
@@ -109,6 +114,7 @@ def add_check(actions) -> None:
 
 def cmd_record(args) -> int:
     _check_numbers(args)
+    train = _train_options(args)
     files = _files(args)
     if args.entry and len(files) != 1:
         raise UsageError("--entry names the attributes of one model file; give exactly one")
@@ -132,7 +138,9 @@ def cmd_record(args) -> int:
             files,
             "recording",
             args.quiet,
-            lambda path, explicit: golden.record_file(path, directory, options, entry=args.entry, explicit=explicit),
+            lambda path, explicit: golden.record_file(
+                path, directory, options, entry=args.entry, explicit=explicit, train=train
+            ),
         )
     return _finish(results, "golden record")
 
@@ -164,6 +172,26 @@ def cmd_check(args) -> int:
             raise UsageError(f"--dir '{directory}' holds no goldens (record some with `wafercc golden record`)")
     results = _each(files, "checking", args.quiet, one)
     return _finish(results, "golden check", strict=args.strict)
+
+
+def _train_options(args):
+    """``record --train``: the training golden's settings (None without --train); inference-only flags refused."""
+    check_train_args(args)
+    if not args.train:
+        if args.steps is not None:
+            raise UsageError("--steps is a training option: add --train")
+        return None
+    given = [f for f in ("seed", "rtol", "atol") if getattr(args, f) is not None]
+    given += [f for f, d in (("mode", "stream"), ("precision", "fp32"), ("capture", "export")) if getattr(args, f) != d]
+    if given:
+        raise UsageError(
+            f"--{given[0]} does not apply to a training golden (it trains on the example inputs, in stream mode, "
+            "fp32, under the training tolerance policy)"
+        )
+    steps = 3 if args.steps is None else args.steps
+    if steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {steps}")
+    return golden.TrainOptions(optimizer_from_args(args), steps, args.grad_accum, args.clip_grad_norm, args.target)
 
 
 def _check_numbers(args) -> None:

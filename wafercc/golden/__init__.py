@@ -12,13 +12,13 @@ outputs do not match eager. A check never writes; re-recording is explicit (``re
 Importing this package does not import torch; measuring a model does.
 """
 
-from wafercc.golden.check import check
 from wafercc.golden.files import FORMAT, GOLDEN_FILES, golden_names, sanitize
 from wafercc.golden.models import check_file, check_golden, model_files, record_file, root_of, update_file
 from wafercc.golden.record import record
 from wafercc.golden.report import counts, format_result, print_summary
 from wafercc.golden.result import FAILURES, GoldenResult, OutputResult, Status, exit_code
 from wafercc.golden.run import Options, Subject
+from wafercc.golden.train import TrainOptions, check, record_training
 from wafercc.ir import WaferError
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "OutputResult",
     "Status",
     "Subject",
+    "TrainOptions",
     "WaferError",
     "check",
     "check_file",
@@ -42,6 +43,7 @@ __all__ = [
     "print_summary",
     "record",
     "record_file",
+    "record_training",
     "root_of",
     "sanitize",
     "update_file",

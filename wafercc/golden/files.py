@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import zipfile
@@ -23,6 +24,7 @@ import numpy as np
 from runtime.artifacts import KIND_GOLDEN, write_dir_atomic
 from runtime.errors import InputError
 from runtime.io import read_npz as read_members
+from runtime.optim import from_dict
 from wafercc.errors import UsageError
 from wafercc.ir import WaferError
 from wafercc.target import parse_target
@@ -134,6 +136,16 @@ _GOLDEN_SCHEMA = {
     "plan_sha256?": "str?",
     "plan?": "dict",
     "files?": {"*": "str"},
+    "train?": {  # a training golden (wafercc/golden/train.py)
+        "optimizer": "optimizer",
+        "steps": "count",
+        "micro_batches": "count",
+        "clip_norm": "num?",
+        "tolerance": {"loss": "num", "weight": "num", "weight_abs": "num", "buffer": "num"},
+        "losses": ["real"],
+        "runtime_losses": ["real"],
+        "weights": [{**_ARRAY, "kind": "kind", "sha256": "sha256"}],
+    },
 }
 
 
@@ -180,8 +192,26 @@ def _is_target(v) -> bool:
         return False
 
 
+def _is_optimizer(v) -> bool:
+    try:
+        return isinstance(v, dict) and from_dict(v) is not None
+    except (WaferError, TypeError, ValueError):
+        return False
+
+
 _SCALARS = {
     "str": (lambda v: isinstance(v, str), "a string"),
+    "real": (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+        "a finite number",
+    ),
+    "count": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 1 << 31, "an integer >= 1"),
+    "sha256": (
+        lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v) is not None,
+        "a sha256 (64 hex digits)",
+    ),
+    "kind": (lambda v: v in ("parameter", "buffer"), "parameter or buffer"),
+    "optimizer": (_is_optimizer, "an optimizer's settings (type SGD or AdamW and its settings)"),
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "num": (_is_num, "a number >= 0"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from wafercc.errors import UsageError
 from wafercc.golden import files as F
-from wafercc.golden.check import check
 from wafercc.golden.record import options_of, record
 from wafercc.golden.result import GoldenResult, Status
 from wafercc.golden.run import Options, Subject, error_text, load_subject, on_meta
+from wafercc.golden.train import TrainOptions, check, record_training, train_options_of
 from wafercc.ir import WaferError
 
 
@@ -25,15 +25,24 @@ def root_of(directory: Path) -> Path:
 
 
 def record_file(
-    path: str | os.PathLike, directory: Path, options: Options, *, entry: str | None = None, explicit: bool = True
+    path: str | os.PathLike,
+    directory: Path,
+    options: Options,
+    *,
+    entry: str | None = None,
+    explicit: bool = True,
+    train: TrainOptions | None = None,
 ) -> GoldenResult:
-    """Record the golden of a model file into ``directory/<stem>``, replacing the one there."""
+    """Record the golden of a model file into ``directory/<stem>``, replacing the one there; with ``train``,
+    its training golden (``options`` is then not used)."""
     subject = _load(path, directory, entry, explicit)
     if isinstance(subject, GoldenResult):
         return subject
     golden = directory / subject.name
     if (golden / F.GOLDEN_JSON).is_file():
         _same_model(golden, subject)
+    if train is not None:
+        return record_training(subject, golden, train)
     return record(subject, golden, options)
 
 
@@ -74,9 +83,15 @@ def update_file(
     """Re-record after a check that did not pass, with the golden's own settings (``overrides`` win)."""
     golden = directory / Path(path).stem
     recorded = F.read_golden_json(golden) if (golden / F.GOLDEN_JSON).is_file() else None
-    options = options_of(recorded, **overrides) if recorded else Options(**{k: v for k, v in overrides.items() if v})
     entry = entry or (recorded or {}).get("entry")
-    result = record_file(path, directory, options, entry=entry)
+    if recorded and "train" in recorded:  # a training golden re-records as one, with its own training settings
+        train = train_options_of(recorded, overrides.get("target"))
+        result = record_file(path, directory, Options(), entry=entry, train=train)
+    else:
+        options = (
+            options_of(recorded, **overrides) if recorded else Options(**{k: v for k, v in overrides.items() if v})
+        )
+        result = record_file(path, directory, options, entry=entry)
     if result.status is Status.RECORDED:
         result.message = f"re-recorded (was {previous.status.value}); {result.message}"
     return result

@@ -22,6 +22,7 @@ def format_result(r: GoldenResult) -> str:
             c = o.vs_golden
             if c is not None and not c.passed:
                 lines.append(f"  {o.name}: {c.reason}" + (f"; {c.worst_text()}" if c.worst else ""))
+    lines += [f"  {line}" for line in r.details]
     if r.plan_before is not None:
         lines.append(f"  plan at record: {_totals(r.plan_before)}")
         lines.append(f"  plan now:       {_totals(r.plan_after)}")

@@ -20,10 +20,12 @@ class Status(str, enum.Enum):
     NOT_RECORDED = "not recorded"  # record: the runtime does not match eager PyTorch, nothing written
     RECORDED = "recorded"
     SKIPPED = "skipped"  # a meta-device model in a directory: it can be planned, never run
+    # A training golden: the final weights' bytes differ from the recorded sha256, every value within tolerance.
+    WEIGHTS_CHANGED = "weights' bits changed"
 
     @property
     def ok(self) -> bool:
-        return self in (Status.PASS, Status.PLAN_CHANGED, Status.RECORDED, Status.SKIPPED)
+        return self in (Status.PASS, Status.PLAN_CHANGED, Status.WEIGHTS_CHANGED, Status.RECORDED, Status.SKIPPED)
 
 
 FAILURES = (Status.DRIFTED, Status.EAGER_CHANGED, Status.COMPILE_FAILED, Status.RUN_FAILED, Status.NOT_RECORDED)
@@ -50,6 +52,7 @@ class GoldenResult:
     plan_after: dict | None = None
     bisect: object = None  # wafercc.numerics.bisect.BisectResult, on a drift
     diagnosis: str = ""  # what bisect's silence means, or why it could not run
+    details: list[str] = field(default_factory=list)  # a training golden's comparison table
     seconds: float = 0.0
 
     @property

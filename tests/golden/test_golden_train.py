@@ -174,6 +174,11 @@ def test_a_damaged_training_golden_is_refused(root, edit, message):
     assert message in str(e.value)
 
 
+def test_a_training_golden_has_no_other_mode_or_precision(root):
+    with pytest.raises(golden.WaferError, match="is a training golden: it trains in stream mode, fp32"):
+        golden.check_golden(root / "goldens" / "train_tiny", mode="pipeline")
+
+
 def test_edited_eager_weights_are_refused(root):
     g = root / "goldens" / "train_tiny"
     arrays = dict(np.load(g / "eager.npz"))

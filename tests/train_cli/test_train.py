@@ -208,12 +208,14 @@ def test_resume_of_a_store_trained_elsewhere(mlp_dir, capsys):
         inputs = np.load(mlp_dir / "inputs.npz")
         step.run([[inputs["x"], inputs["labels"]]] * 2)
         step.store.commit()
-    assert "trained to step 1 outside wafercc train" in refused(capsys, mlp_dir, "--steps", 2, "--resume")
+    err = refused(capsys, mlp_dir, "--steps", 2, "--resume")
+    assert "was trained to step 1 outside wafercc train (its checkpoint records no data position)" in err
 
 
 def test_no_example_inputs(mlp_dir, capsys):
     (mlp_dir / "inputs.npz").unlink()
-    assert "has no inputs.npz" in refused(capsys, mlp_dir, "--steps", 1)
+    err = refused(capsys, mlp_dir, "--steps", 1)
+    assert "has no inputs.npz (the example inputs; compile --train writes it): pass --data" in err
 
 
 def test_a_log_wafercc_did_not_write_is_never_replaced(mlp_dir, tmp_path, capsys):
@@ -224,3 +226,26 @@ def test_a_log_wafercc_did_not_write_is_never_replaced(mlp_dir, tmp_path, capsys
     assert log.read_text() == "my notes\n"
     with TrainStep(mlp_dir) as step:
         assert step.store.step == 0
+
+
+@pytest.mark.parametrize(
+    "signature, message",
+    [
+        ("%x: tensor<4x8xf32>, %t: tensor<f32>", "input %t of @forward is a scalar: training data is cut"),
+        ("%x: tensor<4x8xf32>, %y: tensor<3xi64>", "the inputs of @forward do not share a batch size (dim 0: %x 4"),
+    ],
+)
+def test_inputs_that_cannot_be_cut_into_batches(signature, message):
+    from runtime.trainer import TrainRunError, compiled_batch
+    from wafercc.ir import parse
+
+    func = parse(f"module @m {{\n  func @forward({signature}) -> () {{\n    return\n  }}\n}}\n").funcs[0]
+    with pytest.raises(TrainRunError) as e:
+        compiled_batch(func)
+    assert message in str(e.value)
+
+
+def test_damaged_example_inputs(mlp_dir, capsys):
+    (mlp_dir / "inputs.npz").write_bytes(b"not a zip")
+    err = refused(capsys, mlp_dir, "--steps", 1)
+    assert "the example inputs of" in err and "are damaged: compile again" in err

@@ -56,6 +56,19 @@ def test_example_inputs_function_that_exits(capsys, tmp_path):
     assert err.endswith(", not exit")
 
 
+def test_fx_capture_of_a_model_that_fails_on_its_inputs(capsys, tmp_path):
+    """The failing line is in code torch.fx generated: no location rather than one inside wafercc."""
+    path = tmp_path / "m.py"
+    path.write_text(
+        "import torch\n\n\nclass V(torch.nn.Module):\n    def forward(self, x):\n        return x.view(3, 7)\n\n\n"
+        "model = V()\nexample_inputs = (torch.randn(4),)\n"
+    )
+    assert run(capsys, "compile", path, "--capture", "fx", "-o", tmp_path / "out") == (
+        "error: cannot capture the model with make_fx (normalizing the fx graph to core ATen): RuntimeError: shape "
+        "'[3, 7]' is invalid for input of size 4"
+    )
+
+
 class _CountingBuffer(nn.Module):
     def __init__(self):
         super().__init__()

@@ -15,6 +15,7 @@ import operator
 import traceback
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.fx
@@ -226,10 +227,15 @@ def _explain_capture_failure(tool: str, e: Exception) -> str:
     )
 
 
+_WAFERCC_DIR = str(Path(__file__).resolve().parents[1]).replace("\\", "/") + "/"
+
+
 def _user_frame(e: Exception) -> str | None:
-    """The innermost frame of the traceback outside torch itself: usually the line of the user's model."""
+    """The innermost frame of the traceback outside torch and wafercc: usually the line of the user's model
+    (none when the failing code is one torch generated, as the fx Interpreter's)."""
     best = None
     for fs in traceback.extract_tb(e.__traceback__):
-        if "/torch/" not in fs.filename.replace("\\", "/") and not fs.filename.startswith("<"):
+        name = fs.filename.replace("\\", "/")
+        if "/torch/" not in name and not name.startswith(("<", _WAFERCC_DIR)):
             best = f"{fs.filename}:{fs.lineno}"
     return best

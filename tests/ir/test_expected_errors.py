@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import wafercc.ops
-from wafercc.ir import ParseError, VerifyError, parse
+from wafercc.ir import ParseError, VerifyError, parse, parse_type
 from wafercc.ops import ShapeError, infer_types
 
 DIR = Path(__file__).parent / "diagnostics"
@@ -141,4 +141,4 @@ def test_harness_fails_a_module_that_is_not_refused_as_expected(tmp_path, body, 
 def test_infer_types_names_a_missing_required_attribute():
     """The frontend's entry to the result-type rules (no verifier around it)."""
     with pytest.raises(ShapeError, match=r"^'softmax' needs attribute 'dim'$"):
-        infer_types("softmax", [wafercc.ir.parse_type("tensor<2xf32>")], {})
+        infer_types("softmax", [parse_type("tensor<2xf32>")], {})

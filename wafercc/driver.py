@@ -242,6 +242,8 @@ def compile_training(
         what = f"mapping onto {target} ({mode}): {stage.name}" if stage.passes else "optimizing"
         with timed(stage.name, what):
             module = PassManager(",".join(stage.passes) or DEFAULT_PIPELINE, verifier=verify_module).run(module)
+        if not stage.passes:  # after the cleanup (whose cse would merge them): the backward's own weight reads
+            module = verify_module(train_plan.restream_weights(module))
     with timed("train", "planning the training phases"):
         words = len(optimizer.state_names())
         module = verify_module(train_plan.run(module, optimizer_state_words=words, clip=clip_norm is not None))

@@ -94,3 +94,21 @@ def test_activations_are_kept_while_they_fit_then_recomputed_or_spilled():
 
 def test_phase_summary_is_empty_for_an_inference_plan():
     assert phase_summary({"totals": {"layers": 1}, "layers": []}) == ""
+
+
+def test_the_backward_reads_its_weights_again(compiled_training):
+    """Each input-gradient layer has its own weight.get (restream_weights): the runtime reads the weight from
+    the store again instead of holding it from the forward layer."""
+    from wafercc.ir import parse_file
+    from wafercc.ir.plan import LAYER_ATTR
+
+    m = parse_file(compiled_training("train_mlp") / "model.wir")
+    reads: dict[str, set[str]] = {}
+    for op in m.func().ops:
+        if op.name == "weight.get":
+            reads.setdefault(op.attrs[LAYER_ATTR].name, set()).add(op.attrs["symbol"].name)
+    backward = [layer for layer in m.layers.values() if layer.attrs.get("train.role") == "input_grad"]
+    assert backward
+    for layer in backward:
+        assert reads.get(layer.name) == {w.name for w in layer.attrs["weights"]}, layer.name
+    assert reads["L0_fc1"] >= {"fc1.weight"}  # the forward read stays where it was

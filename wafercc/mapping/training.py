@@ -46,7 +46,7 @@ from .plan import layers, target_of
 
 PHASES = ("forward", "backward", "optimizer")
 
-__all__ = ["PHASES", "is_training", "op_phases", "phase_summary", "run"]
+__all__ = ["PHASES", "is_training", "op_phases", "phase_summary", "restream_weights", "run"]
 
 
 def op_phases(func: Func) -> dict[int, str]:
@@ -62,6 +62,56 @@ def op_phases(func: Func) -> dict[int, str]:
         forward.add(id(op))
         todo.extend(op.operands)
     return {id(op): "forward" if id(op) in forward else "backward" for op in func.ops}
+
+
+def restream_weights(module: Module) -> Module:
+    """Give the backward its own reads of the weights it uses (run before partition, after cse).
+
+    The joint graph reads each weight once (``weight.get`` where the forward first uses it) and the backward
+    reuses that value: the weight would stay on the wafer from its forward layer to its backward one. In
+    weight streaming it streams in again: each weight-derived value a backward op reads from the forward is
+    made again just before that op (the ``weight.get`` and the views of it, cloned once for the whole
+    backward), so the runtime reads the weight from the store again and releases it after the forward."""
+    func = module.func()
+    phase = op_phases(func)
+    derived = weight_derived_values(func)
+    names = {v.name for v in func.values()}
+    clones: dict[int, Value] = {}
+    out: list[Op] = []
+
+    def clone(v: Value) -> Value:
+        if id(v) in clones:
+            return clones[id(v)]
+        op = v.owner
+        operands = [clone(x) if _streamed(x, derived) else x for x in op.operands]
+        fresh = []
+        for r in op.results:
+            base = name = f"{r.name}_bw"
+            i = 0
+            while name in names:
+                i += 1
+                name = f"{base}{i}"
+            names.add(name)
+            fresh.append(name)
+        copy = Op(op.name, operands, [r.type for r in op.results], dict(op.attrs), op.loc, fresh)
+        out.append(copy)
+        for r, c in zip(op.results, copy.results):
+            clones[id(r)] = c
+        return clones[id(v)]
+
+    for op in func.ops:
+        if phase[id(op)] == "backward":
+            op.operands = [
+                clone(v) if _streamed(v, derived) and phase[id(v.owner)] == "forward" else v for v in op.operands
+            ]
+        out.append(op)
+    func.ops = out
+    return module
+
+
+def _streamed(v: Value, derived: dict) -> bool:
+    """A value made from weights by ops (not an argument, not a constant alone)."""
+    return v.owner is not None and bool(derived.get(id(v)))
 
 
 def run(module: Module, optimizer_state_words: int = 0, clip: bool = False) -> Module:

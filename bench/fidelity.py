@@ -99,6 +99,55 @@ class Llama(nn.Module):
         return self.head(self.norm(x[:, -1:]))  # prefill emits the next token's logits only
 
 
+class LlamaDecodeBlock(LlamaBlock):
+    """The block for one new token against a KV cache of ``T`` positions (given as inputs: the cache is
+    activations on the wafer, not weights): K and V of the new token are appended, the token attends to all
+    T + 1 positions. Returns the new hidden state and the token's K and V (the cache update)."""
+
+    def forward(self, x, k_cache, v_cache):
+        b, t, d = x.shape
+        h = self.n1(x)
+        q = self.q(h).view(b, t, self.heads, self.hd).transpose(1, 2)
+        k, v = self.kv(h).view(b, t, 2, self.kv_heads, self.hd).unbind(2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)
+        rep = self.heads // self.kv_heads
+        keys = torch.cat([k_cache, k], dim=2).repeat_interleave(rep, dim=1)
+        values = torch.cat([v_cache, v], dim=2).repeat_interleave(rep, dim=1)
+        y = F.scaled_dot_product_attention(q, keys, values)
+        x = x + self.o(y.transpose(1, 2).reshape(b, t, d))
+        g, u = self.gate_up(self.n2(x)).chunk(2, dim=-1)
+        return x + self.down(F.silu(g) * u), k, v
+
+
+class LlamaDecode(nn.Module):
+    """A LLaMA3-8B-shaped decode step: one token, bf16, every block with its KV cache (inputs ``caches``:
+    k and v of each block, [1, 8, T, 128]); returns the next token's logits and every block's new K and V."""
+
+    def __init__(self, layers: int, vocab=128256, d=4096, dtype=torch.bfloat16):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, d, dtype=dtype)
+        self.blocks = nn.ModuleList(LlamaDecodeBlock(dtype=dtype) for _ in range(layers))
+        self.norm = RMSNorm(d, dtype)
+        self.head = nn.Linear(d, vocab, bias=False, dtype=dtype)
+
+    def forward(self, idx, *caches):
+        x = self.tok(idx)
+        updates = []
+        for i, blk in enumerate(self.blocks):
+            x, k, v = blk(x, caches[2 * i], caches[2 * i + 1])
+            updates += [k, v]
+        return (self.head(self.norm(x)), *updates)
+
+
+def llama_decode(layers: int, context: int = 4096, dtype=torch.bfloat16):
+    """A meta-device LLaMA decode step with ``layers`` blocks and a KV cache of ``context`` positions, and its
+    inputs."""
+    with torch.device("meta"):
+        m = LlamaDecode(layers, dtype=dtype)
+        caches = [torch.zeros(1, 8, context, 128, dtype=dtype) for _ in range(2 * layers)]
+        return m, (torch.zeros(1, 1, dtype=torch.long), *caches)
+
+
 def _plan(model, inputs, target: str, mode: str) -> dict:
     res = wafercc.compile(model, inputs, target=target, mode=mode, with_weights=False)
     return res.module.attrs["plan.totals"]

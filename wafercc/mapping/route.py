@@ -197,17 +197,26 @@ def _resident_flows(layer: Layer, t: Target) -> list[Flow]:
 
 
 def _transfers(module: Module, todo: list[Layer]) -> list[tuple[str, str, int]]:
-    """(producer, consumer, bytes) for every activation that crosses from one layer to another."""
+    """(producer, consumer, bytes) for every activation that crosses from one layer to another. A value
+    computed from constants alone (a ``constant``, a ``full``, an ``arange`` and what follows from them only)
+    is not an activation: each layer that reads it makes its own copy from the op's attributes. Without
+    this, CSE's one copy of a block's constants (the RMSNorm epsilon, an attention mask of the KV cache's
+    length) became a transfer from the first block to every later one, all leaving one router."""
+    func = module.func()
     layer_of: dict[int, str] = {}
+    dynamic = {id(a) for a in func.args}  # values that depend on the model's inputs
     out: dict[tuple[str, str], int] = {}
-    for op in module.func().ops:
+    for op in func.ops:
         here = op.attrs[LAYER_ATTR].name
         for v in op.operands:
             src = layer_of.get(id(v))
-            if src is not None and src != here and v.owner.name != "weight.get":
+            if src is not None and src != here and id(v) in dynamic:
                 out[(src, here)] = out.get((src, here), 0) + v.type.nbytes
+        depends = any(id(v) in dynamic for v in op.operands)
         for r in op.results:
             layer_of[id(r)] = here
+            if depends:
+                dynamic.add(id(r))
     return [(a, b, n) for (a, b), n in out.items()]
 
 

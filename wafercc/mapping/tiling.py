@@ -139,7 +139,9 @@ class _Grid:
         self.nt = -(-N // self.rn)  # output columns per row group
         self.nc = np.minimum(_NC[None, None, None, :, None], self.nt)
         self.steps = -(-self.nt // self.nc)
-        self.on_mesh = (self.cx <= width) & (self.rows <= height)
+        # Every pass must hold tokens (the plan checker's plan-cover rule): with few tokens, extra passes would
+        # only divide the tail's share per PE on paper.
+        self.on_mesh = (self.cx <= width) & (self.rows <= height) & ((self.passes - 1) * self.ry * self.mt < M)
         shape_all = np.broadcast_shapes(self.cx.shape, self.rows.shape, self.nc.shape)
         self.ok = np.broadcast_to(self.on_mesh & (self.rn <= N), shape_all).copy()
 

@@ -297,6 +297,14 @@ def test_missing_directory_exits_2(capsys, tmp_path):
     )
 
 
+@pytest.mark.parametrize("command", [("report",), ("report", "--json"), ("viz", "-o", "m.png")])
+def test_every_plan_command_names_a_missing_directory(capsys, tmp_path, command):
+    args = [tmp_path / a if a.endswith(".png") else a for a in command[1:]]
+    code, _, err = wafercc(capsys, command[0], tmp_path / "nowhere", *args)
+    assert code == 2 and "nowhere is not a directory: give an output directory of `wafercc compile`" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -9,7 +9,10 @@ of its paths and, when it has more, its tinted box with a dashed edge; a dot mar
 ``load`` (bytes over the busiest link out of each PE, recomputed from the routes with ``LinkLoad``, in link
 cycles), ``sram`` (memory used over the budget, per PE of each layer's tiling), ``all`` (the four). Stream
 mode runs one layer at a time, so ``layer="all"`` draws small multiples (one panel per layer, the first
-``MAX_PANELS``); pipeline mode runs every layer at once, so it draws one floorplan.
+``MAX_PANELS``), each cropped to its layer's ``window`` (the rectangle and a small margin) with the whole mesh
+as an inset beside it, titles wrapped to the panel, and one legend and color scale below; a single stream
+layer is drawn cropped the same way. Pipeline mode runs every layer at once, so it draws one floorplan.
+``figure`` gives the Figure itself (tests check that no two of its texts overlap).
 
 Coordinates are PE coordinates: x is the column from the west edge, y the row from the north edge (drawn
 downwards). Heat maps of big meshes are reduced by block max-pooling, so a hot link never disappears and a

@@ -2,7 +2,9 @@
 test that checks its message, or is listed in ``untested_errors.txt``, and that list only shrinks.
 
 A raise site is ``raise SomeError(...)`` in ``wafercc/`` or ``runtime/`` where SomeError is a WaferError
-(or ShapeError, which the verifier turns into one), found by reading the class definitions there. Its
+(or ShapeError, which the verifier turns into one), found by reading the class definitions there, or
+``raise fail(...)`` where ``fail`` is a function there that returns one (annotated so, or ``return
+SomeError(...)``: the verifier's and the plan reader's helpers). Its
 message's static text is the string literals in the call, cut at the ``{...}`` holes of f-strings and
 ``.format`` strings; pieces shorter than 10 characters say too little and are left out, and a site with no
 piece left (``raise StoreError(str(e))``) is not counted. A site is tested when one of its pieces, or 4
@@ -71,6 +73,23 @@ def error_classes(trees: list[ast.Module]) -> set[str]:
         found |= more
 
 
+def error_factories(trees: list[ast.Module], errors: set[str]) -> set[str]:
+    """Names of the functions defined in ``trees`` that build and return one of ``errors``."""
+    return {
+        node.name
+        for tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _returns_error(node, errors)
+    }
+
+
+def _returns_error(fn: ast.FunctionDef | ast.AsyncFunctionDef, errors: set[str]) -> bool:
+    if fn.returns is not None and _name(fn.returns) in errors:
+        return True
+    returns = (n.value for n in ast.walk(fn) if isinstance(n, ast.Return))
+    return any(isinstance(v, ast.Call) and _name(v.func) in errors for v in returns)
+
+
 def _name(node: ast.expr) -> str:
     if isinstance(node, ast.Name):
         return node.id
@@ -102,6 +121,7 @@ def scan(root: Path = ROOT) -> list[Site]:
     files = sorted(p for d in SCANNED for p in (root / d).rglob("*.py"))
     trees = {p.relative_to(root).as_posix(): ast.parse(p.read_text(encoding="utf-8")) for p in files}
     errors = error_classes(list(trees.values()))
+    errors |= error_factories(list(trees.values()), errors)
     return sorted((s for path, tree in trees.items() for s in raise_sites(path, tree, errors)), key=_order)
 
 
@@ -186,10 +206,19 @@ def f(name, n):
     raise ValueError("a builtin error is not a user-facing message")
     raise StoreError(str(name))
     raise StoreError("manifest.json: entry {} is not a dict".format(name))
+def bad(field: str, message: str) -> StoreError:
+    return StoreError(f"{field}: {message}")
+def refuse(field):
+    return ChunkError(field)
+def g():
+    raise bad("chunks", "the chunk count is not a multiple of the steps")
+    raise refuse("a field name that is long enough")
 """
 
 
 def test_scanner_finds_the_sites_of_wafer_errors_and_their_static_text(tmp_path):
+    """Raises of the error classes and of functions returning one; not of builtin errors, nor of text made at
+    run time alone."""
     (tmp_path / "runtime").mkdir()
     (tmp_path / "wafercc").mkdir()
     (tmp_path / "runtime" / "m.py").write_text(SAMPLE)
@@ -197,12 +226,17 @@ def test_scanner_finds_the_sites_of_wafer_errors_and_their_static_text(tmp_path)
     assert [(s.line, s.error, s.pieces) for s in sites] == [
         (5, "ChunkError", ("of the store holds", "bytes, the manifest says more")),
         (8, "StoreError", ("manifest.json: entry", "is not a dict")),
+        (14, "bad", ("the chunk count is not a multiple of the steps",)),
+        (15, "refuse", ("a field name that is long enough",)),
     ]
     assert sites[0].key == "runtime/m.py: of the store holds"
     assert not is_tested(sites[0], "the store holds 3 bytes")
     assert is_tested(sites[0], "chunk 'w' of the store holds 3 bytes")
     assert is_tested(sites[0], "holds 3 bytes, the manifest says")
-    assert untested_keys(sites, "is not a dict") == ["runtime/m.py: of the store holds"]
+    assert untested_keys(sites, "is not a dict; a field name that is long enough") == [
+        "runtime/m.py: of the store holds",
+        "runtime/m.py: the chunk count is not a",
+    ]
 
 
 def main(argv: list[str]) -> int:

@@ -238,20 +238,38 @@ def test_interpreter_kernel_returning_too_many_results(monkeypatch):
 # -- the plan in a compiled module (`wafercc run DIR` on an edited model.wir) -------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_planned(tmp_path_factory) -> Path:
+def _compile_tiny(root: Path, mode: str) -> Path:
     """The tiny model compiled through routing on the 4x4 mesh (two planned layers), inputs.npz beside it."""
     from wafercc.driver import compile
     from wafercc.frontend import load_model_file
 
-    root = tmp_path_factory.mktemp("messages-planned")
     model, inputs = load_model_file(write_tiny(root))
-    compile(model, inputs, name="tiny", target="mesh4", out_dir=root / "out")
+    compile(model, inputs, name="tiny", target="mesh4", mode=mode, out_dir=root / "out")
     np.savez(root / "inputs.npz", x=inputs[0].numpy())
     return root / "out"
 
 
+@pytest.fixture(scope="module")
+def tiny_planned(tmp_path_factory) -> Path:
+    return _compile_tiny(tmp_path_factory.mktemp("messages-planned"), "stream")
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory) -> Path:
+    return _compile_tiny(tmp_path_factory.mktemp("messages-pipeline"), "pipeline")
+
+
+def _run_edited(capsys, compiled: Path, tmp_path: Path, old: str, new: str) -> str:
+    d = tmp_path / "out"
+    shutil.copytree(compiled, d)
+    text = (d / "model.wir").read_text()
+    assert old in text, "the compiled module changed: update the edit"
+    (d / "model.wir").write_text(text.replace(old, new, 1))
+    return run(capsys, "run", d, "--inputs", compiled.parent / "inputs.npz")
+
+
 L0_LINKS = '    links = {busiest = [0, 2, "S"], bytes = 576'
+L0_ESTIMATE = "    estimate = {compute = 207.3"
 
 
 @pytest.mark.parametrize(
@@ -297,12 +315,98 @@ L0_LINKS = '    links = {busiest = [0, 2, "S"], bytes = 576'
     ids=["not-a-dict", "mode", "index", "no-forward", "ops", "weights", "anchor", "kind", "dims"],
 )
 def test_plan_in_the_module(capsys, tiny_planned, tmp_path, old, new, message):
-    d = tmp_path / "out"
-    shutil.copytree(tiny_planned, d)
-    text = (d / "model.wir").read_text()
-    assert old in text, "the compiled module changed: update the edit"
-    (d / "model.wir").write_text(text.replace(old, new, 1))
-    assert run(capsys, "run", d, "--inputs", tiny_planned.parent / "inputs.npz") == f"error: {message}"
+    assert _run_edited(capsys, tiny_planned, tmp_path, old, new) == f"error: {message}"
+
+
+L0 = "layer @L0_fc1: "
+L0_STREAM = "stream = {order = 0, bytes = 2176, chunks = 4"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("cycles = 144.0}", "cycles = -1.0}", "links.cycles: expected a non-negative number, got -1.0 [plan-format]"),
+        ("size = [4, 4]", "size = [4]", "tiling.size: expected a list of 2 integers, got [4] [plan-format]"),
+        (
+            "weights = [@fc1.weight, @fc1.bias]",
+            "weights = @fc1.weight",
+            "weights: expected a list, got @fc1.weight [plan-format]",
+        ),
+        (
+            "weights = [@fc1.weight, @fc1.bias]",
+            "weights = [@fc1.weight, 3]",
+            "weights: expected weight symbols, got 3 [plan-format]",
+        ),
+        (
+            "memory = {activation = 32,",
+            "memory = {scratch = 0, activation = 32,",
+            "memory.scratch: unknown buffer (the buffers are activation, output, accumulator, weight, tail) "
+            "[plan-format]",
+        ),
+        ("rect = [0, 0, 4, 4]", "rect = [0, 0, 4]", "rect: expected [x, y, w, h], got [0, 0, 4] [plan-format]"),
+        (
+            'busiest = [0, 2, "S"], bytes = 576',
+            'busiest = [0, 2, "Q"], bytes = 576',
+            "links.busiest: expected [x, y, dir] with dir one of E, W, S, N, got [0, 2, 'Q'] [plan-format]",
+        ),
+        (
+            f"dtype = f32,\n{L0_ESTIMATE}",
+            f'dtype = "f33",\n{L0_ESTIMATE}',
+            "dtype: expected a dtype, got 'f33' [plan-format]",
+        ),
+        (
+            'anchor = "%addmm",',
+            'anchor = "addmm",',
+            "anchor: expected a value name like \"%addmm\", got 'addmm' [plan-format]",
+        ),
+        (
+            "    rect = [0, 0, 4, 4],\n",
+            "",
+            "rect: missing, but 'cost' is there: the 'place' pass runs before 'cost' [plan-stage]",
+        ),
+        (
+            "rect = [0, 0, 4, 4]",
+            "rect = [0, 0, 2, 4]",
+            "rect: [0, 0, 2, 4] is smaller than its tiling's 4x4 PEs [plan-rect]",
+        ),
+        (L0_STREAM, L0_STREAM[:-1] + "3", "stream.chunks: 3 is not N.steps x passes = 4 [plan-stream]"),
+        (
+            "stream = {order = 0, bytes = 2176",
+            "stream = {order = 0, bytes = 2000",
+            "stream.bytes: 2,000 is not weight_bytes x passes = 2,176 [plan-stream]",
+        ),
+    ],
+    ids=[
+        "number",
+        "ints",
+        "list",
+        "weight-symbols",
+        "buffer",
+        "rect-form",
+        "busiest",
+        "dtype",
+        "anchor-name",
+        "stage",
+        "rect-size",
+        "stream-chunks",
+        "stream-bytes",
+    ],
+)
+def test_plan_fields_of_a_layer(capsys, tiny_planned, tmp_path, old, new, message):
+    assert _run_edited(capsys, tiny_planned, tmp_path, old, new) == f"error: {L0}{message}"
+
+
+TRANSFER = "path = [[2, 0], [3, 0]]"
+
+
+@pytest.mark.parametrize(
+    "new, message",
+    [("path = []", "expected at least one point, got []"), ("path = [[2, 0], [3]]", "expected points [x, y], got [3]")],
+    ids=["empty", "point"],
+)
+def test_plan_route_paths(capsys, tiny_pipeline, tmp_path, new, message):
+    err = _run_edited(capsys, tiny_pipeline, tmp_path, TRANSFER, new)
+    assert err == f"error: layer @L1_fc2: routes[1].path: {message} [plan-format]"
 
 
 # -- golden files (`wafercc golden check`) ------------------------------------------------------

@@ -170,6 +170,25 @@ def test_run_of_a_planned_module_without_a_target(capsys, tmp_path):
     )
 
 
+def test_opt_place_of_a_pipeline_that_does_not_fit(capsys, tmp_path):
+    """The tiny model tiled for a pipeline on the 4x4 mesh takes 3x4 + 1x4 PEs; a region widened to 2x4 no
+    longer fits beside the first layer."""
+    from tests.golden.util import write_tiny
+    from wafercc.frontend import load_model_file
+
+    model, inputs = load_model_file(write_tiny(tmp_path))
+    compile(model, inputs, name="tiny", target="mesh4", mode="pipeline", emit="tiled", out_dir=tmp_path / "out")
+    wir = tmp_path / "out" / "model.wir"
+    text = wir.read_text()
+    assert "size = [1, 4], region = [1, 4]" in text, "the tiling changed: update the edit"
+    wir.write_text(text.replace("size = [1, 4], region = [1, 4]", "size = [1, 4], region = [2, 4]"))
+    err = run(capsys, "opt", wir, "--passes", "place", "-o", tmp_path / "placed.wir")
+    assert err.splitlines()[0] == (
+        "error: pass 'place' failed: the pipeline floorplan runs off the 4x4 mesh at layer @L1_fc2: its 2x4 region "
+        "does not fit beside the layers before it (rows of 4 PEs); use --mode stream or a larger target"
+    )
+
+
 @pytest.fixture
 def plan_dir(tmp_path) -> Path:
     d = tmp_path / "out"

@@ -47,13 +47,17 @@ class Place:
 def _floorplan(todo, regions: list[tuple[int, int]], width: int, height: int) -> None:
     shelf_h = max(h for _, h in regions)
     x, y, direction = 0, 0, 1
-    for layer, (w, _) in zip(todo, regions):
+    for layer, (w, h) in zip(todo, regions):
         if (direction > 0 and x + w > width) or (direction < 0 and x - w < 0):
             y += shelf_h
             direction = -direction
             x = width if direction < 0 else 0
         if y + shelf_h > height:
-            raise PlanError(f"the pipeline floorplan runs off the mesh at layer @{layer.name}")
+            raise PlanError(
+                f"the pipeline floorplan runs off the {width}x{height} mesh at layer @{layer.name}: its {w}x{h} "
+                f"region does not fit beside the layers before it (rows of {shelf_h} PEs); use --mode stream or "
+                "a larger target"
+            )
         left = x if direction > 0 else x - w
         layer.attrs["rect"] = [left, y, w, shelf_h]
         layer.attrs["step"] = 0

@@ -4,15 +4,16 @@ test that checks its message, or is listed in ``untested_errors.txt``, and that 
 A raise site is ``raise SomeError(...)`` in ``wafercc/`` or ``runtime/`` where SomeError is a WaferError
 (or ShapeError, which the verifier turns into one), found by reading the class definitions there, or
 ``raise fail(...)`` where ``fail`` is a function there that returns one (annotated so, or ``return
-SomeError(...)``: the verifier's and the plan reader's helpers). Its
-message's static text is the string literals in the call, cut at the ``{...}`` holes of f-strings and
-``.format`` strings; pieces shorter than 10 characters say too little and are left out, and a site with no
-piece left (``raise StoreError(str(e))``) is not counted. A site is tested when one of its pieces, or 4
-consecutive words of one, appears in a file under ``tests/`` (an expected-error ``.wir`` file counts).
+SomeError(...)``: the verifier's and the plan reader's helpers). Its message's static text is the string
+literals in the call, cut at the ``{...}`` holes of f-strings and ``.format`` strings; pieces shorter than 10
+characters say too little and are left out, and a site with no piece left (``raise StoreError(str(e))``) is
+not counted. A site is tested when one of its pieces, or 4 consecutive words of one, appears in a file under
+``tests/`` (an expected-error ``.wir`` file counts). That is a rough measure, not a proof: it keeps a new
+message from going untested unnoticed.
 
 The allowlist names a site by its file and the first words of its message (not by line, so editing the
-file elsewhere does not disturb it). Regenerate it, after deciding that the new untested sites are
-acceptable, with ``python tests/test_error_coverage.py --write``.
+file elsewhere does not disturb it; two sites of one file that begin alike share a line). Regenerate it
+with ``python tests/test_error_coverage.py --write``, and read what the diff adds.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ HEADER = """\
 # - a new raise site needs a test that checks its message (an expected-error .wir file is fine), not a line here;
 # - when you add a test for a site listed here, delete its line (the ratchet fails until you do);
 # - a site that is removed or reworded must leave the list too.
-# Regenerate only to drop lines: python tests/test_error_coverage.py --write
+# Rewritten from the tree by: python tests/test_error_coverage.py --write (read the lines it adds)
 """
 
 

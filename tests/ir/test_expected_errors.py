@@ -119,6 +119,13 @@ def test_harness_accepts_the_expected_error_on_the_op_line(tmp_path):
     check(m)
 
 
+def test_harness_takes_a_parse_error_at_the_op_line(tmp_path):
+    m = _module(
+        "    // expected-error {{use of undefined value %z}}", "    %y = relu %z : tensor<2xf32>", tmp_path=tmp_path
+    )
+    check(m)
+
+
 @pytest.mark.parametrize(
     "body, complaint",
     [

@@ -21,7 +21,14 @@ OPTIMIZERS = {"sgd": SGD(lr=0.05, momentum=0.9), "adamw": AdamW(lr=1e-3)}
 
 
 @pytest.mark.parametrize(
-    "example,opt", [("train_mlp", "sgd"), ("train_mlp", "adamw"), ("train_cnn", "sgd"), ("train_gpt", "adamw")]
+    "example,opt",
+    [
+        ("train_mlp", "sgd"),
+        ("train_mlp", "adamw"),
+        ("train_cnn", "sgd"),
+        ("train_gpt", "adamw"),
+        ("train_bert", "adamw"),
+    ],
 )
 def test_examples_train_like_eager_pytorch(compiled_training, example, opt):
     model, inputs = load_model_file(ROOT / "examples" / f"{example}.py")

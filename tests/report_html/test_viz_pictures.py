@@ -136,3 +136,22 @@ def test_text_check_catches_an_overlap(plan_dirs):
         problems = text_problems(fig)
     assert ("one overlapping text", "another overlapping text") in problems
     assert ("off the figure", "runs off the figure") in problems
+
+
+@pytest.mark.parametrize("name, layer", [("mlp", "all"), ("block", "L2")])
+def test_same_svg_bytes_whatever_the_hash_seed(plan_dirs, tmp_path, name, layer):
+    """The constrained layout's float noise depends on Python's hash seed; render freezes the layout rounded,
+    so two processes with different seeds write the same SVG (no "-0", no different clip-path ids)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"{seed}.svg"
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONWARNINGS="ignore")
+        cmd = [sys.executable, "-m", "wafercc.cli", "viz", plan_dirs[name], "-o", out, "--layer", layer]
+        r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]

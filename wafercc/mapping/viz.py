@@ -162,10 +162,34 @@ def render(plan: Plan | dict, fmt: str, layer: str = "all", show: str = "all") -
         raise UsageError(f"cannot draw a '.{fmt}' file: use .png or .svg")
     with matplotlib.rc_context(_RC):
         fig = figure(plan, layer, show)
+        freeze_layout(fig)
         buf = io.BytesIO()
         meta = {"Software": None} if fmt == "png" else {"Creator": None, "Date": None}
         fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
     return buf.getvalue()
+
+
+def freeze_layout(fig, digits: int = 9) -> None:
+    """Run the constrained layout once and fix every position it chose, rounded to ``digits`` decimals of
+    the figure. The layout solver's results carry noise near 1e-15 that depends on Python's hash seed (a
+    0 can come out as -1e-16), which an SVG prints as "-0" and hashes into its clip-path ids: rounded and
+    frozen, the same plan gives the same bytes in every process."""
+    from matplotlib.transforms import Bbox
+
+    fig.draw_without_rendering()
+
+    def fix(f) -> None:
+        for text in (getattr(f, name, None) for name in ("_suptitle", "_supxlabel", "_supylabel")):
+            if text is not None:
+                text.set_position(tuple(float(v) for v in np.round(text.get_position(), digits) + 0.0))
+        for ax in f.axes:
+            ax.set_position(Bbox(np.round(ax.get_position().get_points(), digits) + 0.0), which="both")
+        for sub in f.subfigs:
+            sub._redo_transform_rel_fig(bbox=Bbox(np.round(sub.bbox_relative.get_points(), digits) + 0.0))
+            fix(sub)
+
+    fix(fig)
+    fig.set_layout_engine("none")
 
 
 def figure(plan: Plan | dict, layer: str = "all", show: str = "all"):

@@ -69,8 +69,8 @@ def add_report(sub) -> None:
     p.add_argument(
         "--html",
         metavar="FILE",
-        help="write the plan as one self-contained HTML page (totals, sortable per-layer table, a picture per "
-        "distinct layer); nothing else is printed",
+        help="write the plan as one self-contained HTML page (totals, training phases, sortable per-layer table, "
+        "a picture per distinct layer) instead of printing the table",
     )
     p.add_argument("--force", action="store_true", help="with --html: replace FILE even if wafercc did not write it")
     p.set_defaults(func=cmd_report)

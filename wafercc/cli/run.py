@@ -153,7 +153,10 @@ def add_verify(sub) -> None:
     src.add_argument("--seed", type=int, metavar="N", help="seeded random inputs of the example inputs' shapes/dtypes")
     runtime_flags(p)
     p.add_argument(
-        "--bisect", action="store_true", help="also bisect when the outputs match (it runs by itself when they do not)"
+        "--bisect",
+        action="store_true",
+        help="also bisect when the outputs match (it runs by itself when they do not); with --train, name the "
+        "first diverging gradient and the op behind it when the run does not match",
     )
     p.add_argument(
         "--rtol",
@@ -224,7 +227,7 @@ def cmd_verify_training(args) -> int:
     from wafercc.numerics.training import compare_training, format_training_verification  # torch
 
     not_training = [f for f in ("inputs", "seed", "rtol", "atol") if getattr(args, f) is not None]
-    not_training += [f for f in ("bisect", "no_plan") if getattr(args, f)]
+    not_training += [f for f in ("no_plan",) if getattr(args, f)]
     not_training += ["mode"] if args.mode != "stream" else []
     not_training += ["precision"] if args.precision != "fp32" else []
     if not_training:
@@ -253,9 +256,18 @@ def cmd_verify_training(args) -> int:
                 out_dir=args.output,
                 progress=progress,
             )
+        bisected = None
+        if args.bisect and not v.passed:  # without a divergence, --bisect adds nothing
+            from wafercc.numerics.train_bisect import bisect_training
+
+            progress("bisecting: AOTAutograd's joint graph in torch beside the joint WIR in the runtime")
+            model, inputs = load_model(args)  # the initial weights again
+            bisected = bisect_training(model, inputs, name=Path(args.model).stem, source=args.model)
     finally:
         progress.close()
     print(format_training_verification(v, args.model))
+    if bisected is not None:
+        print(bisected.text())
     return 0 if v.passed else 1
 
 

@@ -74,6 +74,7 @@ class BisectResult:
     pairing: str  # "importer" (exact) or "names" (fallback, see pair_by_names)
     seconds: dict[str, float] = field(default_factory=dict)
     graph_outputs: list[np.ndarray] = field(default_factory=list)  # the FX graph's outputs, as torch ran it
+    runtime_outputs: list[np.ndarray] = field(default_factory=list)  # the WIR's, as the runtime ran it (if it ran)
 
     def text(self) -> str:
         head = (
@@ -289,8 +290,9 @@ def bisect_graph(
     check = _Checker(module, pairs, kept, targets, rtol, atol, cwd or os.getcwd())
 
     t = time.perf_counter()
+    runtime_outputs: list[np.ndarray] = []
     try:
-        Interpreter(module, MemoryStore(weights)).run(inputs, on_result=check)
+        runtime_outputs = Interpreter(module, MemoryStore(weights)).run(inputs, on_result=check).outputs
     except WaferError as e:
         if getattr(e, "op", None) is None:
             raise
@@ -306,6 +308,7 @@ def bisect_graph(
         "importer",
         {"torch": t_torch, "runtime": t_runtime},
         graph_outputs,
+        runtime_outputs,
     )
 
 

@@ -235,3 +235,25 @@ def test_zoo_counters_and_numbers_follow_the_plan(name, tmp_path):
         assert ls.weight_bytes == layer.attrs["stream"]["bytes"], ls.name
         for buf, nbytes in (ls.per_pe or {}).items():
             assert layer.attrs["memory"][buf] == nbytes, (ls.name, buf)
+
+
+def test_small_m_row_groups_of_any_count_follow_the_plan(tmp_path):
+    """One token (a GEMV, a decode step) spreads N over as many rows as pays, not only a power of two or
+    every spare row: x[1, 64] @ W[64, 100] on a 4 x 80 mesh in pipeline mode takes 50 row groups of 2 outputs
+    (100 = 50 x 2, no padding; 64 groups would pad N to 128, 80 would leave groups of 1 and 2). The runtime
+    follows that plan to eager's numbers, as it does the same layer's plan on mesh8 (8 groups)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 100).eval()
+    x = torch.randn(1, 64)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    outs = []
+    for target in ("mesh:4x80", "mesh8"):
+        r = wafercc.compile(model, (x,), target=target, mode="pipeline", out_dir=tmp_path / target.replace(":", "_"))
+        (layer,) = r.module.layers.values()
+        if target == "mesh:4x80":
+            assert layer.attrs["tiling"]["N"] == {"axis": "y", "groups": 50, "chunk": 2, "steps": 1}
+            assert layer.attrs["tiling"]["size"] == [4, 50]
+        outs.append(Interpreter(r.module, Store(tmp_path / target.replace(":", "_"))).run([x.numpy()]).outputs[0])
+    for o in outs:
+        assert rel_err(o, ref) < 1e-5  # fp32: only the summation order differs from eager

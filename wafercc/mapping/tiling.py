@@ -148,12 +148,14 @@ class _Grid:
 
 def _row_groups(M: int, N: int, height: int) -> np.ndarray:
     """Row-group counts worth trying: 1 to 64, and for a few tokens (GEMV, decode: M rows would leave most
-    of the mesh idle) every power of two up to the rows the tokens leave, and exactly that many, so N can
-    spread over the whole height."""
+    of the mesh idle) every power of two up to the rows the tokens leave, exactly that many, and the fewest
+    groups of each output tile size N / g (the counts that leave no group empty and the least padding), so N
+    can spread over any part of the height, not only a power of two or all of it."""
     groups = {1, 2, 4, 8, 16, 32, 64}
     spare = height // max(M, 1)
     if spare > 64:
         groups |= {1 << i for i in range(7, spare.bit_length())} | {spare}
+        groups |= {int(-(-N // nt)) for nt in _candidates(N, spare)}
     return np.array(sorted(g for g in groups if g <= max(N, 1)) or [1], dtype=np.int64)
 
 

@@ -73,6 +73,10 @@ def main(argv=None) -> int:
     outcomes.sort(key=lambda o: (o.op, o.index))
     report(outcomes, set(a.show.split(",")), time.perf_counter() - t0)
     bad = harness.problems(outcomes, harness.expected_unsupported() if a.all else _listed_only(outcomes))
+    if bad:  # say which rule broke, not only the exit code
+        print(f"\n{len(bad)} problem(s) fail the suite's rules (docs/opinfo.md):")
+        for b in bad:
+            print("  " + b)
     return 1 if bad else 0
 
 
@@ -104,7 +108,7 @@ def report(outcomes: list[harness.Outcome], show: set[str], seconds: float) -> N
     reasons = Counter()
     for o in outcomes:
         if o.status == "unsupported":
-            for r in o.reason.split(", "):
+            for r in _split_reasons(o.reason):
                 reasons[r] += 1
     print("\nclean rejections by reason (cases):")
     for r, n in reasons.most_common():
@@ -113,6 +117,19 @@ def report(outcomes: list[harness.Outcome], show: set[str], seconds: float) -> N
     print(f"capture failures: {sum(caps.values())} cases")
     for r, n in caps.most_common(8):
         print(f"  {n:4d}  {r}")
+
+
+def _split_reasons(reason: str) -> list[str]:
+    """The ops a rejection names, split at the commas between them (not those inside a reason's parentheses)."""
+    out, depth, cur = [], 0, ""
+    for ch in reason:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [*out, cur.strip()]
 
 
 if __name__ == "__main__":

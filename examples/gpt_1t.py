@@ -7,9 +7,14 @@
 
 Weight streaming is what makes this size trainable on one system: a layer's weights stream in from
 MemoryX while activations stay on the wafer, so the wafer bounds a layer's activations, not the model.
+The file also holds the training form (``get_train_model``: the same GPT returning next-token cross-entropy
+given the targets), which ``--train`` picks up; planned for training, again without weights:
+
+    wafercc compile examples/gpt_1t.py --train --no-weights --target wse3 -o build/gpt_1t_train
 
 Environment variables: ``GPT_CONFIG=175b`` builds GPT-3 175B instead (96 blocks, d_model 12,288, 96 heads;
-the benchmarks use it); ``GPT_LAYERS=N`` overrides the depth for quick experiments.
+the benchmarks use it); ``GPT_CONFIG=small`` a 2-block, d_model 512 one (the tests); ``GPT_LAYERS=N`` overrides
+the depth for quick experiments.
 """
 
 import os
@@ -55,15 +60,38 @@ class GPT(nn.Module):
         return self.head(self.ln_f(x))
 
 
-CONFIGS = {"1t": (128, 25600, 160), "175b": (96, 12288, 96)}  # blocks, d_model, heads
+class GPTLoss(GPT):
+    """The training form: next-token cross-entropy of the logits against ``targets`` (the ids shifted by one)."""
+
+    def forward(self, idx, targets):
+        logits = super().forward(idx)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+CONFIGS = {"1t": (128, 25600, 160), "175b": (96, 12288, 96), "small": (2, 512, 8)}  # blocks, d_model, heads
+
+
+def _config() -> tuple[int, int, int]:
+    layers, d, heads = CONFIGS[os.environ.get("GPT_CONFIG", "1t")]
+    return int(os.environ.get("GPT_LAYERS", layers)), d, heads
 
 
 def get_model():
-    layers, d, heads = CONFIGS[os.environ.get("GPT_CONFIG", "1t")]
-    layers = int(os.environ.get("GPT_LAYERS", layers))
     with torch.device("meta"):
-        return GPT(layers, d, heads, 51200, 2048).eval()
+        return GPT(*_config(), 51200, 2048).eval()
 
 
 def get_example_inputs():
     return (torch.zeros(1, 2048, dtype=torch.long, device="meta"),)
+
+
+def get_train_model():
+    with torch.device("meta"):
+        return GPTLoss(*_config(), 51200, 2048).train()
+
+
+def get_train_example_inputs():
+    return (
+        torch.zeros(1, 2048, dtype=torch.long, device="meta"),
+        torch.zeros(1, 2048, dtype=torch.long, device="meta"),
+    )

@@ -34,6 +34,9 @@ from .training_store import StepResult, TrainingStore
 
 TRAIN_STORE_DIR = "store"
 TRAIN_FILE = "training.json"
+# A step's storage precision (training.json "precision"): the runtime's (runtime/plan.py), and the dtype the
+# training store streams each parameter in, beside its fp32 master (docs/training.md, "bf16 training").
+TRAIN_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
 
 class TrainingRunError(WaferError):
@@ -70,7 +73,8 @@ class _Weights:
     def get(self, name: str, expect=None) -> np.ndarray:
         if name in self.updated:
             return self.updated[name]
-        return self.store.weight(name)
+        w = self.store.weight(name)
+        return w if w.dtype == np.float32 or w.dtype.kind in "iub" else w.astype(np.float32)  # bf16 streams
 
     def release(self, name: str) -> None:
         if name not in self.updated:
@@ -94,7 +98,7 @@ class TrainStep:
         self.store = TrainingStore(self.dir / TRAIN_STORE_DIR, verify=verify_store)
         try:
             self.weights = _Weights(self.store)
-            self.interp = Interpreter(self.module, self.weights, plan=plan)
+            self.interp = Interpreter(self.module, self.weights, plan=plan, precision=self.precision)
         except BaseException:
             self.store.close()
             raise
@@ -106,6 +110,10 @@ class TrainStep:
     @property
     def clip_norm(self) -> float | None:
         return self.settings.get("clip_norm")
+
+    @property
+    def precision(self) -> str:
+        return self.settings.get("precision", "fp32")
 
     def run(self, inputs) -> float:
         """One optimizer step; the mean loss of its micro-batches."""
@@ -182,6 +190,11 @@ def _sum_grads(grads: dict, outputs: list[np.ndarray], roles: list, k: int) -> N
 
 
 def _load_module(d: Path) -> Module:
+    if (d / WIR_FILE).is_file() and (d / TRAIN_FILE).is_file() and not (d / TRAIN_STORE_DIR).exists():
+        raise TrainingRunError(
+            f"'{d}' was planned without weights (--no-weights, or a model on the meta device): it has no "
+            "training store to train; compile the model with its weights to train it"
+        )
     if not (d / WIR_FILE).is_file() or not (d / TRAIN_STORE_DIR).is_dir():
         raise TrainingRunError(
             f"'{d}' is not a compiled training model: it needs {WIR_FILE} and {TRAIN_STORE_DIR}/ "
@@ -205,7 +218,9 @@ def _load_settings(d: Path) -> dict:
         raise RuntimeExecutionError(f"{p}: micro_batches must be an integer >= 1")
     if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
         raise RuntimeExecutionError(f"{p}: clip_norm must be a number > 0 or null")
+    if settings.get("precision", "fp32") not in TRAIN_PRECISIONS:
+        raise RuntimeExecutionError(f"{p}: precision must be one of {', '.join(TRAIN_PRECISIONS)}")
     return settings
 
 
-__all__ = ["StepOutcome", "TrainStep", "TrainingRunError"]
+__all__ = ["TRAIN_PRECISIONS", "StepOutcome", "TrainStep", "TrainingRunError"]

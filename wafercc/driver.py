@@ -206,18 +206,22 @@ def compile_training(
     *,
     micro_batches: int = 1,
     clip_norm: float | None = None,
+    precision: str = "fp32",
     name: str = "model",
     source: str | None = None,
     target: str = DEFAULT_TARGET,
     mode: str = "stream",
     out_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
+    with_weights: bool = True,
 ) -> CompileResult:
     """Compile a training model (its forward returns a scalar loss) for weight-streaming training: capture
     the joint forward + backward graph, import it (gradients tied to their weights), plan both passes and
     the training phases (mapping/training.py); with ``out_dir`` write model.wir, plan.json, report.txt,
     training.json and the MemoryX training store holding the weights and ``optimizer`` (a runtime.optim
-    optimizer) with its state."""
+    optimizer) with its state. Without weights (``with_weights=False``, or a model on the meta device) the
+    step is only planned: no store and no example inputs are written, as inference's --no-weights."""
+    from runtime.training import TRAIN_PRECISIONS
     from wafercc.frontend.interop import to_numpy
     from wafercc.frontend.training import import_training  # torch
 
@@ -230,6 +234,11 @@ def compile_training(
         raise UsageError(f"--grad-accum must be at least 1, got {micro_batches}")
     if clip_norm is not None and not clip_norm > 0:
         raise UsageError(f"--clip-grad-norm must be a number > 0, got {clip_norm}")
+    if precision not in TRAIN_PRECISIONS:
+        raise UsageError(
+            f"training runs in {' or '.join(TRAIN_PRECISIONS)} (--precision), not {precision}: fp16 would need "
+            "loss scaling, which wafercc does not do"
+        )
     timings: dict[str, float] = {}
     timed = _Timer(timings, progress)
     with timed("capture", "capturing the joint forward + backward graph (AOTAutograd)"):
@@ -248,34 +257,47 @@ def compile_training(
         words = len(optimizer.state_names())
         module = verify_module(train_plan.run(module, optimizer_state_words=words, clip=clip_norm is not None))
     kinds = {s: imported.weights[s].kind for s in module.weights}
-    weights = {s: to_numpy(imported.weights[s].tensor) for s in module.weights}
-    result = CompileResult(module, weights, kinds, imported.op_counts, timings)
+    if with_weights and any(imported.weights[s].tensor.device.type == "meta" for s in module.weights):
+        timed.say("the model is on the meta device: planning without weight data (no training store)")
+        with_weights = False
+    weights = {s: to_numpy(imported.weights[s].tensor) for s in module.weights} if with_weights else {}
+    result = CompileResult(module, weights, kinds, imported.op_counts, timings, with_weights=with_weights)
     if out_dir is not None:
         settings = {"micro_batches": micro_batches, "clip_norm": clip_norm}
+        if precision != "fp32":  # bf16: the store streams bf16 weights beside fp32 masters
+            settings["precision"] = precision
         inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-        examples = {a.name: to_numpy(t) for a, t in zip(module.func().args, inputs)}
+        examples = {a.name: to_numpy(t) for a, t in zip(module.func().args, inputs)} if with_weights else None
         with timed("write", f"writing {out_dir}"):
-            result.out_dir = write_training_output(Path(out_dir), module, weights, kinds, optimizer, settings, examples)
+            result.out_dir = write_training_output(
+                Path(out_dir), module, weights if with_weights else None, kinds, optimizer, settings, examples
+            )
     return result
 
 
 def write_training_output(
-    out_dir: Path, module: Module, weights: dict, kinds: dict, optimizer, settings: dict, examples: dict | None = None
+    out_dir: Path,
+    module: Module,
+    weights: dict | None,
+    kinds: dict,
+    optimizer,
+    settings: dict,
+    examples: dict | None = None,
 ) -> Path:
     """A compiled training directory, all at once: model.wir, plan.json, report.txt (with the phases),
-    training.json, the training store (``store/``: weights, fp32 optimizer state, checkpoint 0) and, given
-    ``examples`` (the example inputs by argument name), inputs.npz: what ``wafercc train`` trains on without
-    ``--data``."""
+    training.json, the training store (``store/``: weights, fp32 optimizer state, checkpoint 0; none when
+    ``weights`` is None, a plan without weight data) and, given ``examples`` (the example inputs by argument
+    name), inputs.npz: what ``wafercc train`` trains on without ``--data``."""
     import json
 
     from runtime.io import npz_bytes
     from runtime.trainer import INPUTS_FILE
+    from runtime.training import TRAIN_PRECISIONS
     from runtime.training_store import TrainingStore
     from wafercc.mapping.training import phase_summary
 
     plan = plan_dict(module)
-    params = {s: w for s, w in weights.items() if kinds[s] == "parameter"}
-    buffers = {s: w for s, w in weights.items() if kinds[s] != "parameter"}
+    dtype = TRAIN_PRECISIONS[settings.get("precision", "fp32")]  # the dtype parameters stream in
 
     def fill(tmp: Path) -> None:
         (tmp / WIR_FILE).write_text(print_module(module))
@@ -284,6 +306,9 @@ def write_training_output(
         (tmp / TRAIN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
         if examples is not None:
             (tmp / INPUTS_FILE).write_bytes(npz_bytes(examples))
-        TrainingStore.create(tmp / TRAIN_STORE_DIR, params, optimizer, buffers=buffers).close()
+        if weights is not None:
+            params = {s: w for s, w in weights.items() if kinds[s] == "parameter"}
+            buffers = {s: w for s, w in weights.items() if kinds[s] != "parameter"}
+            TrainingStore.create(tmp / TRAIN_STORE_DIR, params, optimizer, buffers=buffers, weight_dtype=dtype).close()
 
     return write_dir_atomic(out_dir, fill, KIND_MODEL, legacy=MODEL_FILES)

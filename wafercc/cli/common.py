@@ -18,10 +18,10 @@ def model_args(p) -> None:
 
 
 def load_model(args):
-    """(model, example_inputs) of the command's model file."""
+    """(model, example_inputs) of the command's model file (its training form with --train, if it has one)."""
     from wafercc.frontend import load_model_file  # torch
 
-    return load_model_file(args.model, args.entry)
+    return load_model_file(args.model, args.entry, train=getattr(args, "train", False))
 
 
 def runtime_flags(p) -> None:

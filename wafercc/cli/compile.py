@@ -6,6 +6,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+from runtime.trainer import INPUTS_FILE
 from runtime.artifacts import (
     KIND_MODEL,
     MANIFEST_FILE,
@@ -71,11 +72,23 @@ def add_compile(sub) -> None:
         help="replace whatever is at -o (default: only an earlier compiled model, or an empty folder)",
     )
     train_args(p)
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="with --train: bf16 streams bf16 weights (fp32 masters in MemoryX) and the step computes in bf16 "
+        "storage with fp32 accumulation (default fp32)",
+    )
     p.set_defaults(func=cmd_compile)
 
 
 def cmd_compile(args) -> int:
     check_train_args(args)
+    if args.precision != "fp32" and not args.train:
+        raise UsageError(
+            "--precision is a training option of compile: add --train (an inference model runs in the precision "
+            "wafercc run --precision or verify --precision choose)"
+        )
     if args.train:
         return cmd_compile_training(args)
     out = Path(args.output) if args.output else Path("build") / Path(args.model).stem
@@ -128,10 +141,10 @@ def cmd_compile(args) -> int:
 
 def cmd_compile_training(args) -> int:
     """``compile --train``: the joint graph planned for weight-streaming training, and the training store."""
-    if args.mode != "stream" or args.emit != "routed" or args.no_weights or args.capture != "export" or args.passes:
+    if args.mode != "stream" or args.emit != "routed" or args.capture != "export" or args.passes:
         raise UsageError(
             "--train plans the whole training step in stream mode from AOTAutograd's joint graph: "
-            "--mode pipeline, --emit, --no-weights, --capture fx and --passes do not apply"
+            "--mode pipeline, --emit, --capture fx and --passes do not apply"
         )
     optimizer = optimizer_from_args(args)  # a bad setting is refused before any work
     out = Path(args.output) if args.output else Path("build") / Path(args.model).stem
@@ -147,11 +160,13 @@ def cmd_compile_training(args) -> int:
                 optimizer,
                 micro_batches=args.grad_accum,
                 clip_norm=args.clip_grad_norm,
+                precision=args.precision,
                 name=Path(args.model).stem,
                 source=args.model,
                 target=args.target,
                 out_dir=out,
                 progress=progress,
+                with_weights=not args.no_weights,
             )
     finally:
         progress.close()
@@ -168,8 +183,16 @@ def cmd_compile_training(args) -> int:
             f"exposed {tot['optimizer_exposed_seconds'] * 1e3:.4g}), {tot['samples_per_s']:,.0f} samples/s; "
             f"gradients out {format_bytes(tot['gradient_bytes_streamed'])}"
         )
-        files = [WIR_FILE, PLAN_FILE, REPORT_FILE, TRAIN_FILE, TRAIN_STORE_DIR + "/"]
-        print("  " + "  ".join(f"{out}/{f}" for f in files))
+        if tot["structures"] < tot["layers"]:
+            print(
+                f"  {tot['layers']} layers in {tot['structures']} distinct structures: identical layers reuse one "
+                "plan's routes"
+            )
+        files = [WIR_FILE, PLAN_FILE, REPORT_FILE, TRAIN_FILE]
+        files += [INPUTS_FILE, TRAIN_STORE_DIR + "/"] if result.with_weights else []
+        print(
+            "  " + "  ".join(f"{out}/{f}" for f in files) + ("" if result.with_weights else "  (no weights: no store)")
+        )
     return 0
 
 

@@ -3,6 +3,10 @@
 A model file defines the model as a module-level ``model`` (an nn.Module) or a ``get_model()``
 function, and its example inputs as ``example_inputs`` (a tuple of tensors) or
 ``get_example_inputs()``. ``--entry MODEL[:INPUTS]`` names other attributes.
+
+A file can also hold the training form of its model (forward returning a scalar loss): ``train_model`` (or
+``get_train_model()``) and ``train_example_inputs`` (or ``get_train_example_inputs()``), used instead of the
+defaults by ``--train`` when the file defines them.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from wafercc.errors import ModelFileError
 
 DEFAULT_MODEL = ("model", "get_model")
 DEFAULT_INPUTS = ("example_inputs", "get_example_inputs")
+TRAIN_MODEL = ("train_model", "get_train_model")
+TRAIN_INPUTS = ("train_example_inputs", "get_train_example_inputs")
 
 
-def load_model_file(path: str | Path, entry: str | None = None) -> tuple[torch.nn.Module, tuple]:
-    """Import ``path`` and return (model, example_inputs)."""
+def load_model_file(path: str | Path, entry: str | None = None, train: bool = False) -> tuple[torch.nn.Module, tuple]:
+    """Import ``path`` and return (model, example_inputs); with ``train``, its training form when it defines
+    one (``train_model``/``get_train_model()`` and ``train_example_inputs``/``get_train_example_inputs()``)."""
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(f"model file '{p}' does not exist")
@@ -30,6 +37,8 @@ def load_model_file(path: str | Path, entry: str | None = None) -> tuple[torch.n
         raise ModelFileError(f"model file '{p}' is not a Python file (.py)")
     ns = _execute(p)
     model_names, input_names = DEFAULT_MODEL, DEFAULT_INPUTS
+    if train and any(n in ns for n in TRAIN_MODEL) and any(n in ns for n in TRAIN_INPUTS):
+        model_names, input_names = TRAIN_MODEL, TRAIN_INPUTS
     if entry:
         m, _, i = entry.partition(":")
         model_names = (m,) if m else DEFAULT_MODEL

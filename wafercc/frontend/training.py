@@ -19,6 +19,17 @@ Two things AOTAutograd's joint export does not do for us:
 Buffer mutations (batch norm's running statistics and step counter) are functional outputs of the joint graph:
 the WIR function returns their new values and the runtime writes them back to the store.
 
+**Meta-device models** (planned without weights, docs/models.md): AOTAutograd's joint export of meta tensors
+fails ("Found a parameter that did not receive a gradient", torch 2.13), although eager autograd on meta
+works. So a model with a parameter or buffer on the meta device is traced with fake CPU tensors of the same
+shapes and dtypes in their place (one ``FakeTensorMode``, which the export then uses): no memory is allocated
+and the graph is the one a CPU model gives. The weights keep their meta tensors, so the driver knows there is
+no data to store.
+
+**Scaled dot-product attention** is traced with its math backend (``sdpa_kernel(SDPBackend.MATH)``): its
+product, softmax and product decompose before autograd, so the backward is made of ops wafercc imports (the
+CPU kernel's own backward, ``_scaled_dot_product_flash_attention_for_cpu_backward``, is one opaque op).
+
 The WIR function ``@forward`` returns ``(loss, gradients..., buffer updates...)`` and carries two attributes
 saying what each result is (docs/wir.md, "Training modules")::
 
@@ -54,6 +65,7 @@ class _Joint(torch.nn.Module):
         self.bindings: dict[str, str] = {}
         self.names: dict[str, str] = {}  # our attribute -> the model's first name for it
         self.kinds: dict[str, str] = {}
+        self.originals: dict[str, torch.Tensor] = {}  # our attribute -> the model's tensor (meta stays meta)
         seen: dict[int, str] = {}
         for kind, items in (
             ("parameter", model.named_parameters(remove_duplicate=False)),
@@ -67,7 +79,20 @@ class _Joint(torch.nn.Module):
                     else:
                         self.register_buffer(attr, t)
                     self.names[attr], self.kinds[attr] = name, kind
+                    self.originals[attr] = t
                 self.bindings[name] = seen[id(t)]
+
+    def on_meta(self) -> bool:
+        return any(t.device.type == "meta" for t in self.originals.values())
+
+    def fake_state(self, fake) -> None:
+        """Put ``fake(t)`` in place of every parameter and buffer (the model's own tensors stay untouched)."""
+        for attr in self.originals:
+            if attr in self._parameters:
+                p = self._parameters[attr]
+                self._parameters[attr] = torch.nn.Parameter(fake(p), requires_grad=p.requires_grad)
+            else:
+                self._buffers[attr] = fake(self._buffers[attr])
 
     def forward(self, *inputs):
         state = {name: getattr(self, attr) for name, attr in self.bindings.items()}
@@ -92,6 +117,7 @@ def capture_training(model: torch.nn.Module, example_inputs: tuple) -> tuple[Cap
     """The joint graph as a ``Captured`` whose outputs are (loss, gradients..., buffer updates...), with each
     output's role ("loss", "grad", "update") and the model name of the weight it belongs to ("" for the loss)."""
     from torch._functorch.aot_autograd import aot_export_module
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from .autograd_decompositions import decompositions
 
@@ -107,8 +133,10 @@ def capture_training(model: torch.nn.Module, example_inputs: tuple) -> tuple[Cap
             "parameter (register fixed tensors as buffers)"
         )
     joint = _Joint(model)
+    if joint.on_meta():
+        example_inputs = _fake_meta(joint, example_inputs)
     try:
-        with warnings.catch_warnings(), _quiet_torch_logs():
+        with warnings.catch_warnings(), _quiet_torch_logs(), sdpa_kernel(SDPBackend.MATH):
             warnings.simplefilter("ignore")
             gm, sig = aot_export_module(
                 joint, example_inputs, trace_joint=True, output_loss_index=0, decompositions=decompositions()
@@ -117,6 +145,21 @@ def capture_training(model: torch.nn.Module, example_inputs: tuple) -> tuple[Cap
         raise _training_capture_error(e) from None
     _check_no_random(gm)
     return _captured(gm, sig, joint, example_inputs)
+
+
+def _fake_meta(joint: _Joint, example_inputs: tuple) -> tuple:
+    """A meta-device model's state and inputs as fake CPU tensors of one FakeTensorMode (see the module's
+    docstring); non-fake tensors the model makes during the trace (an arange's positions) are allowed."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+
+    def fake(t: torch.Tensor) -> torch.Tensor:
+        with mode:
+            return torch.empty(t.shape, dtype=t.dtype, device="cpu")
+
+    joint.fake_state(fake)
+    return tuple(fake(x) for x in example_inputs)
 
 
 def _as_tuple(example_inputs) -> tuple:
@@ -154,7 +197,7 @@ def _captured(gm, sig, joint: _Joint, example_inputs: tuple) -> tuple[Captured, 
     n_state = len(sig.parameters) + len(sig.buffers)
     weights = {}
     for node, attr in zip(placeholders, [*sig.parameters, *sig.buffers]):
-        tensor = getattr(joint, attr)
+        tensor = joint.originals[attr]
         weights[node] = WeightSource(joint.names[attr], joint.kinds[attr], tensor.detach())
     inputs = placeholders[n_state:]
     out = list(next(n for n in gm.graph.nodes if n.op == "output").args[0])

@@ -120,7 +120,7 @@ def _as_index(c: np.ndarray) -> np.ndarray:
 def _grid_sampler_2d(op, x, grid):
     mode, padding, ac = attr(op, "interpolation"), attr(op, "padding_mode"), bool(attr(op, "align_corners"))
     n, _, h, w = x.shape
-    g = up(grid).astype(F32).reshape(n, -1, 2)
+    g = up(grid).astype(F32).reshape(n, grid.shape[1] * grid.shape[2], 2)
     gx, gy = g[..., 0], g[..., 1]
     read = _Reader(up(x))
     if mode == "bicubic":  # the padding applies to each tap, not to the sampled point

@@ -116,4 +116,20 @@ MORE = [
         for pad in ("zeros", "border", "reflection")
         for ac in (False, True)
     ],
+    # Edges: an empty batch, an empty grid, a 1x1 input (reflection over a zero span), an empty 3-d batch.
+    C(
+        "grid_sampler_2d",
+        [f32(0, 3, 4, 5), f32(0, 2, 3, 2)],
+        {"interpolation": "bicubic"},
+        id="grid_sampler_2d-no-batch",
+    ),
+    C("grid_sampler_2d", [f32(2, 3, 4, 5), f32(2, 0, 3, 2)], id="grid_sampler_2d-empty-grid"),
+    C(
+        "grid_sampler_2d",
+        [f32(1, 2, 1, 1), uniform(1, 2, 3, 2, lo=-2, hi=2)],
+        {"padding_mode": "reflection", "align_corners": True},
+        id="grid_sampler_2d-1x1-reflection",
+    ),
+    C("max_pool3d", [f32(0, 2, 4, 4, 4)], {"kernel_size": [2]}, id="max_pool3d-no-batch"),
+    C("adaptive_avg_pool3d", [f32(0, 2, 3, 4, 5)], {"output_size": [2, 2, 2]}, id="adaptive_avg_pool3d-no-batch"),
 ]

@@ -229,7 +229,6 @@ def cmd_verify_training(args) -> int:
     not_training = [f for f in ("inputs", "seed", "rtol", "atol") if getattr(args, f) is not None]
     not_training += [f for f in ("no_plan",) if getattr(args, f)]
     not_training += ["mode"] if args.mode != "stream" else []
-    not_training += ["precision"] if args.precision != "fp32" else []
     if not_training:
         flag = "--" + not_training[0].replace("_", "-")
         raise UsageError(f"{flag} does not apply to verify --train (it compares the training policy's steps)")
@@ -255,6 +254,7 @@ def cmd_verify_training(args) -> int:
                 target=args.target,
                 out_dir=args.output,
                 progress=progress,
+                precision=args.precision,
             )
         bisected = None
         if args.bisect and not v.passed:  # without a divergence, --bisect adds nothing

@@ -21,6 +21,24 @@ The tolerance policy (``training_tolerances``), and why it grows with the steps:
   while every gradient agrees to 1e-5 of its tensor's scale (the step-1 gradient check is the tight one).
 - buffers (batch norm's running statistics) as weights with SGD's bound; integer buffers (its step counter)
   exactly.
+
+**bf16** (``--precision bf16``). The reference is a bf16 copy of the eager model with fp32 master weights
+(``_run_eager_bf16``): the wafer stores every value in bf16 and accumulates products in fp32, which is what
+torch's CPU bf16 kernels do op by op; torch.autocast would keep softmax, norms and the loss in fp32 and store
+fp32 activations, which the wafer does not. The two runs still round at different places (a fused torch kernel
+such as log_softmax rounds once, the runtime rounds each op of its decomposition), so the bounds are bf16's:
+
+- **loss of step t**: ``2^-6·t·max(1, |loss|)``: the loss is a bf16 value; when the fp32 sums of the two runs
+  straddle a rounding boundary they land one or two bf16 ulps (2^-8 to 2^-7 relative each) apart, and each
+  update moves the next step's loss by as much again.
+- **gradients of step 1**: ``2^-4·max|g|`` per tensor, without fp32's floor of 1 (a bf16 gradient's error is
+  relative to its own scale; a floor of 1 would exceed most gradients): the backward chains dozens of bf16
+  roundings (2^-9 relative on average) through norms, softmax and sums with cancellation; measured up to
+  1/50 of max|g| on the GPT example.
+- **weights after N steps**: ``2^-7·N·max(1, max|w|)`` (+ AdamW's ``2·lr·N``): the masters are fp32, but the
+  weight the next forward reads is the master rounded to bf16, so a master difference far below an ulp can
+  flip the copy by one bf16 ulp (2^-7 relative at most) and move every later gradient; one ulp per step.
+  Buffers the same (batch norm's running statistics are stored in bf16 on both sides).
 """
 
 from __future__ import annotations
@@ -43,6 +61,11 @@ from wafercc.errors import UsageError
 from wafercc.frontend.interop import to_numpy
 
 BASE_RTOL = 1e-5
+# bf16 training (module docstring, "bf16"): 2 bf16 ulps of the loss per step, 1/16 of a gradient's largest
+# element, one bf16 ulp of a weight's or buffer's scale per step.
+BF16_LOSS_RTOL = 2.0**-6
+BF16_GRAD_RTOL = 2.0**-4
+BF16_WEIGHT_RTOL = 2.0**-7
 
 
 @dataclass
@@ -64,20 +87,26 @@ class TrainVerification:
     weights: list[Check]  # after the last step, per parameter and buffer
     passed: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"
 
     def failures(self) -> list[Check]:
         return [c for c in [*self.loss_checks, *self.grads, *self.weights] if not c.passed]
 
 
-def training_tolerances(optimizer, steps: int) -> dict[str, float]:
+def training_tolerances(optimizer, steps: int, precision: str = "fp32") -> dict[str, float]:
     """The policy's factors: loss rtol at step t is ``loss * t``; ``weight`` is the relative bound on a
-    weight after ``steps`` steps, ``weight_abs`` the absolute term AdamW adds."""
+    weight after ``steps`` steps, ``weight_abs`` the absolute term AdamW adds, ``buffer`` the bound on a float
+    buffer. With bf16 storage, the bf16 policy (module docstring)."""
     adam = isinstance(optimizer, AdamW)
+    bf16 = precision == "bf16"
+    weight = BF16_WEIGHT_RTOL if bf16 else BASE_RTOL
     return {
-        "loss": BASE_RTOL,
-        "grad": BASE_RTOL,
-        "weight": BASE_RTOL * steps,
+        "loss": BF16_LOSS_RTOL if bf16 else BASE_RTOL,
+        "grad": BF16_GRAD_RTOL if bf16 else BASE_RTOL,
+        "grad_floor": 0.0 if bf16 else 1.0,  # the bound's scale: max|g|, or max(1, max|g|) in fp32
+        "weight": weight * steps,
         "weight_abs": 2 * optimizer.lr * steps if adam else 0.0,
+        "buffer": weight * steps,
     }
 
 
@@ -113,6 +142,7 @@ def compare_training(
     out_dir=None,
     progress=None,
     compiled=None,
+    precision: str = "fp32",
 ) -> TrainVerification:
     """Compile ``model`` for training with ``optimizer`` (or, with ``compiled``, step a copy of that compiled
     directory, which must hold the same optimizer), run ``steps`` steps in the runtime and in eager PyTorch
@@ -139,6 +169,7 @@ def compare_training(
                 optimizer,
                 micro_batches=micro_batches_per_step,
                 clip_norm=clip_norm,
+                precision=precision,
                 name=name,
                 source=source,
                 target=target,
@@ -148,26 +179,28 @@ def compare_training(
         seconds["compile"] = time.perf_counter() - t
         say(f"running {steps} training step(s) in the runtime")
         t = time.perf_counter()
-        ours = _run_runtime(Path(out_dir), batches, steps, optimizer, clip_norm)
+        ours = _run_runtime(Path(out_dir), batches, steps, optimizer, clip_norm, precision)
         seconds["runtime"] = time.perf_counter() - t
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     say(f"running {steps} training step(s) in eager PyTorch")
     t = time.perf_counter()
-    theirs = _run_eager(eager, batches, steps, optimizer, clip_norm)
+    run = _run_eager_bf16 if precision == "bf16" else _run_eager
+    theirs = run(eager, batches, steps, optimizer, clip_norm)
     seconds["eager"] = time.perf_counter() - t
-    return _compare(ours, theirs, steps, optimizer, seconds)
+    return _compare(ours, theirs, steps, optimizer, seconds, precision)
 
 
-def _run_runtime(out_dir: Path, batches: list[tuple], steps: int, optimizer, clip_norm=None) -> dict:
+def _run_runtime(out_dir: Path, batches: list[tuple], steps: int, optimizer, clip_norm=None, precision="fp32") -> dict:
     feeds = [[to_numpy(x) for x in b] for b in batches]
     with TrainStep(out_dir) as step:
-        want = (optimizer, len(batches), clip_norm)
-        if (step.store.optimizer, step.micro_batches, step.clip_norm) != want:
+        want = (optimizer, len(batches), clip_norm, precision)
+        if (step.store.optimizer, step.micro_batches, step.clip_norm, step.precision) != want:
             raise UsageError(
                 f"{out_dir} was compiled for {step.store.optimizer} over {step.micro_batches} micro-batch(es), "
-                f"clipping {step.clip_norm}; not {optimizer} over {len(batches)}, clipping {clip_norm}"
+                f"clipping {step.clip_norm}, in {step.precision}; not {optimizer} over {len(batches)}, "
+                f"clipping {clip_norm}, in {precision}"
             )
         losses, grads = [], {}
         for i in range(steps):
@@ -228,30 +261,77 @@ def _run_eager(model, batches: list[tuple], steps: int, optimizer, clip_norm) ->
     return {"losses": losses, "grads": grads, "weights": weights}
 
 
-def _compare(ours: dict, theirs: dict, steps: int, optimizer, seconds: dict) -> TrainVerification:
-    tol = training_tolerances(optimizer, steps)
+def _run_eager_bf16(model, batches: list[tuple], steps: int, optimizer, clip_norm) -> dict:
+    """The reference for --precision bf16: what MemoryX and the wafer do, in torch. A bf16 copy of the model
+    (every value stored in bf16; torch's CPU bf16 kernels accumulate in fp32, as the wafer's FMACs) runs
+    forward and backward on bf16 inputs; its gradients, in fp32, are summed over the micro-batches and
+    averaged into the fp32 master parameters, which torch.optim updates; the copy then takes the masters
+    rounded to bf16 (round to nearest even, as the store's streamed weights)."""
+    model.train()
+    work = copy.deepcopy(model).to(torch.bfloat16)  # deepcopy keeps tied weights tied
+    names = {id(p): n for n, p in model.named_parameters()}
+    masters, copies = list(model.parameters()), list(work.parameters())
+    opt = _torch_optimizer(masters, optimizer)
+    k = len(batches)
+    losses, grads = [], {}
+    for i in range(steps):
+        opt.zero_grad()
+        total = 0.0
+        for b in batches:
+            loss = work(*(x.to(torch.bfloat16) if x.is_floating_point() else x for x in b))
+            loss.backward()
+            total += float(loss.detach())
+            _accumulate_grads(masters, copies)
+        for m in masters:
+            if m.grad is not None:
+                m.grad /= k
+        losses.append(total / k)
+        if i == 0:
+            grads = {names[id(p)]: to_numpy(p.grad.detach()).copy() for p in masters if p.grad is not None}
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(masters, clip_norm)
+        opt.step()
+        with torch.no_grad():
+            for m, c in zip(masters, copies):
+                c.copy_(m)
+    weights = {n: to_numpy(p.detach()).copy() for n, p in model.named_parameters()}
+    weights.update({n: to_numpy(b.detach().float() if b.is_floating_point() else b) for n, b in work.named_buffers()})
+    return {"losses": losses, "grads": grads, "weights": weights}
+
+
+def _accumulate_grads(masters: list, copies: list) -> None:
+    for m, c in zip(masters, copies):
+        if c.grad is not None:
+            g = c.grad.float()
+            m.grad = g if m.grad is None else m.grad + g
+            c.grad = None
+
+
+def _compare(ours: dict, theirs: dict, steps: int, optimizer, seconds: dict, precision="fp32") -> TrainVerification:
+    tol = training_tolerances(optimizer, steps, precision)
     loss_checks = []
     for t, (a, b) in enumerate(zip(ours["losses"], theirs["losses"]), start=1):
         bound = tol["loss"] * t * max(1.0, abs(b))
         diff = abs(a - b) if math.isfinite(a) and math.isfinite(b) else math.inf
         loss_checks.append(Check(f"loss step {t}", diff, bound, diff <= bound))
-    grads = [_check(n, ours["grads"].get(n), g, tol["grad"], 0.0) for n, g in theirs["grads"].items()]
+    floor = tol["grad_floor"]
+    grads = [_check(n, ours["grads"].get(n), g, tol["grad"], 0.0, floor) for n, g in theirs["grads"].items()]
     weights = []
     for n, w in theirs["weights"].items():
         got = ours["weights"].get(n)
         if np.issubdtype(w.dtype, np.floating):
             abs_term = tol["weight_abs"] if n in ours["grads"] else 0.0
-            rel = tol["weight"] if n in ours["grads"] else BASE_RTOL * steps
+            rel = tol["weight"] if n in ours["grads"] else tol["buffer"]
             weights.append(_check(n, got, w, rel, abs_term))
         else:
             same = got is not None and got.shape == w.shape and np.array_equal(got, w)
             weights.append(Check(n, 0.0 if same else math.inf, 0.0, same))
     passed = all(c.passed for c in [*loss_checks, *grads, *weights])
     losses = list(zip(ours["losses"], theirs["losses"]))
-    return TrainVerification(steps, losses, loss_checks, grads, weights, passed, seconds)
+    return TrainVerification(steps, losses, loss_checks, grads, weights, passed, seconds, precision)
 
 
-def _check(name: str, got, want: np.ndarray, rel: float, abs_term: float) -> Check:
+def _check(name: str, got, want: np.ndarray, rel: float, abs_term: float, floor: float = 1.0) -> Check:
     if got is None or np.shape(got) != want.shape:
         return Check(name, math.inf, 0.0, False)
     w = want.astype(np.float64)
@@ -259,15 +339,16 @@ def _check(name: str, got, want: np.ndarray, rel: float, abs_term: float) -> Che
     worst = float(diff.max()) if diff.size else 0.0
     if not np.all(np.isfinite(diff)):
         worst = math.inf
-    scale = max(1.0, float(np.abs(w).max())) if w.size else 1.0
+    scale = max(floor, float(np.abs(w).max())) if w.size else floor
     bound = rel * scale + abs_term
     return Check(name, worst, bound, worst <= bound)
 
 
 def format_training_verification(v: TrainVerification, model: str) -> str:
     s = v.seconds
+    flags = " --precision bf16" if v.precision == "bf16" else ""
     lines = [
-        f"verify {model} --train: {v.steps} step(s); compiled in {s.get('compile', 0):.2f} s, runtime "
+        f"verify {model} --train{flags}: {v.steps} step(s); compiled in {s.get('compile', 0):.2f} s, runtime "
         f"{s.get('runtime', 0):.2f} s, eager PyTorch {s.get('eager', 0):.2f} s"
     ]
     rows = [("step", "loss (runtime)", "loss (eager)", "|diff|", "bound", "result")]
@@ -291,7 +372,10 @@ def format_training_verification(v: TrainVerification, model: str) -> str:
         )
     lines += _table(rows)
     lines.append(
-        "tolerance: loss 1e-5·t·max(1,|loss|); step-1 gradients 1e-5·max(1,max|g|); weights after N steps "
+        "tolerance (bf16): loss 2^-6·t·max(1,|loss|); step-1 gradients 2^-4·max|g|; weights after N steps "
+        "2^-7·N·max(1,max|w|), + 2·lr·N with AdamW (docs/training.md)"
+        if v.precision == "bf16"
+        else "tolerance: loss 1e-5·t·max(1,|loss|); step-1 gradients 1e-5·max(1,max|g|); weights after N steps "
         "1e-5·N·max(1,max|w|), + 2·lr·N with AdamW (docs/training.md)"
     )
     bad = v.failures()

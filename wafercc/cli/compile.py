@@ -173,9 +173,10 @@ def cmd_compile_training(args) -> int:
     if not args.quiet:
         tot = result.module.attrs["plan.totals"]
         nparams = sum(1 for k in result.kinds.values() if k == "parameter")
+        streamed = " streamed as bf16 from fp32 masters" if args.precision == "bf16" else ""
         print(
             f"compiled {args.model} for training -> {out}/  ({sum(len(f.ops) for f in result.module.funcs)} ops, "
-            f"{nparams} parameters, {describe_optimizer(optimizer)}; {sum(result.timings.values()):.2f} s)"
+            f"{nparams} parameters{streamed}, {describe_optimizer(optimizer)}; {sum(result.timings.values()):.2f} s)"
         )
         print(
             f"  plan on {args.target}: {tot['layers']} layers; step {tot['step_seconds'] * 1e3:.4g} ms "

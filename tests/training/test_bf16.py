@@ -75,8 +75,9 @@ def test_the_bf16_policy_fails_a_wrong_gradient_weight_or_loss():
 
 def test_cli_compile_train_and_verify_in_bf16(tmp_path):
     out = tmp_path / "m"
-    r = wafercc("compile", "examples/train_mlp.py", "--train", "--precision", "bf16", "-q", "-o", out)
+    r = wafercc("compile", "examples/train_mlp.py", "--train", "--precision", "bf16", "-o", out)
     assert r.returncode == 0, r.stderr
+    assert "6 parameters streamed as bf16 from fp32 masters, SGD lr 0.001" in r.stdout
     r = wafercc("train", out, "--steps", 2, "--log", tmp_path / "log.csv")
     assert r.returncode == 0, r.stderr
     losses = [float(line.split(",")[1]) for line in (tmp_path / "log.csv").read_text().splitlines()[1:]]

@@ -80,3 +80,19 @@ def test_bisect_of_a_correct_runtime_finds_nothing():
     r = bisect_training(model, inputs, name="train_mlp", source="examples/train_mlp.py", cwd=str(ROOT))
     assert r.bisect.first is None and not r.outputs and r.bisect.compared > 50
     assert "the joint graph's step-1 values all match" in r.text()
+
+
+def test_a_broken_forward_op_is_named_as_forward_with_the_loss(monkeypatch):
+    """relu wrong on fc2's [16, 64] activations: a forward op, so the loss diverges too, and the op is named
+    at the relu line as the forward op behind the gradients."""
+    relu = K.KERNELS["relu"]
+    monkeypatch.setitem(
+        K.KERNELS, "relu", lambda op, x: relu(op, x) * (x.dtype.type(1.5) if x.shape == (16, 64) else 1)
+    )
+    model, inputs = load_model_file(MLP)
+    r = bisect_training(model, inputs, name="train_mlp", source="examples/train_mlp.py", cwd=str(ROOT))
+    first = r.bisect.first
+    assert r.phase == "forward" and first.target == "aten.relu"
+    assert (first.loc.line, first.source_line) == (_line(RELU2_LINE), RELU2_LINE)
+    assert any(o.role == "loss" for o in r.outputs) and r.first_grad is not None
+    assert "the loss diverges too" in r.text() and "the forward op behind it" in r.text()

@@ -301,7 +301,7 @@ def write_training_output(
 
     def fill(tmp: Path) -> None:
         (tmp / WIR_FILE).write_text(print_module(module))
-        (tmp / PLAN_FILE).write_text(plan_json(module))
+        (tmp / PLAN_FILE).write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")  # plan_json's bytes
         (tmp / REPORT_FILE).write_text(format_report(plan) + "\n" + phase_summary(plan))
         (tmp / TRAIN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
         if examples is not None:

@@ -17,6 +17,7 @@ from runtime.training import TrainingRunError, TrainStep
 from wafercc.cli import main
 from wafercc.driver import compile_training
 from wafercc.frontend import load_model_file
+from wafercc.mapping.training import rate_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +52,11 @@ def check_training_plan(out: Path, plan: dict) -> None:
     # nothing stored: no training store and no example inputs (they live on the meta device)
     assert not (out / "store").exists() and not (out / "inputs.npz").exists()
     assert (out / "training.json").is_file()
-    assert "backward" in (out / "report.txt").read_text()
+    assert f"{rate_text(t['samples_per_s'])} samples/s" in (out / "report.txt").read_text()
+
+
+def test_rates_below_one_per_second_are_not_printed_as_zero():
+    assert (rate_text(0.010358), rate_text(47.93), rate_text(1234.4)) == ("0.0104", "47.9", "1,234")
 
 
 def test_gpt_1t_small_config_plans_for_training_without_weights(monkeypatch, tmp_path):

@@ -27,6 +27,7 @@ from wafercc.driver import EMIT_STAGES, TRAIN_FILE, TRAIN_STORE_DIR, compile, co
 from wafercc.errors import UsageError
 from wafercc.ir import parse, parse_file, print_module
 from wafercc.mapping.report import format_bytes
+from wafercc.mapping.training import rate_text
 from wafercc.passes import PassManager, read_reproducer_pipeline
 from wafercc.passes.manager import TEMP_DIR
 
@@ -181,7 +182,7 @@ def cmd_compile_training(args) -> int:
         print(
             f"  plan on {args.target}: {tot['layers']} layers; step {tot['step_seconds'] * 1e3:.4g} ms "
             f"(forward {tot['forward_seconds'] * 1e3:.4g}, backward {tot['backward_seconds'] * 1e3:.4g}, optimizer "
-            f"exposed {tot['optimizer_exposed_seconds'] * 1e3:.4g}), {tot['samples_per_s']:,.0f} samples/s; "
+            f"exposed {tot['optimizer_exposed_seconds'] * 1e3:.4g}), {rate_text(tot['samples_per_s'])} samples/s; "
             f"gradients out {format_bytes(tot['gradient_bytes_streamed'])}"
         )
         if tot["structures"] < tot["layers"]:

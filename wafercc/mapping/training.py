@@ -319,10 +319,16 @@ def phase_summary(plan: dict) -> str:
     )
     lines.append(
         f"  step {tot['step_seconds'] * 1e3:.4g} ms for a batch of {tot['batch']}: "
-        f"{tot['samples_per_s']:,.0f} samples/s"
+        f"{rate_text(tot['samples_per_s'])} samples/s"
     )
     lines += ["", "layers by phase:", *_table(_layer_rows(plan))]
     return "\n".join(lines) + "\n"
+
+
+def rate_text(per_s: float) -> str:
+    """A rate for people: whole numbers from 100 up, else 3 significant digits (a 1T model's 0.0104 samples/s
+    is not 0)."""
+    return f"{per_s:,.0f}" if per_s >= 100 else f"{per_s:.3g}"
 
 
 def _layer_rows(plan: dict) -> list[tuple[str, ...]]:

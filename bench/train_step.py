@@ -222,17 +222,19 @@ def part_memory(args) -> None:
 def part_plan1t(args) -> None:
     with tempfile.TemporaryDirectory(prefix="wafercc-train-1t-", dir=args.tmp) as tmp:
         out = Path(tmp) / "gpt_1t_train"
-        cmd = ["compile", "examples/gpt_1t.py", "--train", "--target", "wse3", "--no-weights", "-o", str(out), "-q"]
+        cmd = ["compile", "examples/gpt_1t.py", "--train", "--target", "wse3", "--no-weights", "-o", str(out)]
         t = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "wafercc.cli", *cmd], capture_output=True, text=True, cwd=ROOT, check=False
         )
         seconds = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    print(f"plan1t: wafercc {' '.join(cmd[:-3])} ... : exit {proc.returncode} after {seconds:.1f} s")
+    print(f"plan1t: wafercc {' '.join(cmd[:-2])} ... : exit {proc.returncode} after {seconds:.1f} s")
     if proc.returncode != 0:
         print(f"  NOT measured: {proc.stderr.strip()}")
         return
+    stages = [line.removeprefix("wafercc: ") for line in proc.stderr.splitlines() if " took " in line]
+    print("  stages over 1 s: " + "; ".join(stages))
     print(
         f"  1T training plan: {seconds:.1f} s (goal <= {PLAN_SECONDS_GOAL:.0f}), peak RSS of the children so far "
         f"{rss / 2**30:.2f} GiB (goal <= {PLAN_RSS_GOAL / 2**30:.0f})"

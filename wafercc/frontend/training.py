@@ -39,6 +39,7 @@ saying what each result is (docs/wir.md, "Training modules")::
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -133,10 +134,11 @@ def capture_training(model: torch.nn.Module, example_inputs: tuple) -> tuple[Cap
             "parameter (register fixed tensors as buffers)"
         )
     joint = _Joint(model)
+    fake_mode = contextlib.nullcontext()
     if joint.on_meta():
-        example_inputs = _fake_meta(joint, example_inputs)
+        example_inputs, fake_mode = _fake_meta(joint, example_inputs)
     try:
-        with warnings.catch_warnings(), _quiet_torch_logs(), sdpa_kernel(SDPBackend.MATH):
+        with warnings.catch_warnings(), _quiet_torch_logs(), sdpa_kernel(SDPBackend.MATH), fake_mode:
             warnings.simplefilter("ignore")
             gm, sig = aot_export_module(
                 joint, example_inputs, trace_joint=True, output_loss_index=0, decompositions=decompositions()
@@ -147,9 +149,11 @@ def capture_training(model: torch.nn.Module, example_inputs: tuple) -> tuple[Cap
     return _captured(gm, sig, joint, example_inputs)
 
 
-def _fake_meta(joint: _Joint, example_inputs: tuple) -> tuple:
-    """A meta-device model's state and inputs as fake CPU tensors of one FakeTensorMode (see the module's
-    docstring); non-fake tensors the model makes during the trace (an arange's positions) are allowed."""
+def _fake_meta(joint: _Joint, example_inputs: tuple):
+    """A meta-device model's state and inputs as fake CPU tensors of one FakeTensorMode, and the mode (see the
+    module's docstring); non-fake tensors the model makes during the trace (an arange's positions) are
+    allowed. The export runs inside the mode: the joint trace's tensors made from no tensor (the embedding
+    backward's zeros of the table's shape, 5 GB for the 1T model) would otherwise be real."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)
@@ -159,7 +163,7 @@ def _fake_meta(joint: _Joint, example_inputs: tuple) -> tuple:
             return torch.empty(t.shape, dtype=t.dtype, device="cpu")
 
     joint.fake_state(fake)
-    return tuple(fake(x) for x in example_inputs)
+    return tuple(fake(x) for x in example_inputs), mode
 
 
 def _as_tuple(example_inputs) -> tuple:

@@ -4,7 +4,12 @@ at any point of a checkpoint, the loss log, and one clear message (exit 2, nothi
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +254,28 @@ def test_damaged_example_inputs(mlp_dir, capsys):
     (mlp_dir / "inputs.npz").write_bytes(b"not a zip")
     err = refused(capsys, mlp_dir, "--steps", 1)
     assert "the example inputs of" in err and "are damaged: compile again" in err
+
+
+def test_sigkill_at_any_moment_then_resume(uninterrupted, mlp_dir, tmp_path):
+    """A real SIGKILL wherever it lands (after the first checkpoint, mid-step or mid-commit): the store opens at
+    a checkpoint and resuming ends with the uninterrupted run's bytes and log."""
+    data, shas, log_text = uninterrupted
+    log = tmp_path / "log.csv"
+    args = ["train", mlp_dir, "--data", data, "--steps", 6, "--checkpoint-every", 1, "--log", log, "--quiet"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wafercc.cli", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ckpt = mlp_dir / "store" / CHECKPOINT_FILE
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if json.loads(ckpt.read_text())["step"] >= 1:
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step, _, _ = store_state(mlp_dir)
+    assert 1 <= step <= 6
+    assert train(mlp_dir, "--data", data, "--steps", 6, "--resume", "--log", log) == 0
+    assert store_state(mlp_dir)[1] == shas
+    assert log.read_text() == log_text

@@ -68,8 +68,9 @@ def summary(run: TrainRun, start: int, args) -> str:
     if start == run.steps:
         lines.append(f"{args.dir}: the store is at step {start} already (--steps {run.steps}): nothing to train")
     else:
+        steps = f"step {run.steps}" if start + 1 == run.steps else f"steps {start + 1}-{run.steps}"
         lines.append(
-            f"trained {args.dir}: steps {start + 1}-{run.steps} on {d.source} ({d.samples} samples, {per}, "
+            f"trained {args.dir}: {steps} on {d.source} ({d.samples} samples, {per}, "
             f"{d.batches} batch(es) per epoch{unused})"
         )
     if run.losses:

@@ -220,7 +220,7 @@ def _write_marker(tmp: Path, kind: str) -> None:
     text = json.dumps({"format": MARKER_FORMAT, "kind": kind, "files": files}, sort_keys=True) + "\n"
     (tmp / MARKER_FILE).write_text(text)
     for f in tmp.iterdir():  # mkdtemp makes everything private; the output is an ordinary directory
-        f.chmod(0o644)
+        f.chmod(0o755 if f.is_dir() and not f.is_symlink() else 0o644)
     tmp.chmod(0o755)
 
 

@@ -192,3 +192,18 @@ def test_outputs_are_written_with_ordinary_permissions(compiled):
     assert oct(compiled.stat().st_mode & 0o777) == "0o755"
     assert all(oct(p.stat().st_mode & 0o777) == "0o644" for p in compiled.iterdir())
     assert os.access(compiled / MARKER_FILE, os.R_OK)
+
+
+def test_an_output_reads_as_an_ordinary_directory(tmp_path):
+    """Files 0644, folders (a training output's store/) 0755: a folder without its execute bit cannot be
+    entered by anyone but root."""
+    from runtime.artifacts import write_dir_atomic
+
+    def fill(d):
+        (d / "model.wir").write_text("module @m {\n}\n")
+        (d / "store").mkdir()
+        (d / "store" / "w.bin").write_bytes(b"\0")
+
+    out = write_dir_atomic(tmp_path / "out", fill, "test output")
+    assert (out.stat().st_mode & 0o777, (out / "model.wir").stat().st_mode & 0o777) == (0o755, 0o644)
+    assert (out / "store").stat().st_mode & 0o777 == 0o755

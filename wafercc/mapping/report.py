@@ -171,6 +171,7 @@ def title(plan: Plan | dict) -> str:
 
 def format_report(plan: Plan | dict) -> str:
     """report.txt: the per-layer table with totals, from a typed plan or a plan.json dict."""
+    plan = as_plan(plan)  # once: loading a plan.json dict checks every layer (it was loaded twice)
     rows, total = table_rows(plan)
     widths = [max(len(r[i]) for r in [COLUMNS, total, *rows]) for i in range(len(COLUMNS))]
 

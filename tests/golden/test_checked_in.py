@@ -25,7 +25,8 @@ def test_checked_in_golden_passes(name):
 
 
 def test_every_zoo_model_has_a_golden():
-    models = {p.stem for p, _ in golden.model_files([str(d) for d in MODEL_DIRS])} - {"gpt_1t"}  # meta device
+    meta = {"gpt_1t", "gpt_neox_20b"}  # meta-device models: planned, never run
+    models = {p.stem for p, _ in golden.model_files([str(d) for d in MODEL_DIRS])} - meta
     # Training examples (examples/train_*.py) are checked by verify --train (tests/training/test_verify.py);
     # goldens of training runs (loss curve, final weights) are not built yet (issue 15, item 6).
     models = {m for m in models if not m.startswith("train_")}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.golden.util import RELU_LINE, write_tiny
+from tests.cli_runner import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 # Runs the CLI with the runtime's relu slightly off: a compiler change the check must catch.
@@ -20,10 +21,11 @@ OFF_RELU = (
 
 
 def wafercc(*args, cwd, off_relu: bool = False):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    head = ["-c", OFF_RELU] if off_relu else ["-m", "wafercc.cli"]
+    if not off_relu:
+        return run_cli(*args, cwd=cwd)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")  # a runtime kernel patched in a process of its own
     return subprocess.run(
-        [sys.executable, *head, *map(str, args)],
+        [sys.executable, "-c", OFF_RELU, *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -1,15 +1,13 @@
-"""The mapping passes one at a time through ``wafercc opt`` (subprocess): a module stopped at any stage and
-finished by ``opt`` is the module a full compile writes; pass options reach the pass."""
+"""The mapping passes one at a time through ``wafercc opt`` (run in process, tests/cli_runner.py): a module
+stopped at any stage and finished by ``opt`` is the module a full compile writes; pass options reach the pass."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import run_cli
 from wafercc.ir import parse_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,16 +15,7 @@ STAGES = ["layers", "tiled", "routed"]
 
 
 def wafercc(*args):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run(
-        [sys.executable, "-m", "wafercc.cli", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+    return run_cli(*args)
 
 
 def _compile_stages(out: Path, model: str, target: str, mode: str) -> dict[str, Path]:

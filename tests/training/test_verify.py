@@ -4,8 +4,6 @@ for the three training examples; the command's exit codes and messages."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 
 from runtime.optim import AdamW, SGD
 from runtime.training import TrainingRunError, TrainStep
+from tests.cli_runner import run_cli
 from wafercc.frontend import load_model_file
 from wafercc.numerics.training import _compare, compare_training
 
@@ -80,9 +79,7 @@ def test_train_step_refuses_an_inference_directory(tmp_path):
 
 
 def wafercc(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "wafercc.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd or ROOT
-    )
+    return run_cli(*args, cwd=cwd or ROOT)
 
 
 def test_cli_verify_train_with_accumulation_and_clipping(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -112,3 +114,29 @@ def test_the_backward_reads_its_weights_again(compiled_training):
     for layer in backward:
         assert reads.get(layer.name) == {w.name for w in layer.attrs["weights"]}, layer.name
     assert reads["L0_fc1"] >= {"fc1.weight"}  # the forward read stays where it was
+
+
+def test_report_json_keeps_the_training_totals(compiled_training):
+    """`wafercc report DIR --json` prints the checked plan: a training plan's totals (the step, the gradient
+    egress, the activations) are part of it, as plan.json has them."""
+    from tests.cli_runner import run_cli
+
+    d = compiled_training("train_mlp")
+    r = run_cli("report", d, "--json")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(r.stdout)["totals"]
+    written = json.loads((d / "plan.json").read_text())["totals"]
+    assert TRAINING_TOTALS <= set(shown)
+    assert shown == written
+
+
+def test_a_plan_with_half_its_training_totals_is_refused(compiled_training):
+    from wafercc.ir.plan import Plan, PlanFormatError
+
+    plan = json.loads((compiled_training("train_mlp") / "plan.json").read_text())
+    del plan["totals"]["optimizer_seconds"]
+    with pytest.raises(PlanFormatError, match=r"totals\.optimizer_seconds: missing"):
+        Plan.from_json(plan)
+    plan["totals"]["optimizer_seconds"] = -1.0
+    with pytest.raises(PlanFormatError, match=r"totals\.optimizer_seconds: expected a non-negative number"):
+        Plan.from_json(plan)

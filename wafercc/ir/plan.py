@@ -50,7 +50,7 @@ What needs the target (the mesh, SRAM, colors) is checked by ``wafercc.mapping.c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .core import Module, Op, SymbolRef
 from .errors import VerifyError
@@ -468,11 +468,17 @@ class _Record:
     _ENUMS: dict[str, tuple[str, ...]] = {}
     _INTS: tuple[str, ...] = ()
     _BOOLS: tuple[str, ...] = ()
+    _NESTED: tuple[str, ...] = ()
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The record's keys as plan.json writes them (a nested record's keys are not its own)."""
+        return tuple(name for name in cls.__dataclass_fields__ if name not in cls._NESTED)
 
     @classmethod
     def from_attrs(cls, f: _Fields):
         kw = {}
-        for name in cls.__dataclass_fields__:
+        for name in cls.keys():
             if name in cls._ENUMS:
                 kw[name] = f.str(name, cls._ENUMS[name])
             elif name in cls._INTS:
@@ -484,7 +490,7 @@ class _Record:
         return cls(**kw)
 
     def to_attrs(self) -> dict:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {name: getattr(self, name) for name in self.keys()}
 
 
 @dataclass(frozen=True)
@@ -536,8 +542,36 @@ class Stream(_Record):
 
 
 @dataclass(frozen=True)
+class TrainingTotals(_Record):
+    """A training plan's step, in ``plan.totals`` beside the forward totals (wafercc/mapping/training.py):
+    time per phase, gradient egress, the activations the backward pass needs, the optimizer in MemoryX."""
+
+    forward_seconds: float
+    backward_seconds: float
+    gradient_bytes_streamed: int
+    gradient_seconds: float
+    activation_bytes_kept: int
+    activation_bytes_spilled: int
+    activation_bytes_recomputed: int
+    spill_seconds: float
+    recompute_seconds: float
+    optimizer_seconds: float
+    optimizer_exposed_seconds: float
+    step_seconds: float
+    batch: int
+    samples_per_s: float
+    _INTS = (
+        "gradient_bytes_streamed",
+        "activation_bytes_kept",
+        "activation_bytes_spilled",
+        "activation_bytes_recomputed",
+        "batch",
+    )
+
+
+@dataclass(frozen=True)
 class Totals(_Record):
-    """The whole model's plan (``plan.totals``)."""
+    """The whole model's plan (``plan.totals``); ``training`` when the module was compiled with --train."""
 
     layers: int
     cycles: float
@@ -548,7 +582,23 @@ class Totals(_Record):
     utilization: float
     max_colors: int
     structures: int
+    training: TrainingTotals | None = None
     _INTS = ("layers", "flops", "weight_bytes_streamed", "peak_bytes_per_pe", "max_colors", "structures")
+    _NESTED = ("training",)
+
+    @classmethod
+    def from_attrs(cls, f: _Fields) -> Totals:
+        """The totals; a training plan's keys come all together (one missing is named) or not at all."""
+        totals = super().from_attrs(f)
+        if any(f.has(k) for k in TrainingTotals.keys()):
+            totals = replace(totals, training=TrainingTotals.from_attrs(f))
+        return totals
+
+    def to_attrs(self) -> dict:
+        d = super().to_attrs()
+        if self.training is not None:
+            d.update(self.training.to_attrs())
+        return d
 
 
 # -- a layer -----------------------------------------------------------------------------------------
@@ -1206,6 +1256,7 @@ __all__ = [
     "Stream",
     "Tiling",
     "Totals",
+    "TrainingTotals",
     "load_plan",
     "matmul_dims",
     "plain",

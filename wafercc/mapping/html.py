@@ -1,7 +1,7 @@
 """The plan as one self-contained HTML page (``wafercc report DIR --html report.html``).
 
     page = html_report(plan, raw)     # plan: the typed Plan; raw: plan.json's dict (for keys the typed plan
-                                      # does not know yet: totals beyond Totals, a layer's phase, scaling)
+                                      # does not know: a layer's phase, the scaling table)
 
 The page holds everything inline (CSS, a few lines of JavaScript that sort the table, SVG pictures with
 their heat maps as PNG data URIs): it opens without a network and fetches nothing. Sections: the totals,

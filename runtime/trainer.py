@@ -187,7 +187,8 @@ def log_text(losses: list[float]) -> str:
 
 
 class TrainRun:
-    """A training run of a compiled directory to ``steps`` total steps; iterate it for (step, loss).
+    """A training run of a compiled directory to ``steps`` total steps (None: one pass over the data, see
+    ``epoch_steps``); iterate it for (step, loss).
 
     Everything is checked when it is made (the data, the batch, the store's state against ``resume``, the
     log's place): a mistake is a TrainRunError before anything is trained or written."""
@@ -196,7 +197,7 @@ class TrainRun:
         self,
         plan_dir: str | os.PathLike,
         *,
-        steps: int,
+        steps: int | None = None,
         data: str | os.PathLike | None = None,
         batch: int | None = None,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
@@ -226,14 +227,19 @@ class TrainRun:
                 f"{batch} needs the model compiled with example inputs of batch {batch}"
             )
         self.data = example_data(self.dir, func, compiled) if data is None else load_data(data, func, compiled)
-        self.steps, self.every, self.log = steps, checkpoint_every, log
         self.k = self.trainer.micro_batches
+        self.by_default = steps is None
+        steps = epoch_steps(self.data, self.k) if steps is None else steps
+        self.steps, self.every, self.log = steps, checkpoint_every, log
         store = self.trainer.store
         self.start = store.step
         self.losses = self._check_resume(store, resume)
         if self.start > steps:
+            given = f"--steps {steps}"
+            if self.by_default:
+                given = f"one pass over the data ({steps} step(s): no --steps given)"
             raise TrainRunError(
-                f"the store in '{self.dir / TRAIN_STORE_DIR}' is at step {self.start}, past --steps {steps} "
+                f"the store in '{self.dir / TRAIN_STORE_DIR}' is at step {self.start}, past {given} "
                 "(the run's total steps): nothing to do; give a larger --steps"
             )
 
@@ -309,6 +315,13 @@ class TrainRun:
         self.close()
 
 
+def epoch_steps(data: Data, micro_batches: int) -> int:
+    """The steps of one pass over the data: each step takes ``micro_batches`` batches, and no batch is used
+    twice (a tail of fewer batches than a step needs is left for the next pass); at least one step. Without
+    --data the data is the example inputs, one batch: one step."""
+    return max(1, data.batches // micro_batches)
+
+
 def _check_counts(steps: int, batch: int | None, every: int) -> None:
     for flag, v in (("--steps", steps), ("--batch", batch), ("--checkpoint-every", every)):
         if v is not None and v < 1:
@@ -327,4 +340,4 @@ def _is_record(rec, step: int) -> bool:
     )
 
 
-__all__ = ["Data", "INPUTS_FILE", "TrainRun", "TrainRunError", "is_loss_log", "load_data", "log_text"]
+__all__ = ["Data", "INPUTS_FILE", "TrainRun", "TrainRunError", "epoch_steps", "is_loss_log", "load_data", "log_text"]

@@ -58,6 +58,26 @@ def test_without_data_trains_on_the_example_inputs(mlp_dir, capsys):
         assert step.store.step == 2
 
 
+def test_without_steps_trains_one_pass_over_the_data(mlp_dir, tmp_path, capsys):
+    """No --steps: one pass, each batch once. 88 samples are 5 batches of 16; a step takes this model's 2
+    micro-batches, so 2 steps, and the fifth batch waits for the next pass."""
+    data = make_data(tmp_path / "data.npz", samples=88)
+    assert train(mlp_dir, "--data", data) == 0
+    assert "steps 1-2 on" in capsys.readouterr().out
+    with TrainStep(mlp_dir) as step:
+        assert step.store.step == 2
+
+
+def test_without_steps_or_data_takes_one_step(mlp_dir, capsys):
+    assert train(mlp_dir) == 0
+    assert "step 1 on the example inputs" in capsys.readouterr().out
+    # resumed without --steps, the run is the same one pass: the store is past it
+    assert train(mlp_dir, "--steps", 2, "--resume") == 0
+    capsys.readouterr()
+    err = refused(capsys, mlp_dir, "--resume")
+    assert "is at step 2, past one pass over the data (1 step(s): no --steps given)" in err
+
+
 def test_resume_ends_with_the_bytes_of_an_uninterrupted_run(mlp_dir, tmp_path, capsys):
     data = make_data(tmp_path / "data.npz", samples=48)  # 3 batches: steps straddle the epoch
     whole = tmp_path / "whole"

@@ -21,7 +21,13 @@ def add_commands(sub) -> None:
         help="arrays named like the model's inputs, samples along dim 0, cut into batches in order "
         "(default: the example inputs, every step)",
     )
-    p.add_argument("--steps", type=int, required=True, metavar="N", help="the run's total optimizer steps")
+    p.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help="the run's total optimizer steps (default: one pass over the data, each batch once; with the example "
+        "inputs, 1)",
+    )
     p.add_argument(
         "--batch",
         type=int,
@@ -66,7 +72,8 @@ def summary(run: TrainRun, start: int, args) -> str:
     per = f"{run.k} micro-batches of {d.batch} per step" if run.k > 1 else f"batches of {d.batch}"
     lines = []
     if start == run.steps:
-        lines.append(f"{args.dir}: the store is at step {start} already (--steps {run.steps}): nothing to train")
+        given = "one pass over the data" if run.by_default else f"--steps {run.steps}"
+        lines.append(f"{args.dir}: the store is at step {start} already ({given}): nothing to train")
     else:
         steps = f"step {run.steps}" if start + 1 == run.steps else f"steps {start + 1}-{run.steps}"
         lines.append(

@@ -104,14 +104,14 @@ def _nudged(monkeypatch, by):
     """The runtime's final fc1.bias moved by ``by(x)``: a compiler change the check must see."""
     from wafercc.numerics import training as NT
 
-    run = NT._run_runtime
+    run = NT.train_in_runtime
 
     def nudged(*a, **k):
         out = run(*a, **k)
         out["weights"]["fc1.bias"] = by(out["weights"]["fc1.bias"])
         return out
 
-    monkeypatch.setattr(NT, "_run_runtime", nudged)
+    monkeypatch.setattr(NT, "train_in_runtime", nudged)
 
 
 def test_bits_that_moved_within_tolerance_are_reported_as_such(root, monkeypatch):

@@ -18,7 +18,7 @@ from tests.train_cli.util import wafercc
 from wafercc.driver import compile_training
 from wafercc.errors import UsageError
 from wafercc.frontend import load_model_file
-from wafercc.numerics.training import _compare, compare_training
+from wafercc.numerics.training import compare_runs, compare_training
 
 ROOT = Path(__file__).resolve().parents[2]
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -64,13 +64,13 @@ def test_the_bf16_policy_fails_a_wrong_gradient_weight_or_loss():
     g = np.linspace(-1, 1, 9, dtype=np.float32).reshape(3, 3)
     good = {"losses": [2.0, 1.9], "grads": {"w": g}, "weights": {"w": g}}
     opt = SGD(lr=0.1)
-    assert _compare(good, good, 2, opt, {}, "bf16").passed
-    assert not _compare({**good, "grads": {"w": g * 1.1}}, good, 2, opt, {}, "bf16").passed  # 10% of max|g|
-    assert _compare({**good, "grads": {"w": g * 1.05}}, good, 2, opt, {}, "bf16").passed  # 5%: within 2^-4
+    assert compare_runs(good, good, 2, opt, {}, "bf16").passed
+    assert not compare_runs({**good, "grads": {"w": g * 1.1}}, good, 2, opt, {}, "bf16").passed  # 10% of max|g|
+    assert compare_runs({**good, "grads": {"w": g * 1.05}}, good, 2, opt, {}, "bf16").passed  # 5%: within 2^-4
     small = {**good, "grads": {"w": g * 1e-3}}  # no floor of 1: a small gradient is judged on its own scale
-    assert not _compare({**small, "grads": {"w": g * 1.1e-3}}, small, 2, opt, {}, "bf16").passed
-    assert not _compare({**good, "weights": {"w": g + 0.02}}, good, 2, opt, {}, "bf16").passed  # > 2·2^-7
-    assert not _compare({**good, "losses": [2.0, 1.9 + 0.07]}, good, 2, opt, {}, "bf16").passed  # > 2·2^-6·1.9
+    assert not compare_runs({**small, "grads": {"w": g * 1.1e-3}}, small, 2, opt, {}, "bf16").passed
+    assert not compare_runs({**good, "weights": {"w": g + 0.02}}, good, 2, opt, {}, "bf16").passed  # > 2·2^-7
+    assert not compare_runs({**good, "losses": [2.0, 1.9 + 0.07]}, good, 2, opt, {}, "bf16").passed  # > 2·2^-6·1.9
 
 
 def test_cli_compile_train_and_verify_in_bf16(tmp_path):

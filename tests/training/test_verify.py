@@ -13,7 +13,7 @@ from runtime.optim import AdamW, SGD
 from runtime.training import TrainingRunError, TrainStep
 from tests.cli_runner import run_cli
 from wafercc.frontend import load_model_file
-from wafercc.numerics.training import _compare, compare_training
+from wafercc.numerics.training import compare_runs, compare_training
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTIMIZERS = {"sgd": SGD(lr=0.05, momentum=0.9), "adamw": AdamW(lr=1e-3)}
@@ -52,11 +52,11 @@ def test_a_wrong_weight_or_loss_fails_the_comparison():
     """The comparison can fail: a weight off by more than its bound, a loss off by more than its bound."""
     w = np.ones((3, 3), np.float32)
     good = {"losses": [1.0, 0.9], "grads": {"w": w}, "weights": {"w": w}}
-    assert _compare(good, good, 2, OPTIMIZERS["sgd"], {}).passed
+    assert compare_runs(good, good, 2, OPTIMIZERS["sgd"], {}).passed
     bad_w = {**good, "weights": {"w": w + 1e-3}}
-    assert not _compare(bad_w, good, 2, OPTIMIZERS["sgd"], {}).passed
+    assert not compare_runs(bad_w, good, 2, OPTIMIZERS["sgd"], {}).passed
     bad_loss = {**good, "losses": [1.0, 0.9 + 1e-3]}
-    v = _compare(bad_loss, good, 2, OPTIMIZERS["sgd"], {})
+    v = compare_runs(bad_loss, good, 2, OPTIMIZERS["sgd"], {})
     assert not v.passed and v.failures()[0].name == "loss step 2"
 
 

@@ -119,16 +119,16 @@ def measure(subject: Subject, opts: TrainOptions, inputs: list[np.ndarray]) -> T
             raise Failed(Status.COMPILE_FAILED, error_text(e)) from e
         wir, plan = (out / WIR_FILE).read_text(), (out / PLAN_FILE).read_text()
         try:
-            ours = NT._run_runtime(out, batches, opts.steps, opts.optimizer, opts.clip_norm)
+            ours = NT.train_in_runtime(out, batches, opts.steps, opts.optimizer, opts.clip_norm)
         except (Exception, SystemExit) as e:
             raise Failed(Status.RUN_FAILED, f"the runtime raised {error_text(e)}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     try:
-        theirs = NT._run_eager(eager_model, batches, opts.steps, opts.optimizer, opts.clip_norm)
+        theirs = NT.train_in_eager(eager_model, batches, opts.steps, opts.optimizer, opts.clip_norm)
     except (Exception, SystemExit) as e:
         raise Failed(Status.RUN_FAILED, f"eager PyTorch raised {error_text(e)}") from e
-    verified = NT._compare(ours, theirs, opts.steps, opts.optimizer, {})
+    verified = NT.compare_runs(ours, theirs, opts.steps, opts.optimizer)
     kinds = {n: ("parameter" if n in ours["grads"] else "buffer") for n in theirs["weights"]}
     totals = json.loads(plan).get("totals", {})
     return Trained(

@@ -179,20 +179,25 @@ def compare_training(
         seconds["compile"] = time.perf_counter() - t
         say(f"running {steps} training step(s) in the runtime")
         t = time.perf_counter()
-        ours = _run_runtime(Path(out_dir), batches, steps, optimizer, clip_norm, precision)
+        ours = train_in_runtime(Path(out_dir), batches, steps, optimizer, clip_norm, precision)
         seconds["runtime"] = time.perf_counter() - t
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     say(f"running {steps} training step(s) in eager PyTorch")
     t = time.perf_counter()
-    run = _run_eager_bf16 if precision == "bf16" else _run_eager
-    theirs = run(eager, batches, steps, optimizer, clip_norm)
+    theirs = train_in_eager(eager, batches, steps, optimizer, clip_norm, precision)
     seconds["eager"] = time.perf_counter() - t
-    return _compare(ours, theirs, steps, optimizer, seconds, precision)
+    return compare_runs(ours, theirs, steps, optimizer, seconds, precision)
 
 
-def _run_runtime(out_dir: Path, batches: list[tuple], steps: int, optimizer, clip_norm=None, precision="fp32") -> dict:
+def train_in_runtime(
+    out_dir: Path, batches: list[tuple], steps: int, optimizer, clip_norm=None, precision="fp32"
+) -> dict:
+    """``steps`` steps of a compiled training directory (stepped in place) on ``batches`` (its micro-batches):
+    {"losses": [...], "grads": step 1's gradients by parameter, "weights": every parameter and buffer after}.
+    The directory must hold the same optimizer, micro-batch count, clipping and precision (a UsageError if
+    not)."""
     feeds = [[to_numpy(x) for x in b] for b in batches]
     with TrainStep(out_dir) as step:
         want = (optimizer, len(batches), clip_norm, precision)
@@ -307,7 +312,17 @@ def _accumulate_grads(masters: list, copies: list) -> None:
             c.grad = None
 
 
-def _compare(ours: dict, theirs: dict, steps: int, optimizer, seconds: dict, precision="fp32") -> TrainVerification:
+def train_in_eager(model, batches: list[tuple], steps: int, optimizer, clip_norm=None, precision="fp32") -> dict:
+    """The same ``steps`` steps in eager PyTorch with torch.optim (``model`` is trained in place); the same
+    dict as ``train_in_runtime``. bf16 runs the wafer's bf16 storage with fp32 masters (see the module doc)."""
+    run = _run_eager_bf16 if precision == "bf16" else _run_eager
+    return run(model, batches, steps, optimizer, clip_norm)
+
+
+def compare_runs(
+    ours: dict, theirs: dict, steps: int, optimizer, seconds: dict | None = None, precision="fp32"
+) -> TrainVerification:
+    """The runtime's run against eager's under the training policy (``training_tolerances``)."""
     tol = training_tolerances(optimizer, steps, precision)
     loss_checks = []
     for t, (a, b) in enumerate(zip(ours["losses"], theirs["losses"]), start=1):
@@ -328,7 +343,7 @@ def _compare(ours: dict, theirs: dict, steps: int, optimizer, seconds: dict, pre
             weights.append(Check(n, 0.0 if same else math.inf, 0.0, same))
     passed = all(c.passed for c in [*loss_checks, *grads, *weights])
     losses = list(zip(ours["losses"], theirs["losses"]))
-    return TrainVerification(steps, losses, loss_checks, grads, weights, passed, seconds, precision)
+    return TrainVerification(steps, losses, loss_checks, grads, weights, passed, seconds or {}, precision)
 
 
 def _check(name: str, got, want: np.ndarray, rel: float, abs_term: float, floor: float = 1.0) -> Check:

@@ -1,6 +1,6 @@
 """The decomposition table AOTAutograd lowers with (the torch.compile backend, and training's joint capture):
 torch's core-ATen decompositions, plus the backward ops core ATen keeps whole (convolution_backward, the
-pooling backwards), written here in ops wafercc imports.
+pooling backwards, 1-D to 3-D), written here in ops wafercc imports.
 
 Each function returns ``NotImplemented`` for the cases it does not cover; the op then stays in the graph and
 the import names it (with its source line) as unsupported, rather than running something approximate.
@@ -9,6 +9,7 @@ the import names it (with its source line) as unsupported, rather than running s
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
@@ -23,9 +24,12 @@ def decompositions() -> dict:
     table[aten.max_pool2d_with_indices_backward.default] = decomposition_table[
         aten.max_pool2d_with_indices_backward.default
     ]
+    table[aten.max_pool3d_with_indices_backward.default] = _max_pool3d_with_indices_backward
     table[aten.convolution_backward.default] = _convolution_backward
-    table[aten.avg_pool2d_backward.default] = _avg_pool2d_backward
-    table[aten._adaptive_avg_pool2d_backward.default] = _adaptive_avg_pool2d_backward
+    table[aten.avg_pool2d_backward.default] = _avg_pool_backward(2)
+    table[aten.avg_pool3d_backward.default] = _avg_pool_backward(3)
+    table[aten._adaptive_avg_pool2d_backward.default] = _adaptive_avg_pool_backward(2)
+    table[aten._adaptive_avg_pool3d_backward.default] = _adaptive_avg_pool_backward(3)
     return table
 
 
@@ -35,7 +39,7 @@ def _convolution_backward(
     """The gradients of a (non-transposed) convolution as convolutions: the input's is the transposed
     convolution of the output gradient with the same weight; the weight's convolves the input with the
     output gradient, batch and channels swapped (stride and dilation swap roles), one group at a time."""
-    if transposed or input.dim() not in (3, 4):
+    if transposed or input.dim() not in (3, 4, 5):
         return NotImplemented
     spatial = input.dim() - 2
     stride, padding, dilation = (_expand(v, spatial) for v in (stride, padding, dilation))
@@ -67,42 +71,65 @@ def _convolution_backward(
     return grad_input, grad_weight, grad_bias
 
 
-def _avg_pool2d_backward(
-    grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
-):
-    """Average pooling's gradient: a depthwise transposed convolution with a constant 1/(kh*kw) kernel.
-    Exact where every window divides by its full size (no ceil_mode, padding counted or absent)."""
-    kernel_size = _expand(kernel_size, 2)
-    stride = _expand(stride, 2) if stride else kernel_size
-    padding = _expand(padding, 2)
-    if input.dim() != 4 or ceil_mode or divisor_override is not None or (any(padding) and not count_include_pad):
-        return NotImplemented
-    return _spread(grad_output, input, kernel_size, stride, padding)
+def _avg_pool_backward(spatial: int):
+    def avg_pool_backward(
+        grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    ):
+        """Average pooling's gradient: a depthwise transposed convolution with a constant 1/prod(kernel)
+        kernel. Exact where every window divides by its full size (no ceil_mode, padding counted or absent)."""
+        kernel_size = _expand(kernel_size, spatial)
+        stride = _expand(stride, spatial) if stride else kernel_size
+        padding = _expand(padding, spatial)
+        if (
+            input.dim() != spatial + 2
+            or ceil_mode
+            or divisor_override is not None
+            or (any(padding) and not count_include_pad)
+        ):
+            return NotImplemented
+        return _spread(grad_output, input, kernel_size, stride, padding)
+
+    return avg_pool_backward
 
 
-def _adaptive_avg_pool2d_backward(grad_output, input):
-    """Adaptive average pooling's gradient where the output size divides the input's (fixed windows)."""
-    h, w = input.shape[-2:]
-    oh, ow = grad_output.shape[-2:]
-    if input.dim() != 4 or h % oh or w % ow:
-        return NotImplemented
-    k = [h // oh, w // ow]
-    return _spread(grad_output, input, k, k, [0, 0])
+def _adaptive_avg_pool_backward(spatial: int):
+    def adaptive_avg_pool_backward(grad_output, input):
+        """Adaptive average pooling's gradient where the output size divides the input's (fixed windows)."""
+        size, out = input.shape[-spatial:], grad_output.shape[-spatial:]
+        if input.dim() != spatial + 2 or any(n % o for n, o in zip(size, out)):
+            return NotImplemented
+        k = [n // o for n, o in zip(size, out)]
+        return _spread(grad_output, input, k, k, [0] * spatial)
+
+    return adaptive_avg_pool_backward
 
 
 def _spread(grad_output, input, kernel_size, stride, padding):
-    c = input.shape[1]
+    c, spatial = input.shape[1], len(kernel_size)
     kernel = aten.full.default(
         [c, 1, *kernel_size],
-        1.0 / (kernel_size[0] * kernel_size[1]),
+        1.0 / math.prod(kernel_size),
         dtype=grad_output.dtype,
         device=grad_output.device,
     )
     extra = [
         input.shape[2 + i] - ((grad_output.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + kernel_size[i])
-        for i in range(2)
+        for i in range(spatial)
     ]
-    return aten.convolution.default(grad_output, kernel, None, stride, padding, [1, 1], True, extra, c)
+    return aten.convolution.default(grad_output, kernel, None, stride, padding, [1] * spatial, True, extra, c)
+
+
+def _max_pool3d_with_indices_backward(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices):
+    """Max pooling's gradient, as torch decomposes the 2-D one: each output's gradient added at the input
+    position its index names (a scatter_add over the flattened volume, so windows that pick the same
+    element add up)."""
+    if input.dim() != 5 or grad_output.dtype != torch.float32:
+        return NotImplemented
+    n, c = input.shape[:2]
+    flat = aten.zeros.default([n * c, math.prod(input.shape[2:])], dtype=grad_output.dtype, device=grad_output.device)
+    grads = aten.reshape.default(grad_output, [n * c, -1])
+    where = aten.reshape.default(indices, [n * c, -1])
+    return aten.reshape.default(aten.scatter_add.default(flat, 1, where, grads), list(input.shape))
 
 
 def _expand(v, n: int) -> list[int]:

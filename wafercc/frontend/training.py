@@ -1,9 +1,9 @@
 """Capture a training model's joint forward + backward graph and import it as one WIR function.
 
 A training model's forward returns a scalar loss for its example inputs (inputs and targets). The joint graph
-is AOTAutograd's (``aot_export_module(..., trace_joint=True)``), under the backend's decompositions (the
-backward ops core ATen keeps whole written in ops wafercc imports), so inference, the torch.compile backend and
-training share one import path.
+is AOTAutograd's (``aot_export_module(..., trace_joint=True)``'s graph, flattened without its second trace:
+``_export_joint``), under the backend's decompositions (the backward ops core ATen keeps whole written in ops
+wafercc imports), so inference, the torch.compile backend and training share one import path.
 
 Two things AOTAutograd's joint export does not do for us:
 
@@ -117,7 +117,6 @@ def check_training_model(model: torch.nn.Module) -> None:
 def capture_training(model: torch.nn.Module, example_inputs: tuple) -> tuple[Captured, list[str], list[str]]:
     """The joint graph as a ``Captured`` whose outputs are (loss, gradients..., buffer updates...), with each
     output's role ("loss", "grad", "update") and the model name of the weight it belongs to ("" for the loss)."""
-    from torch._functorch.aot_autograd import aot_export_module
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from .autograd_decompositions import decompositions
@@ -140,13 +139,105 @@ def capture_training(model: torch.nn.Module, example_inputs: tuple) -> tuple[Cap
     try:
         with warnings.catch_warnings(), _quiet_torch_logs(), sdpa_kernel(SDPBackend.MATH), fake_mode:
             warnings.simplefilter("ignore")
-            gm, sig = aot_export_module(
-                joint, example_inputs, trace_joint=True, output_loss_index=0, decompositions=decompositions()
-            )
+            gm, sig = _export_joint(joint, example_inputs, decompositions())
     except Exception as e:  # torch raises many types here; all mean "cannot capture"
         raise _training_capture_error(e) from None
     _check_no_random(gm)
     return _captured(gm, sig, joint, example_inputs)
+
+
+def _export_joint(joint: _Joint, example_inputs: tuple, decompositions: dict):
+    """``aot_export_module(joint, example_inputs, trace_joint=True, output_loss_index=0)``'s graph and signature,
+    without its second trace. torch traces the joint graph once (AOTAutograd's ``(primals, tangents) ->
+    (outputs, gradients)`` form), then traces that graph again through ``make_fx`` only to drop the unused
+    tangent inputs, the pytrees and the None gradients; for the 1T GPT that second trace re-dispatched every one
+    of its 52,000 ops through fake tensors (a third of the capture). Here the flat graph is made from the first
+    one by copying its nodes (``_flat_joint``): the same ops, names and order (the second trace added only dead
+    ``detach`` nodes, which import to nothing); tests/training/test_joint_export.py compares the two imports."""
+    import torch.utils._pytree as pytree
+    from torch._functorch._aot_autograd.graph_capture_wrappers import create_functional_call
+    from torch._functorch._aot_autograd.input_output_analysis import create_graph_signature
+    from torch._functorch.aot_autograd import _aot_export_function
+
+    named_parameters = dict(joint.named_parameters(remove_duplicate=False))
+    named_buffers = dict(joint.named_buffers(remove_duplicate=False))
+    state, state_spec = pytree.tree_flatten({**named_parameters, **named_buffers})
+    functional_call = create_functional_call(joint, state_spec, len(state), store_orig_mod=True)
+
+    def loss_of(*args):  # aot_export_module's checks of the loss (output_loss_index=0), in its words
+        out = functional_call(*args)
+        if not out[0].requires_grad:
+            raise RuntimeError("The output at index 0 was marked as the loss, but it does not require gradients")
+        if out[0].numel() != 1:
+            raise RuntimeError(
+                f"We require the output marked as the loss (at index 0) to be a scalar, but it has shape {out[0].shape}"
+            )
+        return out
+
+    full_args = (*state, *example_inputs)
+    joint_gm, metadata, in_spec, out_spec = _aot_export_function(
+        loss_of,
+        full_args,
+        decompositions=decompositions,
+        num_params_buffers=len(state),
+        no_tangents=True,
+        trace_joint=True,
+    )
+    n_fw = 1 + metadata.num_mutated_inp_runtime_indices  # buffer updates, then the loss
+    gm = _flat_joint(joint_gm, full_args, n_fw)
+    sig = create_graph_signature(
+        gm,
+        metadata,
+        in_spec,
+        out_spec,
+        user_args_flat=list(example_inputs),
+        params_and_buffers_flat=list(state),
+        param_names=list(named_parameters),
+        buffer_names=list(named_buffers),
+        trace_joint=True,
+        num_user_fw_outs=1,
+        loss_index=0,
+    )
+    return gm, sig
+
+
+def _flat_joint(joint_gm: torch.fx.GraphModule, args: tuple, n_fw: int) -> torch.fx.GraphModule:
+    """AOTAutograd's joint graph ``(primals, tangents) -> [*forward outputs, *gradient per primal]`` as the
+    graph aot_export_module returns: one input per primal (``arg{i}_1``, as its trace names them), the
+    forward outputs, then the gradient of each primal that requires one. The tangents must be unused (the
+    loss is a scalar seeded with 1: ``no_tangents``)."""
+    old = joint_gm.graph
+    placeholders = [n for n in old.nodes if n.op == "placeholder"]
+    primals, tangents = placeholders[: len(args)], placeholders[len(args) :]
+    if len(primals) != len(args) or any(t.users for t in tangents):
+        raise RuntimeError(f"unexpected joint graph inputs: {len(placeholders)} for {len(args)} arguments")
+    graph = torch.fx.Graph()
+    env: dict[torch.fx.Node, torch.fx.Node] = {}
+    for i, p in enumerate(primals):
+        env[p] = graph.placeholder(f"arg{i}_1")
+        env[p].meta = dict(p.meta)
+    output = None
+    for n in old.nodes:
+        if n.op == "placeholder":
+            continue
+        if n.op == "output":
+            output = n
+            break
+        env[n] = graph.node_copy(n, lambda a: env[a])
+    flat = list(output.args[0])
+    fw_outs, gradients = flat[:n_fw], flat[n_fw:]
+    if len(gradients) != len(args):
+        raise RuntimeError(f"the joint graph has {len(gradients)} gradient slots for {len(args)} inputs")
+    outs = [env[o] for o in fw_outs]
+    for a, grad in zip(args, gradients):
+        if isinstance(a, torch.Tensor) and a.requires_grad:
+            if grad is None:
+                raise RuntimeError("Found a parameter that did not receive a gradient.")
+            outs.append(env[grad])
+        elif grad is not None:
+            raise RuntimeError("a gradient for an input that does not require one")
+    graph.output(tuple(outs))
+    return torch.fx.GraphModule(joint_gm, graph)
 
 
 def _fake_meta(joint: _Joint, example_inputs: tuple):

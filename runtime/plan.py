@@ -3,7 +3,9 @@
 The plan is read from the module's ``layer @L {...}`` declaration, nothing else:
 
 - tiling: M over ``ry`` rows in tiles of ``mt`` (and ``passes`` sequential passes over M), K over ``cx``
-  columns in tiles of ``kt``, N streamed in chunks of ``nc`` per row group (``groups``). A dimension that
+  columns in tiles of ``kt``, N streamed in chunks of ``nc`` per row group (``groups``); a batched product
+  split into batch groups (``bg`` of ``bt`` products, side by side over the columns) runs each group on its
+  own ``cx`` columns, reduced by its own routes, with its own counters. A dimension that
   does not divide is zero-padded up to parts x tile. The plan was checked when it loaded
   (``wafercc.ir.plan``): the tiles cover every dimension exactly and every column has its reduction, so a
   plan that would drop a tile or a partial sum never reaches this module;
@@ -24,13 +26,15 @@ Everything is vectorized over tiles and chunks; the only loops run over passes, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from wafercc.ir.plan import LayerPlan
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Most bytes of a weight converted (to the accumulation dtype, or rounded to 16 bits) for one BLAS product.
+HOST_GROUP_BYTES = 32 << 20
 
 
 def storage_dtype(precision: str):
@@ -71,13 +75,16 @@ class TilePlan:
     steps: int
     passes: int
     columns: tuple  # per mesh column of the layer: does a reduce route gather its partial sums?
-    budget: int  # bytes of weights the wafer holds at once: per-PE weight buffer x PEs
+    budget: int  # bytes of weights the wafer holds at once: per-PE weight buffer x PEs (of one batch group)
+    bg: int = 1  # batch groups, side by side over the columns: group g holds columns [g*cx, (g+1)*cx)
+    bt: int = 0  # products per batch group (0: no groups, the whole batch on the same tiles)
 
     @classmethod
     def from_layer(cls, lp: LayerPlan) -> TilePlan:
         """The tiles of a loaded (and so checked) layer plan."""
         t = lp.tiling
         cx = t.K.parts
+        bg = t.batch_groups
         return cls(
             mt=t.M.tile,
             ry=t.M.parts,
@@ -87,21 +94,24 @@ class TilePlan:
             nc=t.N.chunk,
             steps=t.N.steps,
             passes=t.passes,
-            columns=_gathered(lp, cx),
+            columns=_gathered(lp, cx, cx * bg),
             budget=max(lp.memory.get("weight"), 1) * cx * t.rows,
+            bg=bg,
+            bt=t.B.tile if t.B is not None else 0,
         )
 
 
-def _gathered(lp: LayerPlan, cx: int) -> tuple:
-    """The columns whose partial sums the layer's reduce routes collect (all of them, in a checked plan)."""
+def _gathered(lp: LayerPlan, cx: int, n: int) -> tuple:
+    """Of the tiling's n columns (cx per batch group), those whose partial sums the layer's reduce routes
+    collect (all of them, in a checked plan)."""
     reduces = lp.routes_of("reduce")
     if cx == 1 or not reduces:
-        return (True,) * cx
+        return (True,) * n
     x0 = lp.rect.x
-    covered = [False] * cx
+    covered = [False] * n
     for r in reduces:
         bx0, _, bx1, _ = r.box
-        for c in range(max(bx0 - x0, 0), min(bx1 - x0 + 1, cx)):
+        for c in range(max(bx0 - x0, 0), min(bx1 - x0 + 1, n)):
             covered[c] = True
     return tuple(covered)
 
@@ -115,46 +125,94 @@ class PlanMatmul:
 
     def __call__(self, x: np.ndarray, w: np.ndarray, streamed: bool, counters: Counters) -> np.ndarray:
         p = self.p
+        if p.bg > 1:
+            return self._by_batch_group(x, w, streamed, counters)
         B, M, K = x.shape
         N = w.shape[2]
         acc = np.float64 if np.float64 in (x.dtype, w.dtype) else np.float32  # f64 models keep f64
         x = round_to(np.asarray(x, dtype=acc), self.precision)
         kmask = self._k_mask(K)
-        rows = np.zeros(M, dtype=bool)
-        rows[: min(M, p.passes * p.ry * p.mt)] = True  # tokens the tiling covers
-        y = np.zeros((B, M, N), dtype=acc)
+        covered = min(M, p.passes * p.ry * p.mt)  # tokens the tiling covers
         nt = -(-N // p.groups)  # output columns per row group
         itemsize = w.dtype.itemsize
         per_step = K * p.nc * p.groups * itemsize  # one streamed step: a chunk for every row group
         span = max(1, p.budget // max(per_step, 1))  # consecutive steps the wafer can hold at once
-        m_pass = -(-M // p.passes)
         # A weight broadcast over the batch (expand + bmm) is one tensor, streamed once; groups are distinct.
         copies = 1 if B > 1 and w.strides[0] == 0 else B
-        for ps in range(p.passes):
-            lo, hi = ps * m_pass, min(M, (ps + 1) * m_pass)
-            mask = kmask[None, :] & rows[lo:hi, None]
-            xm = x[:, lo:hi] if mask.all() else x[:, lo:hi] * mask.astype(acc)[None]
+        if streamed:  # every pass streams W, one wafer-load (``span`` steps of every row group) at a time
             for s0 in range(0, p.steps, span):
-                held = 0
-                for a, b in _chunk_ranges(s0, min(p.steps, s0 + span), p.nc, nt, p.groups, N):
-                    wc = w[:, :, a:b]  # a view: the chunk's columns of W, read from the store as used
-                    held += copies * K * (b - a) * itemsize  # every group's (or batch's) slice of W
-                    wc = round_to(wc.astype(acc, copy=False), self.precision)
-                    y[:, lo:hi, a:b] = self._reduce(xm, wc, kmask)
-                if streamed:
-                    counters.streamed_bytes += held
-                    counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, held)
+                held = sum(
+                    copies * K * (b - a) * itemsize
+                    for a, b in _chunk_ranges(s0, min(p.steps, s0 + span), p.nc, nt, p.groups, N)
+                )
+                counters.streamed_bytes += p.passes * held
+                counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, held)
         counters.per_pe = self._per_pe(B, N, itemsize, x.dtype.itemsize if acc is np.float32 else 4)
+        xm = x if kmask.all() else x * kmask.astype(acc)  # K columns without a reduction contribute nothing
+        if self.order == "grouped":
+            y = self._grouped(xm[:, :covered], w, acc)
+        else:
+            y = self._ring(xm[:, :covered], w, acc, span, nt)
+        if covered < M:
+            y = np.concatenate([y, np.zeros((B, M - covered, N), dtype=acc)], axis=1)
         return round_to(y, self.precision)
+
+    def _grouped(self, xm: np.ndarray, w: np.ndarray, acc) -> np.ndarray:
+        """Every chunk's partial sums in as few BLAS products as host memory allows: one, when W is already
+        the accumulation dtype at full precision (no copy of it is made); otherwise in groups of columns
+        whose converted copy stays under ``HOST_GROUP_BYTES``. Each output element is the same fp32 dot
+        product over its K columns whichever columns share a call (BLAS's own blocking decides its
+        rounding, deterministically for a given shape)."""
+        if w.dtype == acc and storage_dtype(self.precision) is None:
+            return np.matmul(xm, w)
+        B, K, N = w.shape
+        step = max(1, HOST_GROUP_BYTES // max(B * K * np.dtype(acc).itemsize, 1))
+        y = np.empty(xm.shape[:2] + (N,), dtype=acc)
+        for a in range(0, N, step):
+            wc = round_to(w[:, :, a : a + step].astype(acc, copy=False), self.precision)
+            np.matmul(xm, wc, out=y[:, :, a : a + step])
+        return y
+
+    def _ring(self, xm: np.ndarray, w: np.ndarray, acc, span: int, nt: int) -> np.ndarray:
+        """The wafer's own order: each wafer-load of chunks reduced column by column along the routes."""
+        p = self.p
+        y = np.zeros(xm.shape[:2] + (w.shape[2],), dtype=acc)
+        for s0 in range(0, p.steps, span):
+            for a, b in _chunk_ranges(s0, min(p.steps, s0 + span), p.nc, nt, p.groups, w.shape[2]):
+                wc = round_to(w[:, :, a:b].astype(acc, copy=False), self.precision)
+                y[:, :, a:b] = self._reduce(xm, wc)
+        return y
+
+    def _by_batch_group(self, x: np.ndarray, w: np.ndarray, streamed: bool, counters: Counters) -> np.ndarray:
+        """Each batch group runs its products on its own cx columns (the columns its own reduce routes
+        gather), counted on its own; the groups run at once, so the weights held at a time are the sum of
+        the groups' and a PE holds the largest group's tiles. Products no group holds stay zero (a checked
+        plan covers the batch)."""
+        p = self.p
+        y = None
+        peak = 0
+        for g in range(p.bg):
+            b0, b1 = g * p.bt, min(x.shape[0], (g + 1) * p.bt)
+            if b0 >= b1:
+                continue
+            own = Counters()
+            group = replace(p, bg=1, bt=0, columns=p.columns[g * p.cx : (g + 1) * p.cx])
+            out = PlanMatmul(group, self.precision, self.order)(x[b0:b1], w[b0:b1], streamed, own)
+            if y is None:
+                y = np.zeros((x.shape[0],) + out.shape[1:], dtype=out.dtype)
+            y[b0:b1] = out
+            counters.streamed_bytes += own.streamed_bytes
+            peak += own.peak_chunk_bytes
+            counters.per_pe = {k: max(v, counters.per_pe.get(k, 0)) for k, v in own.per_pe.items()}
+        counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, peak)
+        return y
 
     def _k_mask(self, K: int) -> np.ndarray:
         p = self.p
         col_of_k = np.arange(K) // p.kt
         return (col_of_k < p.cx) & np.array(p.columns + (False,), dtype=bool)[np.minimum(col_of_k, p.cx)]
 
-    def _reduce(self, xm: np.ndarray, wc: np.ndarray, kmask: np.ndarray) -> np.ndarray:
-        if self.order == "grouped":
-            return np.matmul(xm, wc)
+    def _reduce(self, xm: np.ndarray, wc: np.ndarray) -> np.ndarray:
         # The ring, in route order: each column's partial (an fp32 dot product over its K tile) is added
         # in turn; the first half of the chunk flows east (column 0 first), the second half west.
         p = self.p

@@ -41,24 +41,30 @@ class OptimizerConfigError(WaferError):
 # -- exact float32 arithmetic in numpy ------------------------------------------------------------
 
 
-def _fma(a, b, c) -> np.ndarray:
-    """fma(a, b, c) = a*b + c rounded once to float32, for float32 arrays or scalars (float32 values).
+def _fma(a, b, c, out: np.ndarray | None = None) -> np.ndarray:
+    """fma(a, b, c) = a*b + c rounded once to float32, for float32 arrays or scalars (float32 values); into
+    ``out`` (a float32 array of the result's shape, which may be ``c`` itself) when given.
 
     a*b is exact in float64 (24 + 24 bits < 53), so s = a*b + c in float64 has one rounding, and rounding
     s to float32 gives the correctly rounded result unless s landed exactly on a float32 midpoint (its low
     29 fraction bits 1000...0) or in float32's subnormal range. Only there is the exact error computed
     (TwoSum) and s rounded to odd, after which the rounding to float32 is that of the exact value
-    (round-to-odd with 53 >= 24 + 2 bits)."""
-    p = np.multiply(np.asarray(a, np.float64), np.asarray(b, np.float64))
-    s = np.add(p, np.asarray(c, np.float64))
+    (round-to-odd with 53 >= 24 + 2 bits). An s of zero is exact (a float64 sum that underflows is exact,
+    Hauser's theorem), so zeros, common in the state of parameters without gradient, skip that check."""
+    s = np.empty(np.broadcast_shapes(np.shape(a), np.shape(b), np.shape(c)), np.float64)
+    np.multiply(a, b, out=s, dtype=np.float64)
+    np.add(s, c, out=s, dtype=np.float64)
     flat = s.reshape(-1)
     bits = flat.view(np.int64)
-    risky = (bits & _LOW29) == _MID29
-    risky |= np.abs(flat) < _TINY
-    idx = np.flatnonzero(risky)
-    if idx.size:
-        pi = np.broadcast_to(p, s.shape).reshape(-1)[idx]
-        ci = np.broadcast_to(np.asarray(c, np.float64), s.shape).reshape(-1)[idx]
+    t = np.bitwise_and(bits, _LOW29)
+    risky = np.equal(t, _MID29)
+    np.bitwise_and(bits, _ABS63, out=t)  # |s|'s bits: 0 < |s| < 2**-125 is 0 <= bits - 1 < TINY's bits - 1
+    np.subtract(t, 1, out=t)
+    risky |= np.less(t.view(np.uint64), _TINY_BITS_1)
+    if risky.any():
+        idx = np.flatnonzero(risky)
+        pi = np.multiply(_at(a, s.shape, idx), _at(b, s.shape, idx), dtype=np.float64)
+        ci = _at(c, s.shape, idx).astype(np.float64)
         si = flat[idx]
         bb = si - pi
         e = (pi - (si - bb)) + (ci - bb)
@@ -66,12 +72,21 @@ def _fma(a, b, c) -> np.ndarray:
         si[fix] = np.nextafter(si[fix], np.where(e[fix] > 0, np.inf, -np.inf))
         flat[idx] = si
     with np.errstate(over="ignore"):  # beyond float32's range: infinity, as the hardware fma gives
-        return s.astype(F32)
+        if out is None:
+            return s.astype(F32)
+        np.copyto(out, s, casting="same_kind")
+        return out
+
+
+def _at(x, shape, idx: np.ndarray) -> np.ndarray:
+    """Elements ``idx`` (flat, row-major) of ``x`` broadcast to ``shape``."""
+    return np.broadcast_to(np.asarray(x), shape).reshape(-1)[idx]
 
 
 _LOW29 = np.int64((1 << 29) - 1)
 _MID29 = np.int64(1 << 28)
-_TINY = 2.0**-125
+_ABS63 = np.int64((1 << 63) - 1)
+_TINY_BITS_1 = np.uint64(np.array(2.0**-125).view(np.int64) - 1)
 
 
 def _sqrt(x: np.ndarray) -> np.ndarray:
@@ -86,13 +101,29 @@ def _f32(x: float) -> np.float32:
     return F32(x)
 
 
-def _lerp(start: np.ndarray, end: np.ndarray, weight: np.float32) -> np.ndarray:
+def _lerp(start: np.ndarray, end: np.ndarray, weight: np.float32, out: np.ndarray | None = None) -> np.ndarray:
     """torch.lerp(start, end, weight) on CPU (aten/src/ATen/native/cpu/LerpKernel.cpp, lerp_vec):
-    |w| < 0.5: fma(w, end - start, start); else fma(w - 1, end - start, end)."""
+    |w| < 0.5: fma(w, end - start, start); else fma(w - 1, end - start, end). ``out`` may be ``start``."""
     diff = end - start
     if abs(weight) < 0.5:
-        return _fma(weight, diff, start)
-    return _fma(weight - F32(1), diff, end)
+        return _fma(weight, diff, start, out)
+    return _fma(weight - F32(1), diff, end, out)
+
+
+# Elements updated per pass of an optimizer: the float64 temporaries of ``_fma`` (128 KiB) stay in the core's
+# cache. Measured on a 1 MiB store chunk at once, ``_fma`` ran at ~10 ns per element, at 16Ki ~3 ns.
+BLOCK = 1 << 14
+
+
+def _blocks(*arrays: np.ndarray):
+    """Matching pieces of arrays of one shape, BLOCK elements at a time (flat, row-major) where every one is
+    contiguous; the arrays whole otherwise. Each piece is a view: writing it writes the array."""
+    if all(a.flags.c_contiguous for a in arrays):
+        flats = [a.reshape(-1) for a in arrays]
+        for lo in range(0, max(flats[0].size, 1), BLOCK):
+            yield [f[lo : lo + BLOCK] for f in flats]
+    else:
+        yield list(arrays)
 
 
 # -- the optimizers -------------------------------------------------------------------------------
@@ -155,6 +186,11 @@ class SGD:
     def step_chunk(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], step: int) -> None:
         """One update of a slice of a parameter, in place (``param`` and ``state``'s arrays are written)."""
         _check_chunk(param, grad, state, self.state_names(), step)
+        names = self.state_names()
+        for p, grad_b, *st in _blocks(param, grad, *(state[k] for k in names)):
+            self._block(p, grad_b, dict(zip(names, st)), step)
+
+    def _block(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], step: int) -> None:
         g = np.negative(grad) if self.maximize else grad
         if self.weight_decay != 0:
             g = _fma(param, _f32(self.weight_decay), g)  # grad.add(param, alpha=weight_decay)
@@ -163,9 +199,9 @@ class SGD:
             if step == 1:
                 buf[...] = g  # buf = torch.clone(grad).detach()
             else:  # buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-                buf[...] = _fma(g, _f32(1 - self.dampening), buf * _f32(self.momentum))
+                _fma(g, _f32(1 - self.dampening), buf * _f32(self.momentum), out=buf)
             g = _fma(buf, _f32(self.momentum), g) if self.nesterov else buf  # grad.add(buf, alpha=momentum)
-        param[...] = _fma(g, _f32(-self.lr), param)  # param.add_(grad, alpha=-lr)
+        _fma(g, _f32(-self.lr), param, out=param)  # param.add_(grad, alpha=-lr)
 
     def to_dict(self) -> dict:
         return {"type": self.kind, **asdict(self)}
@@ -211,28 +247,46 @@ class AdamW:
     def step_chunk(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], step: int) -> None:
         _check_chunk(param, grad, state, self.state_names(), step)
         lr, (beta1, beta2) = self.lr, self.betas
-        g = np.negative(grad) if self.maximize else grad
-        if self.weight_decay != 0:
-            param *= _f32(1 - lr * self.weight_decay)  # param.mul_(1 - lr * weight_decay)
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg[...] = _lerp(exp_avg, g, _f32(1 - beta1))  # exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq *= _f32(beta2)  # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        exp_avg_sq[...] = _fma(_f32(1 - beta2) * g, g, exp_avg_sq)
         t = float(step)  # torch keeps step as a float32 tensor and reads it with .item()
         bias_correction1 = 1 - beta1**t
         bias_correction2 = 1 - beta2**t
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
+        consts = (
+            _f32(1 - lr * self.weight_decay),
+            _f32(1 - beta1),
+            _f32(beta2),
+            _f32(1 - beta2),
+            _f32(bias_correction2_sqrt),
+            _f32(self.eps),
+            _f32(-step_size),
+        )
+        names = self.state_names()
+        for p, g, *st in _blocks(param, grad, *(state[k] for k in names)):
+            self._block(p, g, dict(zip(names, st)), consts)
+
+    def _block(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], consts: tuple) -> None:
+        decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size = consts
+        g = np.negative(grad) if self.maximize else grad
+        if self.weight_decay != 0:
+            param *= decay  # param.mul_(1 - lr * weight_decay)
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        _lerp(exp_avg, g, one_minus_beta1, out=exp_avg)  # exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq *= beta2  # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        _fma(one_minus_beta2 * g, g, exp_avg_sq, out=exp_avg_sq)
         if self.amsgrad:
             vmax = state["max_exp_avg_sq"]
             np.maximum(vmax, exp_avg_sq, out=vmax)
             second = vmax
         else:
             second = exp_avg_sq
-        denom = _sqrt(second) / _f32(bias_correction2_sqrt)
-        denom += _f32(self.eps)
+        denom = _sqrt(second)
+        np.divide(denom, bias_correction2_sqrt, out=denom)
+        denom += eps
         # param.addcdiv_(exp_avg, denom, value=-step_size): self + value * t1 / t2, no fma
-        param += (_f32(-step_size) * exp_avg) / denom
+        update = neg_step_size * exp_avg
+        update /= denom
+        param += update
 
     def to_dict(self) -> dict:
         return {

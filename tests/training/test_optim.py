@@ -168,6 +168,108 @@ def test_fma_matches_torchs_fused_kernels():
         assert np.array_equal(tc.addcmul(ta, tb, value=1e-3).numpy(), optim._fma(np.float32(1e-3) * a, b, c))
 
 
+def _hard_fma_cases() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Operands whose float64 sum a*b + c lands exactly on a float32 midpoint though the exact value does
+    not (the double rounding ``_fma`` must repair), at normal and subnormal scales and both signs; exact zeros
+    of either sign; results in and below float32's subnormal range; overflow."""
+    one, u = np.float32(1), np.float32(2.0**-18)
+    a0, b0 = one - u, np.float32(2.0**-24) * (one + u)  # a0*b0 = 2^-24 - 2^-60: half an ulp of 1, minus a hair
+    cs = [np.float32(1), np.float32(1 + 2.0**-23), np.float32(1 + 2.0**-22 + 2.0**-23)]
+    a, b, c = [], [], []
+    for scale in (1.0, 2.0**-60, 2.0**-100, 2.0**-126, 2.0**-140, 2.0**60):
+        for sign in (1, -1):
+            for ci in cs:
+                for flip in (1, -1):  # exact value just above the midpoint, and just below
+                    a.append(a0 * flip)
+                    b.append(np.float32(b0 * scale))
+                    c.append(np.float32(sign * ci * scale))
+    zeros = [(0.0, 1.0, 0.0), (-0.0, 1.0, -0.0), (0.0, -1.0, 0.0), (-0.0, -1.0, -0.0), (3.0, 2.0, -6.0)]
+    tiny = [(2.0**-75, 2.0**-75, 0.0), (2.0**-75, 2.0**-76, 2.0**-149), (1e-30, 1e-10, -1e-40), (1e-38, 0.5, 0.0)]
+    big = [(3e38, 2.0, 0.0), (-3e38, 2.0, 1.0), (2.0**64, 2.0**64, -(2.0**127))]
+    for x, y, z in zeros + tiny + big:
+        a.append(np.float32(x))
+        b.append(np.float32(y))
+        c.append(np.float32(z))
+    return (np.array(v, dtype=np.float32) for v in (a, b, c))
+
+
+def test_fma_hard_cases_are_correctly_rounded():
+    a, b, c = _hard_fma_cases()
+    got = optim._fma(a, b, c)
+    for x, y, z, g in zip(a, b, c, got):
+        want = np.float32(_round_f32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z))))
+        assert g == want or (np.isinf(want) and np.isinf(g)), (x, y, z, g, want)
+    # signs of zero, and everything once more against torch's fused kernel (addcmul with value 1: c + a*b)
+    want = torch.from_numpy(c).addcmul(torch.from_numpy(a), torch.from_numpy(b), value=1).numpy()
+    assert np.array_equal(got.view(np.int32), want.view(np.int32))
+
+
+def test_fma_in_blocks_with_zeros_matches_torch():
+    """Long arrays, mostly zeros (a parameter without gradient), with the hard cases scattered in them; into
+    ``out`` that is also the addend, as the optimizers call it."""
+    rng = np.random.default_rng(11)
+    n = 3 * optim.BLOCK + 1234
+    ha, hb, hc = _hard_fma_cases()
+    a, b = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    c = (rng.standard_normal(n) * 10.0 ** rng.integers(-40, 3, n)).astype(np.float32)
+    for x in (a, b, c):
+        x[rng.random(n) < 0.9] = 0
+    where = rng.choice(n, ha.size, replace=False)
+    a[where], b[where], c[where] = ha, hb, hc
+    want = torch.from_numpy(c.copy()).addcmul(torch.from_numpy(a), torch.from_numpy(b), value=1).numpy()
+    for lo, hi in ((0, n), (5, optim.BLOCK + 3)):
+        out = c[lo:hi].copy()
+        optim._fma(a[lo:hi], b[lo:hi], out, out=out)
+        assert np.array_equal(out.view(np.int32), want[lo:hi].view(np.int32))
+
+
+@pytest.mark.parametrize("kw", ADAMW_CONFIGS + [dict(lr=1e-2, betas=(0.9, 0.999))], ids=str)
+def test_adamw_sparse_gradients_over_many_blocks(kw, monkeypatch):
+    """A tied embedding's step: most rows get a zero gradient, some tiny (their squares subnormal), over
+    several blocks of the update and a tail; bit for bit with torch given its sqrt, the state too."""
+    monkeypatch.setattr(optim, "_sqrt", torch_sqrt)
+    rng = np.random.default_rng(7)
+    n = 2 * optim.BLOCK + 77
+    p0 = rng.standard_normal(n).astype(np.float32)
+    tp = torch.nn.Parameter(torch.from_numpy(p0.copy()))
+    topt = torch.optim.AdamW([tp], foreach=False, **kw)
+    cfg = AdamW(**kw)
+    p, state = p0.copy(), cfg.init_state("p", (n,))
+    for t in range(1, 9):
+        g = (rng.standard_normal(n) * 10.0 ** rng.integers(-25, 2, n)).astype(np.float32)
+        g[rng.random(n) < (0.99 if t % 2 else 0.5)] = 0
+        tp.grad = torch.from_numpy(g.copy())
+        topt.step()
+        cfg.step_chunk(p, g, state, t)
+    assert np.array_equal(tp.detach().numpy().view(np.int32), p.view(np.int32))
+    for k in cfg.state_names():
+        assert np.array_equal(topt.state[tp][k].numpy().view(np.int32), state[k].view(np.int32)), k
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1), AdamW(lr=1e-2, amsgrad=True)],
+    ids=["sgd", "adamw"],
+)
+def test_strided_slices_update_in_place(cfg):
+    """A non-contiguous slice is updated whole (not in blocks) and in place: the same numbers as a copy."""
+    rng = np.random.default_rng(4)
+    n = 2 * optim.BLOCK + 10
+    p1 = rng.standard_normal(2 * n).astype(np.float32)
+    p0, p2 = p1.copy(), p1[::2].copy()
+    s1 = {k: np.zeros(2 * n, np.float32) for k in cfg.state_names()}
+    s2 = cfg.init_state("x", (n,))
+    for t in range(1, 4):
+        g = rng.standard_normal(n).astype(np.float32)
+        cfg.step_chunk(p1[::2], g, {k: v[::2] for k, v in s1.items()}, t)
+        cfg.step_chunk(p2, g, s2, t)
+    assert np.array_equal(p1[::2].view(np.int32), p2.view(np.int32))
+    assert np.array_equal(p1[1::2], p0[1::2])  # the elements between untouched
+    for k in s1:
+        assert np.array_equal(s1[k][::2], s2[k])
+        assert not s1[k][1::2].any()
+
+
 @pytest.mark.parametrize(
     "make, words",
     [

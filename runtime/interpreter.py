@@ -24,7 +24,16 @@ from .io import bind_inputs
 from .kernels import KERNELS, np_dtype
 from .plan import PRECISIONS, round_to
 from .planned import PlannedLayers
-from .schedule import WEIGHT, classify, inferred_layers, last_uses, planned_layers, sink_static, weight_releases
+from .schedule import (
+    WEIGHT,
+    classify,
+    inferred_layers,
+    last_uses,
+    planned_layers,
+    sink_static,
+    stream_points,
+    weight_releases,
+)
 from .store import Store
 
 
@@ -58,7 +67,7 @@ class RunStats:
 
 @dataclass
 class RunResult:
-    outputs: list[np.ndarray]
+    outputs: list[np.ndarray | None]  # None: a result streamed out during the run (Interpreter's stream)
     stats: RunStats
     inputs: list[np.ndarray] = field(default_factory=list)
     generated_inputs: bool = False  # True when run() made seeded random inputs from the signature
@@ -77,6 +86,7 @@ class _Step:
         "layer",
         "op",
         "results",
+        "stream",
         "symbol",
         "w_alloc",
         "w_free",
@@ -94,6 +104,7 @@ class _Step:
         self.free: tuple[int, ...] = ()
         self.act_alloc = self.w_alloc = self.act_free = self.w_free = 0
         self.release: tuple[str, ...] = ()  # weights whose pages the store may drop after this step
+        self.stream: tuple[tuple[int, int], ...] = ()  # (return position, slot) handed out after this step
         self.layer = 0
 
 
@@ -113,6 +124,7 @@ class Interpreter:
         plan: bool | None = None,
         precision: str = "fp32",
         order: str = "grouped",
+        stream: dict[int, tuple[str, ...]] | None = None,
     ):
         verify(module)  # the generic rules (SSA, symbols); op semantics are the kernels' business
         if precision not in PRECISIONS:
@@ -136,6 +148,10 @@ class Interpreter:
         self.plan = planned if plan is None else plan and planned
         self._check_kernels_and_store()
         order_ops = sink_static(self.func) if lazy_weights else list(self.func.ops)
+        self.stream = dict(stream or {})
+        bad = [p for p in self.stream if not 0 <= p < len(self.func.returns)]
+        if bad:
+            raise ValueError(f"stream: @{self.func.name} has no result {bad[0]}")
         self._build(order_ops)
         self.planned = PlannedLayers(self, order) if self.plan else None
 
@@ -162,7 +178,11 @@ class Interpreter:
                 slot[id(r)] = len(slot)
         self.num_slots = len(slot)
         kind = classify(f, order)
-        last = last_uses(f, order)
+        last = last_uses(f, order, self.stream)
+        points = stream_points(f, order, self.stream, last, kind)
+        for pos, at in points.items():  # a streamed value lives until it is handed out
+            v = f.returns[pos]
+            last[id(v)] = max(last.get(id(v), -1), at)
         self.steps = [_Step(op, KERNELS.get(op.name), slot) for op in order]
         self.returns = [slot[id(v)] for v in f.returns]
         self.arg_bytes = sum(a.type.nbytes for a in f.args if id(a) in last)
@@ -178,15 +198,34 @@ class Interpreter:
         for i, nbytes, sym in weight_releases(order, kind, last):
             self.steps[i].w_free += nbytes
             self.steps[i].release += (sym,)
+        # Streamed results: handed to run()'s on_stream after the step at their point (before the step's frees),
+        # then dropped; at -1 (an argument returned as is) after the first step; at inf after the last.
+        self.stream_end: list[tuple[int, int]] = []
+        for pos, at in sorted(points.items()):
+            v, s = f.returns[pos], slot[id(f.returns[pos])]
+            if last[id(v)] == float("inf") or not self.steps:
+                self.stream_end.append((pos, s))
+                continue
+            step = self.steps[max(int(last[id(v)]), 0)]
+            step.stream += ((pos, s),)
+            if s not in step.free and last[id(v)] != float("inf"):
+                step.free += (s,)
+                step.act_free += v.type.nbytes if kind[id(v)] != WEIGHT else 0
         decl = {name: i for i, name in enumerate(self.module.weights)}
         index, self.layer_names = planned_layers(order) or inferred_layers(order, kind, decl)
         for step, layer in zip(self.steps, index):
             step.layer = layer
 
     # -- running ---------------------------------------------------------------------------------
-    def run(self, inputs, on_result=None) -> RunResult:
+    def run(self, inputs, on_result=None, on_stream=None) -> RunResult:
         """Run the function on ``inputs`` (a list by position, or a dict by argument name). ``on_result``, if
-        given, is called as ``on_result(op, results)`` after every op (bisection compares values there)."""
+        given, is called as ``on_result(op, results)`` after every op (bisection compares values there).
+
+        An interpreter built with ``stream`` hands each of those results to ``on_stream(position, value)`` as
+        soon as it may (see ``stream_points``) and drops it: ``value`` is valid during the call only (it may
+        view an internal buffer; copy what you keep), and ``outputs`` holds None at that position."""
+        if self.stream and on_stream is None:
+            raise TypeError(f"this interpreter streams results {sorted(self.stream)}: run() needs on_stream")
         args = bind_inputs(self.func, inputs)
         if self.precision != "fp32":
             args = [round_to(a, self.precision) for a in args]
@@ -196,10 +235,13 @@ class Interpreter:
         env[: len(args)] = args
         stats = RunStats()
         with np.errstate(all="ignore"):  # inf/NaN follow IEEE rules silently, as in torch
-            self._loop(env, stats, on_result)
-        return RunResult(outputs=_fresh([env[s] for s in self.returns], args), stats=stats, inputs=list(args))
+            self._loop(env, stats, on_result, on_stream)
+            for pos, j in self.stream_end:  # results that had to wait for the end
+                on_stream(pos, env[j])
+        outputs = [None if p in self.stream else env[s] for p, s in enumerate(self.returns)]
+        return RunResult(outputs=_fresh(outputs, args), stats=stats, inputs=list(args))
 
-    def _loop(self, env: list, stats: RunStats, on_result=None) -> None:
+    def _loop(self, env: list, stats: RunStats, on_result=None, on_stream=None) -> None:
         act = peak_act = self.arg_bytes  # live activation bytes
         res = peak_res = 0  # resident weight bytes
         clock = _LayerClock(stats, self.layer_names)
@@ -213,6 +255,8 @@ class Interpreter:
                     env[j] = r
                 if on_result is not None:
                     on_result(step.op, out)
+                for pos, j in step.stream:
+                    on_stream(pos, env[j])
                 clock.ops += 1
                 clock.weight_bytes += step.w_alloc
                 act += step.act_alloc
@@ -280,12 +324,15 @@ class _LayerClock:
         return time.perf_counter() - self.start
 
 
-def _fresh(outputs: list[np.ndarray], inputs: list[np.ndarray]) -> list[np.ndarray]:
+def _fresh(outputs: list, inputs: list[np.ndarray]) -> list:
     """Outputs the caller may keep and write: a copy where a result is a view (of a store weight, an input,
     another value), an input itself, or the same array as an earlier output."""
     seen = {id(a) for a in inputs}
     out = []
     for v in outputs:
+        if v is None:  # streamed out during the run
+            out.append(v)
+            continue
         if id(v) in seen or not (v.flags.owndata and v.flags.writeable and v.flags.c_contiguous):
             v = np.array(v, order="C")
         seen.add(id(v))

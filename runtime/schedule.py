@@ -34,21 +34,50 @@ def classify(f: Func, order: list[Op]) -> dict[int, int]:
     return kind
 
 
-def last_uses(f: Func, order: list[Op]) -> dict[int, float]:
-    """Index of the last op using each value; returned values live to the end (inf)."""
+def last_uses(f: Func, order: list[Op], streamed=()) -> dict[int, float]:
+    """Index of the last op using each value; returned values live to the end (inf), except values returned
+    only at the positions in ``streamed``: those are handed out during the run (``stream_points``), and live
+    to their last use here."""
     last: dict[int, float] = {}
     for i, op in enumerate(order):
         for v in op.operands:
             last[id(v)] = i
-    for v in f.returns:
-        last[id(v)] = float("inf")
+    for pos, v in enumerate(f.returns):
+        if pos not in streamed:
+            last[id(v)] = float("inf")
     return last
 
 
-def weight_releases(order: list[Op], kind: dict[int, int], last: dict[int, float]) -> list[tuple[int, int, str]]:
+def stream_points(
+    f: Func, order: list[Op], streamed: dict[int, tuple[str, ...]], last: dict[int, float], kind: dict[int, int]
+) -> dict[int, float]:
+    """For each position of ``streamed`` (a returned value handed out as soon as it is computed), the index of
+    the step after which it is handed out: the op that computes it, or later if another op still uses it, or
+    if a weight named in ``streamed[pos]`` is still read (a gradient is streamed to an optimizer that updates
+    that weight in place: it must wait for the weight's last read). A value also returned at another position
+    waits for the end (inf); -1 is before the first op (an argument returned as is)."""
+    defined = {id(a): -1 for a in f.args}
+    for i, op in enumerate(order):
+        for r in op.results:
+            defined[id(r)] = i
+    read: dict[str, float] = {}  # weight symbol -> the step of its last read
+    for i, nbytes, sym in weight_releases(order, kind, last, include_returned=True):
+        read[sym] = max(read.get(sym, -1), i)
+    points: dict[int, float] = {}
+    for pos, v in enumerate(f.returns):
+        if pos not in streamed:
+            continue
+        at = max([defined[id(v)], last.get(id(v), -1)] + [read.get(s, -1) for s in streamed[pos]])
+        points[pos] = at
+    return points
+
+
+def weight_releases(
+    order: list[Op], kind: dict[int, int], last: dict[int, float], include_returned: bool = False
+) -> list[tuple[int, int, str]]:
     """(step index, bytes, symbol) at which each streamed weight stops being resident: after the last use of
     the weight or of any value derived from it alone (its permute, view, ...: a layout of the same data, not
-    counted again). Weights that are returned stay resident to the end."""
+    counted again). Weights that are returned stay resident to the end (left out, or inf with ``include_returned``)."""
     sources: dict[int, set[int]] = {}
     release: dict[int, float] = {}
     nbytes: dict[int, int] = {}
@@ -67,7 +96,11 @@ def weight_releases(order: list[Op], kind: dict[int, int], last: dict[int, float
         for r in op.results:
             for s in sources[id(r)]:
                 release[s] = max(release[s], last.get(id(r), i))
-    return [(int(i), nbytes[s], symbol[s]) for s, i in release.items() if i != float("inf")]
+    return [
+        (i if i == float("inf") else int(i), nbytes[s], symbol[s])
+        for s, i in release.items()
+        if include_returned or i != float("inf")
+    ]
 
 
 def static_ops(f: Func) -> set[int]:

@@ -8,9 +8,11 @@
 
 The joint module's ``@forward`` returns (loss, gradients..., buffer updates...) (docs/wir.md, "Training
 modules"). A step runs it once per micro-batch in the interpreter, following the plan (as ``wafercc run``
-does), reading the weights from the training store (``TrainingStore.weight``), then streams each gradient into
-the store's step (``begin_step`` / ``add_grad`` / ``end_micro_batch`` / ``finish``) chunk by chunk, which
-applies the optimizer, and writes the buffers' new values (batch norm's running statistics) back.
+does), reading the weights from the training store (``TrainingStore.weight``). Each gradient streams into the
+store's step (``begin_step`` / ``add_grad`` / ``end_micro_batch`` / ``finish``) chunk by chunk as soon as the
+backward has computed it and the module has read its weight for the last time (the store may update that
+weight in place), and is dropped: no gradient outlives that point. The store applies the optimizer; the
+buffers' new values (batch norm's running statistics) are written back at the end of the step.
 
 Never imports torch.
 """
@@ -98,7 +100,9 @@ class TrainStep:
         self.store = TrainingStore(self.dir / TRAIN_STORE_DIR, verify=verify_store)
         try:
             self.weights = _Weights(self.store)
-            self.interp = Interpreter(self.module, self.weights, plan=plan, precision=self.precision)
+            # Gradients are handed out as the run makes them, once their parameter's last read is done.
+            stream = {i: (target,) for i, (role, target) in enumerate(self.roles) if role == "grad"}
+            self.interp = Interpreter(self.module, self.weights, plan=plan, precision=self.precision, stream=stream)
         except BaseException:
             self.store.close()
             raise
@@ -122,7 +126,7 @@ class TrainStep:
     def step(self, inputs, keep_grads: bool = False) -> StepOutcome:
         """One optimizer step (``inputs``: one batch, or a list of ``micro_batches`` batches). ``keep_grads``
         also returns the gradients as they streamed out (their mean over the micro-batches, before
-        clipping), for checking; otherwise no gradient outlives its micro-batch."""
+        clipping), for checking; otherwise no gradient outlives the point where it streams out."""
         batches = self._micro_batches(inputs)
         self.weights.updated = {}
         update = self.store.begin_step(micro_batches=len(batches), clip_norm=self.clip_norm)
@@ -130,12 +134,13 @@ class TrainStep:
         grads: dict[str, np.ndarray] = {}
         try:
             for batch in batches:
-                outputs = self.interp.run(batch).outputs
+                sink = _GradSink(update, self.store.chunk, self.roles, grads if keep_grads else None, len(batches))
+                outputs = self.interp.run(batch, on_stream=sink).outputs
                 losses.append(float(outputs[0]))
-                self._stream_out(update, outputs)
+                for value, (role, target) in zip(outputs, self.roles):
+                    if role == "update":  # kept for the next micro-batch, written at the end of the step
+                        self.weights.updated[target] = np.array(value)
                 update.end_micro_batch()
-                if keep_grads:
-                    _sum_grads(grads, outputs, self.roles, len(batches))
             for name, value in self.weights.updated.items():
                 self.store.set_buffer(name, value)
             result = update.finish()
@@ -145,18 +150,6 @@ class TrainStep:
         finally:
             self.weights.updated = {}
         return StepOutcome(losses, result, grads)
-
-    def _stream_out(self, update, outputs: list[np.ndarray]) -> None:
-        """Each gradient to MemoryX in the store's chunks; each buffer's new value kept for the next
-        micro-batch and written at the end of the step."""
-        chunk = self.store.chunk
-        for value, (role, target) in zip(outputs, self.roles):
-            if role == "grad":
-                flat = np.ascontiguousarray(value, dtype=np.float32).reshape(-1)
-                for lo in range(0, max(flat.size, 1), chunk):
-                    update.add_grad(target, flat[lo : lo + chunk], lo)
-            elif role == "update":
-                self.weights.updated[target] = np.array(value)
 
     def _micro_batches(self, inputs) -> list:
         k = self.micro_batches
@@ -182,11 +175,21 @@ class TrainStep:
         self.close()
 
 
-def _sum_grads(grads: dict, outputs: list[np.ndarray], roles: list, k: int) -> None:
-    for value, (role, target) in zip(outputs, roles):
-        if role == "grad":
-            g = np.asarray(value, dtype=np.float64) / k
-            grads[target] = grads[target] + g if target in grads else g
+class _GradSink:
+    """The interpreter's ``on_stream`` for one micro-batch: each gradient to MemoryX in the store's chunks the
+    moment it is handed out (with ``keep``, also its share of the step's mean gradient, in float64)."""
+
+    def __init__(self, update, chunk: int, roles: list, keep: dict | None, k: int):
+        self.update, self.chunk, self.roles, self.keep, self.k = update, chunk, roles, keep, k
+
+    def __call__(self, pos: int, value: np.ndarray) -> None:
+        target = self.roles[pos][1]
+        flat = np.ascontiguousarray(value, dtype=np.float32).reshape(-1)  # a copy only if it is strided
+        for lo in range(0, max(flat.size, 1), self.chunk):
+            self.update.add_grad(target, flat[lo : lo + self.chunk], lo)
+        if self.keep is not None:
+            g = np.asarray(value, dtype=np.float64) / self.k
+            self.keep[target] = self.keep[target] + g if target in self.keep else g
 
 
 def _load_module(d: Path) -> Module:

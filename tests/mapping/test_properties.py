@@ -49,15 +49,16 @@ def test_search_stream_tiling_fits_covers_and_costs_at_least_the_roofline(target
         return
     event(f"fits, {'one pass' if tl.passes == 1 else 'passes'}, {'preset' if target in PRESETS else 'mesh:WxH'}")
     e = dtype.itemsize
-    assert tl.cx <= t.width and tl.ry * tl.rn <= t.height
+    assert tl.cx * tl.bg <= t.width and tl.ry * tl.rn <= t.height
     assert tl.cx * tl.kt >= K > (tl.cx - 1) * tl.kt
     assert tl.ry * tl.mt * tl.passes >= M > (tl.ry - 1) * tl.mt * tl.passes
     assert 1 <= tl.rn <= N and 1 <= tl.nc <= ceil(N, tl.rn)
-    # The per-PE buffers are the docstring's formulas, and they fit.
+    assert tl.bg * tl.bt >= B > (tl.bg - 1) * tl.bt  # batch groups side by side over the columns cover B
+    # The per-PE buffers are the docstring's formulas (for the bt products of a PE's batch group), and they fit.
     nt = ceil(N, tl.rn)
     assert dict(tl.memory) == {
-        "activation": tl.mt * tl.kt * e * B,
-        "output": tl.mt * ceil(nt, tl.cx) * e * B,
+        "activation": tl.mt * tl.kt * e * tl.bt,
+        "output": tl.mt * ceil(nt, tl.cx) * e * tl.bt,
         "accumulator": 2 * tl.mt * tl.nc * 4,
         "weight": 2 * tl.kt * tl.nc * e,
         "tail": 0,

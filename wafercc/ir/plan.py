@@ -23,19 +23,23 @@ Rules (each error ends with its rule tag):
   memplan, cost);
 - ``plan-cover``: the tiles cover each dimension exactly: ``parts x tile >= dim`` and ``(parts - 1) x tile
   < dim`` for K, the same for M with its ``passes`` (no empty row of tiles, no empty pass); ``groups <= N``,
-  ``chunk <= ceil(N / groups)``, ``steps = ceil(ceil(N / groups) / chunk)``; ``size = [K.parts, M.parts x
-  N.groups]``, ``pes = size[0] x size[1]``, ``size`` inside ``region``; a zero dimension has one part;
+  ``chunk <= ceil(N / groups)``, ``steps = ceil(ceil(N / groups) / chunk)``; batch groups (``B``, optional)
+  cover B the same way, side by side over the columns, so none overlaps another; ``size = [K.parts x
+  B.parts, M.parts x N.groups]``, ``pes = size[0] x size[1]``, ``size`` inside ``region``; a zero dimension
+  has one part;
 - ``plan-rect``: the tiling fits its rectangle (``size`` inside ``rect``);
 - ``plan-route``: every flow the tiling needs has its routes: weights streamed in stream mode need
   ``ingress`` feeding and ``broadcast`` covering the tiling's columns and rows; row groups need
   ``replicate``; ``K.parts > 1`` needs ``reduce`` over every column and row of the tiling, one ring
-  starting at its west column and one at its east column; pipeline mode needs the activations'
+  starting at its west column and one at its east column (per batch group: the group's own columns, and no
+  reduce route crossing into another group's); pipeline mode needs the activations'
   ``broadcast``; in stream mode a layer whose tiling size differs from the previous layer's needs a
   ``relayout``; boxes are not empty, sources lie in their box, paths turn at right angles; ``colors``
   counts the routes' distinct colors;
-- ``plan-memory``: the buffers are what the tiling needs (``activation = B x M.tile x K.tile x itemsize``
-  and so on), ``total`` is their sum and fits ``budget``; the memory map starts with ``runtime`` at 0, holds
-  each non-empty buffer with its size, in order, no two overlapping, and ends with ``free``;
+- ``plan-memory``: the buffers are what the tiling needs (``activation = B.tile x M.tile x K.tile x
+  itemsize``, B.tile being B without batch groups, and so on), ``total`` is their sum and fits
+  ``budget``; the memory map starts with ``runtime`` at 0, holds each non-empty buffer with its size, in
+  order, no two overlapping, and ends with ``free``;
 - ``plan-stream``: ``stream.chunks = N.steps x passes``, ``stream.bytes = weight_bytes x passes`` (0 in
   pipeline mode);
 - ``plan-anchor`` (with the module's ops): the anchor names an op of ``@forward`` tagged with the layer, of
@@ -248,10 +252,26 @@ class Tiling:
     pes: int
     size: tuple[int, int]  # [columns, rows] that hold tiles
     region: tuple[int, int]  # [w, h] the tile search was given
+    # A batched product's B split into ``parts`` groups of ``tile`` products, side by side over the columns:
+    # group g holds products [g x tile, (g + 1) x tile) on columns [g x K.parts, (g + 1) x K.parts) of the
+    # tiling. None: one group runs the whole batch, one product after another on the same tiles.
+    B: Split | None = None
 
     @property
     def columns(self) -> int:
         return self.size[0]
+
+    @property
+    def batch_groups(self) -> int:
+        return self.B.parts if self.B is not None else 1
+
+    def batch_tile(self, dims: Dims) -> int:
+        """Products each PE holds: its group's."""
+        return self.B.tile if self.B is not None else dims.B
+
+    def group_columns(self, g: int) -> tuple[int, int]:
+        """Batch group g's columns, relative to the tiling's first: [first, last]."""
+        return (g * self.K.parts, (g + 1) * self.K.parts - 1)
 
     @property
     def rows(self) -> int:
@@ -267,14 +287,17 @@ class Tiling:
             f.int("pes", 1),
             f.ints("size", 2, 1),
             f.ints("region", 2, 1),
+            Split.from_attrs(f.sub("B"), "x") if f.has("B") else None,
         )
         return t
 
     def to_attrs(self) -> dict:
+        batch = {"B": self.B.to_attrs()} if self.B is not None else {}
         return {
             "M": self.M.to_attrs(),
             "K": self.K.to_attrs(),
             "N": self.N.to_attrs(),
+            **batch,
             "passes": self.passes,
             "pes": self.pes,
             "size": list(self.size),
@@ -861,13 +884,25 @@ def _check_cover(lp: LayerPlan, t: Tiling, f: _Fields) -> None:
                     "plan-cover",
                 )
     _check_n(t, d, f)
-    want = (t.K.parts, t.M.parts * t.N.groups)
+    _check_batch(lp, t, d, f)
+    want = (t.K.parts * t.batch_groups, t.M.parts * t.N.groups)
     if t.size != want:
-        raise f.fail("tiling.size", f"{list(t.size)} is not [K.parts, M.parts x N.groups] = {list(want)}", "plan-cover")
+        what = "K.parts x B.parts" if t.B is not None else "K.parts"
+        raise f.fail("tiling.size", f"{list(t.size)} is not [{what}, M.parts x N.groups] = {list(want)}", "plan-cover")
     if t.pes != want[0] * want[1]:
         raise f.fail("tiling.pes", f"{t.pes} is not size[0] x size[1] = {want[0] * want[1]}", "plan-cover")
     if t.size[0] > t.region[0] or t.size[1] > t.region[1]:
         raise f.fail("tiling.size", f"{list(t.size)} does not fit the region {list(t.region)}", "plan-cover")
+
+
+def _check_batch(lp: LayerPlan, t: Tiling, d: Dims, f: _Fields) -> None:
+    """Batch groups cover B exactly (each product in one group, no group empty); they sit side by side over
+    the columns (``size``), so no two share a PE."""
+    if t.B is None:
+        return
+    if lp.kind == "elementwise":
+        raise f.fail("tiling.B", "an elementwise layer has no batch to split", "plan-cover")
+    _cover_one(f, "tiling.B", t.B.parts, t.B.tile, d.B, "B")
 
 
 def _check_n(t: Tiling, d: Dims, f: _Fields) -> None:
@@ -907,11 +942,12 @@ def _check_memory(lp: LayerPlan, t: Tiling, f: _Fields, mode: str) -> None:
     e = lp.dtype.itemsize
     mt, kt, nc = t.M.tile, t.K.tile, t.N.chunk
     nt = _cdiv(d.N, t.N.groups)
+    bt = t.batch_tile(d)  # a PE holds its batch group's products
     need = {
-        "activation": mt * kt * e * d.B,
-        "output": mt * _cdiv(nt, t.K.parts) * e * d.B,
+        "activation": mt * kt * e * bt,
+        "output": mt * _cdiv(nt, t.K.parts) * e * bt,
         "accumulator": 2 * mt * nc * ACC_BYTES,
-        "weight": kt * _cdiv(nt, t.M.parts) * e * d.B if mode == "pipeline" else 2 * kt * nc * e,
+        "weight": kt * _cdiv(nt, t.M.parts) * e * bt if mode == "pipeline" else 2 * kt * nc * e,
         "tail": _cdiv(lp.tail_elements, t.rows * t.columns * t.passes) * e,
     }
     have = dict(lp.memory.buffers)
@@ -968,14 +1004,34 @@ def _check_needed_routes(lp: LayerPlan, t: Tiling, f: _Fields, mode: str) -> Non
         _need_bundle(f, lp, "replicate", "y", cols, rows)
     if t.K.parts > 1:
         _need_bundle(f, lp, "reduce", "x", cols, rows)
-        srcs = [x.src if x.src is not None else x.box[0] for x in lp.routes_of("reduce") if x.axis == "x"]
-        if not any(s <= cols[0] for s in srcs) or not any(s >= cols[1] for s in srcs):
+        for g in range(t.batch_groups):
+            _check_group_ring(f, lp, t, g, cols[0], rows)
+
+
+def _check_group_ring(f, lp: LayerPlan, t: Tiling, g: int, x0: int, rows) -> None:
+    """Batch group g's partial sums are reduced within its own columns: its ring has a flow from its west
+    column and one from its east column, and no reduce route of another group's rows reaches into them
+    (it would add another group's products to this one's)."""
+    west, east = (x0 + c for c in t.group_columns(g))
+    ring = [x for x in lp.routes_of("reduce") if x.axis == "x" and x.box is not None]
+    for x in ring if t.B is not None else ():
+        bx0, by0, bx1, by1 = x.box
+        if bx0 <= east and bx1 >= west and (bx0 < west or bx1 > east) and by0 <= rows[1] and by1 >= rows[0]:
             raise f.fail(
                 "routes",
-                f"the reduction ring needs a reduce flow from its west column x={cols[0]} and one "
-                f"from its east column x={cols[1]}",
+                f"reduce route {list(x.box)} crosses batch group {g}'s columns {west}-{east}: a group's "
+                "partial sums are reduced within its own columns",
                 "plan-route",
             )
+    srcs = [x.src if x.src is not None else x.box[0] for x in ring if x.box[0] <= east and x.box[2] >= west]
+    if not any(s <= west for s in srcs) or not any(s >= east for s in srcs):
+        where = f" of batch group {g} (columns {west}-{east})" if t.B is not None else ""
+        raise f.fail(
+            "routes",
+            f"the reduction ring{where} needs a reduce flow from its west column x={west} and one "
+            f"from its east column x={east}",
+            "plan-route",
+        )
 
 
 def _need_bundle(f, lp: LayerPlan, flow: str, axis: str, cols, rows) -> None:

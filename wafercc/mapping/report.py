@@ -185,11 +185,13 @@ def format_report(plan: Plan | dict) -> str:
 
 
 def format_tiling(tl: Tiling) -> str:
-    """M tile/parts, K tile/parts, N chunk x steps, with row groups (g) and passes (p) when there are any."""
+    """M tile/parts, K tile/parts, N chunk x steps, with row groups (g), passes (p) and batch groups (b:
+    groups x products) when there are any."""
     n = tl.N
     return (
         f"{tl.M.tile}/{tl.M.parts} {tl.K.tile}/{tl.K.parts} {n.chunk}x{n.steps}"
         + (f" g{n.groups}" if n.groups > 1 else "")
+        + (f" b{tl.B.parts}x{tl.B.tile}" if tl.B is not None else "")
         + (f" p{tl.passes}" if tl.passes > 1 else "")
     )
 

@@ -11,7 +11,8 @@
 Weight streaming, per layer [hardware.md §5.1]: the weights enter at the I/O ports on the west and east
 edges; each port's data runs along the port's row (``ingress``) and turns down the columns it feeds, where it
 is multicast to every row of the layer (``broadcast``). Partial sums are reduced along each row by a ring
-folded onto the row: one color eastward, one westward (``reduce``). When a layer's rectangle differs from
+folded onto the row: one color eastward, one westward (``reduce``); a batched product split into batch
+groups has one ring per group, within the group's columns. When a layer's rectangle differs from
 the previous one's, its input activations are redistributed (``relayout``).
 
 Layer pipelined: weights stay resident; activations are multicast down each layer's columns and reduced
@@ -128,16 +129,40 @@ def _stream_flows(layer: Layer, t: Target, prev: Layer | None) -> list[Flow]:
     if w > 1 and a["kind"] != "elementwise":
         dims = a.get("dims", {})
         rows = tl["size"][1]
-        partial = tl["passes"] * dims.get("B", 1) * tl["M"]["tile"] * -(-dims.get("N", 1) // tl["N"]["groups"])
-        ring = partial * ACC_BYTES * (w - 1) / w / 2  # half of the reduce-scatter runs each way
-        flows.append(Flow("reduce", layer.name, (x0, y0, x1, y0 + rows - 1), "x", x0, ring))
-        flows.append(Flow("reduce", layer.name, (x0, y0, x1, y0 + rows - 1), "x", x1, ring))
+        # per row of PEs: the partial sums of a row's tokens, for each product of the group's batch
+        partial = tl["passes"] * _batch_tile(tl, dims) * tl["M"]["tile"] * -(-dims.get("N", 1) // tl["N"]["groups"])
+        flows += _reduce_rings(layer.name, tl, x0, x1, y0, y0 + rows - 1, partial)
     if prev is not None and prev.attrs["tiling"]["size"] != tl["size"]:
         px0, py0, pw, ph = prev.attrs["rect"]
         bx0, by0 = min(x0, px0), min(y0, py0)
         bx1, by1 = max(x1, px0 + pw - 1), max(y1, py0 + ph - 1)
         moved = _input_bytes(layer) / max(by1 - by0 + 1, 1) / 2
         flows.append(Flow("relayout", layer.name, (bx0, by0, bx1, by1), "x", (bx0 + bx1) // 2, moved))
+    return flows
+
+
+def _batch_tile(tl: dict, dims: dict) -> int:
+    """Products of the batch each PE holds: its batch group's, or the whole batch without groups."""
+    return tl["B"]["tile"] if "B" in tl else dims.get("B", 1)
+
+
+def _reduce_rings(name: str, tl: dict, x0: int, x1: int, y0: int, y1: int, partial: float) -> list[Flow]:
+    """The reduce-scatter ring of each batch group, within its own columns (without batch groups, one over
+    x0 .. x1): one flow from its west column, one from its east, each carrying half of what every PE
+    forwards, (cx - 1) / cx of its ``partial`` sums."""
+    if "B" in tl:
+        cx = tl["K"]["parts"]
+        spans = [(x0 + g * cx, x0 + (g + 1) * cx - 1) for g in range(tl["B"]["parts"])]
+    else:
+        spans = [(x0, x1)]
+    flows = []
+    for west, east in spans:
+        n = east - west + 1
+        if n < 2:
+            continue
+        ring = partial * ACC_BYTES * (n - 1) / n / 2  # half of the reduce-scatter runs each way
+        flows.append(Flow("reduce", name, (west, y0, east, y1), "x", west, ring))
+        flows.append(Flow("reduce", name, (west, y0, east, y1), "x", east, ring))
     return flows
 
 
@@ -188,11 +213,9 @@ def _resident_flows(layer: Layer, t: Target) -> list[Flow]:
     flows = [Flow("broadcast", layer.name, (x0, y0, x1, y1), "y", y0, _input_bytes(layer) / w)]
     if w > 1 and a["kind"] != "elementwise":
         dims = a.get("dims", {})
-        ring = dims.get("B", 1) * dims.get("M", 1) * dims.get("N", 1) / max(h, 1) * ACC_BYTES * (w - 1) / w / 2
-        flows += [
-            Flow("reduce", layer.name, (x0, y0, x1, y1), "x", x0, ring),
-            Flow("reduce", layer.name, (x0, y0, x1, y1), "x", x1, ring),
-        ]
+        tl = a["tiling"]
+        partial = _batch_tile(tl, dims) * dims.get("M", 1) * dims.get("N", 1) / max(h, 1)
+        flows += _reduce_rings(layer.name, tl, x0, x1, y0, y1, partial)
     return flows
 
 

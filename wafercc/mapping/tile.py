@@ -4,11 +4,14 @@
   gains
     tiling = {K = {axis = "x", parts = 392, tile = 2}, M = {axis = "y", parts = 8, tile = 1},
               N = {axis = "time", chunk = 16, groups = 4, steps = 4}, passes = 1, pes = 12544, size = [392, 32]}
+    (a batched product may add B = {axis = "x", parts = 8, tile = 4}: 8 groups of 4 products side by side,
+    each K.parts columns wide; size[0] is then K.parts x B.parts)
     memory = {accumulator = 128, activation = 8, budget = 47104, output = 4, tail = 4, total = 208, weight = 128}
     estimate = {bound = "ingress", compute = ..., total = ..., utilization = ...}
 
 Weight streaming (the default): M on rows, K on columns (reduced along rows), N streamed in chunks down the
-columns (``wafercc.mapping.tiling`` explains the model); the search tries every candidate under the per-PE
+columns (``wafercc.mapping.tiling`` explains the model), a batched product's heads optionally in groups
+side by side over the columns; the search tries every candidate under the per-PE
 budget and keeps the cheapest by the cost model. A layer whose activations do not fit even on the whole
 mesh is split into passes over M (re-streaming its weights each pass); one that cannot fit at all is an
 error naming the layer and how far over the budget its smallest tiling is.
@@ -66,7 +69,7 @@ class Tile:
 def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int) -> None:
     dims = layer.attrs.get("dims", {})
     rows = tl.ry * tl.rn
-    layer.attrs["tiling"] = {
+    tiling = {
         "M": {"axis": "y", "parts": tl.ry, "tile": tl.mt},
         "K": {"axis": "x", "parts": tl.cx, "tile": tl.kt},
         "N": {
@@ -75,9 +78,14 @@ def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int) ->
             "chunk": tl.nc,
             "steps": -(-(-(-dims.get("N", 1) // tl.rn)) // tl.nc),
         },
+    }
+    if tl.bg > 1:  # batch groups side by side over the columns; absent, one group runs the whole batch
+        tiling["B"] = {"axis": "x", "parts": tl.bg, "tile": tl.bt}
+    layer.attrs["tiling"] = {
+        **tiling,
         "passes": tl.passes,
-        "pes": rows * tl.cx,
-        "size": [tl.cx, rows],
+        "pes": rows * tl.columns,
+        "size": [tl.columns, rows],
         "region": [w, h],
     }
     mem = dict(tl.memory)

@@ -5,14 +5,18 @@ streaming it runs the way the hardware is built to run it [hardware.md §5.1]:
 
     M (tokens)      split over mesh rows:     each row holds mt = M / ry tokens
     K (reduction)   split over mesh columns:  each column holds kt = K / cx of the activations (resident)
+    B (batch)       a batched product (attention's heads) runs its B products one after another on the
+                    same tiles, or splits them into bg groups of bt placed side by side over the columns,
+                    each group a cx-column rectangle of its own, tiled as above, reducing within its columns
     N (outputs)     streamed in time, nc columns of W per step, optionally split over rn row groups
     weights         enter at the I/O ports, run along a port row, and are broadcast down each column
     partial sums    reduced along each row in a ring (reduce-scatter), leaving Y in the layout the next
                     layer reads: M on rows, Y's N (the next K) on columns
 
 Per PE a layer holds: its activation tile (mt*kt), the output tile (mt*N/(rn*cx)), double-buffered fp32
-accumulators for one chunk (2*mt*nc) and a double-buffered weight chunk (2*kt*nc). The search evaluates
-every candidate (kt, mt, rn, nc, passes) at once with numpy and keeps the cheapest that fits.
+accumulators for one chunk (2*mt*nc) and a double-buffered weight chunk (2*kt*nc); activation, output and
+resident weights once for each of its group's bt products. The search evaluates every candidate (kt, mt,
+rn, nc, passes, bt) at once with numpy and keeps the cheapest that fits.
 
 Every term is in cycles; every factor is a field of ``Target`` (the hardware facts, ``wafercc.target``).
 The search runs in three steps over one grid of candidates: what each candidate holds per PE (``_memory``),
@@ -21,6 +25,7 @@ what it costs (``_cycles``), and which one wins (``_select``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -59,6 +64,12 @@ class Tiling:
     passes: int
     memory: tuple[tuple[str, int], ...]  # per-PE buffers, bytes
     cost: tuple[tuple[str, float], ...]  # cycles by term, plus totals
+    bg: int = 1  # batch groups side by side over the columns (each cx columns wide)
+    bt: int = 1  # products of the batch in each group (bg x bt covers B)
+
+    @property
+    def columns(self) -> int:
+        return self.cx * self.bg
 
     @property
     def memory_bytes(self) -> int:
@@ -124,26 +135,51 @@ def _search(shape: Shape, t: Target, mode: str, budget: int, width: int, height:
 
 
 class _Grid:
-    """Every candidate tiling at once, as broadcastable numpy arrays over the axes (kt, mt, rn, nc, passes)."""
+    """Every candidate tiling at once, as broadcastable numpy arrays over the axes (kt, mt, rn, nc, passes,
+    bt)."""
 
-    def __init__(self, shape: Shape, width: int, height: int, pass_list: tuple[int, ...]):
+    def __init__(self, shape: Shape, width: int, height: int, pass_list: tuple[int, ...], mode: str = "stream"):
         K, M, N = shape.K, shape.M, shape.N
         pass_counts = np.array(pass_list, dtype=np.int64)
-        self.kt = _candidates(K, width)[:, None, None, None, None]
-        self.mt = _candidates(M, height * int(pass_counts[-1]))[None, :, None, None, None]  # passes shrink tiles
-        self.rn = _row_groups(M, N, height)[None, None, :, None, None]
-        self.passes = pass_counts[None, None, None, None, :]
+        self.kt = _candidates(K, width)[:, None, None, None, None, None]
+        self.mt = _candidates(M, height * int(pass_counts[-1]))[None, :, None, None, None, None]  # passes shrink
+        self.rn = _row_groups(M, N, height)[None, None, :, None, None, None]
+        self.passes = pass_counts[None, None, None, None, :, None]
+        self.bt = _batch_tiles(shape, width, mode)[None, None, None, None, None, :]
+        self.bg = -(-shape.B // self.bt)
         self.cx = -(-K // self.kt)
+        self.columns = self.cx * self.bg
         self.ry = -(-M // (self.mt * self.passes))  # rows that hold one pass's tokens
         self.rows = self.ry * self.rn
         self.nt = -(-N // self.rn)  # output columns per row group
-        self.nc = np.minimum(_NC[None, None, None, :, None], self.nt)
+        self.nc = np.minimum(_NC[None, None, None, :, None, None], self.nt)
         self.steps = -(-self.nt // self.nc)
         # Every pass must hold tokens (the plan checker's plan-cover rule): with few tokens, extra passes would
         # only divide the tail's share per PE on paper.
-        self.on_mesh = (self.cx <= width) & (self.rows <= height) & ((self.passes - 1) * self.ry * self.mt < M)
-        shape_all = np.broadcast_shapes(self.cx.shape, self.rows.shape, self.nc.shape)
+        self.on_mesh = (self.columns <= width) & (self.rows <= height) & ((self.passes - 1) * self.ry * self.mt < M)
+        shape_all = np.broadcast_shapes(self.columns.shape, self.rows.shape, self.nc.shape)
         self.ok = np.broadcast_to(self.on_mesh & (self.rn <= N), shape_all).copy()
+
+
+def _batch_tiles(shape: Shape, width: int, mode: str = "stream") -> np.ndarray:
+    """Products per batch group worth trying: all B in one group (the products run one after another on
+    the same tiles), and, for a product whose second operand is distinct per batch element (attention's
+    heads; a bmm with a weight per element), every group size of distinct group count, so the heads can
+    spread over the columns: the divisors of B (groups of equal size) and B over every power of two of
+    groups (rounded up: the last group is short). A weight shared by the batch (expand + bmm) streams once
+    for all products: a group of its own would stream it again, so such a product keeps one group.
+
+    Weight streaming only, for now: in pipeline mode the smaller per-PE footprint of groups shrinks a
+    layer's floor area, the floorplan shifts, and PathFinder then fails to route the 12-block LLaMA decode
+    plan (tests/mapping/test_llama_decode.py; the same fragility as its 4-block plan, docs/hardware.md)."""
+    B = max(shape.B, 1)
+    per_product = shape.K * shape.N * shape.dtype.itemsize
+    distinct = shape.kind == "attention" or (shape.kind == "matmul" and shape.weight_bytes >= B * per_product)
+    if B == 1 or not distinct or mode != "stream":
+        return np.array([B], dtype=np.int64)
+    sizes = {d for d in range(1, math.isqrt(B) + 1) if B % d == 0}
+    sizes |= {B // d for d in sizes} | {-(-B // (1 << i)) for i in range(B.bit_length())}
+    return np.array(sorted(s for s in sizes if -(-B // s) <= width), dtype=np.int64)
 
 
 def _row_groups(M: int, N: int, height: int) -> np.ndarray:
@@ -164,7 +200,7 @@ def _search_grid(
 ) -> Tiling:
     if shape.kind == "elementwise":
         return _elementwise(shape, t, budget, width, height)
-    g = _Grid(shape, width, height, pass_list)
+    g = _Grid(shape, width, height, pass_list, mode)
     memory = _memory(shape, g, mode)
     mem = sum(_aligned(b) for b in memory.values())
     g.ok &= mem <= budget
@@ -179,7 +215,7 @@ def _search_grid(
 
 def _memory(shape: Shape, g: _Grid, mode: str) -> dict[str, np.ndarray]:
     """Bytes each PE holds, by buffer (the order memplan lays them out)."""
-    e, B = shape.dtype.itemsize, shape.B
+    e, B = shape.dtype.itemsize, g.bt  # a PE holds its batch group's products
     if mode == "pipeline":  # weights resident: PE (column c, row r of group g) keeps W[K_c, N_g split over ry]
         wtile = g.kt * -(-g.nt // g.ry) * e * B
     else:
@@ -189,13 +225,14 @@ def _memory(shape: Shape, g: _Grid, mode: str) -> dict[str, np.ndarray]:
         "output": g.mt * -(-g.nt // g.cx) * e * B,
         "accumulator": 2 * g.mt * g.nc * ACC_BYTES,
         "weight": wtile,
-        "tail": -(-shape.tail_elements // np.maximum(g.rows * g.cx * g.passes, 1)) * e,
+        "tail": -(-shape.tail_elements // np.maximum(g.rows * g.columns * g.passes, 1)) * e,
     }
 
 
 def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int) -> dict[str, np.ndarray]:
-    """Each cost term of every candidate, in cycles, and their ``total``."""
-    e, B = shape.dtype.itemsize, shape.B
+    """Each cost term of every candidate, in cycles, and their ``total``. With batch groups every term is
+    one group's (the groups run at once on their own columns): its bt products, its cx-column reduction."""
+    e, B = shape.dtype.itemsize, g.bt
     passes = g.passes
     if shape.kind == "gather":  # each PE copies the streamed rows its tokens select: mt rows of a chunk
         compute = passes * B * g.steps * (g.mt * g.nc / fpc + t.fmac_pipeline_fill_cycles)
@@ -214,7 +251,7 @@ def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int
         col_bytes = g.kt * g.nt * e * B * (g.ry - 1) / g.ry
     # Each I/O port's row carries the weights of the run of columns it feeds (as route lays them out).
     port_row = (
-        busiest_port_run(g.cx, t, width) * (weight_stream / g.cx) / t.link_bytes_per_cycle
+        busiest_port_run(g.columns, t, width) * (weight_stream / g.columns) / t.link_bytes_per_cycle
         if shape.kind != "attention"
         else 0
     )
@@ -234,8 +271,9 @@ def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int
     # pipeline over the chunks, so one chunk of the smaller of the two stays exposed (the first chunk's
     # operands before any FMAC, the last chunk's partial sums after the last one).
     latency = latency + np.minimum(compute, fabric) / (passes * B * g.steps)
-    tail_flops = shape.flops if shape.kind == "gather" else max(shape.flops - 2 * B * shape.M * shape.K * shape.N, 0)
-    tail = tail_flops / (g.rows * g.cx * t.flops(DType.f32))
+    anchor_flops = 2 * shape.B * shape.M * shape.K * shape.N
+    tail_flops = shape.flops if shape.kind == "gather" else max(shape.flops - anchor_flops, 0)
+    tail = tail_flops / (g.rows * g.columns * t.flops(DType.f32))
     overlapped = np.maximum(np.maximum(compute, fabric), ingress if t.overlap_ingress else 0)
     total = overlapped + latency + tail + (0 if t.overlap_ingress else ingress)
     return {
@@ -289,6 +327,8 @@ def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, memory: di
         passes=int(pick(g.passes)),
         memory=tuple((k, int(pick(v))) for k, v in memory.items()),
         cost=tuple(cost.items()),
+        bg=int(pick(g.bg)),
+        bt=int(pick(g.bt)),
     )
 
 

@@ -566,7 +566,6 @@ class StepUpdate:
         self._updated: set[str] = set()
         self._t: dict[str, int] = {}  # the step number each parameter takes (its own count + 1)
         self._written: set[tuple[str, str]] = set()
-        self._hash: dict[tuple[str, str], list] = {}  # (file, name) -> [sha256 object, next byte]
         self._sq: list[float] = []
         self._chunks = 0
         self._numel = {e.name: e.numel for e in store._entries["weights"]}
@@ -659,10 +658,6 @@ class StepUpdate:
         for name in with_grad:
             self._write_step(name)
         self._copy_untouched()
-        for key, (h, nxt) in self._hash.items():
-            f, name = key
-            e = self.s._files[self.work][f].entries[name]
-            self.s._sha[self.work][key] = h.hexdigest() if nxt == e.end - e.begin else None
         _point(f"step{self.number}:finished")
         self.s.current = self.work
         self.s.step = self.number
@@ -728,7 +723,7 @@ class StepUpdate:
             targets.append(("weights", name))
             views[("weights", name)] = w
         for f, tname in targets:
-            self._feed(f, tname, lo, views[(f, tname)])
+            self._mark_written(f, tname)
             dst[f].release(tname, lo, hi)
             if self.src != self.work:
                 src[f].release(tname, lo, hi)
@@ -740,25 +735,15 @@ class StepUpdate:
         arr = self.s._files[self.work]["optimizer"].array(key[1])
         arr[0] = F32(self._t[name])
         self._written.add(key)
-        self._hash.pop(key, None)
         self.s._sha[self.work][key] = hashlib.sha256(arr.tobytes()).hexdigest()
 
-    def _feed(self, f: str, name: str, lo: int, values: np.ndarray) -> None:
-        """Hash a tensor as its chunks are written, when they come in order (else commit hashes it)."""
+    def _mark_written(self, f: str, name: str) -> None:
+        """A tensor of the working slot was written: its sha256 is now unknown. ``commit`` hashes what it
+        commits, once; hashing as chunks are written would hash every step's bytes when only the last
+        step before a commit is kept (100 steps per checkpoint by default, docs/training.md)."""
         key = (f, name)
-        if key not in self._written:
-            self._written.add(key)
-            self._hash[key] = [hashlib.sha256(), 0]
-            self.s._sha[self.work][key] = None
-        h = self._hash.get(key)
-        if h is None:
-            return
-        start = lo * values.dtype.itemsize
-        if start != h[1]:
-            del self._hash[key]
-            return
-        h[0].update(np.ascontiguousarray(values).view(np.uint8))
-        h[1] = start + values.nbytes
+        self._written.add(key)
+        self.s._sha[self.work][key] = None
 
     def _copy_untouched(self) -> None:
         """A step that began at the committed generation writes the other one: what it did not update is

@@ -31,7 +31,7 @@ from wafercc.errors import UsageError
 from wafercc.ir import Module, print_module
 from wafercc.ir.training import check_training, is_training
 from wafercc.mapping.plan import MODES
-from wafercc.mapping.report import format_report, plan_dict, plan_json
+from wafercc.mapping.report import format_report, plan_json, plan_views
 from wafercc.mapping.check import check_plan
 from wafercc.ops import verify as verify_ops
 from wafercc.passes import DEFAULT_PIPELINE, PassManager
@@ -146,11 +146,10 @@ def compile(
     result = CompileResult(module, weights, kinds, imported.op_counts, timings, with_weights=with_weights)
     if out_dir is not None:
         with timed("write", f"writing {out_dir}"):
-            views = (
-                {PLAN_FILE: plan_json(module), REPORT_FILE: format_report(plan_dict(module))}
-                if emit == "routed"
-                else {}
-            )
+            views = {}
+            if emit == "routed":
+                plan, typed = plan_views(module)  # one load (and check) of the plan for both views
+                views = {PLAN_FILE: plan_json(module, plan), REPORT_FILE: format_report(typed)}
             result.out_dir = write_output(Path(out_dir), module, weights if with_weights else None, kinds, views)
     return result
 
@@ -296,13 +295,13 @@ def write_training_output(
     from runtime.training_store import TrainingStore
     from wafercc.mapping.training import phase_summary
 
-    plan = plan_dict(module)
+    plan, typed = plan_views(module)  # one load (and check) of the plan for both views
     dtype = TRAIN_PRECISIONS[settings.get("precision", "fp32")]  # the dtype parameters stream in
 
     def fill(tmp: Path) -> None:
         (tmp / WIR_FILE).write_text(print_module(module))
-        (tmp / PLAN_FILE).write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")  # plan_json's bytes
-        (tmp / REPORT_FILE).write_text(format_report(plan) + "\n" + phase_summary(plan))
+        (tmp / PLAN_FILE).write_text(plan_json(module, plan))
+        (tmp / REPORT_FILE).write_text(format_report(typed) + "\n" + phase_summary(plan))
         (tmp / TRAIN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
         if examples is not None:
             (tmp / INPUTS_FILE).write_bytes(npz_bytes(examples))

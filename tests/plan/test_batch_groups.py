@@ -243,3 +243,20 @@ def test_an_elementwise_layer_with_batch_groups_is_refused(grouped):
     layer.attrs["tiling"]["B"] = {"axis": "x", "parts": 1, "tile": 1}
     with pytest.raises(PlanFormatError, match=r"tiling.B: an elementwise layer has no batch to split"):
         Interpreter(m, store).run(xs)
+
+
+# -- what people read -------------------------------------------------------------------------------------
+
+
+def test_report_shows_the_batch_groups(example_models, tmp_path):
+    from tests.cli_runner import run_cli
+
+    out = tmp_path / "tb"
+    r = run_cli("compile", "examples/transformer_block.py", "--target", GROUPED[1], "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    name = _grouped_layers(wafercc.parse((out / "model.wir").read_text()))[0].name
+    r = run_cli("report", out, "--layer", name)
+    assert r.returncode == 0, r.stderr
+    assert "  B  on x     4 batch groups of 2 products side by side, 3 columns each" in r.stdout
+    table = (out / "report.txt").read_text()
+    assert " b4x2" in next(line for line in table.splitlines() if line.startswith(name + " "))

@@ -135,30 +135,56 @@ def _search(shape: Shape, t: Target, mode: str, budget: int, width: int, height:
 
 
 class _Grid:
-    """Every candidate tiling at once, as broadcastable numpy arrays over the axes (kt, mt, rn, nc, passes,
-    bt)."""
+    """Every candidate tiling on the mesh at once, as numpy arrays: the axes (kt, mt, rn, passes, bt) are
+    crossed and the candidates off the mesh dropped (with batch groups most of them: costing them all took
+    seconds per attention shape), leaving one row per candidate, crossed with the chunk widths nc as a second
+    axis. ``order`` is each candidate's place in the full grid over (kt, mt, rn, nc, passes, bt): among equals
+    the first wins, whatever was dropped."""
 
     def __init__(self, shape: Shape, width: int, height: int, pass_list: tuple[int, ...], mode: str = "stream"):
         K, M, N = shape.K, shape.M, shape.N
         pass_counts = np.array(pass_list, dtype=np.int64)
-        self.kt = _candidates(K, width)[:, None, None, None, None, None]
-        self.mt = _candidates(M, height * int(pass_counts[-1]))[None, :, None, None, None, None]  # passes shrink
-        self.rn = _row_groups(M, N, height)[None, None, :, None, None, None]
-        self.passes = pass_counts[None, None, None, None, :, None]
-        self.bt = _batch_tiles(shape, width, mode)[None, None, None, None, None, :]
-        self.bg = -(-shape.B // self.bt)
-        self.cx = -(-K // self.kt)
-        self.columns = self.cx * self.bg
-        self.ry = -(-M // (self.mt * self.passes))  # rows that hold one pass's tokens
-        self.rows = self.ry * self.rn
-        self.nt = -(-N // self.rn)  # output columns per row group
-        self.nc = np.minimum(_NC[None, None, None, :, None, None], self.nt)
-        self.steps = -(-self.nt // self.nc)
+        kt = _candidates(K, width)[:, None, None, None, None]
+        mt = _candidates(M, height * int(pass_counts[-1]))[None, :, None, None, None]  # passes shrink tiles
+        rn = _row_groups(M, N, height)[None, None, :, None, None]
+        passes = pass_counts[None, None, None, :, None]
+        bt = _batch_tiles(shape, width, mode)[None, None, None, None, :]
+        bg = -(-shape.B // bt)
+        cx = -(-K // kt)
+        columns = cx * bg
+        ry = -(-M // (mt * passes))  # rows that hold one pass's tokens
+        rows = ry * rn
         # Every pass must hold tokens (the plan checker's plan-cover rule): with few tokens, extra passes would
         # only divide the tail's share per PE on paper.
-        self.on_mesh = (self.columns <= width) & (self.rows <= height) & ((self.passes - 1) * self.ry * self.mt < M)
-        shape_all = np.broadcast_shapes(self.columns.shape, self.rows.shape, self.nc.shape)
-        self.ok = np.broadcast_to(self.on_mesh & (self.rn <= N), shape_all).copy()
+        on_mesh = (columns <= width) & (rows <= height) & ((passes - 1) * ry * mt < M)
+        axes = np.broadcast_shapes(kt.shape, mt.shape, rn.shape, passes.shape, bt.shape)
+        ix = np.unravel_index(np.flatnonzero(np.broadcast_to(on_mesh, axes)), axes)
+        for name, a in zip(_AXES, (kt, mt, rn, passes, bt, bg, cx, columns, ry, rows)):
+            setattr(self, name, np.broadcast_to(_take(a, ix), ix[0].shape)[:, None])
+        self.nt = -(-N // self.rn)  # output columns per row group
+        self.nc = np.minimum(_NC[None, :], self.nt)
+        self.steps = -(-self.nt // self.nc)
+        self.on_mesh = np.True_
+        n_nc, n_p, n_b = len(_NC), axes[3], axes[4]
+        row = (ix[0] * axes[1] + ix[1]) * axes[2] + ix[2]
+        self.order = (row[:, None] * n_nc + np.arange(n_nc)[None, :]) * (n_p * n_b) + (ix[3] * n_b + ix[4])[:, None]
+        self.ok = np.broadcast_to(self.rn <= N, self.order.shape).copy()
+
+    def fitting(self, fits: np.ndarray, memory: dict) -> dict:
+        """Keep only the candidates where ``fits`` (flat arrays from here on); returns ``memory`` likewise."""
+        ix = np.unravel_index(np.flatnonzero(fits), fits.shape)
+        for name in (*_AXES, "nt", "nc", "steps", "order", "ok"):
+            setattr(self, name, _take(getattr(self, name), ix))
+        return {k: _take(v, ix) for k, v in memory.items()}
+
+
+_AXES = ("kt", "mt", "rn", "passes", "bt", "bg", "cx", "columns", "ry", "rows")
+
+
+def _take(a, ix: tuple) -> np.ndarray:
+    """The entries of a (broadcastable against the grid) at the grid indices ix."""
+    a = np.asarray(a)
+    return a[tuple(i if n > 1 else 0 for i, n in zip(ix, a.shape))] if a.ndim else a
 
 
 def _batch_tiles(shape: Shape, width: int, mode: str = "stream") -> np.ndarray:
@@ -208,6 +234,8 @@ def _search_grid(
         # the smallest tiling that fits the mesh at all: how far over budget the layer is
         need = int(np.where(g.on_mesh, mem, np.iinfo(np.int64).max).min())
         raise DoesNotFit(need, budget)
+    memory = g.fitting(g.ok, memory)
+    mem = sum(_aligned(b) for b in memory.values())
     fpc = t.fmac_rate(shape.dtype)
     terms = _cycles(shape, g, t, mode, fpc, width)
     return _select(shape, g, t, mode, fpc, memory, mem, terms)
@@ -298,7 +326,7 @@ def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, memory: di
     idx = np.flatnonzero(near & (pb == pb[near].min()))
     keys = [
         np.broadcast_to(a, total.shape).ravel()[idx]
-        for a in (mem, terms["broadcast"] + terms["reduce"], terms["compute"], total)
+        for a in (g.order, mem, terms["broadcast"] + terms["reduce"], terms["compute"], total)
     ]
     i = np.unravel_index(int(idx[np.lexsort(keys)[0]]), total.shape)
 

@@ -184,9 +184,11 @@ class _GradSink:
 
     def __call__(self, pos: int, value: np.ndarray) -> None:
         target = self.roles[pos][1]
-        flat = np.ascontiguousarray(value, dtype=np.float32).reshape(-1)  # a copy only if it is strided
-        for lo in range(0, max(flat.size, 1), self.chunk):
-            self.update.add_grad(target, flat[lo : lo + self.chunk], lo)
+        v = np.asarray(value)
+        # row-major order, chunk by chunk; a strided gradient (a transpose's view) is copied a chunk at a time
+        flat = v.reshape(-1) if v.flags.c_contiguous else v.flat
+        for lo in range(0, max(v.size, 1), self.chunk):
+            self.update.add_grad(target, np.asarray(flat[lo : lo + self.chunk], dtype=np.float32), lo)
         if self.keep is not None:
             g = np.asarray(value, dtype=np.float64) / self.k
             self.keep[target] = self.keep[target] + g if target in self.keep else g

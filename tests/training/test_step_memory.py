@@ -102,3 +102,27 @@ def test_each_gradient_streams_after_the_last_read_of_its_own_weight(compiled_tr
         grads = {i: (target,) for i, (role, target) in enumerate(step.roles) if role == "grad"}
         assert grads and step.interp.stream == grads
         assert sorted(target for (target,) in grads.values()) == sorted(step.store.params)
+
+
+@pytest.mark.parametrize("strided", [False, True])
+def test_a_gradient_streams_in_row_major_chunks_strided_or_not(strided):
+    """A strided gradient (a transpose's view) is copied a chunk at a time, never whole; the chunks and their
+    offsets are those of the contiguous gradient (the clipped norm sums squares chunk by chunk: same chunks, same
+    bits)."""
+    from runtime.training import _GradSink
+
+    class Update:
+        def __init__(self):
+            self.calls = []
+
+        def add_grad(self, name, g, offset):
+            assert g.dtype == np.float32 and g.flags.c_contiguous
+            self.calls.append((name, offset, g.copy()))
+
+    g = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
+    value = np.asfortranarray(g) if strided else g  # same values, row-major order read through strides
+    assert value.flags.c_contiguous != strided
+    up = Update()
+    _GradSink(up, 8, [("loss", None), ("grad", "w")], None, 1)(1, value)
+    assert [(n, o) for n, o, _ in up.calls] == [("w", 0), ("w", 8), ("w", 16), ("w", 24), ("w", 32)]
+    np.testing.assert_array_equal(np.concatenate([c for _, _, c in up.calls]), g.reshape(-1))

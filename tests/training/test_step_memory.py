@@ -1,7 +1,8 @@
 """A training step does not hold its gradients: each streams into the store as soon as the backward has made it
 (and its weight has been read for the last time), so the peak RSS of a step grows by about one gradient and one
 weight, not by all of them (docs/training.md, "Memory"). 8 x Linear(2048, 2048): 134 MB of gradients;
-measured +17 MB for a step (+256 MB when the step held every gradient and then copied them all on the way out)."""
+measured +17 MB for a step, also with 2 micro-batches and clipping (+256 MB, +406 MB when the step held every gradient
+and then copied them all on the way out)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def status(key):
 
 data = np.load(sys.argv[2])
 inputs = [data["x"], data["y"]]
+if int(sys.argv[3]) == 2:  # two micro-batches
+    inputs = [inputs, [data["y"], data["x"]]]
 with TrainStep(sys.argv[1]) as step:
     step.run(inputs)
     with open("/proc/self/clear_refs", "w") as f:
@@ -61,19 +64,29 @@ def _deep_mlp():
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc/self/clear_refs")
-def test_a_step_holds_about_one_gradient_not_all(tmp_path):
+@pytest.mark.parametrize("micro_batches, clip_norm", [(1, None), (2, 1.0)])
+def test_a_step_holds_about_one_gradient_not_all(tmp_path, micro_batches, clip_norm):
+    """Accumulation and clipping too: the store keeps what waits in its memory-mapped accumulator (+17 MB)."""
     import torch
 
     from runtime.optim import AdamW
     from wafercc.driver import compile_training
 
     x, y = torch.randn(8, WIDTH), torch.randn(8, WIDTH)
-    compile_training(_deep_mlp(), (x, y), AdamW(lr=1e-4), name="deep_mlp", out_dir=tmp_path / "m")
+    compile_training(
+        _deep_mlp(),
+        (x, y),
+        AdamW(lr=1e-4),
+        micro_batches=micro_batches,
+        clip_norm=clip_norm,
+        name="deep_mlp",
+        out_dir=tmp_path / "m",
+    )
     np.savez(tmp_path / "in.npz", x=x.numpy(), y=y.numpy())
     grads = LAYERS * (WIDTH * WIDTH + WIDTH) * 4
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "m"), str(tmp_path / "in.npz")],
+        [sys.executable, "-c", CHILD, str(tmp_path / "m"), str(tmp_path / "in.npz"), str(micro_batches)],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -54,6 +54,7 @@ What needs the target (the mesh, SRAM, colors) is checked by ``wafercc.mapping.c
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
 
 from .core import Module, Op, SymbolRef
@@ -668,8 +669,9 @@ class LayerPlan:
         return [r for r in self.routes or () if r.flow == flow]
 
     @classmethod
-    def from_attrs(cls, name: str, attrs: dict, mode: str = "stream") -> LayerPlan:
-        """Load and check one layer (``mode``: the module's, stream or pipeline)."""
+    def from_attrs(cls, name: str, attrs: dict, mode: str = "stream", routes_memo: dict | None = None) -> LayerPlan:
+        """Load and check one layer (``mode``: the module's, stream or pipeline; ``routes_memo``: see
+        ``_later_stages``)."""
         f = _Fields(name, "", attrs)
         _check_stages(f)
         kind = f.str("kind", KINDS)
@@ -689,7 +691,7 @@ class LayerPlan:
             anchor=anchor,
             dims=dims,
         )
-        kw.update(_later_stages(f, mode))
+        kw.update(_later_stages(f, mode, routes_memo))
         kw["extra"] = tuple((k, v) for k, v in attrs.items() if k not in _KNOWN)
         lp = cls(**kw)
         _check_layer(lp, f, mode)
@@ -762,8 +764,10 @@ def _anchor(f: _Fields, kind: str) -> tuple[str | None, Dims | None]:
     return anchor, Dims.from_attrs(f.sub("dims"))
 
 
-def _later_stages(f: _Fields, mode: str) -> dict:
-    """The fields of the tile, place, route, memplan and cost stages that ran."""
+def _later_stages(f: _Fields, mode: str, routes_memo: dict | None = None) -> dict:
+    """The fields of the tile, place, route, memplan and cost stages that ran. ``routes_memo`` (one load of a
+    module's plan) keeps each routes list read, by identity: the route pass gives identical layers the same
+    list, read once (a route is a function of its attributes; the layer and index name only an error)."""
     kw: dict = {}
     if f.has("tiling"):
         kw.update(
@@ -774,7 +778,16 @@ def _later_stages(f: _Fields, mode: str) -> dict:
     if f.has("rect"):
         kw.update(rect=Rect.from_attrs(f, "rect"), step=f.int("step"))
     if f.has("routes"):
-        routes = tuple(Route.from_attrs(_Fields(f.layer, f"routes[{i}]", r)) for i, r in enumerate(f.list("routes")))
+        listed = f.raw("routes")
+        seen = routes_memo.get(id(listed)) if routes_memo is not None else None
+        if seen is not None and seen[0] is listed:
+            routes = seen[1]
+        else:
+            routes = tuple(
+                Route.from_attrs(_Fields(f.layer, f"routes[{i}]", r)) for i, r in enumerate(f.list("routes"))
+            )
+            if routes_memo is not None:
+                routes_memo[id(listed)] = (listed, routes)  # the list itself is kept, so its id is not reused
         kw.update(routes=routes, colors=f.int("colors"), links=Links.from_attrs(f.sub("links")))
     if f.has("memmap"):
         kw["memmap"] = tuple(_mem_entry(_Fields(f.layer, f"memmap[{i}]", e)) for i, e in enumerate(f.list("memmap")))
@@ -1051,7 +1064,11 @@ def _need(f, lp: LayerPlan, flow: str, boxes: list, want: tuple, what: str) -> N
 
 
 def _uncovered(boxes: list, want: tuple) -> tuple[int, int] | None:
-    """A point of the box ``want`` that no box covers (boxes inclusive), or None."""
+    """A point of the box ``want`` that no box covers (boxes inclusive), or None: the first in x, then y
+    order of the grid the boxes' edges cut ``want`` into. Each box adds 1 over the cells it covers in a 2-D
+    difference array, whose running sums are the cover counts: O(boxes + cells) (scanning every box for
+    every cell took a third of loading the 1T training plan, whose reduce and broadcast bundles are
+    hundreds of one-column boxes)."""
     x0, y0, x1, y1 = want
     xs = sorted(
         {x0, x1 + 1} | {b[0] for b in boxes if x0 <= b[0] <= x1} | {b[2] + 1 for b in boxes if x0 <= b[2] + 1 <= x1}
@@ -1059,10 +1076,24 @@ def _uncovered(boxes: list, want: tuple) -> tuple[int, int] | None:
     ys = sorted(
         {y0, y1 + 1} | {b[1] for b in boxes if y0 <= b[1] <= y1} | {b[3] + 1 for b in boxes if y0 <= b[3] + 1 <= y1}
     )
-    for x in xs[:-1]:
-        for y in ys[:-1]:
-            if not any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes):
-                return (x, y)
+    nx, ny = len(xs) - 1, len(ys) - 1  # cell (i, j) is the point (xs[i], ys[j])
+    diff = [[0] * (ny + 1) for _ in range(nx + 1)]
+    for b in boxes:
+        i0, i1 = bisect_left(xs, b[0], 0, nx), bisect_right(xs, b[2], 0, nx)
+        j0, j1 = bisect_left(ys, b[1], 0, ny), bisect_right(ys, b[3], 0, ny)
+        if i0 < i1 and j0 < j1:
+            diff[i0][j0] += 1
+            diff[i0][j1] -= 1
+            diff[i1][j0] -= 1
+            diff[i1][j1] += 1
+    column = [0] * ny  # column[j]: diff summed over the rows so far
+    for i in range(nx):
+        row, covered = diff[i], 0
+        for j in range(ny):
+            column[j] += row[j]
+            covered += column[j]
+            if not covered:
+                return (xs[i], ys[j])
     return None
 
 
@@ -1126,7 +1157,8 @@ def load_plan(m: Module) -> Plan | None:
     mode = m.attrs.get("mode", "stream")
     if mode not in MODES:
         raise PlanFormatError("", "mode", f"expected one of {', '.join(MODES)}, got {_show(mode)}")
-    found = [LayerPlan.from_attrs(layer.name, layer.attrs, mode) for layer in m.layers.values()]
+    routes_memo: dict = {}
+    found = [LayerPlan.from_attrs(layer.name, layer.attrs, mode, routes_memo) for layer in m.layers.values()]
     totals = m.attrs.get("plan.totals")
     totals = Totals.from_attrs(_Fields("", "plan.totals", totals)) if totals is not None else None
     first = _execution_order(m)  # the layers in the order their ops run (then by index)

@@ -84,3 +84,11 @@ def test_plan_json_of_a_mapped_model(tmp_path):
     plan = plan_dict(r.module)
     assert len(plan["layers"]) >= 2
     assert dumps(plan) == json.dumps(plan, indent=1, sort_keys=True)
+
+
+def test_a_list_met_again_is_written_as_the_first_time():
+    shared = [{"box": [0, 1, 2, 3], "flow": "reduce"} for _ in range(9)]
+    short = [1, 2, 3]
+    v = {"layers": [{"routes": shared, "s": short}, {"routes": shared, "s": short}], "deeper": [[[shared]]]}
+    for indent in (1, 2):
+        assert dumps(v, indent=indent) == json.dumps(v, indent=indent, sort_keys=True)

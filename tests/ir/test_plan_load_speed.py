@@ -5,6 +5,7 @@ difference-array sweep finds the hole the cell-by-cell scan found, and a routes 
 from __future__ import annotations
 
 import copy
+import json
 import random
 
 import pytest
@@ -86,3 +87,17 @@ def test_a_bad_shared_routes_list_names_the_first_layer_reading_it(deep):
     first = min((a, b), key=lambda layer: list(m.layers).index(layer.name))
     with pytest.raises(PlanFormatError, match=rf"layer @{first.name}: routes\[0\]\.color: expected a non-negative"):
         load_plan(m)
+
+
+def test_shared_routes_print_and_write_as_their_copies(deep):
+    from wafercc.ir import print_module
+    from wafercc.mapping.report import format_report, plan_json, plan_views
+
+    unshared = copy.deepcopy(deep)
+    for layer in unshared.layers.values():
+        layer.attrs["routes"] = copy.deepcopy(layer.attrs["routes"])
+    assert print_module(deep) == print_module(unshared)
+    (d, typed), (d2, typed2) = plan_views(deep), plan_views(unshared)
+    assert d == d2 and typed == typed2
+    assert plan_json(deep, d) == plan_json(unshared, d2) == json.dumps(d2, indent=1, sort_keys=True) + "\n"
+    assert format_report(typed) == format_report(typed2)

@@ -50,6 +50,7 @@ def _scalar(o) -> str | None:
 class _Writer:
     def __init__(self, indent: int, sort_keys: bool):
         self.out: list[str] = []
+        self.made: dict[int, tuple] = {}  # id(list) -> (list, level, its text): one object, written once
         self.pad = " " * indent
         self.indent, self.sort_keys = indent, sort_keys
 
@@ -70,6 +71,20 @@ class _Writer:
         if not o:
             append("[]")
             return
+        seen = self.made.get(id(o))
+        if seen is not None and seen[0] is o and seen[1] == level:
+            append(seen[2])
+            return
+        start = len(self.out)
+        self._list(o, level)
+        if level >= 2 and len(o) >= 8:  # a list that may be shared (plan.json's routes of identical layers)
+            text = "".join(self.out[start:])
+            del self.out[start:]
+            append(text)
+            self.made[id(o)] = (o, level, text)  # the list itself is kept, so its id is not reused
+
+    def _list(self, o, level: int) -> None:
+        append = self.out.append
         inner = "\n" + self.pad * (level + 1)
         texts = [_scalar(x) for x in o]
         if None not in texts:  # a list of plain values: one join

@@ -98,9 +98,11 @@ def format_func(f: Func, indent: str = "  ") -> list[str]:
     return lines
 
 
-def format_layer(layer: Layer, indent: str = "  ") -> list[str]:
+def format_layer(layer: Layer, indent: str = "  ", made: dict | None = None) -> list[str]:
     """A layer declaration, one attribute a line (sorted); a list of dicts (routes, memory maps) puts each
-    dict on its own line, so a plan reads and diffs line by line."""
+    dict on its own line, so a plan reads and diffs line by line. ``made`` (one printing of a module) keeps
+    the lines of each such list by identity: identical layers share one routes list (mapping/route.py),
+    whose hundreds of lines are formatted once."""
     inner = indent * 2
     items = sorted(layer.attrs.items())
     lines = [f"{indent}layer @{layer.name} {{"]
@@ -108,7 +110,14 @@ def format_layer(layer: Layer, indent: str = "  ") -> list[str]:
         comma = "," if i < len(items) - 1 else ""
         if isinstance(v, list) and v and all(isinstance(e, dict) for e in v):
             lines.append(f"{inner}{format_key(k)} = [")
-            lines.extend(f"{inner}  {format_attr(e)}{',' if j < len(v) - 1 else ''}" for j, e in enumerate(v))
+            seen = made.get(id(v)) if made is not None else None
+            if seen is not None and seen[0] is v and seen[1] == inner:
+                body = seen[2]
+            else:
+                body = [f"{inner}  {format_attr(e)}{',' if j < len(v) - 1 else ''}" for j, e in enumerate(v)]
+                if made is not None:
+                    made[id(v)] = (v, inner, body)  # the list itself is kept, so its id is not reused
+            lines.extend(body)
             lines.append(f"{inner}]{comma}")
         else:
             lines.append(f"{inner}{format_key(k)} = {format_attr(v)}{comma}")
@@ -127,8 +136,9 @@ def print_module(m: Module) -> str:
         if w.attrs:
             line += " " + format_attr_dict(w.attrs)
         lines.append(line)
+    made: dict = {}
     for layer in m.layers.values():
-        lines.extend(format_layer(layer))
+        lines.extend(format_layer(layer, made=made))
     for f in m.funcs:
         lines.extend(format_func(f))
     lines.append("}")

@@ -33,9 +33,28 @@ def plan_views(m: Module) -> tuple[dict, Plan | dict]:
         "mode": m.attrs.get("mode", "stream"),
         "target": t.describe(),
         "totals": plain(m.attrs.get("plan.totals", {})),
-        "layers": [lp.to_json() for lp in plan.layers] if plan is not None else [],
+        "layers": _layers_json(plan.layers) if plan is not None else [],
     }
     return d, (dataclasses.replace(plan, target=d["target"]) if plan is not None else d)
+
+
+def _layers_json(layers) -> list[dict]:
+    """Each layer's plan.json dict. Layers whose plan shares one routes tuple (identical layers: the route
+    pass gives them one list, which the load reads once) share one JSON list of routes, made once: the
+    dicts are to read, not to edit."""
+    out = []
+    made: dict[int, tuple] = {}  # id(routes tuple) -> (the tuple, its JSON list)
+    for lp in layers:
+        seen = made.get(id(lp.routes)) if lp.routes else None
+        if seen is None or seen[0] is not lp.routes:
+            j = lp.to_json()
+            if lp.routes:
+                made[id(lp.routes)] = (lp.routes, j["routes"])
+        else:
+            j = dataclasses.replace(lp, routes=()).to_json()
+            j["routes"] = seen[1]
+        out.append(j)
+    return out
 
 
 def plan_json(m: Module, plan: dict | None = None) -> str:

@@ -54,8 +54,22 @@ def hand_made_dir(plan_dirs, tmp_path_factory):
     n = len(plan["layers"])
     for i, layer in enumerate(plan["layers"]):
         layer["phase"] = "forward" if i < n // 2 else "backward" if i < n - 2 else "optimizer"
-    plan["totals"]["gradient_bytes_streamed"] = 123_456
-    plan["totals"]["step_seconds"] = 0.0125
+    plan["totals"].update(  # a training plan's totals come all together (the typed plan refuses some of them)
+        forward_seconds=0.004,
+        backward_seconds=0.007,
+        gradient_bytes_streamed=123_456,
+        gradient_seconds=0.0008,
+        activation_bytes_kept=4096,
+        activation_bytes_spilled=0,
+        activation_bytes_recomputed=0,
+        spill_seconds=0.0,
+        recompute_seconds=0.0,
+        optimizer_seconds=0.0015,
+        optimizer_exposed_seconds=0.0015,
+        step_seconds=0.0125,
+        batch=1,
+        samples_per_s=80.0,
+    )
     plan["scaling"] = [
         {"systems": s, "step_seconds": 0.0125 * (1 + 0.02 * s) / s, "efficiency": 1 / (1 + 0.02 * s)}
         for s in (1, 2, 16, 192)

@@ -202,42 +202,38 @@ def _export_joint(joint: _Joint, example_inputs: tuple, decompositions: dict):
 
 
 def _flat_joint(joint_gm: torch.fx.GraphModule, args: tuple, n_fw: int) -> torch.fx.GraphModule:
-    """AOTAutograd's joint graph ``(primals, tangents) -> [*forward outputs, *gradient per primal]`` as the
-    graph aot_export_module returns: one input per primal (``arg{i}_1``, as its trace names them), the
-    forward outputs, then the gradient of each primal that requires one. The tangents must be unused (the
-    loss is a scalar seeded with 1: ``no_tangents``)."""
-    old = joint_gm.graph
-    placeholders = [n for n in old.nodes if n.op == "placeholder"]
+    """AOTAutograd's joint graph ``(primals, tangents) -> [*forward outputs, *gradient per primal]``, edited
+    in place into the graph aot_export_module returns: one input per primal (``arg{i}_1``, as its trace names
+    them), the forward outputs, then the gradient of each primal that requires one. The tangents must be
+    unused (the loss is a scalar seeded with 1: ``no_tangents``). Only the inputs and the output change; every
+    other node stays as the trace made it."""
+    graph = joint_gm.graph
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     primals, tangents = placeholders[: len(args)], placeholders[len(args) :]
     if len(primals) != len(args) or any(t.users for t in tangents):
         raise RuntimeError(f"unexpected joint graph inputs: {len(placeholders)} for {len(args)} arguments")
-    graph = torch.fx.Graph()
-    env: dict[torch.fx.Node, torch.fx.Node] = {}
-    for i, p in enumerate(primals):
-        env[p] = graph.placeholder(f"arg{i}_1")
-        env[p].meta = dict(p.meta)
-    output = None
-    for n in old.nodes:
-        if n.op == "placeholder":
-            continue
-        if n.op == "output":
-            output = n
-            break
-        env[n] = graph.node_copy(n, lambda a: env[a])
+    output = graph.output_node()
     flat = list(output.args[0])
     fw_outs, gradients = flat[:n_fw], flat[n_fw:]
     if len(gradients) != len(args):
         raise RuntimeError(f"the joint graph has {len(gradients)} gradient slots for {len(args)} inputs")
-    outs = [env[o] for o in fw_outs]
+    outs = list(fw_outs)
     for a, grad in zip(args, gradients):
         if isinstance(a, torch.Tensor) and a.requires_grad:
             if grad is None:
                 raise RuntimeError("Found a parameter that did not receive a gradient.")
-            outs.append(env[grad])
+            outs.append(grad)
         elif grad is not None:
             raise RuntimeError("a gradient for an input that does not require one")
-    graph.output(tuple(outs))
-    return torch.fx.GraphModule(joint_gm, graph)
+    for t in tangents:
+        graph.erase_node(t)
+    for i, p in enumerate(primals):
+        p._rename(f"arg{i}_1")
+        p.target = p.name  # a placeholder's target is its argument's name
+    output.args = (tuple(outs),)
+    graph._codegen = torch.fx.graph.CodeGen()  # flat inputs and outputs: no pytree (un)flattening
+    joint_gm.recompile()
+    return joint_gm
 
 
 def _fake_meta(joint: _Joint, example_inputs: tuple):

@@ -30,6 +30,8 @@ import numpy as np
 
 from wafercc.ir.plan import LayerPlan
 
+from .blas import blas_threads
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Most bytes of a weight converted (to the accumulation dtype, or rounded to 16 bits) for one BLAS product.
 HOST_GROUP_BYTES = 32 << 20
@@ -139,10 +141,11 @@ class PlanMatmul:
                 counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, held)
         counters.per_pe = self._per_pe(B, N, itemsize, x.dtype.itemsize if acc is np.float32 else 4)
         xm = x if kmask.all() else x * kmask.astype(acc)  # K columns without a reduction contribute nothing
-        if self.order == "grouped":
-            y = self._grouped(xm[:, :covered], w, acc, streamed)
-        else:
-            y = self._ring(xm[:, :covered], w, acc, span, nt)
+        with blas_threads():  # one BLAS thread (runtime/blas.py)
+            if self.order == "grouped":
+                y = self._grouped(xm[:, :covered], w, acc, streamed)
+            else:
+                y = self._ring(xm[:, :covered], w, acc, span, nt)
         if covered < M:
             y = np.concatenate([y, np.zeros((B, M - covered, N), dtype=acc)], axis=1)
         return round_to(y, self.precision)

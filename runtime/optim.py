@@ -79,8 +79,13 @@ def _fma(a, b, c, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def _at(x, shape, idx: np.ndarray) -> np.ndarray:
-    """Elements ``idx`` (flat, row-major) of ``x`` broadcast to ``shape``."""
-    return np.broadcast_to(np.asarray(x), shape).reshape(-1)[idx]
+    """Elements ``idx`` (flat, row-major) of ``x`` broadcast to ``shape`` (a scalar stays a scalar)."""
+    a = np.asarray(x)
+    if a.ndim == 0:
+        return a
+    if a.shape == shape:
+        return a.reshape(-1)[idx]
+    return np.broadcast_to(a, shape).reshape(-1)[idx]
 
 
 _LOW29 = np.int64((1 << 29) - 1)

@@ -20,8 +20,10 @@ def _constant(op):
 
 @kernel("full")
 def _full(op):
-    value = np.asarray(attr(op, "value"))
-    return np.full(attr(op, "shape"), cast(value, out_dtype(op)))
+    value = cast(np.asarray(attr(op, "value")), out_dtype(op))
+    if not value.tobytes().strip(b"\0"):  # all bits zero (not -0.0): calloc'd pages, written only where used
+        return np.zeros(attr(op, "shape"), value.dtype)
+    return np.full(attr(op, "shape"), value)
 
 
 @kernel("arange")

@@ -223,12 +223,16 @@ def part_plan1t(args) -> None:
     with tempfile.TemporaryDirectory(prefix="wafercc-train-1t-", dir=args.tmp) as tmp:
         out = Path(tmp) / "gpt_1t_train"
         cmd = ["compile", "examples/gpt_1t.py", "--train", "--target", "wse3", "--no-weights", "-o", str(out)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "wafercc.cli", *cmd], capture_output=True, text=True, cwd=ROOT, check=False
         )
         seconds = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rss = after.ru_maxrss * 1024
+    # the compile's own CPU time: wall time over it says how much of the 2 shared cores the compile got
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     print(f"plan1t: wafercc {' '.join(cmd[:-2])} ... : exit {proc.returncode} after {seconds:.1f} s")
     if proc.returncode != 0:
         print(f"  NOT measured: {proc.stderr.strip()}")
@@ -236,8 +240,8 @@ def part_plan1t(args) -> None:
     stages = [line.removeprefix("wafercc: ") for line in proc.stderr.splitlines() if " took " in line]
     print("  stages over 1 s: " + "; ".join(stages))
     print(
-        f"  1T training plan: {seconds:.1f} s (goal <= {PLAN_SECONDS_GOAL:.0f}), peak RSS of the children so far "
-        f"{rss / 2**30:.2f} GiB (goal <= {PLAN_RSS_GOAL / 2**30:.0f})"
+        f"  1T training plan: {seconds:.1f} s (goal <= {PLAN_SECONDS_GOAL:.0f}; CPU {cpu:.1f} s, user + sys), peak RSS "
+        f"of the children so far {rss / 2**30:.2f} GiB (goal <= {PLAN_RSS_GOAL / 2**30:.0f})"
     )
 
 

@@ -76,6 +76,9 @@ class TilePlan:
     passes: int
     columns: tuple  # per mesh column of the layer: does a reduce route gather its partial sums?
     budget: int  # bytes of weights the wafer holds at once: per-PE weight buffer x PEs
+    # Bytes of a stored operand element when the plan stores the product's operands in 16 bits
+    # (``operand_dtype``: exact upcasts of 16-bit values, so the values are the same); 0: the arrays' own.
+    operand_bytes: int = 0
 
     @classmethod
     def from_layer(cls, lp: LayerPlan) -> TilePlan:
@@ -93,6 +96,7 @@ class TilePlan:
             passes=t.passes,
             columns=_gathered(lp, cx),
             budget=max(lp.memory.get("weight"), 1) * cx * t.rows,
+            operand_bytes=lp.operand_dtype.itemsize if lp.operand_dtype is not None else 0,
         )
 
 
@@ -126,7 +130,7 @@ class PlanMatmul:
         kmask = self._k_mask(K)
         covered = min(M, p.passes * p.ry * p.mt)  # tokens the tiling covers
         nt = -(-N // p.groups)  # output columns per row group
-        itemsize = w.dtype.itemsize
+        itemsize = p.operand_bytes or w.dtype.itemsize  # as the wafer stores and streams W
         per_step = K * p.nc * p.groups * itemsize  # one streamed step: a chunk for every row group
         span = max(1, p.budget // max(per_step, 1))  # consecutive steps the wafer can hold at once
         # A weight broadcast over the batch (expand + bmm) is one tensor, streamed once; groups are distinct.
@@ -139,7 +143,8 @@ class PlanMatmul:
                 )
                 counters.streamed_bytes += p.passes * held
                 counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, held)
-        counters.per_pe = self._per_pe(B, N, itemsize, x.dtype.itemsize if acc is np.float32 else 4)
+        x_item = x.dtype.itemsize if acc is np.float32 else 4
+        counters.per_pe = self._per_pe(B, N, itemsize, p.operand_bytes or x_item, x_item)
         xm = x if kmask.all() else x * kmask.astype(acc)  # K columns without a reduction contribute nothing
         with blas_threads():  # one BLAS thread (runtime/blas.py)
             if self.order == "grouped":
@@ -205,16 +210,18 @@ class PlanMatmul:
                 out[..., sl] += np.matmul(xm[..., k0:k1], wc[:, k0:k1, sl])
         return out
 
-    def _per_pe(self, B: int, N: int, w_item: int, x_item: int) -> dict:
+    def _per_pe(self, B: int, N: int, w_item: int, x_item: int, y_item: int) -> dict:
         """Bytes each PE holds for this layer, from the tile shapes the runtime used (a batch of B
-        products keeps B activation and output tiles)."""
+        products keeps B activation and output tiles): the operands' tiles at their stored itemsize, the
+        output at the result's."""
         p = self.p
         e = x_item if self.precision == "fp32" else 2
         we = w_item if self.precision == "fp32" else 2
+        ye = y_item if self.precision == "fp32" else 2
         nt = -(-N // p.groups)
         return {
             "activation": B * p.mt * p.kt * e,
-            "output": B * p.mt * -(-nt // p.cx) * e,
+            "output": B * p.mt * -(-nt // p.cx) * ye,
             "accumulator": 2 * p.mt * min(p.nc, nt) * 4,
             "weight": 2 * p.kt * min(p.nc, nt) * we,
         }

@@ -37,14 +37,16 @@ Rules (each error ends with its rule tag):
   ``relayout``; boxes are not empty, sources lie in their box, paths turn at right angles; ``colors``
   counts the routes' distinct colors;
 - ``plan-memory``: the buffers are what the tiling needs (``activation = B.tile x M.tile x K.tile x
-  itemsize``, B.tile being B without batch groups, and so on), ``total`` is their sum and fits
-  ``budget``; the memory map starts with ``runtime`` at 0, holds each non-empty buffer with its size, in
-  order, no two overlapping, and ends with ``free``;
+  itemsize``, B.tile being B without batch groups, the activation and weight tiles at the operands' storage
+  itemsize (``operand_dtype``, else ``dtype``), output and tail at ``dtype``'s, and so on), ``total`` is
+  their sum and fits ``budget``; the memory map starts with ``runtime`` at 0, holds each non-empty buffer
+  with its size, in order, no two overlapping, and ends with ``free``;
 - ``plan-stream``: ``stream.chunks = N.steps x passes``, ``stream.bytes = weight_bytes x passes`` (0 in
   pipeline mode);
 - ``plan-anchor`` (with the module's ops): the anchor names an op of ``@forward`` tagged with the layer, of
-  an anchor kind agreeing with ``kind``; ``dims`` and ``dtype`` are the op's; ``ops`` counts the layer's ops;
-  ``weights`` are declared and ``weight_bytes`` is their size;
+  an anchor kind agreeing with ``kind``; ``dims`` and ``dtype`` are the op's; ``operand_dtype``, when
+  present, is what ``operand_storage_dtype`` finds for the anchor (its operands are exact upcasts of 16-bit
+  values); ``ops`` counts the layer's ops; ``weights`` are declared and ``weight_bytes`` is their size;
 - ``plan-index``: layers are numbered 0 .. n-1, once each;
 - ``plan-totals``: the totals agree with the layers (count, streamed bytes, peak bytes, colors).
 
@@ -628,7 +630,16 @@ class Totals(_Record):
 # -- a layer -----------------------------------------------------------------------------------------
 
 _STAGE_OF = {k: i for i, (_, keys) in enumerate(STAGES) for k in keys}
-_KNOWN = set(_STAGE_OF) | {"anchor", "dims", "structure"}
+_KNOWN = set(_STAGE_OF) | {"anchor", "dims", "structure", "operand_dtype"}
+# The operands of each product anchor (addmm's bias is added after the product, in fp32).
+PRODUCT_OPERANDS = {"mm": (0, 1), "bmm": (0, 1), "addmm": (1, 2), "convolution": (0, 1)}
+# Ops every element of whose results is an element of their data operands (operand 0; every operand of cat):
+# values pass through them unchanged, whatever the layout.
+_VALUE_PRESERVING = frozenset(
+    {"view", "permute", "expand", "slice", "select", "unsqueeze", "squeeze", "split", "flip", "repeat"}
+    | {"diagonal", "as_strided", "clone", "index_select", "gather", "index", "cat"}
+)
+_SIXTEEN_BIT = (DType.bf16, DType.f16)
 
 
 @dataclass(frozen=True)
@@ -646,6 +657,7 @@ class LayerPlan:
     tail_elements: int
     structure: str | None = None
     anchor: str | None = None  # "%addmm_2"
+    operand_dtype: DType | None = None  # the product's operands stored in 16 bits (None: in ``dtype``)
     dims: Dims | None = None
     tiling: Tiling | None = None
     memory: Memory | None = None
@@ -659,6 +671,11 @@ class LayerPlan:
     cost: Cost | None = None
     stream: Stream | None = None
     extra: tuple[tuple[str, object], ...] = ()  # attributes this module does not know, kept as written
+
+    @property
+    def operand_itemsize(self) -> int:
+        """Bytes of one stored operand element of the product: ``operand_dtype``'s, else ``dtype``'s."""
+        return (self.operand_dtype or self.dtype).itemsize
 
     @property
     def matmul_dims(self) -> Dims:
@@ -690,6 +707,7 @@ class LayerPlan:
             structure=f.str("structure") if f.has("structure") else None,
             anchor=anchor,
             dims=dims,
+            operand_dtype=_operand_dtype(f, kind, dtype),
         )
         kw.update(_later_stages(f, mode, routes_memo))
         kw["extra"] = tuple((k, v) for k, v in attrs.items() if k not in _KNOWN)
@@ -711,6 +729,8 @@ class LayerPlan:
         if self.dims is not None:
             out["dims"] = self.dims.to_attrs()
             out["anchor"] = self.anchor
+        if self.operand_dtype is not None:
+            out["operand_dtype"] = self.operand_dtype
         out["tail_elements"] = self.tail_elements
         if self.structure is not None:
             out["structure"] = self.structure
@@ -738,6 +758,23 @@ def _dtype(f: _Fields) -> DType:
         return v if isinstance(v, DType) else DType(v)
     except ValueError:
         raise f.fail("dtype", f"expected a dtype, got {_show(v)}") from None
+
+
+def _operand_dtype(f: _Fields, kind: str, dtype: DType) -> DType | None:
+    if not f.has("operand_dtype"):
+        return None
+    v = f.raw("operand_dtype")
+    if (
+        kind not in ("matmul", "attention", "conv")
+        or dtype != DType.f32
+        or not (v in _SIXTEEN_BIT or v in ("bf16", "f16"))
+    ):
+        raise f.fail(
+            "operand_dtype",
+            f"expected bf16 or f16 for the operands of an f32 product, got {_show(v)} "
+            f"(a {kind} layer of dtype {dtype.value})",
+        )
+    return DType(v)
 
 
 def _weights(f: _Fields) -> tuple[str, ...]:
@@ -953,14 +990,15 @@ def _check_memory(lp: LayerPlan, t: Tiling, f: _Fields, mode: str) -> None:
     if lp.kind == "elementwise" or 0 in (d.B, d.M, d.K, d.N):
         return
     e = lp.dtype.itemsize
+    eo = lp.operand_itemsize
     mt, kt, nc = t.M.tile, t.K.tile, t.N.chunk
     nt = _cdiv(d.N, t.N.groups)
     bt = t.batch_tile(d)  # a PE holds its batch group's products
     need = {
-        "activation": mt * kt * e * bt,
+        "activation": mt * kt * eo * bt,
         "output": mt * _cdiv(nt, t.K.parts) * e * bt,
         "accumulator": 2 * mt * nc * ACC_BYTES,
-        "weight": kt * _cdiv(nt, t.M.parts) * e * bt if mode == "pipeline" else 2 * kt * nc * e,
+        "weight": kt * _cdiv(nt, t.M.parts) * eo * bt if mode == "pipeline" else 2 * kt * nc * eo,
         "tail": _cdiv(lp.tail_elements, t.rows * t.columns * t.passes) * e,
     }
     have = dict(lp.memory.buffers)
@@ -1311,10 +1349,58 @@ def _check_anchor(lp: LayerPlan, op: Op | None) -> None:
             f"{lp.dtype.value}, but its anchor {lp.anchor} gives {op.results[0].type.dtype.value}",
             "plan-anchor",
         )
+    if lp.operand_dtype is not None and lp.operand_dtype != operand_storage_dtype(op):
+        raise PlanFormatError(
+            lp.name,
+            "operand_dtype",
+            f"{lp.operand_dtype.value}, but the operands of its anchor {lp.anchor} are not all exact "
+            f"{lp.operand_dtype.value} values (converts of {lp.operand_dtype.value} through views)",
+            "plan-anchor",
+        )
 
 
 def _dims(d: Dims) -> str:
     return " ".join(f"{k}={v}" for k, v in d.to_attrs().items())
+
+
+def operand_storage_dtype(op: Op) -> DType | None:
+    """The 16-bit dtype a product anchor's operands can be stored in without changing a value, or None.
+
+    An f32 product (mm, bmm, addmm, convolution) whose operands are all exact upcasts of one 16-bit float
+    dtype (a ``convert`` from bf16 or f16, possibly through ops that only move values: views, permutes,
+    expands, slices, cat, gathers) multiplies 16-bit values and accumulates in fp32, which is what the FMAC
+    with fp32 accumulate does (``f16acc32``): its operands are stored and cross the fabric in 2 bytes, its
+    result stays f32. The answer is structural: an operand computed in f32 (scaled, a softmax) is not assumed
+    representable, whatever its values; a value of f64 or an accumulation in f64 is not narrowed either.
+    """
+    if op.name not in PRODUCT_OPERANDS or op.results[0].type.dtype != DType.f32:
+        return None
+    memo: dict[int, DType | None] = {}
+    found = {_exact_16bit(op.operands[i], memo) for i in PRODUCT_OPERANDS[op.name] if i < len(op.operands)}
+    return found.pop() if len(found) == 1 and None not in found else None
+
+
+def _exact_16bit(v, memo: dict) -> DType | None:
+    """The 16-bit float dtype every element of value v is exactly a value of, by construction, or None."""
+    key = id(v)
+    if key in memo:
+        return memo[key]
+    memo[key] = None  # a cycle (there is none in SSA) cannot make a value exact
+    dt = v.type.dtype
+    if dt in _SIXTEEN_BIT:
+        out = dt
+    elif dt not in (DType.f32, DType.f64) or v.owner is None:
+        out = None
+    elif v.owner.name == "convert":  # widening a 16-bit float is exact
+        out = _exact_16bit(v.owner.operands[0], memo)
+    elif v.owner.name in _VALUE_PRESERVING:
+        data = v.owner.operands if v.owner.name == "cat" else v.owner.operands[:1]
+        found = {_exact_16bit(d, memo) for d in data}
+        out = found.pop() if len(found) == 1 and None not in found else None
+    else:
+        out = None
+    memo[key] = out
+    return out
 
 
 def matmul_dims(op: Op) -> dict[str, int]:
@@ -1372,5 +1458,6 @@ __all__ = [
     "TrainingTotals",
     "load_plan",
     "matmul_dims",
+    "operand_storage_dtype",
     "plain",
 ]

@@ -49,7 +49,7 @@ class Cost:
             if not t.overlap_ingress:  # weights must arrive before the layer starts
                 total += parts["ingress"]
             bound = max(parts, key=parts.get)
-            fpc = t.fmac_peak(shape_of(layer).dtype)
+            fpc = t.fmac_peak(shape_of(layer).storage)
             a["cost"] = {
                 **{k: round(v, 1) for k, v in parts.items()},
                 "latency": est["latency"],

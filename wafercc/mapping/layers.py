@@ -16,7 +16,7 @@ import hashlib
 import re
 
 from wafercc.ir import DType, Func, Module, Op, SymbolRef
-from wafercc.ir.plan import ANCHOR_KINDS, LAYER_ATTR, matmul_dims
+from wafercc.ir.plan import ANCHOR_KINDS, LAYER_ATTR, matmul_dims, operand_storage_dtype
 from wafercc.ops import flops as op_flops
 
 ANCHORS = frozenset(ANCHOR_KINDS)
@@ -104,6 +104,9 @@ def _layer_info(module: Module, index: int, ops: list[Op], anchor: Op | None, de
     if anchor is not None:
         info["dims"] = matmul_dims(anchor)
         info["anchor"] = "%" + anchor.results[0].name
+        narrow = operand_storage_dtype(anchor)  # f32 product of exact 16-bit values: 2-byte operands, f16acc32
+        if narrow is not None:
+            info["operand_dtype"] = narrow
     # Activation elements the layer's elementwise tail touches (for its compute and memory).
     info["tail_elements"] = max(
         (

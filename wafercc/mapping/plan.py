@@ -3,7 +3,8 @@
 A mapped module says what it is mapped for in its attributes (``target = "wse2"``, ``mode = "stream"``);
 the layers are module-level ``layer`` declarations whose attributes each pass extends:
 
-    partition  index, kind, ops, dims, dtype, flops, weights, weight_bytes, tail_elements, anchor
+    partition  index, kind, ops, dims, dtype, flops, weights, weight_bytes, tail_elements, anchor,
+               operand_dtype (when the product's operands are exact 16-bit values)
     tile       tiling, memory (per-PE estimate), estimate (cycles)
     place      rect = [x, y, w, h], step
     route      routes, colors, links
@@ -79,6 +80,7 @@ def shape_of(layer: Layer) -> Shape:
         weight_bytes=a["weight_bytes"],
         flops=a["flops"],
         tail_elements=a.get("tail_elements", 0),
+        operand_dtype=DType(a["operand_dtype"]) if a.get("operand_dtype") is not None else None,
     )
 
 

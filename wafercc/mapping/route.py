@@ -39,7 +39,7 @@ import networkx as nx
 import numpy as np
 
 from wafercc.errors import PlanError
-from wafercc.ir import Layer, Module, attr_key
+from wafercc.ir import DType, Layer, Module, attr_key
 from wafercc.ir.plan import ACC_BYTES
 from wafercc.target import Target
 
@@ -107,6 +107,7 @@ def _route_key(layer: Layer, prev: Layer | None) -> tuple:
         a["weight_bytes"],
         attr_key(a.get("dims", {})),
         a["dtype"],
+        a.get("operand_dtype"),
         before,
     )
 
@@ -175,12 +176,17 @@ def _replication_bytes(a: dict) -> float:
         return 0.0
     dims = a.get("dims", {})
     rows_of_group = tl["M"]["parts"] * tl["M"]["tile"]
-    return tl["passes"] * dims.get("B", 1) * rows_of_group * dims.get("K", 1) * a["dtype"].itemsize
+    return tl["passes"] * dims.get("B", 1) * rows_of_group * dims.get("K", 1) * _operand_itemsize(a)
 
 
 def _input_bytes(layer: Layer) -> float:
     dims = layer.attrs.get("dims", {})
-    return dims.get("B", 1) * dims.get("M", 1) * dims.get("K", 1) * layer.attrs["dtype"].itemsize
+    return dims.get("B", 1) * dims.get("M", 1) * dims.get("K", 1) * _operand_itemsize(layer.attrs)
+
+
+def _operand_itemsize(a: dict) -> int:
+    """Bytes of a stored operand element: 16-bit operands of an f32 product (``operand_dtype``) move in 2."""
+    return DType(a.get("operand_dtype") or a["dtype"]).itemsize
 
 
 def _ingress_and_broadcast(name, t, x0, x1, y0, y1, per_column) -> list[Flow]:

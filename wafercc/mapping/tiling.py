@@ -51,6 +51,15 @@ class Shape:
     weight_bytes: int
     flops: int  # the whole layer's, tail included
     tail_elements: int
+    # The product's operands stored in 16 bits, accumulated in fp32 (``wafercc.ir.plan.operand_storage_dtype``);
+    # None: in ``dtype``. The activation and weight tiles, their transfers and the FMAC rate follow it; the
+    # output, the accumulators and the tail stay in ``dtype``.
+    operand_dtype: DType | None = None
+
+    @property
+    def storage(self) -> DType:
+        """The dtype the product's operands are stored and moved in, and which sets its FMAC rate."""
+        return self.operand_dtype or self.dtype
 
 
 @dataclass(frozen=True)
@@ -199,7 +208,7 @@ def _batch_tiles(shape: Shape, width: int, mode: str = "stream") -> np.ndarray:
     layer's floor area, the floorplan shifts, and PathFinder then fails to route the 12-block LLaMA decode
     plan (tests/mapping/test_llama_decode.py; the same fragility as its 4-block plan, docs/hardware.md)."""
     B = max(shape.B, 1)
-    per_product = shape.K * shape.N * shape.dtype.itemsize
+    per_product = shape.K * shape.N * shape.storage.itemsize
     distinct = shape.kind == "attention" or (shape.kind == "matmul" and shape.weight_bytes >= B * per_product)
     if B == 1 or not distinct or mode != "stream":
         return np.array([B], dtype=np.int64)
@@ -236,7 +245,7 @@ def _search_grid(
         raise DoesNotFit(need, budget)
     memory = g.fitting(g.ok, memory)
     mem = sum(_aligned(b) for b in memory.values())
-    fpc = t.fmac_rate(shape.dtype)
+    fpc = t.fmac_rate(shape.storage)
     terms = _cycles(shape, g, t, mode, fpc, width)
     return _select(shape, g, t, mode, fpc, memory, mem, terms)
 
@@ -244,12 +253,13 @@ def _search_grid(
 def _memory(shape: Shape, g: _Grid, mode: str) -> dict[str, np.ndarray]:
     """Bytes each PE holds, by buffer (the order memplan lays them out)."""
     e, B = shape.dtype.itemsize, g.bt  # a PE holds its batch group's products
+    eo = shape.storage.itemsize  # the operands' tiles
     if mode == "pipeline":  # weights resident: PE (column c, row r of group g) keeps W[K_c, N_g split over ry]
-        wtile = g.kt * -(-g.nt // g.ry) * e * B
+        wtile = g.kt * -(-g.nt // g.ry) * eo * B
     else:
-        wtile = 2 * g.kt * g.nc * e
+        wtile = 2 * g.kt * g.nc * eo
     return {
-        "activation": g.mt * g.kt * e * B,
+        "activation": g.mt * g.kt * eo * B,
         "output": g.mt * -(-g.nt // g.cx) * e * B,
         "accumulator": 2 * g.mt * g.nc * ACC_BYTES,
         "weight": wtile,
@@ -259,8 +269,9 @@ def _memory(shape: Shape, g: _Grid, mode: str) -> dict[str, np.ndarray]:
 
 def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int) -> dict[str, np.ndarray]:
     """Each cost term of every candidate, in cycles, and their ``total``. With batch groups every term is
-    one group's (the groups run at once on their own columns): its bt products, its cx-column reduction."""
-    e, B = shape.dtype.itemsize, g.bt
+    one group's (the groups run at once on their own columns): its bt products, its cx-column reduction.
+    Operands move in their storage dtype's bytes; partial sums in fp32."""
+    e, B = shape.storage.itemsize, g.bt
     passes = g.passes
     if shape.kind == "gather":  # each PE copies the streamed rows its tokens select: mt rows of a chunk
         compute = passes * B * g.steps * (g.mt * g.nc / fpc + t.fmac_pipeline_fill_cycles)
@@ -343,7 +354,7 @@ def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, memory: di
         "bound": limiting,
         "roofline": round(bound, 1),
         "roofline_by": "compute" if ideal >= io else "ingress",
-        "utilization": sig4(shape.flops / (tot * t.pes * t.fmac_peak(shape.dtype))) if tot > 0 else 0.0,
+        "utilization": sig4(shape.flops / (tot * t.pes * t.fmac_peak(shape.storage))) if tot > 0 else 0.0,
     }
     return Tiling(
         kt=int(pick(g.kt)),

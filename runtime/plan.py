@@ -12,14 +12,16 @@ The plan is read from the module's ``layer @L {...}`` declaration, nothing else:
   westward one back; the two halves of each chunk go one each way), ``order="grouped"`` (the default) adds
   exactly the same partials with one BLAS product, whose fp32 summation order differs from the ring's by
   rounding only (a few ulps; see docs/runtime.md);
-- streaming: weights enter chunk by chunk, in step order, once per pass; the runtime holds at most the
-  plan's on-wafer weight buffer (per-PE weight buffer x PEs) at a time, grouping consecutive chunks up to
-  that budget for speed, and counts every byte it streams;
+- streaming: weights enter chunk by chunk, in step order, once per pass, at most the plan's on-wafer weight
+  buffer (per-PE weight buffer x PEs) at a time: the counters add up every byte streamed and the most held at
+  once, wafer-load by wafer-load, from the plan. The product itself does not need the chunks apart: in
+  grouped order it is one BLAS call over all of them (W a view of the store's tensor, not copied), in ring
+  order one per chunk of a wafer-load;
 - precision: with 16-bit storage, operands are rounded to bf16/f16 where the wafer stores them, products
   accumulate in fp32 (the FMAC with fp32 accumulate), and the result is rounded when stored.
 
-Everything is vectorized over tiles and chunks; the only loops run over passes, chunk groups, and (for
-``order="ring"``) the columns of a row.
+Everything is vectorized over tiles and chunks; the only loops run over wafer-loads (to count them, and
+in ring order to compute them) and, in ring order, the columns of a row.
 """
 
 from __future__ import annotations

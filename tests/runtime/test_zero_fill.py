@@ -21,13 +21,21 @@ def test_full_keeps_every_bit(value):
 
 
 @pytest.mark.parametrize("base", [0.0, -0.0, 2.0])
-def test_index_put_accumulate_into_a_large_tensor(base):
+@pytest.mark.parametrize("repeats", [False, True])
+def test_index_put_accumulate_into_a_large_tensor(base, repeats):
+    """Distinct rows: torch's bits. Repeated rows: torch adds them in an order of its threads' making, so the
+    reference is the copy-and-add the kernel did before (np.add.at, in index order)."""
     rng = np.random.default_rng(0)
     x = np.full((2048, 600), base, np.float32)  # 1.2M elements: past the size where the zero scan runs
-    idx = rng.integers(0, 2048, 300).astype(np.int64)
+    idx = (rng.integers(0, 2048, 300) if repeats else rng.choice(2048, 300, replace=False)).astype(np.int64)
     vals = rng.standard_normal((300, 600)).astype(np.float32)
     m = one_op_module("index_put", [x, vals, idx], {"dims": [0], "accumulate": True})
     got = Interpreter(m).run([x, vals, idx]).outputs[0]
-    want = torch.from_numpy(x.copy()).index_put((torch.from_numpy(idx),), torch.from_numpy(vals), accumulate=True)
-    assert np.array_equal(got.view(np.uint32), want.numpy().view(np.uint32))
+    if repeats:
+        want = x.copy()
+        np.add.at(want, idx, vals)
+    else:
+        t = torch.from_numpy(x.copy()).index_put((torch.from_numpy(idx),), torch.from_numpy(vals), accumulate=True)
+        want = t.numpy()
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
     assert np.array_equal(x, np.full((2048, 600), base, np.float32))  # the input is not written

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from wafercc.ir.plan import STORAGE_ATTR, stored_weight_bytes
+
+from .errors import RuntimeExecutionError
 from .kernels.base import finish
 from .kernels.conv import conv_gemm, conv_transposed_gemm
 from .plan import Counters, PlanMatmul, TilePlan, plan_embedding, round_to
 from .schedule import LAYER_ATTR, WEIGHT, classify
 
+# The module storage (``wafercc.ir.plan.STORAGE_ATTR``) each runtime precision stores tensors in.
+_STORAGE_OF = {"bf16": "bf16", "fp16": "f16"}
 # Which operand of each anchor is the streamed matrix W.
 _W_OPERAND = {"mm": 1, "addmm": 2, "bmm": 1, "convolution": 1, "embedding": 0}
 
@@ -24,6 +29,12 @@ class PlannedLayers:
         """``interp.layer_plan``: the module's plan, loaded and checked (``wafercc.ir.plan.load_plan``)."""
         self.interp = interp
         module, func = interp.module, interp.func
+        storage = module.attrs.get(STORAGE_ATTR)
+        if storage is not None and storage != _STORAGE_OF.get(interp.precision):
+            raise RuntimeExecutionError(
+                f"the plan stores tensors in {storage} (compiled with --precision {storage}), but this run's "
+                f"precision is {interp.precision}: run it with --precision {storage}, or compile again"
+            )
         kind = classify(func, list(func.ops))
         syms = _symbols(func)
         by_result = {op.results[0].name: op for op in func.ops if op.results}
@@ -48,7 +59,7 @@ class PlannedLayers:
                         continue
                     other |= syms.get(id(v), set())
             other -= w_syms
-            extra = lp.tiling.passes * sum(module.weights[s].type.nbytes for s in other)
+            extra = lp.tiling.passes * stored_weight_bytes(module, sorted(other))
             self.layers[lp.name] = {"extra": extra}
         for step in interp.steps:
             hit = anchors.get(id(step.op))

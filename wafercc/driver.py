@@ -224,6 +224,7 @@ def compile_training(
     from wafercc.frontend.interop import to_numpy
     from wafercc.frontend.training import import_training  # torch
 
+    from wafercc.ir.plan import STORAGE_ATTR
     from wafercc.mapping import training as train_plan
 
     parse_target(target)
@@ -246,6 +247,8 @@ def compile_training(
         module = verify_module(imported.module)
     module.attrs["target"] = target
     module.attrs["mode"] = mode
+    if precision != "fp32":  # the plan charges what the step stores: 16-bit tiles, parameters streamed in 16 bits
+        module.attrs[STORAGE_ATTR] = TRAIN_PRECISIONS[precision]
     for stage in STAGES:
         what = f"mapping onto {target} ({mode}): {stage.name}" if stage.passes else "optimizing"
         with timed(stage.name, what):

@@ -46,7 +46,9 @@ Rules (each error ends with its rule tag):
 - ``plan-anchor`` (with the module's ops): the anchor names an op of ``@forward`` tagged with the layer, of
   an anchor kind agreeing with ``kind``; ``dims`` and ``dtype`` are the op's; ``operand_dtype``, when
   present, is what ``operand_storage_dtype`` finds for the anchor (its operands are exact upcasts of 16-bit
-  values); ``ops`` counts the layer's ops; ``weights`` are declared and ``weight_bytes`` is their size;
+  values) or the layer's ``storage``; ``storage`` is the module's (``STORAGE_ATTR``); ``ops`` counts the
+  layer's ops; ``weights`` are declared and ``weight_bytes`` is their size as stored
+  (``stored_weight_bytes``);
 - ``plan-index``: layers are numbered 0 .. n-1, once each;
 - ``plan-totals``: the totals agree with the layers (count, streamed bytes, peak bytes, colors).
 
@@ -630,7 +632,9 @@ class Totals(_Record):
 # -- a layer -----------------------------------------------------------------------------------------
 
 _STAGE_OF = {k: i for i, (_, keys) in enumerate(STAGES) for k in keys}
-_KNOWN = set(_STAGE_OF) | {"anchor", "dims", "structure", "operand_dtype"}
+_KNOWN = set(_STAGE_OF) | {"anchor", "dims", "structure", "operand_dtype", "storage"}
+# The module attribute naming the storage precision of a whole plan (``compile --train --precision bf16``).
+STORAGE_ATTR = "storage"
 # The operands of each product anchor (addmm's bias is added after the product, in fp32).
 PRODUCT_OPERANDS = {"mm": (0, 1), "bmm": (0, 1), "addmm": (1, 2), "convolution": (0, 1)}
 # Ops every element of whose results is an element of their data operands (operand 0; every operand of cat):
@@ -658,6 +662,7 @@ class LayerPlan:
     structure: str | None = None
     anchor: str | None = None  # "%addmm_2"
     operand_dtype: DType | None = None  # the product's operands stored in 16 bits (None: in ``dtype``)
+    storage: DType | None = None  # the module's 16-bit storage: every tile and streamed parameter in 2 bytes
     dims: Dims | None = None
     tiling: Tiling | None = None
     memory: Memory | None = None
@@ -675,7 +680,7 @@ class LayerPlan:
     @property
     def operand_itemsize(self) -> int:
         """Bytes of one stored operand element of the product: ``operand_dtype``'s, else ``dtype``'s."""
-        return (self.operand_dtype or self.dtype).itemsize
+        return (self.operand_dtype or self.storage or self.dtype).itemsize
 
     @property
     def matmul_dims(self) -> Dims:
@@ -708,6 +713,7 @@ class LayerPlan:
             anchor=anchor,
             dims=dims,
             operand_dtype=_operand_dtype(f, kind, dtype),
+            storage=_storage(f),
         )
         kw.update(_later_stages(f, mode, routes_memo))
         kw["extra"] = tuple((k, v) for k, v in attrs.items() if k not in _KNOWN)
@@ -731,6 +737,8 @@ class LayerPlan:
             out["anchor"] = self.anchor
         if self.operand_dtype is not None:
             out["operand_dtype"] = self.operand_dtype
+        if self.storage is not None:
+            out["storage"] = self.storage
         out["tail_elements"] = self.tail_elements
         if self.structure is not None:
             out["structure"] = self.structure
@@ -774,6 +782,15 @@ def _operand_dtype(f: _Fields, kind: str, dtype: DType) -> DType | None:
             f"expected bf16 or f16 for the operands of an f32 product, got {_show(v)} "
             f"(a {kind} layer of dtype {dtype.value})",
         )
+    return DType(v)
+
+
+def _storage(f: _Fields) -> DType | None:
+    if not f.has("storage"):
+        return None
+    v = f.raw("storage")
+    if not (v in _SIXTEEN_BIT or v in ("bf16", "f16")):
+        raise f.fail("storage", f"expected bf16 or f16 (the module's 16-bit storage), got {_show(v)}")
     return DType(v)
 
 
@@ -989,7 +1006,7 @@ def _check_memory(lp: LayerPlan, t: Tiling, f: _Fields, mode: str) -> None:
     d = lp.matmul_dims
     if lp.kind == "elementwise" or 0 in (d.B, d.M, d.K, d.N):
         return
-    e = lp.dtype.itemsize
+    e = (lp.storage or lp.dtype).itemsize
     eo = lp.operand_itemsize
     mt, kt, nc = t.M.tile, t.K.tile, t.N.chunk
     nt = _cdiv(d.N, t.N.groups)
@@ -1304,6 +1321,15 @@ def _check_ops(m: Module, plan: Plan) -> None:
             raise PlanFormatError(
                 lp.name, "ops", f"{lp.ops}, but {count.get(lp.name, 0)} ops of @forward name the layer", "plan-anchor"
             )
+        storage = m.attrs.get(STORAGE_ATTR)
+        if (lp.storage.value if lp.storage is not None else None) != storage:
+            raise PlanFormatError(
+                lp.name,
+                "storage",
+                f"{lp.storage.value if lp.storage is not None else 'absent'}, but the module's storage is "
+                f"{storage or 'absent (each tensor in its own dtype)'}",
+                "plan-anchor",
+            )
         _check_weights(m, lp)
         if lp.anchor is not None:
             _check_anchor(lp, by_result.get(lp.anchor[1:]))
@@ -1313,7 +1339,7 @@ def _check_weights(m: Module, lp: LayerPlan) -> None:
     for w in lp.weights:
         if w not in m.weights:
             raise PlanFormatError(lp.name, "weights", f"@{w} is not a declared weight", "plan-anchor")
-    nbytes = sum(m.weights[w].type.nbytes for w in lp.weights)
+    nbytes = stored_weight_bytes(m, lp.weights)
     if lp.weight_bytes != nbytes:
         raise PlanFormatError(
             lp.name, "weight_bytes", f"{lp.weight_bytes:,}, but its weights hold {nbytes:,}", "plan-anchor"
@@ -1349,7 +1375,7 @@ def _check_anchor(lp: LayerPlan, op: Op | None) -> None:
             f"{lp.dtype.value}, but its anchor {lp.anchor} gives {op.results[0].type.dtype.value}",
             "plan-anchor",
         )
-    if lp.operand_dtype is not None and lp.operand_dtype != operand_storage_dtype(op):
+    if lp.operand_dtype is not None and lp.operand_dtype not in (operand_storage_dtype(op), lp.storage):
         raise PlanFormatError(
             lp.name,
             "operand_dtype",
@@ -1361,6 +1387,27 @@ def _check_anchor(lp: LayerPlan, op: Op | None) -> None:
 
 def _dims(d: Dims) -> str:
     return " ".join(f"{k}={v}" for k, v in d.to_attrs().items())
+
+
+def stored_weight_bytes(m: Module, symbols) -> int:
+    """Bytes the MemoryX store streams of these weights. With the module's 16-bit ``storage`` (compile
+    --train --precision bf16) every f32 parameter the step trains (a gradient's target) streams in 2 bytes,
+    beside its fp32 master; anything else (buffers, integer weights) as declared."""
+    storage = m.attrs.get(STORAGE_ATTR)
+    trained = _trained(m) if storage else frozenset()
+    total = 0
+    for s in symbols:
+        t = m.weights[s].type
+        total += t.numel * DType(storage).itemsize if s in trained and t.dtype == DType.f32 else t.nbytes
+    return total
+
+
+def _trained(m: Module) -> frozenset[str]:
+    from .training import is_training, result_roles
+
+    if not is_training(m):
+        return frozenset()
+    return frozenset(t for role, t in result_roles(m.func()) if role == "grad")
 
 
 def operand_storage_dtype(op: Op) -> DType | None:
@@ -1460,4 +1507,5 @@ __all__ = [
     "matmul_dims",
     "operand_storage_dtype",
     "plain",
+    "stored_weight_bytes",
 ]

@@ -16,7 +16,15 @@ import hashlib
 import re
 
 from wafercc.ir import DType, Func, Module, Op, SymbolRef
-from wafercc.ir.plan import ANCHOR_KINDS, LAYER_ATTR, matmul_dims, operand_storage_dtype
+from wafercc.ir.plan import (
+    ANCHOR_KINDS,
+    LAYER_ATTR,
+    PRODUCT_OPERANDS,
+    STORAGE_ATTR,
+    matmul_dims,
+    operand_storage_dtype,
+    stored_weight_bytes,
+)
 from wafercc.ops import flops as op_flops
 
 ANCHORS = frozenset(ANCHOR_KINDS)
@@ -90,7 +98,8 @@ def _layer_info(module: Module, index: int, ops: list[Op], anchor: Op | None, de
     )
     order = {w: i for i, w in enumerate(module.weights)}
     weights = sorted(used, key=order.__getitem__)
-    weight_bytes = sum(module.weights[w].type.nbytes for w in weights)
+    weight_bytes = stored_weight_bytes(module, weights)  # as the store streams them (16-bit storage: 2 bytes)
+    storage = module.attrs.get(STORAGE_ATTR)
     name = _layer_name(index, anchor, weights)
     info = {
         "index": index,
@@ -105,8 +114,12 @@ def _layer_info(module: Module, index: int, ops: list[Op], anchor: Op | None, de
         info["dims"] = matmul_dims(anchor)
         info["anchor"] = "%" + anchor.results[0].name
         narrow = operand_storage_dtype(anchor)  # f32 product of exact 16-bit values: 2-byte operands, f16acc32
+        if storage and anchor.name in PRODUCT_OPERANDS and info["dtype"] == DType.f32:
+            narrow = DType(storage)  # 16-bit storage: the runtime rounds every stored operand to it
         if narrow is not None:
             info["operand_dtype"] = narrow
+    if storage:
+        info["storage"] = DType(storage)
     # Activation elements the layer's elementwise tail touches (for its compute and memory).
     info["tail_elements"] = max(
         (

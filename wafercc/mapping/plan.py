@@ -81,6 +81,7 @@ def shape_of(layer: Layer) -> Shape:
         flops=a["flops"],
         tail_elements=a.get("tail_elements", 0),
         operand_dtype=DType(a["operand_dtype"]) if a.get("operand_dtype") is not None else None,
+        stored=DType(a["storage"]) if a.get("storage") is not None else None,
     )
 
 

@@ -108,6 +108,7 @@ def _route_key(layer: Layer, prev: Layer | None) -> tuple:
         attr_key(a.get("dims", {})),
         a["dtype"],
         a.get("operand_dtype"),
+        a.get("storage"),
         before,
     )
 
@@ -186,7 +187,7 @@ def _input_bytes(layer: Layer) -> float:
 
 def _operand_itemsize(a: dict) -> int:
     """Bytes of a stored operand element: 16-bit operands of an f32 product (``operand_dtype``) move in 2."""
-    return DType(a.get("operand_dtype") or a["dtype"]).itemsize
+    return DType(a.get("operand_dtype") or a.get("storage") or a["dtype"]).itemsize
 
 
 def _ingress_and_broadcast(name, t, x0, x1, y0, y1, per_column) -> list[Flow]:

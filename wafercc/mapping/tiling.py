@@ -55,11 +55,18 @@ class Shape:
     # None: in ``dtype``. The activation and weight tiles, their transfers and the FMAC rate follow it; the
     # output, the accumulators and the tail stay in ``dtype``.
     operand_dtype: DType | None = None
+    # The module's 16-bit storage (compile --train --precision bf16): the output and tail are stored in it too.
+    stored: DType | None = None
+
+    @property
+    def out_itemsize(self) -> int:
+        """Bytes of a stored output (and tail) element."""
+        return (self.stored or self.dtype).itemsize
 
     @property
     def storage(self) -> DType:
         """The dtype the product's operands are stored and moved in, and which sets its FMAC rate."""
-        return self.operand_dtype or self.dtype
+        return self.operand_dtype or self.stored or self.dtype
 
 
 @dataclass(frozen=True)
@@ -252,7 +259,7 @@ def _search_grid(
 
 def _memory(shape: Shape, g: _Grid, mode: str) -> dict[str, np.ndarray]:
     """Bytes each PE holds, by buffer (the order memplan lays them out)."""
-    e, B = shape.dtype.itemsize, g.bt  # a PE holds its batch group's products
+    e, B = shape.out_itemsize, g.bt  # a PE holds its batch group's products
     eo = shape.storage.itemsize  # the operands' tiles
     if mode == "pipeline":  # weights resident: PE (column c, row r of group g) keeps W[K_c, N_g split over ry]
         wtile = g.kt * -(-g.nt // g.ry) * eo * B
@@ -392,7 +399,7 @@ def sig4(x: float) -> float:
 def _elementwise(shape: Shape, t: Target, budget: int, width: int, height: int) -> Tiling:
     n = max(shape.tail_elements, 1)
     pes = min(width * height, n)
-    per_pe = -(-n // pes) * shape.dtype.itemsize * 2  # input and output tile
+    per_pe = -(-n // pes) * shape.out_itemsize * 2  # input and output tile
     if per_pe > budget:
         raise DoesNotFit(per_pe, budget)
     compute = shape.flops / (pes * t.flops(DType.f32))

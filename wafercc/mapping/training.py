@@ -36,8 +36,8 @@ Totals (``plan.totals``) gain: ``forward_seconds``, ``backward_seconds``, ``grad
 
 from __future__ import annotations
 
-from wafercc.ir import Func, Module, Op, SymbolRef, Value
-from wafercc.ir.plan import ANCHOR_KINDS, LAYER_ATTR
+from wafercc.ir import DType, Func, Module, Op, SymbolRef, Value
+from wafercc.ir.plan import ANCHOR_KINDS, LAYER_ATTR, STORAGE_ATTR
 from wafercc.ir.training import is_training, result_roles
 from wafercc.ops import flops as op_flops
 
@@ -178,11 +178,12 @@ def _saved_activations(module: Module, func: Func, phase_of: dict, derived: dict
     budget = t.pes * max(t.usable_sram - peak, 0)
     needed = _needed_by_backward(func, phase_of, derived)
     order = {id(r): i for i, op in enumerate(func.ops) for r in op.results}
-    decided = _decide(sorted(needed.values(), key=lambda v: order.get(id(v), -1)), derived, budget)
+    size = _stored_size(module)
+    decided = _decide(sorted(needed.values(), key=lambda v: order.get(id(v), -1)), derived, budget, size)
     out = []
     for v, decision in decided:
         producer = v.owner
-        nbytes = v.type.nbytes
+        nbytes = size(v)
         layer = producer.attrs.get(LAYER_ATTR) if producer is not None else None
         out.append(
             {
@@ -201,7 +202,17 @@ def _saved_activations(module: Module, func: Func, phase_of: dict, derived: dict
     return out
 
 
-def _decide(values: list[Value], derived: dict, budget: int) -> list[tuple[Value, str]]:
+def _stored_size(module: Module):
+    """Bytes a saved value takes on the wafer: with the module's 16-bit storage (--precision bf16) the runtime
+    stores every f32 activation rounded to 16 bits, so 2 bytes an element; otherwise its own dtype's."""
+    storage = module.attrs.get(STORAGE_ATTR)
+    if not storage:
+        return lambda v: v.type.nbytes
+    e = DType(storage).itemsize
+    return lambda v: v.type.numel * e if v.type.dtype == DType.f32 else v.type.nbytes
+
+
+def _decide(values: list[Value], derived: dict, budget: int, size=lambda v: v.type.nbytes) -> list[tuple[Value, str]]:
     """keep / recompute / spill for each value, in forward order. First pass: a value that is cheap to make
     again from what stays on the wafer is set aside for recomputation; any other is kept while it fits and
     spilled past that. Second pass: the set-aside values are kept after all while room is left (keeping costs
@@ -212,17 +223,17 @@ def _decide(values: list[Value], derived: dict, budget: int) -> list[tuple[Value
     for v in values:
         if _recomputable(v.owner, derived, on_wafer):
             decision[id(v)] = "recompute"
-        elif kept + v.type.nbytes <= budget:
+        elif kept + size(v) <= budget:
             decision[id(v)] = "keep"
-            kept += v.type.nbytes
+            kept += size(v)
         else:
             decision[id(v)] = "spill"
         if decision[id(v)] != "spill":
             on_wafer.add(id(v))
     for v in values:
-        if decision[id(v)] == "recompute" and kept + v.type.nbytes <= budget:
+        if decision[id(v)] == "recompute" and kept + size(v) <= budget:
             decision[id(v)] = "keep"
-            kept += v.type.nbytes
+            kept += size(v)
     return [(v, decision[id(v)]) for v in values]
 
 

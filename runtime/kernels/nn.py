@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..blas import blas_threads
 from .base import F32, attr, finish, kernel, up
 
 
 @kernel("mm", "bmm")
 def _matmul(op, a, b):
-    return finish(op, np.matmul(up(a), up(b)))
+    with blas_threads():  # one BLAS thread, as in plan mode (runtime/blas.py)
+        return finish(op, np.matmul(up(a), up(b)))
 
 
 @kernel("addmm")
 def _addmm(op, bias, a, b):
     beta, alpha = attr(op, "beta"), attr(op, "alpha")
-    y = np.matmul(up(a), up(b))
+    with blas_threads():
+        y = np.matmul(up(a), up(b))
     if alpha != 1:
         y = y * alpha
     if beta == 0:  # torch ignores the bias entirely (NaN/inf in it do not propagate)

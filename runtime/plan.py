@@ -3,7 +3,9 @@
 The plan is read from the module's ``layer @L {...}`` declaration, nothing else:
 
 - tiling: M over ``ry`` rows in tiles of ``mt`` (and ``passes`` sequential passes over M), K over ``cx``
-  columns in tiles of ``kt``, N streamed in chunks of ``nc`` per row group (``groups``). A dimension that
+  columns in tiles of ``kt``, N streamed in chunks of ``nc`` per row group (``groups``); a batched product
+  split into batch groups (``bg`` of ``bt`` products, side by side over the columns) runs each group on its
+  own ``cx`` columns, reduced by its own routes, with its own counters. A dimension that
   does not divide is zero-padded up to parts x tile. The plan was checked when it loaded
   (``wafercc.ir.plan``): the tiles cover every dimension exactly and every column has its reduction, so a
   plan that would drop a tile or a partial sum never reaches this module;
@@ -26,7 +28,7 @@ in ring order to compute them) and, in ring order, the columns of a row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -77,7 +79,9 @@ class TilePlan:
     steps: int
     passes: int
     columns: tuple  # per mesh column of the layer: does a reduce route gather its partial sums?
-    budget: int  # bytes of weights the wafer holds at once: per-PE weight buffer x PEs
+    budget: int  # bytes of weights the wafer holds at once: per-PE weight buffer x PEs (of one batch group)
+    bg: int = 1  # batch groups, side by side over the columns: group g holds columns [g*cx, (g+1)*cx)
+    bt: int = 0  # products per batch group (0: no groups, the whole batch on the same tiles)
     # Bytes of a stored operand element when the plan stores the product's operands in 16 bits
     # (``operand_dtype``: exact upcasts of 16-bit values, so the values are the same); 0: the arrays' own.
     operand_bytes: int = 0
@@ -87,6 +91,7 @@ class TilePlan:
         """The tiles of a loaded (and so checked) layer plan."""
         t = lp.tiling
         cx = t.K.parts
+        bg = t.batch_groups
         return cls(
             mt=t.M.tile,
             ry=t.M.parts,
@@ -96,22 +101,25 @@ class TilePlan:
             nc=t.N.chunk,
             steps=t.N.steps,
             passes=t.passes,
-            columns=_gathered(lp, cx),
+            columns=_gathered(lp, cx, cx * bg),
             budget=max(lp.memory.get("weight"), 1) * cx * t.rows,
+            bg=bg,
+            bt=t.B.tile if t.B is not None else 0,
             operand_bytes=lp.operand_dtype.itemsize if lp.operand_dtype is not None else 0,
         )
 
 
-def _gathered(lp: LayerPlan, cx: int) -> tuple:
-    """The columns whose partial sums the layer's reduce routes collect (all of them, in a checked plan)."""
+def _gathered(lp: LayerPlan, cx: int, n: int) -> tuple:
+    """Of the tiling's n columns (cx per batch group), those whose partial sums the layer's reduce routes
+    collect (all of them, in a checked plan)."""
     reduces = lp.routes_of("reduce")
     if cx == 1 or not reduces:
-        return (True,) * cx
+        return (True,) * n
     x0 = lp.rect.x
-    covered = [False] * cx
+    covered = [False] * n
     for r in reduces:
         bx0, _, bx1, _ = r.box
-        for c in range(max(bx0 - x0, 0), min(bx1 - x0 + 1, cx)):
+        for c in range(max(bx0 - x0, 0), min(bx1 - x0 + 1, n)):
             covered[c] = True
     return tuple(covered)
 
@@ -125,6 +133,8 @@ class PlanMatmul:
 
     def __call__(self, x: np.ndarray, w: np.ndarray, streamed: bool, counters: Counters) -> np.ndarray:
         p = self.p
+        if p.bg > 1:
+            return self._by_batch_group(x, w, streamed, counters)
         B, M, K = x.shape
         N = w.shape[2]
         acc = np.float64 if np.float64 in (x.dtype, w.dtype) else np.float32  # f64 models keep f64
@@ -190,6 +200,30 @@ class PlanMatmul:
             for a, b in _chunk_ranges(s0, min(p.steps, s0 + span), p.nc, nt, p.groups, w.shape[2]):
                 wc = round_to(w[:, :, a:b].astype(acc, copy=False), self.precision)
                 y[:, :, a:b] = self._reduce(xm, wc)
+        return y
+
+    def _by_batch_group(self, x: np.ndarray, w: np.ndarray, streamed: bool, counters: Counters) -> np.ndarray:
+        """Each batch group runs its products on its own cx columns (the columns its own reduce routes
+        gather), counted on its own; the groups run at once, so the weights held at a time are the sum of
+        the groups' and a PE holds the largest group's tiles. Products no group holds stay zero (a checked
+        plan covers the batch)."""
+        p = self.p
+        y = None
+        peak = 0
+        for g in range(p.bg):
+            b0, b1 = g * p.bt, min(x.shape[0], (g + 1) * p.bt)
+            if b0 >= b1:
+                continue
+            own = Counters()
+            group = replace(p, bg=1, bt=0, columns=p.columns[g * p.cx : (g + 1) * p.cx])
+            out = PlanMatmul(group, self.precision, self.order)(x[b0:b1], w[b0:b1], streamed, own)
+            if y is None:
+                y = np.zeros((x.shape[0],) + out.shape[1:], dtype=out.dtype)
+            y[b0:b1] = out
+            counters.streamed_bytes += own.streamed_bytes
+            peak += own.peak_chunk_bytes
+            counters.per_pe = {k: max(v, counters.per_pe.get(k, 0)) for k, v in own.per_pe.items()}
+        counters.peak_chunk_bytes = max(counters.peak_chunk_bytes, peak)
         return y
 
     def _k_mask(self, K: int) -> np.ndarray:

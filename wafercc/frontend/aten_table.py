@@ -616,6 +616,7 @@ def _fill(ctx, value):
     aten.new_full.default,
     aten.new_empty.default,
     aten.empty_strided.default,
+    aten.empty_permuted.default,
 )
 def _full(ctx, *args, **kwargs):
     t = ctx.node.target

@@ -40,6 +40,7 @@ saying what each result is (docs/wir.md, "Training modules")::
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 
 import torch
@@ -290,6 +291,11 @@ def _captured(gm, sig, joint: _Joint, example_inputs: tuple) -> tuple[Captured, 
     for node, attr in zip(placeholders, [*sig.parameters, *sig.buffers]):
         tensor = joint.originals[attr]
         weights[node] = WeightSource(joint.names[attr], joint.kinds[attr], tensor.detach())
+    for node in gm.graph.nodes:  # tensors the forward makes from constants (HF's torch.tensor(...)), lifted
+        if node.op == "get_attr":  # by the trace as _tensor_constant<i>: read-only weights, as the fx capture
+            tensor = functools.reduce(getattr, node.target.split("."), gm)
+            if isinstance(tensor, torch.Tensor):
+                weights[node] = WeightSource(node.target, "constant", tensor.detach())
     inputs = placeholders[n_state:]
     out = list(next(n for n in gm.graph.nodes if n.op == "output").args[0])
     updates = list(sig.buffers_to_mutate.items())  # output name -> buffer attr, in output order

@@ -129,6 +129,9 @@ def measure(subject: Subject, opts: TrainOptions, inputs: list[np.ndarray]) -> T
     except (Exception, SystemExit) as e:
         raise Failed(Status.RUN_FAILED, f"eager PyTorch raised {error_text(e)}") from e
     verified = NT.compare_runs(ours, theirs, opts.steps, opts.optimizer)
+    # a buffer the step never reads nor writes is not in the compiled module: nothing of it to record
+    skip = {n for n in theirs["unchanged"] if n not in ours["weights"]}
+    theirs["weights"] = {n: w for n, w in theirs["weights"].items() if n not in skip}
     kinds = {n: ("parameter" if n in ours["grads"] else "buffer") for n in theirs["weights"]}
     totals = json.loads(plan).get("totals", {})
     return Trained(

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers  # a test dependency (pyproject's [test]): missing, these tests fail rather than skip
 
 from runtime.optim import AdamW
 from wafercc.numerics.training import compare_training
-
-transformers = pytest.importorskip("transformers")
 
 
 class WithLabels(torch.nn.Module):

@@ -142,18 +142,15 @@ def _output_divergence(role: str, target: str, r: BisectResult, i: int, index: i
 
 
 def _ancestors(node: torch.fx.Node) -> set[torch.fx.Node]:
-    seen: set[torch.fx.Node] = set()
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        stack.extend(n.all_input_nodes)
-    return seen
+    return _closure(node, lambda n: n.all_input_nodes)
 
 
 def _descendants(node: torch.fx.Node) -> set[torch.fx.Node]:
+    return _closure(node, lambda n: n.users)
+
+
+def _closure(node: torch.fx.Node, step) -> set[torch.fx.Node]:
+    """``node`` and every node reached from it by ``step`` (its inputs, or its users), transitively."""
     seen: set[torch.fx.Node] = set()
     stack = [node]
     while stack:
@@ -161,7 +158,7 @@ def _descendants(node: torch.fx.Node) -> set[torch.fx.Node]:
         if n in seen:
             continue
         seen.add(n)
-        stack.extend(n.users)
+        stack.extend(step(n))
     return seen
 
 

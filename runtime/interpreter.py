@@ -222,8 +222,9 @@ class Interpreter:
         given, is called as ``on_result(op, results)`` after every op (bisection compares values there).
 
         An interpreter built with ``stream`` hands each of those results to ``on_stream(position, value)`` as
-        soon as it may (see ``stream_points``) and drops it: ``value`` is valid during the call only (it may
-        view an internal buffer; copy what you keep), and ``outputs`` holds None at that position."""
+        soon as it may (see ``stream_points``) and drops it, and ``outputs`` holds None at that position. The run
+        never writes ``value`` again (kernels make new arrays), but it may view a weight's memory, which the
+        caller's optimizer may be about to update: copy such a view before keeping it past the call."""
         if self.stream and on_stream is None:
             raise TypeError(f"this interpreter streams results {sorted(self.stream)}: run() needs on_stream")
         args = bind_inputs(self.func, inputs)

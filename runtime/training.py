@@ -11,16 +11,19 @@ modules"). A step runs it once per micro-batch in the interpreter, following the
 does), reading the weights from the training store (``TrainingStore.weight``). Each gradient streams into the
 store's step (``begin_step`` / ``add_grad`` / ``end_micro_batch`` / ``finish``) chunk by chunk as soon as the
 backward has computed it and the module has read its weight for the last time (the store may update that
-weight in place), and is dropped: no gradient outlives that point. The store applies the optimizer; the
-buffers' new values (batch norm's running statistics) are written back at the end of the step.
+weight in place), and is dropped: no gradient outlives that point. The store applies the optimizer on a thread
+of its own while the backward goes on (``_MemoryX``); the buffers' new values (batch norm's running
+statistics) are written back at the end of the step.
 
 Never imports torch.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from wafercc.ir.training import check_training, is_training, result_roles
 
 from .artifacts import WIR_FILE
 from .errors import RuntimeExecutionError
+from .heap import keep_freed_memory
 from .interpreter import Interpreter
 from .training_store import StepResult, TrainingStore
 
@@ -98,11 +102,14 @@ class TrainStep:
         self.func = self.module.func()
         self.roles = result_roles(self.func)
         self.store = TrainingStore(self.dir / TRAIN_STORE_DIR, verify=verify_store)
+        self.memoryx = None
         try:
             self.weights = _Weights(self.store)
             # Gradients are handed out as the run makes them, once their parameter's last read is done.
             stream = {i: (target,) for i, (role, target) in enumerate(self.roles) if role == "grad"}
             self.interp = Interpreter(self.module, self.weights, plan=plan, precision=self.precision, stream=stream)
+            keep_freed_memory()  # the two threads' page faults and unmaps would stall each other (runtime/heap.py)
+            self.memoryx = _MemoryX()
         except BaseException:
             self.store.close()
             raise
@@ -134,8 +141,10 @@ class TrainStep:
         grads: dict[str, np.ndarray] = {}
         try:
             for batch in batches:
-                sink = _GradSink(update, self.store.chunk, self.roles, grads if keep_grads else None, len(batches))
+                keep = grads if keep_grads else None
+                sink = _GradSink(update, self.memoryx, self.store.chunk, self.roles, keep, len(batches))
                 outputs = self.interp.run(batch, on_stream=sink).outputs
+                self.memoryx.drain()
                 losses.append(float(outputs[0]))
                 for value, (role, target) in zip(outputs, self.roles):
                     if role == "update":  # kept for the next micro-batch, written at the end of the step
@@ -145,6 +154,7 @@ class TrainStep:
                 self.store.set_buffer(name, value)
             result = update.finish()
         except BaseException:
+            self.memoryx.abort()
             self.store.rollback()
             raise
         finally:
@@ -166,6 +176,8 @@ class TrainStep:
         return list(inputs)
 
     def close(self) -> None:
+        if self.memoryx is not None:
+            self.memoryx.close()
         self.store.close()
 
     def __enter__(self):
@@ -177,21 +189,127 @@ class TrainStep:
 
 class _GradSink:
     """The interpreter's ``on_stream`` for one micro-batch: each gradient to MemoryX in the store's chunks the
-    moment it is handed out (with ``keep``, also its share of the step's mean gradient, in float64)."""
+    moment it is handed out, through ``memoryx`` (with ``keep``, also its share of the step's mean gradient,
+    in float64, taken at once)."""
 
-    def __init__(self, update, chunk: int, roles: list, keep: dict | None, k: int):
-        self.update, self.chunk, self.roles, self.keep, self.k = update, chunk, roles, keep, k
+    def __init__(self, update, memoryx: _MemoryX, chunk: int, roles: list, keep: dict | None, k: int):
+        self.update, self.memoryx, self.chunk, self.roles, self.keep, self.k = update, memoryx, chunk, roles, keep, k
 
     def __call__(self, pos: int, value: np.ndarray) -> None:
         target = self.roles[pos][1]
-        v = np.asarray(value)
+        v = _detached(np.asarray(value))
         # row-major order, chunk by chunk; a strided gradient (a transpose's view) is copied a chunk at a time
         flat = v.reshape(-1) if v.flags.c_contiguous else v.flat
         for lo in range(0, max(v.size, 1), self.chunk):
-            self.update.add_grad(target, np.asarray(flat[lo : lo + self.chunk], dtype=np.float32), lo)
+            n = min(self.chunk, v.size - lo)
+            self.memoryx.put(self._feed, (target, flat, lo, n), 4 * n)
         if self.keep is not None:
             g = np.asarray(value, dtype=np.float64) / self.k
             self.keep[target] = self.keep[target] + g if target in self.keep else g
+
+    def _feed(self, target: str, flat, lo: int, n: int) -> None:
+        self.update.add_grad(target, np.asarray(flat[lo : lo + n], dtype=np.float32), lo)
+
+
+def _detached(v: np.ndarray) -> np.ndarray:
+    """``v``, or a copy of it when it views memory the step may still write: the interpreter's kernels return
+    new arrays and never write one afterwards, but a result that is a view of a streamed weight (a layout of
+    the store's memory map) would change under the optimizer's update of that weight, on the other thread."""
+    root = v
+    while isinstance(root, np.ndarray) and not root.flags.owndata:
+        root = root.base
+    return v if isinstance(root, np.ndarray) else v.copy()
+
+
+class _MemoryX:
+    """MemoryX's side of a step, beside the wafer's: the optimizer updates on a thread of their own.
+
+    The interpreter (the wafer) hands each gradient out as the backward makes it, and the store's update of
+    that parameter runs on this thread while the backward goes on, as MemoryX updates the weights it holds
+    while the wafer computes. The hand-off is the point a gradient may be applied at (after its weight's last
+    read, ``runtime.schedule.stream_points``), so the update never races a read of its weight. The work is
+    queued in the store's chunks; when more than ``limit`` bytes of gradient wait, the wafer waits (the
+    memory a step holds stays bounded, as without the thread). ``drain`` finishes the queue with the calling
+    thread's help (the last gradients, the tied embedding's, arrive when the backward is over: both cores
+    update it). An error on the thread is raised in the caller by the next ``put`` or ``drain``. numpy
+    releases the interpreter lock in its loops, so the two threads run on two cores."""
+
+    def __init__(self, limit: int = 64 << 20):
+        self.limit = limit
+        self._queue: collections.deque = collections.deque()
+        self._waiting = 0  # bytes queued
+        self._busy = 0  # items being worked on
+        self._error: BaseException | None = None
+        self._closed = False
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._serve, name="wafercc-memoryx", daemon=True)
+        self._thread.start()
+
+    def put(self, fn, args: tuple, nbytes: int) -> None:
+        with self._cv:
+            while self._error is None and self._queue and self._waiting + nbytes > self.limit:
+                self._cv.wait()
+            self._raise()
+            self._queue.append((fn, args, nbytes))
+            self._waiting += nbytes
+            self._cv.notify_all()
+
+    def drain(self) -> None:
+        """Return once everything put has been done (working on the queue meanwhile), or raise its error."""
+        while self._work(block=False):
+            pass
+        with self._cv:
+            while self._busy:
+                self._cv.wait()
+            self._raise()
+
+    def abort(self) -> None:
+        """Drop what is queued and wait for the work under way; forget any error (the step is rolled back)."""
+        with self._cv:
+            self._queue.clear()
+            self._waiting = 0
+            while self._busy:
+                self._cv.wait()
+            self._error = None
+            self._cv.notify_all()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _serve(self) -> None:
+        while self._work(block=True):
+            pass
+
+    def _work(self, block: bool) -> bool:
+        """Do one queued item; False when there is none (or, blocking, when closed)."""
+        with self._cv:
+            while not self._queue:
+                if not block or self._closed:
+                    return False
+                self._cv.wait()
+            fn, args, nbytes = self._queue.popleft()
+            self._waiting -= nbytes
+            self._busy += 1
+        try:
+            fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the wafer's thread, which raises it
+            with self._cv:
+                self._error = self._error or e
+                self._queue.clear()
+                self._waiting = 0
+        finally:
+            with self._cv:
+                self._busy -= 1
+                self._cv.notify_all()
+        return True
 
 
 def _load_module(d: Path) -> Module:

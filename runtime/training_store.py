@@ -45,6 +45,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,10 @@ KINDS = ("parameter", "buffer", "master", "optimizer")
 CHUNK = 1 << 18  # elements per chunk of an update (1 MiB of f32)
 MAX_CHECKPOINT = 256 << 20
 _FAULT_AROUND = 2 << 20  # fault-around maps a 64 KiB window, or a whole large folio (up to 2 MiB)
+# A step gives back the pages it updated once this many bytes are pending, in one run per tensor, not chunk by
+# chunk: each MADV_DONTNEED costs a TLB shootdown on every core the process runs on, and with the optimizer on
+# its own thread (runtime/training.py) one per chunk and tensor (GPT-2 small: 4,750 a step) stalled the backward.
+RELEASE_BYTES = 16 << 20
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14; Python 3.11's mmap lacks the name
 
 _KILL_ENV = "WAFERCC_TEST_KILL_AT"  # fault injection: os._exit(86) at the point of this name (tests/training)
@@ -558,7 +563,11 @@ class StepUpdate:
     Micro-batches before the last are summed into the accumulator file. In the last, each arriving chunk is
     added to its sum and divided by the number of micro-batches; without clipping it is applied at once (the
     streaming update: no gradient is kept), with clipping it is stored back and its squares summed, and
-    ``finish`` applies all updates once the global norm is known."""
+    ``finish`` applies all updates once the global norm is known.
+
+    ``add_grad`` may be called from several threads at once with distinct chunks (the update is elementwise,
+    so the order chunks arrive in does not change a bit: the sum of squares is taken with ``math.fsum``);
+    ``end_micro_batch`` and ``finish`` are called once every ``add_grad`` of the micro-batch has returned."""
 
     def __init__(self, store: TrainingStore, micro_batches: int, clip_norm: float | None):
         if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1:
@@ -585,6 +594,9 @@ class StepUpdate:
         self._written: set[tuple[str, str]] = set()
         self._sq: list[float] = []
         self._chunks = 0
+        self._lock = threading.Lock()  # the bookkeeping shared by threads feeding chunks
+        self._runs: dict[tuple[int, str], list] = {}  # (file, tensor) -> [file, tensor, lo, hi]: pages to give back
+        self._pending = 0  # their bytes
         self._numel = {e.name: e.numel for e in store._entries["weights"]}
 
     # -- feeding -----------------------------------------------------------------------------------
@@ -607,16 +619,16 @@ class StepUpdate:
                 f"gradient chunk [{offset}, {offset + g.size}) of '{name}' is outside its {n} elements"
             )
         lo, hi = int(offset), int(offset) + g.size
-        if hi > lo:
+        with self._lock:
             spans = self._cover.setdefault(name, [])  # sorted, disjoint
-            i = bisect.bisect_left(spans, (lo, hi))
-            if (i > 0 and spans[i - 1][1] > lo) or (i < len(spans) and spans[i][0] < hi):
-                raise TrainingStepError(
-                    f"gradient chunk [{lo}, {hi}) of '{name}' overlaps one already delivered in micro-batch {self.k}"
-                )
-            spans.insert(i, (lo, hi))
-        else:
-            self._cover.setdefault(name, [])
+            if hi > lo:
+                i = bisect.bisect_left(spans, (lo, hi))
+                if (i > 0 and spans[i - 1][1] > lo) or (i < len(spans) and spans[i][0] < hi):
+                    raise TrainingStepError(
+                        f"gradient chunk [{lo}, {hi}) of '{name}' overlaps one already delivered in micro-batch "
+                        f"{self.k}"
+                    )
+                spans.insert(i, (lo, hi))
         for a in range(0, g.size, self.s.chunk):
             self._take(name, lo + a, g[a : a + self.s.chunk].astype(F32, copy=False))
 
@@ -634,10 +646,11 @@ class StepUpdate:
             mean = total / F32(self.K) if self.K > 1 else total
             if self.clip is None:
                 self._update(name, lo, hi, mean)
-            else:
-                acc[...] = mean
-                self._square(mean)
-        self.s._grads.release(name, lo, hi)
+                self._tick()
+                return  # the accumulator was not touched
+            acc[...] = mean
+            self._square(mean)
+        self._release(self.s._grads, name, lo, hi)
         self._tick()
 
     def end_micro_batch(self) -> None:
@@ -654,6 +667,7 @@ class StepUpdate:
                 self._averaged.add(name)
         self._cover = {}
         self.k += 1
+        self._release_all()
 
     def finish(self) -> StepResult:
         """Apply what remains of the step (all of it when clipping) and make the result the current state."""
@@ -674,6 +688,7 @@ class StepUpdate:
                 self._chunked(name, lambda n, a, b, c=coef: self._update(n, a, b, self._from_acc(n, a, b, c)))
         for name in with_grad:
             self._write_step(name)
+        self._release_all()
         self._copy_untouched()
         _point(f"step{self.number}:finished")
         self.s.current = self.work
@@ -700,12 +715,12 @@ class StepUpdate:
             acc /= F32(self.K)
         if self.clip is not None:
             self._square(acc)
-        self.s._grads.release(name, lo, hi)
+        self._release(self.s._grads, name, lo, hi)
         self._tick()
 
     def _from_acc(self, name: str, lo: int, hi: int, coef) -> np.ndarray:
         g = self.s._grads.array(name)[lo:hi].copy()
-        self.s._grads.release(name, lo, hi)
+        self._release(self.s._grads, name, lo, hi)
         if coef is not None:
             g *= coef  # torch._foreach_mul_(grads, clip_coef_clamped)
         return g
@@ -719,9 +734,10 @@ class StepUpdate:
         to the working one (the same one after the first step since a commit)."""
         s, opt = self.s, self.s.optimizer_for(name)
         src, dst = s._files[self.src], s._files[self.work]
-        t = self._t.get(name)
-        if t is None:
-            t = self._t[name] = int(src["optimizer"].array(f"{name}/step")[0]) + 1
+        with self._lock:
+            t = self._t.get(name)
+            if t is None:
+                t = self._t[name] = int(src["optimizer"].array(f"{name}/step")[0]) + 1
         pf = "masters" if name in s._masters else "weights"
         targets = [(pf, name)] + [("optimizer", f"{name}/{k}") for k in opt.state_names()]
         views = {}
@@ -743,9 +759,9 @@ class StepUpdate:
             views[("weights", name)] = w
         for f, tname in targets:
             self._mark_written(f, tname)
-            dst[f].release(tname, lo, hi)
+            self._release(dst[f], tname, lo, hi)
             if self.src != self.work:
-                src[f].release(tname, lo, hi)
+                self._release(src[f], tname, lo, hi)
         self._updated.add(name)
         self._tick()
 
@@ -784,9 +800,35 @@ class StepUpdate:
                     self._tick()
                 s._sha[self.work][(f, name)] = s._sha[self.src][(f, name)]
 
+    def _release(self, file: _File, name: str, lo: int, hi: int) -> None:
+        """Give back the pages of elements [lo, hi) of ``name`` in ``file``, with the others pending once
+        RELEASE_BYTES are (a run that does not continue its tensor's pending run gives that one back first)."""
+        with self._lock:
+            key = (id(file), name)
+            run = self._runs.get(key)
+            if run is not None and run[3] == lo:
+                run[3] = hi
+            else:
+                if run is not None:
+                    file.release(name, run[2], run[3])
+                run = self._runs[key] = [file, name, lo, hi]
+            self._pending += (hi - lo) * file.entries[name].np_dtype.itemsize
+            if self._pending >= RELEASE_BYTES:
+                self._release_runs()
+
+    def _release_all(self) -> None:
+        with self._lock:
+            self._release_runs()
+
+    def _release_runs(self) -> None:
+        for file, name, lo, hi in self._runs.values():
+            file.release(name, lo, hi)
+        self._runs, self._pending = {}, 0
+
     def _tick(self) -> None:
-        self._chunks += 1
-        _point(f"step{self.number}:chunk{self._chunks}")
+        with self._lock:
+            self._chunks += 1
+            _point(f"step{self.number}:chunk{self._chunks}")
 
 
 def clip_coefficient(total_norm: float, max_norm: float) -> tuple[np.float32, np.float32]:

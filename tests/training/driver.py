@@ -4,6 +4,7 @@ from any checkpoint must end with the same bytes as an uninterrupted one."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,11 @@ def train(
     piece: int = 400,
     chunk: int = 512,
     reverse: bool = False,
+    threads: int = 1,
 ) -> TrainingStore:
-    """Run (or resume) to ``steps``, committing every ``every`` steps and at the end; returns the closed store."""
+    """Run (or resume) to ``steps``, committing every ``every`` steps and at the end; returns the closed store.
+    With ``threads`` > 1 each micro-batch's pieces are fed by that many threads at once, as the training step's
+    optimizer thread and the caller feed them (runtime/training.py)."""
     optimizer = optimizer or AdamW(lr=1e-2, amsgrad=True)
     if not (store / "checkpoint.json").exists():
         params, buffers = initial()
@@ -48,13 +52,19 @@ def train(
             n = ts.step + 1
             st = ts.begin_step(micro_batches=micro_batches, clip_norm=clip_norm)
             for k in range(micro_batches):
+                pieces = []
                 for name in SHAPES:
                     if name == "c" and (n + k) % 2:
                         continue  # c has no gradient in some micro-batches (torch: grad None / not accumulated)
                     g = grad(ts, name, n, k)
                     starts = range(0, g.size, piece)
-                    for a in reversed(starts) if reverse else starts:
-                        st.add_grad(name, g[a : a + piece], a)
+                    pieces += [(name, g[a : a + piece], a) for a in (reversed(starts) if reverse else starts)]
+                if threads == 1:
+                    for args in pieces:
+                        st.add_grad(*args)
+                else:
+                    with ThreadPoolExecutor(threads) as pool:
+                        list(pool.map(lambda args: st.add_grad(*args), pieces))
                 st.end_micro_batch()
             ts.set_buffer("bn", np.full(5, n, np.float32))
             st.finish()

@@ -135,7 +135,11 @@ def test_a_gradient_streams_in_row_major_chunks_strided_or_not(strided):
     g = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
     value = np.asfortranarray(g) if strided else g  # same values, row-major order read through strides
     assert value.flags.c_contiguous != strided
+    class Inline:  # the optimizer's thread, done in place
+        def put(self, fn, args, nbytes):
+            fn(*args)
+
     up = Update()
-    _GradSink(up, 8, [("loss", None), ("grad", "w")], None, 1)(1, value)
+    _GradSink(up, Inline(), 8, [("loss", None), ("grad", "w")], None, 1)(1, value)
     assert [(n, o) for n, o, _ in up.calls] == [("w", 0), ("w", 8), ("w", 16), ("w", 24), ("w", 32)]
     np.testing.assert_array_equal(np.concatenate([c for _, _, c in up.calls]), g.reshape(-1))

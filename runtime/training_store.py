@@ -726,8 +726,12 @@ class StepUpdate:
         return g
 
     def _square(self, g: np.ndarray) -> None:
+        """The chunk's sum of squares, for the global norm. numpy's pairwise sum, not ``np.dot``: OpenBLAS
+        splits a long dot product over its threads, and the thread count is global to the process (the
+        interpreter's thread sets it around its products while this runs on the optimizer's), so a dot could
+        round differently from one run to the next."""
         g64 = g.astype(np.float64)
-        self._sq.append(float(np.dot(g64, g64)))
+        self._sq.append(float(np.add.reduce(np.square(g64, out=g64))))
 
     def _update(self, name: str, lo: int, hi: int, g: np.ndarray) -> None:
         """Elements [lo, hi) of parameter ``name`` take their update: read from the source generation, written

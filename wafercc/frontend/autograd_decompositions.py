@@ -30,7 +30,53 @@ def decompositions() -> dict:
     table[aten.avg_pool3d_backward.default] = _avg_pool_backward(3)
     table[aten._adaptive_avg_pool2d_backward.default] = _adaptive_avg_pool_backward(2)
     table[aten._adaptive_avg_pool3d_backward.default] = _adaptive_avg_pool_backward(3)
+    table[aten.grid_sampler_2d_backward.default] = _grid_sampler_2d_backward
     return table
+
+
+def _grid_sampler_2d_backward(grad_output, input, grid, interpolation_mode, padding_mode, align_corners, output_mask):
+    """grid_sample's gradients for bilinear sampling with zero padding (``F.grid_sample``'s defaults), in the
+    formulas of ATen's CPU kernel (GridSamplerKernel.cpp): each output's gradient, times each of its four
+    corners' weights, added at the corner (a scatter_add over the flattened image; corners outside it carry
+    weight 0), and the grid's gradient from the corner values and the weights' derivatives, times the
+    unnormalization's scale. Other modes are left to the import to name (NotImplemented)."""
+    if interpolation_mode != 0 or padding_mode != 0 or input.dim() != 4:
+        return NotImplemented
+    n, c, h, w = input.shape
+    ho, wo = grid.shape[1], grid.shape[2]
+    x, y = grid[..., 0], grid[..., 1]  # [N, Ho, Wo]
+    if align_corners:
+        sx, sy = (w - 1) / 2, (h - 1) / 2
+        ix, iy = (x + 1) * sx, (y + 1) * sy
+    else:
+        sx, sy = w / 2, h / 2
+        ix, iy = ((x + 1) * w - 1) / 2, ((y + 1) * h - 1) / 2
+    ix_nw, iy_nw = torch.floor(ix), torch.floor(iy)
+    ix_se, iy_se = ix_nw + 1, iy_nw + 1
+    corners = (  # (column, row, weight, d weight / d ix, d weight / d iy)
+        (ix_nw, iy_nw, (ix_se - ix) * (iy_se - iy), -(iy_se - iy), -(ix_se - ix)),
+        (ix_se, iy_nw, (ix - ix_nw) * (iy_se - iy), iy_se - iy, -(ix - ix_nw)),
+        (ix_nw, iy_se, (ix_se - ix) * (iy - iy_nw), -(iy - iy_nw), ix_se - ix),
+        (ix_se, iy_se, (ix - ix_nw) * (iy - iy_nw), iy - iy_nw, ix - ix_nw),
+    )
+    flat = input.reshape(n, c, h * w)
+    g = grad_output.reshape(n, c, ho * wo)
+    grad_input = torch.zeros_like(flat) if output_mask[0] else None
+    gix = giy = None
+    for col, row, weight, dx, dy in corners:
+        inside = (col >= 0) & (col <= w - 1) & (row >= 0) & (row <= h - 1)
+        at = (torch.clamp(row, 0, h - 1) * w + torch.clamp(col, 0, w - 1)).to(torch.int64)
+        at = at.reshape(n, 1, ho * wo).expand(n, c, ho * wo)
+        if grad_input is not None:
+            share = torch.where(inside, weight, torch.zeros_like(weight)).reshape(n, 1, ho * wo)
+            grad_input = torch.scatter_add(grad_input, 2, at, g * share)
+        if output_mask[1]:
+            value = torch.where(inside.reshape(n, 1, ho * wo), torch.gather(flat, 2, at), torch.zeros_like(g))
+            vg = (value * g).sum(1).reshape(n, ho, wo)  # summed over the channels
+            gix = vg * dx if gix is None else gix + vg * dx
+            giy = vg * dy if giy is None else giy + vg * dy
+    grad_grid = torch.stack([gix * sx, giy * sy], dim=-1) if output_mask[1] else None
+    return (None if grad_input is None else grad_input.reshape(n, c, h, w), grad_grid)
 
 
 def _convolution_backward(

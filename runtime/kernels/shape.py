@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from wafercc.ops.shape import strided_positions_distinct
+
 from .base import attr, cast, finish, kernel, out_dtype, up
 
 
@@ -264,6 +266,19 @@ def _masked_scatter(op, x, mask, source):
 @kernel("diagonal")
 def _diagonal(op, x):
     return np.diagonal(x, attr(op, "offset"), attr(op, "dim1"), attr(op, "dim2"))
+
+
+@kernel("as_strided_scatter")
+def _as_strided_scatter(op, x, src):
+    size, stride = attr(op, "size"), attr(op, "stride")
+    if not strided_positions_distinct(size, stride):  # two writes to one element: which one wins is not defined
+        raise ValueError(f"as_strided_scatter with size {size} and stride {stride} writes some element twice")
+    out = np.array(x, order="C")  # a copy
+    if all(size):
+        flat = out.reshape(-1)[attr(op, "offset") :]
+        view = np.lib.stride_tricks.as_strided(flat, shape=size, strides=[s * flat.itemsize for s in stride])
+        view[...] = src
+    return out
 
 
 @kernel("as_strided")

@@ -195,6 +195,29 @@ def test_refused_ops_say_why(fn, lines):
     assert msg[-1] == "see docs/ops.md for the ops wafercc supports"
 
 
+def test_as_strided_scatter_refusals_say_why():
+    """as_strided_scatter (the backward of as_strided) into a non-contiguous tensor, or with overlapping
+    writes: one message each, naming the model's line."""
+    src = torch.zeros(2, 2)
+    with pytest.raises(UnsupportedOpError) as e:
+        import_graph(
+            capture(_Fn(lambda x: torch.as_strided_scatter(x.t(), src, (2, 2), (1, 2))), (torch.randn(3, 4),)),
+            name="m",
+        )
+    msg = str(e.value)
+    assert msg.startswith("aten.as_strided_scatter at ") and "test_errors.py:" in msg
+    assert msg.endswith(
+        "writes into a non-contiguous tensor, whose result depends on its memory layout, which WIR does not model"
+    )
+    with pytest.raises(UnsupportedOpError) as e:
+        import_graph(
+            capture(_Fn(lambda x: torch.as_strided_scatter(x, src, (2, 2), (1, 1))), (torch.randn(3, 4),)), name="m"
+        )
+    msg = str(e.value)
+    assert msg.startswith("aten.as_strided_scatter at ") and "test_errors.py:" in msg
+    assert msg.endswith("writes some element twice (size [2, 2], stride [1, 1]): which write wins is not defined")
+
+
 def test_as_strided_of_a_non_contiguous_tensor_is_refused():
     with pytest.raises(UnsupportedOpError) as e:
         import_graph(capture(_Fn(lambda x: torch.as_strided(x.t(), (2, 2), (1, 2))), (torch.randn(3, 4),)), name="m")

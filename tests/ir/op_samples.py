@@ -186,6 +186,7 @@ SAMPLES: dict[str, list[Sample]] = {
     "masked_scatter": [([T("3x4xf32"), T("4xbool"), T("12xf32")], {})],
     "diagonal": [([T("3x4xf32")], {"offset": 1}), ([T("2x3x4xf32")], {"dim1": 2, "dim2": 0, "offset": -1})],
     "as_strided": [([T("12xf32")], {"size": [3, 3], "stride": [3, 1], "offset": 1})],
+    "as_strided_scatter": [([T("3x4xf32"), T("2x2xf32")], {"size": [2, 2], "stride": [1, 4], "offset": 1})],
     "upsample_bilinear2d": [
         ([T("1x3x4x4xf32")], {"output_size": [7, 5]}),
         ([T("1x3x4x4xf32")], {"output_size": [8, 8], "align_corners": True}),

@@ -80,6 +80,7 @@ SUBSET = [
     "index_put",
     "diagonal",
     "as_strided",
+    "as_strided_scatter",
     "masked_scatter",
     "slice_scatter",
     "select_scatter",

@@ -279,6 +279,9 @@ REF.update(
         "masked_scatter": lambda op, x, m, s: A.masked_scatter(x, m, s),
         "diagonal": lambda op, x: A.diagonal(x, _a(op, "offset", 0), _a(op, "dim1", 0), _a(op, "dim2", 1)),
         "as_strided": lambda op, x: A.as_strided(x.contiguous(), _a(op, "size"), _a(op, "stride"), _a(op, "offset", 0)),
+        "as_strided_scatter": lambda op, x, s: A.as_strided_scatter(
+            x.contiguous(), s, _a(op, "size"), _a(op, "stride"), _a(op, "offset", 0)
+        ),
         "upsample_bilinear2d": lambda op, x: A.upsample_bilinear2d.default(
             x, _a(op, "output_size"), _a(op, "align_corners", False), *(_a(op, "scales") or [None, None])
         ),

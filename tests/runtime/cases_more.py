@@ -68,6 +68,19 @@ MORE = [
     C("diagonal", [f32(3, 4)], {"offset": 7}, id="diagonal-empty"),
     C("as_strided", [f32(12)], {"size": [3, 3], "stride": [3, 1], "offset": 1}),
     C("as_strided", [f32(3, 4)], {"size": [4, 2], "stride": [1, 4]}, id="as_strided-transpose"),
+    C("as_strided_scatter", [f32(3, 4), f32(2, 2, seed=1)], {"size": [2, 2], "stride": [1, 4], "offset": 1}),
+    C(
+        "as_strided_scatter",
+        [f32(2, 8, 8), f32(2, 2, 2, 4, 4, seed=1)],  # Swin's window partition: 4 x 4 windows of an 8 x 8 image
+        {"size": [2, 2, 2, 4, 4], "stride": [64, 32, 4, 8, 1]},
+        id="as_strided_scatter-windows",
+    ),
+    C(
+        "as_strided_scatter",
+        [f32(6), f32(0, 2, seed=1)],
+        {"size": [0, 2], "stride": [2, 1]},
+        id="as_strided_scatter-empty",
+    ),
     C("upsample_bilinear2d", [f32(1, 2, 4, 5)], {"output_size": [7, 9]}),
     C(
         "upsample_bilinear2d",

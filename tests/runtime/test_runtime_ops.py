@@ -88,3 +88,18 @@ def test_upsample_nearest2d_honours_a_scale_factor():
     m = one_op_module("upsample_nearest2d", [x], {"output_size": list(want.shape[2:])})
     m.func().ops[0].attrs["scales"] = [1.7, 2.3]  # not in the op table yet (see the kernel)
     np.testing.assert_array_equal(Interpreter(m).run([x]).outputs[0], want)
+
+
+def test_as_strided_scatter_checks_its_writes_are_distinct_before_writing():
+    """The kernel relies on each position being written once (numpy would let the last write win): an op that
+    reached it unverified with overlapping strides is refused, not run."""
+    from types import SimpleNamespace
+
+    from runtime.kernels.shape import _as_strided_scatter
+
+    op = SimpleNamespace(name="as_strided_scatter", attrs={"size": [2, 2], "stride": [1, 1], "offset": 0})
+    with pytest.raises(ValueError, match=r"size \[2, 2\] and stride \[1, 1\] writes some element twice"):
+        _as_strided_scatter(op, np.zeros((3, 4), np.float32), np.ones((2, 2), np.float32))
+    op.attrs["stride"] = [1, 4]
+    out = _as_strided_scatter(op, np.zeros((3, 4), np.float32), np.arange(4, dtype=np.float32).reshape(2, 2))
+    assert out.reshape(-1).tolist()[:6] == [0, 2, 0, 0, 1, 3]

@@ -16,6 +16,7 @@ import torch.fx
 from wafercc.errors import UnsupportedOpError
 from wafercc.ir import DType, Value
 from wafercc.ops.nn import GRID_INTERPOLATION, GRID_PADDING
+from wafercc.ops.shape import strided_positions_distinct
 
 from .context import TORCH_DTYPES, Ctx, ImportBug, scalar_dtype
 
@@ -930,6 +931,27 @@ def _as_strided(ctx, x, size, stride, storage_offset=None):
     return ctx.emit1(
         "as_strided", [x], {"size": list(size), "stride": list(stride), "offset": int(storage_offset or 0)}
     )
+
+
+@conv(aten.as_strided_scatter.default)
+def _as_strided_scatter(ctx, x, src, size, stride, storage_offset=None):
+    """as_strided's backward (Swin's window partition has one): a copy of x with the strided view replaced."""
+    base = ctx.node.args[0].meta.get("val") if isinstance(ctx.node.args[0], torch.fx.Node) else None
+    where = ctx.loc or "(no source location)"
+    if base is not None and not base.is_contiguous():
+        raise UnsupportedOpError(
+            f"aten.as_strided_scatter at {where} writes into a non-contiguous tensor, whose result depends on its "
+            "memory layout, which WIR does not model",
+            [("aten.as_strided_scatter of a non-contiguous tensor", str(ctx.loc))],
+        )
+    if not strided_positions_distinct(size, stride):
+        raise UnsupportedOpError(
+            f"aten.as_strided_scatter at {where} writes some element twice (size {list(size)}, stride "
+            f"{list(stride)}): which write wins is not defined",
+            [("aten.as_strided_scatter with overlapping writes", str(ctx.loc))],
+        )
+    attrs = {"size": list(size), "stride": list(stride), "offset": int(storage_offset or 0)}
+    return ctx.emit1("as_strided_scatter", [x, src], attrs)
 
 
 # -- ops refused with a reason ---------------------------------------------------------------------

@@ -482,6 +482,42 @@ defop(
 )
 
 
+def _as_strided_scatter(ts, a):
+    x, src = ts
+    (want,) = _as_strided([x], a)
+    if src.shape != want.shape or src.dtype != x.dtype:
+        raise ShapeError(f"as_strided_scatter's source {src} does not fill the strided view {want} of {x}")
+    if not strided_positions_distinct(a["size"], a["stride"]):
+        raise ShapeError(
+            f"as_strided_scatter with size {a['size']} and stride {a['stride']} writes some element twice "
+            "(which write wins is not defined)"
+        )
+    return [x]
+
+
+def strided_positions_distinct(size, stride) -> bool:
+    """Whether a strided view names every element once: its dims of size > 1 by increasing stride, each stride
+    past the span of the ones before (the layouts of views, transposes and windows; a rarer layout that is
+    one-to-one in another way is reported as not)."""
+    span = 0
+    for n, st in sorted(((n, st) for n, st in zip(size, stride) if n > 1), key=lambda d: d[1]):
+        if st <= span:
+            return False
+        span += (n - 1) * st
+    return True
+
+
+defop(
+    "as_strided_scatter",
+    "x src",
+    _as_strided_scatter,
+    attrs={"size": "ints", "stride": "ints", "offset": AttrSpec("int", 0)},
+    family=F,
+    doc="a copy of x whose row-major elements offset + i * stride[0] + j * stride[1] + ... are src[i, j, ...]",
+    torch=("aten.as_strided_scatter",),
+)
+
+
 def _masked_scatter(ts, a):
     x, mask, src = ts
     if mask.dtype is not DType.bool or broadcast(x.shape, mask.shape) != x.shape:

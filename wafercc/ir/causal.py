@@ -31,6 +31,7 @@ of it); the runtime re-evaluates it with its own kernels.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,12 +115,44 @@ def _scores(anchor: Op, uses: dict, memo: dict) -> CausalUse | None:
             v = op.results[0]
             continue
         if op.name in ("add", "where") and op.results[0].type.shape == v.type.shape:
-            off = _offset(masked_positions(op, v, memo), M, N)
+            off = masking_offset(op, v, M, N, memo)
             if off is None:
                 return None
             mask = (op.operands[1] if op.operands[0] is v else op.operands[0]) if op.name == "add" else None
             return CausalUse("scores", off, tuple(chain), op, mask)
         return None
+
+
+# Offsets found, by the structure of the masking op's constant operands: every block of a model, and every
+# load of its plan (after each mapping pass), has the same mask; evaluating a 4K x 4K one takes a second.
+_OFFSETS: dict[tuple, int | None] = {}
+
+
+def masking_offset(op: Op, score: Value, M: int, N: int, memo: dict) -> int | None:
+    """The diagonal offset of what the masking op masks (``masked_positions``) over [..., M, N], or None."""
+    others = [v for v in op.operands if v is not score]
+    if any(_STATIC in memo and id(v) not in memo[_STATIC] for v in others):
+        return None
+    key = (op.name, [v is score for v in op.operands].index(True), tuple(_structure(v, memo) for v in others), M, N)
+    if key not in _OFFSETS:
+        if len(_OFFSETS) > 4096:
+            _OFFSETS.clear()
+        _OFFSETS[key] = _offset(masked_positions(op, score, memo), M, N)
+    return _OFFSETS[key]
+
+
+def _structure(v: Value, memo: dict) -> str:
+    """A fingerprint of how a constant value is computed: its ops, attributes and types, not its names."""
+    k = ("structure", id(v))
+    if k not in memo:
+        op = v.owner
+        if op is None:
+            memo[k] = f"arg:{v.name}"
+        else:
+            attrs = sorted((a, repr(x)) for a, x in op.attrs.items() if not a.startswith("plan."))
+            parts = (op.name, str(v.type), op.results.index(v), attrs, [_structure(x, memo) for x in op.operands])
+            memo[k] = hashlib.sha1(repr(parts).encode()).hexdigest()
+    return memo[k]
 
 
 def masked_positions(op: Op, score: Value, memo: dict, evaluate=None) -> np.ndarray | None:
@@ -180,7 +213,7 @@ def _probs(anchor: Op, memo: dict) -> CausalUse | None:
                 return None
             for score in masking.operands:  # whichever operand is the score the constant mask masks
                 if score.type.shape == x.type.shape and id(score) not in memo[_STATIC]:
-                    off = _offset(masked_positions(masking, score, memo), M, K)
+                    off = masking_offset(masking, score, M, K, memo)
                     if off is not None:
                         return CausalUse("probs", off)
             return None
@@ -218,9 +251,10 @@ def offset_of_masked(m: np.ndarray) -> int | None:
     G, M, N = m.shape
     if M == 0 or N == 0:
         return None
-    free = ~m.all(axis=0)  # [M, N]: unmasked in some product
-    cols = np.arange(N)
-    last = np.where(free, cols[None, :], -1).max(axis=1)  # last unmasked key of each query (-1: none)
+    free = ~m.all(axis=0) if G > 1 else ~m[0]  # [M, N]: unmasked in some product
+    rev = free[:, ::-1]
+    last = N - 1 - rev.argmax(axis=1)  # last unmasked key of each query
+    last = np.where(rev.any(axis=1), last, -1)  # -1: none
     o = int((last - np.arange(M)).max())
     return o if o < N - 1 else None
 

@@ -406,18 +406,23 @@ def causal_scores_work(M: int, N: int, offset: int, per_pass, passes, nt, nc):
     [p x per_pass, (p + 1) x per_pass) and its last row needs the keys up to its last token + offset: the
     chunks of each row group (nt keys, chunks of nc) that begin at or before it, the chunk straddling the
     diagonal whole. Row group 0 (keys from 0) is the busiest. Works on numpy arrays of candidates."""
-    steps = streamed = out = 0
-    for p in range(int(np.max(passes))):
-        last = np.minimum((p + 1) * per_pass, M) - 1  # the pass's last token
-        keys = np.clip(last + offset + 1, 0, N)  # keys its last row needs
-        mine = -(-np.minimum(keys, nt) // nc)  # row group 0's chunks
-        whole = keys // nt * nt  # keys of whole row groups
-        rest = np.minimum(-(-(keys - whole) // nc) * nc, nt)  # the last group's chunks, rounded up
-        on = p < passes
-        steps = steps + np.where(on, mine, 0)
-        streamed = streamed + np.where(on, np.minimum(whole + rest, N), 0)
-        out = out + np.where(on, np.minimum(mine * nc, nt), 0)
-    return steps, streamed, out
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (per_pass, passes, nt, nc)))
+    shape = arrays[0].shape
+    R, P, T, C = (a.ravel() for a in arrays)
+    steps, streamed, out = (np.zeros(R.size, dtype=np.int64) for _ in range(3))
+    for count in np.unique(P):  # each pass count's candidates on their own: sum(P) steps, not max(P) x all
+        ix = np.flatnonzero(P == count)
+        r, t, c = R[ix], T[ix], C[ix]
+        for p in range(int(count)):
+            last = np.minimum((p + 1) * r, M) - 1  # the pass's last token
+            keys = np.clip(last + offset + 1, 0, N)  # keys its last row needs
+            mine = -(-np.minimum(keys, t) // c)  # row group 0's chunks
+            whole = keys // t * t  # keys of whole row groups
+            rest = np.minimum(-(-(keys - whole) // c) * c, t)  # the last group's chunks, rounded up
+            steps[ix] += mine
+            streamed[ix] += np.minimum(whole + rest, N)
+            out[ix] += np.minimum(mine * c, t)
+    return steps.reshape(shape), streamed.reshape(shape), out.reshape(shape)
 
 
 def causal_fraction(M: int, N: int, offset: int) -> float:

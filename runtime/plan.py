@@ -85,6 +85,10 @@ class TilePlan:
     # Bytes of a stored operand element when the plan stores the product's operands in 16 bits
     # (``operand_dtype``: exact upcasts of 16-bit values, so the values are the same); 0: the arrays' own.
     operand_bytes: int = 0
+    # Causal skipping (``tiling.causal``): ("scores", o) computes only the score tiles (a row tile's mt
+    # tokens x a chunk) with a key at or before the diagonal (key <= token + o), ("probs", o) multiplies only
+    # the blocks of P (a row tile x a column's kt keys) with such a key; None: every tile.
+    causal: tuple | None = None
 
     @classmethod
     def from_layer(cls, lp: LayerPlan) -> TilePlan:
@@ -106,7 +110,30 @@ class TilePlan:
             bg=bg,
             bt=t.B.tile if t.B is not None else 0,
             operand_bytes=lp.operand_dtype.itemsize if lp.operand_dtype is not None else 0,
+            causal=(t.causal.on, t.causal.offset) if t.causal is not None else None,
         )
+
+    def row_ends(self, M: int) -> np.ndarray:
+        """Each row tile's [start, end) tokens, as an (n, 2) array: consecutive tiles of mt over the
+        covered tokens (pass p holds tiles p x ry ... (p + 1) x ry - 1)."""
+        covered = min(M, self.passes * self.ry * self.mt)
+        starts = np.arange(0, covered, self.mt)
+        return np.stack([starts, np.minimum(starts + self.mt, covered)], axis=1)
+
+    def kept(self, M: int, N: int, K: int) -> np.ndarray:
+        """Per row tile, how many leading columns the causal plan computes: for scores the keys of every
+        chunk (of its row group) that begins at or before the tile's last token + offset, for probs the
+        reduction columns of every K tile that does; the rest of the tile's row is skipped."""
+        on, off = self.causal
+        last = self.row_ends(M)[:, 1] - 1 + off  # the last key a tile's tokens see
+        if on == "scores":
+            nt = -(-N // self.groups)
+            j = np.clip(last, 0, max(N - 1, 0))
+            g = j // nt
+            end = np.minimum(np.minimum(g * nt + ((j - g * nt) // self.nc + 1) * self.nc, (g + 1) * nt), N)
+        else:
+            end = np.minimum((np.maximum(last, 0) // self.kt + 1) * self.kt, K)
+        return np.where(last < 0, 0, end).astype(np.int64)
 
 
 def _gathered(lp: LayerPlan, cx: int, n: int) -> tuple:
@@ -131,10 +158,15 @@ class PlanMatmul:
     def __init__(self, plan: TilePlan, precision: str = "fp32", order: str = "grouped"):
         self.p, self.precision, self.order = plan, precision, order
 
-    def __call__(self, x: np.ndarray, w: np.ndarray, streamed: bool, counters: Counters) -> np.ndarray:
+    def __call__(
+        self, x: np.ndarray, w: np.ndarray, streamed: bool, counters: Counters, skip: bool = False
+    ) -> np.ndarray:
+        """``skip``: the caller has checked that the causal tiles may be skipped (``runtime.planned``); the
+        skipped scores are 0.0, which the mask then overwrites."""
         p = self.p
+        skip = skip and p.causal is not None
         if p.bg > 1:
-            return self._by_batch_group(x, w, streamed, counters)
+            return self._by_batch_group(x, w, streamed, counters, skip)
         B, M, K = x.shape
         N = w.shape[2]
         acc = np.float64 if np.float64 in (x.dtype, w.dtype) else np.float32  # f64 models keep f64
@@ -158,23 +190,55 @@ class PlanMatmul:
         x_item = x.dtype.itemsize if acc is np.float32 else 4
         counters.per_pe = self._per_pe(B, N, itemsize, p.operand_bytes or x_item, x_item)
         xm = x if kmask.all() else x * kmask.astype(acc)  # K columns without a reduction contribute nothing
+        kept = p.kept(M, N, K) if skip else None
         with blas_threads():  # one BLAS thread (runtime/blas.py)
-            if self.order == "grouped":
+            if kept is not None and self.order == "grouped":
+                y = self._grouped_causal(xm[:, :covered], w, acc, streamed, kept)
+            elif self.order == "grouped":
                 y = self._grouped(xm[:, :covered], w, acc, streamed)
             else:
-                y = self._ring(xm[:, :covered], w, acc, span, nt)
+                y = self._ring(xm[:, :covered], w, acc, span, nt, kept)
         if covered < M:
             y = np.concatenate([y, np.zeros((B, M - covered, N), dtype=acc)], axis=1)
         return round_to(y, self.precision)
 
-    def _grouped(self, xm: np.ndarray, w: np.ndarray, acc, streamed: bool) -> np.ndarray:
+    def _grouped_causal(self, xm: np.ndarray, w: np.ndarray, acc, streamed: bool, kept: np.ndarray) -> np.ndarray:
+        """The causal plan in grouped order: the row tiles that keep the same leading columns in one product
+        each; what they skip stays 0.0. Each kept element is the same fp32 dot product as in ``_grouped``
+        (scores: the same K; probs: the same leading keys, the skipped ones being +0.0 products that add
+        nothing to a finite sum), with the lift decided on the whole operands as there."""
+        on = self.p.causal[0]
+        B, M = xm.shape[:2]
+        N = w.shape[2]
+        y = np.zeros((B, M, N), dtype=acc)
+        lifts = _lift(xm, w, streamed)
+        rows = self.p.row_ends(M)
+        cut = np.flatnonzero(np.diff(kept)) + 1  # runs of row tiles keeping the same columns
+        for run in np.split(np.arange(len(kept)), cut):
+            if not len(run) or kept[run[0]] == 0:
+                continue
+            a, b, k = int(rows[run[0], 0]), int(rows[run[-1], 1]), int(kept[run[0]])
+            # Contiguous copies: numpy hands a strided operand to its own loop instead of BLAS, whose fp32
+            # sums it would then not match.
+            if on == "scores":
+                xs, ws = xm[:, a:b], w[:, :, :k]
+            else:
+                xs, ws = xm[:, a:b, :k], w[:, :k]
+            out = self._grouped(np.ascontiguousarray(xs), np.ascontiguousarray(ws), acc, streamed, lifts)
+            if on == "scores":
+                y[:, a:b, :k] = out
+            else:
+                y[:, a:b] = out
+        return y
+
+    def _grouped(self, xm: np.ndarray, w: np.ndarray, acc, streamed: bool, lifts=None) -> np.ndarray:
         """Every chunk's partial sums in as few BLAS products as host memory allows: one, when W is already
         the accumulation dtype at full precision (no copy of it is made); otherwise in groups of columns
         whose converted copy stays under ``HOST_GROUP_BYTES``. Each output element is the same fp32 dot
         product over its K columns whichever columns share a call (BLAS's own blocking decides its
         rounding, deterministically for a given shape). Operands with subnormal numbers are lifted first
         (``_lift``)."""
-        lx, lw = _lift(xm, w, streamed)
+        lx, lw = _lift(xm, w, streamed) if lifts is None else lifts
         if lx:
             xm = xm * np.float32(2.0**lx)
         if lw:
@@ -192,17 +256,31 @@ class PlanMatmul:
             y *= np.float32(2.0 ** -(lx + lw))
         return y
 
-    def _ring(self, xm: np.ndarray, w: np.ndarray, acc, span: int, nt: int) -> np.ndarray:
-        """The wafer's own order: each wafer-load of chunks reduced column by column along the routes."""
+    def _ring(self, xm: np.ndarray, w: np.ndarray, acc, span: int, nt: int, kept=None) -> np.ndarray:
+        """The wafer's own order: each wafer-load of chunks reduced column by column along the routes. With
+        causal skipping (``kept``), a chunk (scores) or a column's K tile (probs) reaches only the row tiles
+        that keep it: those from the first whose kept columns go past its start."""
         p = self.p
         y = np.zeros(xm.shape[:2] + (w.shape[2],), dtype=acc)
+        first = None
+        if kept is not None:
+            starts = p.row_ends(xm.shape[1])[:, 0]
+
+            def first(col: int) -> int:  # noqa: F811 -- the first token of the first row tile keeping col
+                i = int(np.searchsorted(kept, col, side="right"))
+                return int(starts[i]) if i < len(starts) else xm.shape[1]
+
+        scores = kept is not None and p.causal[0] == "scores"
         for s0 in range(0, p.steps, span):
             for a, b in _chunk_ranges(s0, min(p.steps, s0 + span), p.nc, nt, p.groups, w.shape[2]):
                 wc = round_to(w[:, :, a:b].astype(acc, copy=False), self.precision)
-                y[:, :, a:b] = self._reduce(xm, wc)
+                r0 = first(a) if scores else 0
+                y[:, r0:, a:b] = self._reduce(xm[:, r0:], wc, None if scores else first)
         return y
 
-    def _by_batch_group(self, x: np.ndarray, w: np.ndarray, streamed: bool, counters: Counters) -> np.ndarray:
+    def _by_batch_group(
+        self, x: np.ndarray, w: np.ndarray, streamed: bool, counters: Counters, skip: bool = False
+    ) -> np.ndarray:
         """Each batch group runs its products on its own cx columns (the columns its own reduce routes
         gather), counted on its own; the groups run at once, so the weights held at a time are the sum of
         the groups' and a PE holds the largest group's tiles. Products no group holds stay zero (a checked
@@ -216,7 +294,7 @@ class PlanMatmul:
                 continue
             own = Counters()
             group = replace(p, bg=1, bt=0, columns=p.columns[g * p.cx : (g + 1) * p.cx])
-            out = PlanMatmul(group, self.precision, self.order)(x[b0:b1], w[b0:b1], streamed, own)
+            out = PlanMatmul(group, self.precision, self.order)(x[b0:b1], w[b0:b1], streamed, own, skip)
             if y is None:
                 y = np.zeros((x.shape[0],) + out.shape[1:], dtype=out.dtype)
             y[b0:b1] = out
@@ -231,9 +309,10 @@ class PlanMatmul:
         col_of_k = np.arange(K) // p.kt
         return (col_of_k < p.cx) & np.array(p.columns + (False,), dtype=bool)[np.minimum(col_of_k, p.cx)]
 
-    def _reduce(self, xm: np.ndarray, wc: np.ndarray) -> np.ndarray:
+    def _reduce(self, xm: np.ndarray, wc: np.ndarray, first=None) -> np.ndarray:
         # The ring, in route order: each column's partial (an fp32 dot product over its K tile) is added
-        # in turn; the first half of the chunk flows east (column 0 first), the second half west.
+        # in turn; the first half of the chunk flows east (column 0 first), the second half west. With
+        # causal probs (``first``), a column's partial covers only the row tiles that keep its K tile.
         p = self.p
         K = xm.shape[2]
         out = np.zeros(xm.shape[:2] + (wc.shape[2],), dtype=xm.dtype)
@@ -243,7 +322,8 @@ class PlanMatmul:
                 k0, k1 = c * p.kt, min(K, (c + 1) * p.kt)
                 if k0 >= k1 or not p.columns[c]:
                     continue
-                out[..., sl] += np.matmul(xm[..., k0:k1], wc[:, k0:k1, sl])
+                r0 = first(k0) if first is not None else 0
+                out[:, r0:, sl] += np.matmul(xm[:, r0:, k0:k1], wc[:, k0:k1, sl])
         return out
 
     def _per_pe(self, B: int, N: int, w_item: int, x_item: int, y_item: int) -> dict:

@@ -108,7 +108,7 @@ def rich_report(plan: Plan):
     table = Table(
         title=title(plan),
         caption="Tiling: tile/parts of M on rows and K on columns; N chunk x steps (g: row groups, p: passes "
-        "over M, b: batch groups x products). Cycles: compute, ingress and fabric overlap.",
+        "over M, b: batch groups x products, c: causal tiles skipped). Cycles: compute, ingress and fabric overlap.",
         show_footer=True,
         header_style="bold",
         footer_style="bold",
@@ -157,6 +157,11 @@ def layer_detail(plan: Plan, lp: LayerPlan, most_routes: int = 64) -> str:
             f"  B  on x     {tl.B.parts:,} batch groups of {tl.B.tile:,} products side by side, "
             f"{tl.K.parts:,} columns each (each reduced within its own columns)"
         )
+    if tl.causal is not None:
+        c = tl.causal
+        what = "score tiles" if c.on == "scores" else "blocks of P"
+        diag = "key > query" + (f" {c.offset:+d}" if c.offset else "")
+        out.append(f"  causal      {what} wholly above the mask's diagonal ({diag}) are skipped")
     out += ["", _memory(lp, t), "", *_routes(lp, t, most_routes), "", _stream(lp), "", *_cost(lp, t)]
     return "\n".join(out) + "\n"
 

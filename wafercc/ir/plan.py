@@ -49,6 +49,9 @@ Rules (each error ends with its rule tag):
   values) or the layer's ``storage``; ``storage`` is the module's (``STORAGE_ATTR``); ``ops`` counts the
   layer's ops; ``weights`` are declared and ``weight_bytes`` is their size as stored
   (``stored_weight_bytes``);
+- ``plan-causal``: ``tiling.causal`` (optional) only on an attention layer in stream mode, and (with the
+  module's ops) exactly what ``wafercc.ir.causal.analyze`` finds for its anchor: the scores masked by a
+  constant causal mask before the softmax, or P the softmax of such scores, with the mask's diagonal offset;
 - ``plan-index``: layers are numbered 0 .. n-1, once each;
 - ``plan-totals``: the totals agree with the layers (count, streamed bytes, peak bytes, colors).
 
@@ -61,6 +64,7 @@ import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
 
+from .causal import analyze, users
 from .core import Module, Op, SymbolRef
 from .errors import VerifyError
 from .types import DType
@@ -249,6 +253,26 @@ class NSplit:
 
 
 @dataclass(frozen=True)
+class Causal:
+    """A causal mask's diagonal, which tiles skip: ``on = "scores"`` (Q.K^T: a tile of scores whose every
+    key j > query i + offset is not computed; the mask overwrites it) or ``"probs"`` (P.V: a block of P above
+    that diagonal is zero, not multiplied)."""
+
+    on: str
+    offset: int
+
+    @classmethod
+    def from_attrs(cls, f: _Fields) -> Causal:
+        off = f.raw("offset")
+        if isinstance(off, bool) or not isinstance(off, int):
+            raise f.fail("offset", f"expected an integer, got {_show(off)}")
+        return cls(f.str("on", ("scores", "probs")), off)
+
+    def to_attrs(self) -> dict:
+        return {"on": self.on, "offset": self.offset}
+
+
+@dataclass(frozen=True)
 class Tiling:
     M: Split
     K: Split
@@ -261,6 +285,8 @@ class Tiling:
     # group g holds products [g x tile, (g + 1) x tile) on columns [g x K.parts, (g + 1) x K.parts) of the
     # tiling. None: one group runs the whole batch, one product after another on the same tiles.
     B: Split | None = None
+    # Causal skipping (``wafercc.ir.causal``): tiles above the mask's diagonal are not computed. None: none.
+    causal: Causal | None = None
 
     @property
     def columns(self) -> int:
@@ -293,16 +319,19 @@ class Tiling:
             f.ints("size", 2, 1),
             f.ints("region", 2, 1),
             Split.from_attrs(f.sub("B"), "x") if f.has("B") else None,
+            Causal.from_attrs(f.sub("causal")) if f.has("causal") else None,
         )
         return t
 
     def to_attrs(self) -> dict:
         batch = {"B": self.B.to_attrs()} if self.B is not None else {}
+        causal = {"causal": self.causal.to_attrs()} if self.causal is not None else {}
         return {
             "M": self.M.to_attrs(),
             "K": self.K.to_attrs(),
             "N": self.N.to_attrs(),
             **batch,
+            **causal,
             "passes": self.passes,
             "pes": self.pes,
             "size": list(self.size),
@@ -887,6 +916,10 @@ def _check_layer(lp: LayerPlan, f: _Fields, mode: str) -> None:
     if t is None:
         return
     _check_cover(lp, t, f)
+    if t.causal is not None and (lp.kind != "attention" or mode != "stream"):
+        what = f"a {lp.kind} layer" if lp.kind != "attention" else "pipeline mode"
+        msg = f"causal skipping is planned for attention layers in stream mode, not {what}"
+        raise f.fail("tiling.causal", msg, "plan-causal")
     _check_memory(lp, t, f, mode)
     if lp.rect is not None:
         r = lp.rect
@@ -1310,6 +1343,7 @@ def _check_ops(m: Module, plan: Plan) -> None:
         raise PlanFormatError("", "@forward", "a planned module needs a @forward function", "plan-anchor") from None
     count: dict[str, int] = {}
     by_result: dict[str, Op] = {}
+    causal_memo = None
     for op in func.ops:
         ref = op.attrs.get(LAYER_ATTR)
         if isinstance(ref, SymbolRef):
@@ -1333,6 +1367,10 @@ def _check_ops(m: Module, plan: Plan) -> None:
         _check_weights(m, lp)
         if lp.anchor is not None:
             _check_anchor(lp, by_result.get(lp.anchor[1:]))
+            if lp.tiling is not None and lp.tiling.causal is not None:
+                if causal_memo is None:
+                    causal_memo = (users(func), {})
+                _check_causal(func, lp, by_result[lp.anchor[1:]], *causal_memo)
 
 
 def _check_weights(m: Module, lp: LayerPlan) -> None:
@@ -1382,6 +1420,32 @@ def _check_anchor(lp: LayerPlan, op: Op | None) -> None:
             f"{lp.operand_dtype.value}, but the operands of its anchor {lp.anchor} are not all exact "
             f"{lp.operand_dtype.value} values (converts of {lp.operand_dtype.value} through views)",
             "plan-anchor",
+        )
+
+
+def _check_causal(func, lp: LayerPlan, op: Op, uses: dict, memo: dict) -> None:
+    """A layer that skips tiles above a causal diagonal must be one the graph justifies: its anchor's scores
+    reach nothing but the add of a constant mask that masks every entry above that diagonal, or its P is the
+    softmax of such a masked score (``wafercc.ir.causal``); a smaller offset than the mask's would skip tiles
+    that hold real scores."""
+    c = lp.tiling.causal
+    use = analyze(func, op, uses, memo)
+    if use is None:
+        raise PlanFormatError(
+            lp.name,
+            "tiling.causal",
+            f"{{on = {c.on}, offset = {c.offset}}}, but the graph does not justify it: the scores of {lp.anchor} "
+            "are not masked by a constant causal mask before the softmax, nor is its first operand the softmax of "
+            "such masked scores",
+            "plan-causal",
+        )
+    if (use.on, use.offset) != (c.on, c.offset):
+        raise PlanFormatError(
+            lp.name,
+            "tiling.causal",
+            f"{{on = {c.on}, offset = {c.offset}}}, but the graph justifies {{on = {use.on}, offset = "
+            f"{use.offset}}} for {lp.anchor}",
+            "plan-causal",
         )
 
 

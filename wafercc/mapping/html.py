@@ -326,7 +326,8 @@ def _table(plan: Plan, pic_of: dict[str, int]) -> str:
     return (
         f'<h2 id="layers">Layers ({len(plan.layers):,})</h2>\n'
         '<p class="note">Click a column header to sort (again: reverse). Tiling: tile/parts of M on rows and K on '
-        "columns, N chunk x steps (g: row groups, p: passes over M, b: batch groups x products). Cycles: "
+        "columns, N chunk x steps (g: row groups, p: passes over M, b: batch groups x products, c: causal tiles "
+        "skipped). Cycles: "
         "compute, ingress and fabric overlap; "
         "total = max(compute, ingress, fabric) + lat+tail; bound names the largest. picture: the drawing of the "
         "layer below.</p>\n"

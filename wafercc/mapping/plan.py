@@ -82,7 +82,13 @@ def shape_of(layer: Layer) -> Shape:
         tail_elements=a.get("tail_elements", 0),
         operand_dtype=DType(a["operand_dtype"]) if a.get("operand_dtype") is not None else None,
         stored=DType(a["storage"]) if a.get("storage") is not None else None,
+        causal=_causal(a),
     )
+
+
+def _causal(a: dict) -> tuple[str, int] | None:
+    c = a.get("tiling", {}).get("causal") if isinstance(a.get("tiling"), dict) else None
+    return (c["on"], c["offset"]) if c is not None else None
 
 
 def typed(layer: Layer, mode: str) -> LayerPlan:

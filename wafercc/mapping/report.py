@@ -216,14 +216,17 @@ def format_report(plan: Plan | dict) -> str:
 
 
 def format_tiling(tl: Tiling) -> str:
-    """M tile/parts, K tile/parts, N chunk x steps, with row groups (g), passes (p) and batch groups (b:
-    groups x products) when there are any."""
+    """M tile/parts, K tile/parts, N chunk x steps, with row groups (g), passes (p), batch groups (b:
+    groups x products) and causal skipping (c: s for scores, p for probs, with the diagonal's offset when it
+    is not 0) when there are any."""
     n = tl.N
+    c = tl.causal
     return (
         f"{tl.M.tile}/{tl.M.parts} {tl.K.tile}/{tl.K.parts} {n.chunk}x{n.steps}"
         + (f" g{n.groups}" if n.groups > 1 else "")
         + (f" b{tl.B.parts}x{tl.B.tile}" if tl.B is not None else "")
         + (f" p{tl.passes}" if tl.passes > 1 else "")
+        + ((f" c{c.on[0]}" + (f"{c.offset:+d}" if c.offset else "")) if c is not None else "")
     )
 
 

@@ -47,6 +47,7 @@ from .flows import Flow, LinkLoad, busiest_router
 from .layers import LAYER_ATTR
 from .plan import layers, mode_of, target_of
 from .ports import port_runs
+from .tiling import causal_scores_work
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def _stream_flows(layer: Layer, t: Target, prev: Layer | None) -> list[Flow]:
         dims = a.get("dims", {})
         rows = tl["size"][1]
         # per row of PEs: the partial sums of a row's tokens, for each product of the group's batch
-        partial = tl["passes"] * _batch_tile(tl, dims) * tl["M"]["tile"] * -(-dims.get("N", 1) // tl["N"]["groups"])
+        partial = _batch_tile(tl, dims) * tl["M"]["tile"] * _output_columns(tl, dims)
         flows += _reduce_rings(layer.name, tl, x0, x1, y0, y0 + rows - 1, partial)
     if prev is not None and prev.attrs["tiling"]["size"] != tl["size"]:
         px0, py0, pw, ph = prev.attrs["rect"]
@@ -141,6 +142,20 @@ def _stream_flows(layer: Layer, t: Target, prev: Layer | None) -> list[Flow]:
         moved = _input_bytes(layer) / max(by1 - by0 + 1, 1) / 2
         flows.append(Flow("relayout", layer.name, (bx0, by0, bx1, by1), "x", (bx0 + bx1) // 2, moved))
     return flows
+
+
+def _output_columns(tl: dict, dims: dict) -> int:
+    """Output columns a row of PEs reduces over all passes: its row group's every pass, or for causal scores
+    only the chunks on or below the diagonal (the busiest row's, as the tile pass charges them)."""
+    nt = -(-dims.get("N", 1) // tl["N"]["groups"])
+    causal = tl.get("causal")
+    if causal is None or causal["on"] != "scores":
+        return tl["passes"] * nt
+    per_pass = tl["M"]["parts"] * tl["M"]["tile"]
+    _, _, out = causal_scores_work(
+        dims.get("M", 1), dims.get("N", 1), causal["offset"], per_pass, tl["passes"], nt, tl["N"]["chunk"]
+    )
+    return int(out)
 
 
 def _batch_tile(tl: dict, dims: dict) -> int:

@@ -5,7 +5,8 @@
     tiling = {K = {axis = "x", parts = 392, tile = 2}, M = {axis = "y", parts = 8, tile = 1},
               N = {axis = "time", chunk = 16, groups = 4, steps = 4}, passes = 1, pes = 12544, size = [392, 32]}
     (a batched product may add B = {axis = "x", parts = 8, tile = 4}: 8 groups of 4 products side by side,
-    each K.parts columns wide; size[0] is then K.parts x B.parts)
+    each K.parts columns wide; size[0] is then K.parts x B.parts; and attention under a constant causal mask
+    causal = {on = "scores" | "probs", offset = 0}: its tiles above the diagonal are skipped, wafercc.ir.causal)
     memory = {accumulator = 128, activation = 8, budget = 47104, output = 4, tail = 4, total = 208, weight = 128}
     estimate = {bound = "ingress", compute = ..., total = ..., utilization = ...}
 
@@ -28,10 +29,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from wafercc.errors import PlanError
 from wafercc.ir import Layer, Module
+from wafercc.ir.causal import analyze, users
 from wafercc.target import Target
 
 from .plan import layers, mode_of, shape_of, target_of
@@ -53,20 +55,40 @@ class Tile:
             budget = min(budget, int(self.max_sram_kib * 1024) - t.runtime_reserved_bytes)
         todo = layers(module, "partition", by="tile")
         sizes = _pipeline_sizes(todo, t, budget) if mode == "pipeline" else {}
+        causal = _causal_layers(module, todo) if mode == "stream" else {}
         for layer in todo:
             w, h = sizes.get(layer.name, (t.width, t.height))
+            shape = replace(shape_of(layer), causal=causal.get(layer.name))
             try:
-                tiling = search(shape_of(layer), t, mode, budget, w, h)
+                tiling = search(shape, t, mode, budget, w, h)
             except DoesNotFit as e:
                 raise PlanError(_too_big(layer, t, mode, e, w, h)) from None
-            _record(layer, tiling, budget, mode, w, h)
+            _record(layer, tiling, budget, mode, w, h, shape.causal)
             if stats is not None:
                 stats["layers tiled"] += 1
                 stats["passes over M"] += tiling.passes - 1
+                stats["causal layers"] += shape.causal is not None
         return module
 
 
-def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int) -> None:
+def _causal_layers(module: Module, todo: list[Layer]) -> dict[str, tuple[str, int]]:
+    """Attention layers whose product a constant causal mask makes partly useless (``wafercc.ir.causal``):
+    layer name -> (on, offset). Weight streaming only for now: pipeline mode charges resident tiles, which
+    this does not model."""
+    wanted = {layer.attrs.get("anchor", "")[1:]: layer.name for layer in todo if layer.attrs.get("kind") == "attention"}
+    if not wanted:
+        return {}
+    func = module.func()
+    uses, memo, out = users(func), {}, {}
+    for op in func.ops:
+        if op.results and op.results[0].name in wanted:
+            use = analyze(func, op, uses, memo)
+            if use is not None:
+                out[wanted[op.results[0].name]] = (use.on, use.offset)
+    return out
+
+
+def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int, causal=None) -> None:
     dims = layer.attrs.get("dims", {})
     rows = tl.ry * tl.rn
     tiling = {
@@ -81,6 +103,8 @@ def _record(layer: Layer, tl: Tiling, budget: int, mode: str, w: int, h: int) ->
     }
     if tl.bg > 1:  # batch groups side by side over the columns; absent, one group runs the whole batch
         tiling["B"] = {"axis": "x", "parts": tl.bg, "tile": tl.bt}
+    if causal is not None:  # tiles above the causal diagonal are skipped (wafercc.ir.causal)
+        tiling["causal"] = {"on": causal[0], "offset": causal[1]}
     layer.attrs["tiling"] = {
         **tiling,
         "passes": tl.passes,

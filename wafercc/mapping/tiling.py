@@ -57,6 +57,9 @@ class Shape:
     operand_dtype: DType | None = None
     # The module's 16-bit storage (compile --train --precision bf16): the output and tail are stored in it too.
     stored: DType | None = None
+    # Causal skipping the graph justifies (``wafercc.ir.causal``): ("scores", o) for a Q.K^T product whose
+    # scores a causal mask with diagonal offset o masks, ("probs", o) for P.V with P zero above it; None: none.
+    causal: tuple[str, int] | None = None
 
     @property
     def out_itemsize(self) -> int:
@@ -147,7 +150,18 @@ def _search(shape: Shape, t: Target, mode: str, budget: int, width: int, height:
             return _search_grid(shape, t, mode, budget, width, height, (1,))
         except DoesNotFit:
             pass
-    return _search_grid(shape, t, mode, budget, width, height, (1, 2, 4, 8, 16, 32, 64, 128, 256))
+    return _search_grid(shape, t, mode, budget, width, height, _pass_counts(shape, mode, height))
+
+
+def _pass_counts(shape: Shape, mode: str, height: int) -> tuple[int, ...]:
+    """Passes over M worth trying: powers of two; and for causal scores, whose pass p streams only the keys
+    its tokens see (the later passes more), also the counts that fill the rows with 1 to 8 tokens each: more
+    passes of fewer tokens per row cut the busiest row's share of the triangle (about (P + 1) / 2P of the
+    whole), which a power of two leaving half the rows idle would not."""
+    counts = {1, 2, 4, 8, 16, 32, 64, 128, 256}
+    if shape.causal is not None and shape.causal[0] == "scores" and mode == "stream":
+        counts |= {-(-shape.M // (mt * height)) for mt in range(1, 9)}
+    return tuple(sorted(c for c in counts if c >= 1))
 
 
 class _Grid:
@@ -280,10 +294,17 @@ def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int
     Operands move in their storage dtype's bytes; partial sums in fp32."""
     e, B = shape.storage.itemsize, g.bt
     passes = g.passes
+    # Chunk steps over all passes, N columns streamed over all passes, and output columns a row group's
+    # busiest row computes: every chunk of every pass, unless a causal mask lets the scores skip chunks.
+    chunk_steps, streamed_n, out_n = passes * g.steps, shape.N * passes, passes * g.nt
+    if shape.causal is not None and shape.causal[0] == "scores" and mode == "stream":
+        chunk_steps, streamed_n, out_n = causal_scores_work(
+            shape.M, shape.N, shape.causal[1], g.ry * g.mt, passes, g.nt, g.nc
+        )
     if shape.kind == "gather":  # each PE copies the streamed rows its tokens select: mt rows of a chunk
-        compute = passes * B * g.steps * (g.mt * g.nc / fpc + t.fmac_pipeline_fill_cycles)
+        compute = B * chunk_steps * (g.mt * g.nc / fpc + t.fmac_pipeline_fill_cycles)
     else:
-        compute = passes * B * g.steps * (g.mt * g.kt * g.nc * 2 / fpc + t.fmac_pipeline_fill_cycles)
+        compute = B * chunk_steps * (g.mt * g.kt * g.nc * 2 / fpc + t.fmac_pipeline_fill_cycles)
     weight_stream = shape.weight_bytes * (passes if mode == "stream" else 0)
     ingress = weight_stream / t.io_bytes_per_cycle if shape.kind != "attention" else 0 * compute
     # Streamed: each column's link carries its K-slice of every streamed weight column (all row groups share
@@ -292,7 +313,7 @@ def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int
     # systolic shift down the column, overlapped with the FMACs): (ry - 1) / ry of them cross a link; with
     # one row per group (GEMV, decode) every PE holds all the weights it needs and none move.
     if mode == "stream":
-        col_bytes = g.kt * shape.N * e * B * passes
+        col_bytes = g.kt * streamed_n * e * B
     else:
         col_bytes = g.kt * g.nt * e * B * (g.ry - 1) / g.ry
     # Each I/O port's row carries the weights of the run of columns it feeds (as route lays them out).
@@ -307,7 +328,7 @@ def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int
     replicate = passes * B * (g.rn > 1) * g.ry * g.mt * g.kt * e
     broadcast = np.maximum((col_bytes + replicate) / t.link_bytes_per_cycle, port_row)
     # Ring reduce-scatter along each row: every PE forwards (cx - 1) / cx of its partial sums.
-    reduce = passes * B * g.mt * g.nt * ACC_BYTES * (g.cx - 1) / np.maximum(g.cx, 1) / t.link_bytes_per_cycle
+    reduce = B * g.mt * out_n * ACC_BYTES * (g.cx - 1) / np.maximum(g.cx, 1) / t.link_bytes_per_cycle
     # The operands cross the rectangle's rows from the edge they enter at, at hop_cycles per router; the
     # partial sums climb a reduction tree rooted mid-row (half the columns away), whose relay stages each
     # pass through a core.
@@ -316,7 +337,7 @@ def _cycles(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, width: int
     # Compute and fabric overlap chunk by chunk (one chunk's transfers while the next computes): a two-stage
     # pipeline over the chunks, so one chunk of the smaller of the two stays exposed (the first chunk's
     # operands before any FMAC, the last chunk's partial sums after the last one).
-    latency = latency + np.minimum(compute, fabric) / (passes * B * g.steps)
+    latency = latency + np.minimum(compute, fabric) / np.maximum(B * chunk_steps, 1)
     anchor_flops = 2 * shape.B * shape.M * shape.K * shape.N
     tail_flops = shape.flops if shape.kind == "gather" else max(shape.flops - anchor_flops, 0)
     tail = tail_flops / (g.rows * g.columns * t.flops(DType.f32))
@@ -378,10 +399,51 @@ def _select(shape: Shape, g: _Grid, t: Target, mode: str, fpc: float, memory: di
     )
 
 
+def causal_scores_work(M: int, N: int, offset: int, per_pass, passes, nt, nc):
+    """What a causal scores product (Q.K^T, key j masked for query i when j > i + offset) computes when a
+    chunk of keys is skipped by every row whose tokens all lie before it: (chunk steps, key columns
+    streamed, output columns of row group 0's busiest row), each summed over the passes. Pass p holds tokens
+    [p x per_pass, (p + 1) x per_pass) and its last row needs the keys up to its last token + offset: the
+    chunks of each row group (nt keys, chunks of nc) that begin at or before it, the chunk straddling the
+    diagonal whole. Row group 0 (keys from 0) is the busiest. Works on numpy arrays of candidates."""
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (per_pass, passes, nt, nc)))
+    shape = arrays[0].shape
+    R, P, T, C = (a.ravel() for a in arrays)
+    steps, streamed, out = (np.zeros(R.size, dtype=np.int64) for _ in range(3))
+    for count in np.unique(P):  # each pass count's candidates on their own: sum(P) steps, not max(P) x all
+        ix = np.flatnonzero(P == count)
+        r, t, c = R[ix], T[ix], C[ix]
+        for p in range(int(count)):
+            last = np.minimum((p + 1) * r, M) - 1  # the pass's last token
+            keys = np.clip(last + offset + 1, 0, N)  # keys its last row needs
+            mine = -(-np.minimum(keys, t) // c)  # row group 0's chunks
+            whole = keys // t * t  # keys of whole row groups
+            rest = np.minimum(-(-(keys - whole) // c) * c, t)  # the last group's chunks, rounded up
+            steps[ix] += mine
+            streamed[ix] += np.minimum(whole + rest, N)
+            out[ix] += np.minimum(mine * c, t)
+    return steps.reshape(shape), streamed.reshape(shape), out.reshape(shape)
+
+
+def causal_fraction(M: int, N: int, offset: int) -> float:
+    """Of the M x N scores, the share on or below the diagonal shifted by ``offset`` (key j <= query i +
+    offset): what a causal product must compute at least."""
+    if M == 0 or N == 0:
+        return 1.0
+    kept = np.clip(np.arange(M, dtype=np.int64) + offset + 1, 0, N).sum()
+    return float(kept) / (M * N)
+
+
 def _bound(shape: Shape, t: Target, fpc: float, mode: str) -> tuple[float, float, float]:
     """The roofline: max(all FLOPs at the whole mesh's peak, the weights at the I/O bandwidth); in pipeline
-    mode no weight streams, so compute alone."""
-    ideal = shape.flops / (t.pes * fpc)
+    mode no weight streams, so compute alone. A causal product's FLOPs count only its products on or below
+    the diagonal."""
+    flops = shape.flops
+    if shape.causal is not None and mode == "stream":
+        on, off = shape.causal
+        anchor = 2 * shape.B * shape.M * shape.K * shape.N
+        flops -= anchor * (1 - causal_fraction(shape.M, shape.K if on == "probs" else shape.N, off))
+    ideal = flops / (t.pes * fpc)
     io = shape.weight_bytes / t.io_bytes_per_cycle if shape.kind != "attention" and mode == "stream" else 0.0
     return max(ideal, io), ideal, io
 
@@ -465,4 +527,4 @@ def _nothing_to_do(shape: Shape, t: Target) -> Tiling:
     )
 
 
-__all__ = ["DoesNotFit", "Shape", "Tiling", "search"]
+__all__ = ["DoesNotFit", "Shape", "Tiling", "causal_fraction", "causal_scores_work", "search"]

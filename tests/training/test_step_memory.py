@@ -135,6 +135,7 @@ def test_a_gradient_streams_in_row_major_chunks_strided_or_not(strided):
     g = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
     value = np.asfortranarray(g) if strided else g  # same values, row-major order read through strides
     assert value.flags.c_contiguous != strided
+
     class Inline:  # the optimizer's thread, done in place
         def put(self, fn, args, nbytes):
             fn(*args)

@@ -482,6 +482,9 @@ defop(
 )
 
 
+_STRIDED = {"size": "ints", "stride": "ints", "offset": AttrSpec("int", 0)}  # a strided view of the row-major elements
+
+
 def _as_strided_scatter(ts, a):
     x, src = ts
     (want,) = _as_strided([x], a)
@@ -511,7 +514,7 @@ defop(
     "as_strided_scatter",
     "x src",
     _as_strided_scatter,
-    attrs={"size": "ints", "stride": "ints", "offset": AttrSpec("int", 0)},
+    attrs=_STRIDED,
     family=F,
     doc="a copy of x whose row-major elements offset + i * stride[0] + j * stride[1] + ... are src[i, j, ...]",
     torch=("aten.as_strided_scatter",),
@@ -574,7 +577,7 @@ defop(
     "as_strided",
     "x",
     _as_strided,
-    attrs={"size": "ints", "stride": "ints", "offset": AttrSpec("int", 0)},
+    attrs=_STRIDED,
     family=F,
     doc="element [i, j, ...] is x's row-major element offset + i * stride[0] + j * stride[1] + ...",
     torch=("aten.as_strided",),
